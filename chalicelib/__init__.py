@@ -1,0 +1,1 @@
+"""The ledger application package: domain, services, adapters and HTTP layer."""

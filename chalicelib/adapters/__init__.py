@@ -1,0 +1,1 @@
+"""Adapters to the outside world: DynamoDB, clock, and (later) payment providers."""

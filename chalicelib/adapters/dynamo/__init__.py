@@ -1,0 +1,1 @@
+"""The single DynamoDB table: keys, PynamoDB item models, and repositories."""

@@ -1,0 +1,366 @@
+"""The ledger's DynamoDB repository: reads accounts and transactions, commits a ``Plan``.
+
+``commit`` turns a domain plan into one ``TransactWriteItems`` call in which every guarantee is
+checked again by DynamoDB itself, so that neither a race nor a bug in the domain can break it:
+
+* each existing account: ``version = :read_version`` and, when an overdraft-forbidden account's
+  available balance drops, ``available >= :drop`` (a second line of defence behind the domain's
+  check, computed from the change itself; only a forced reversal skips it);
+* each new platform shard: ``attribute_not_exists(PK)``;
+* a new transaction and each entry: ``attribute_not_exists(PK)`` (exactly once, gapless seq);
+* resolving a hold: ``status = pending``; linking a reversal: ``status = posted AND
+  attribute_not_exists(reversed_by)``.
+
+A cancelled write is translated into the domain error named after the condition that failed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pynamodb.connection import Connection
+from pynamodb.exceptions import TransactWriteError
+from pynamodb.expressions.condition import Condition
+from pynamodb.models import Model
+
+from chalicelib.adapters.dynamo import keys
+from chalicelib.adapters.dynamo.models import AccountItem, EntryItem, TransactionItem
+from chalicelib.domain.accounts import Account, OwnerType
+from chalicelib.domain.errors import (
+    AlreadyReversed,
+    HoldNotPending,
+    InsufficientFunds,
+    LedgerError,
+    NotReversible,
+    TransactionAlreadyExists,
+    VersionConflict,
+)
+from chalicelib.domain.transactions import (
+    AccountChange,
+    Entry,
+    Plan,
+    Transaction,
+    TransactionStatus,
+)
+
+MAX_PAGE = 100
+BATCH_GET_LIMIT = 100
+
+
+@dataclass
+class Snapshot:
+    accounts: dict[str, Account] = field(default_factory=dict)
+    transactions: dict[str, Transaction] = field(default_factory=dict)
+
+
+def _key(pk: str, sk: str) -> dict[str, dict[str, str]]:
+    return {"PK": {"S": pk}, "SK": {"S": sk}}
+
+
+@dataclass(frozen=True)
+class ExtraWrite:
+    """A service's own item written in the same transaction as the money (an inbox marker, a
+    status change). If its condition fails, ``error`` is raised."""
+
+    model: Model
+    condition: Condition | None
+    error: LedgerError
+    actions: Sequence[Any] | None = None  # None: a put of ``model``; otherwise an update
+
+
+@dataclass(frozen=True)
+class EntryPage:
+    entries: list[Entry]
+    next_cursor: str | None
+
+
+@dataclass
+class _Write:
+    """One TransactWriteItems request, remembering what each item was for (PynamoDB sends
+    puts before updates, so reasons are matched in that order)."""
+
+    puts: list[tuple[dict, Any]] = field(default_factory=list)
+    updates: list[tuple[dict, Any]] = field(default_factory=list)
+
+    def put(self, model: Model, condition: Condition | None, tag: Any) -> None:
+        kwargs = model.get_save_kwargs_from_instance(
+            condition=condition, return_values_on_condition_failure="ALL_OLD"
+        )
+        self.puts.append((kwargs, tag))
+
+    def update(self, model: Model, actions: Sequence[Any], condition: Condition, tag: Any) -> None:
+        kwargs = model.get_update_kwargs_from_instance(
+            actions=list(actions),
+            condition=condition,
+            return_values_on_condition_failure="ALL_OLD",
+        )
+        self.updates.append((kwargs, tag))
+
+    @property
+    def tags(self) -> list[Any]:
+        return [tag for _, tag in self.puts] + [tag for _, tag in self.updates]
+
+    def send(self, connection: Connection) -> None:
+        puts = [kwargs for kwargs, _ in self.puts]
+        updates = [kwargs for kwargs, _ in self.updates]
+        # If botocore resends a write whose first response was lost, the token makes DynamoDB
+        # answer "done" instead of failing the (already satisfied) conditions. Our own retries
+        # change the request (new versions, new times) and so get a new token.
+        token = hashlib.sha256(
+            json.dumps([puts, updates], sort_keys=True, default=str).encode()
+        ).hexdigest()[:36]
+        connection.transact_write_items(
+            condition_check_items=[],
+            delete_items=[],
+            put_items=puts,
+            update_items=updates,
+            client_request_token=token,
+        )
+
+
+class DynamoLedgerRepository:
+    """Ledger persistence on the single table."""
+
+    def _connection(self) -> Connection:
+        return TransactionItem._get_connection().connection
+
+    # -- reads ----------------------------------------------------------------------------------
+    def read(self, account_ids: Iterable[str], transaction_ids: Iterable[str] = ()) -> Snapshot:
+        """Strongly consistent read of accounts and transactions in one BatchGetItem round trip
+        (more only if DynamoDB leaves keys unprocessed); missing items are absent."""
+        wanted = [_key(keys.account_pk(a), keys.ACCOUNT_SK) for a in dict.fromkeys(account_ids)]
+        wanted += [
+            _key(keys.transaction_pk(t), keys.TRANSACTION_SK)
+            for t in dict.fromkeys(transaction_ids)
+        ]
+        snapshot = Snapshot()
+        connection = AccountItem._get_connection()
+        table = AccountItem.Meta.table_name
+        while wanted:
+            page, wanted = wanted[:BATCH_GET_LIMIT], wanted[BATCH_GET_LIMIT:]
+            response = connection.batch_get_item(page, consistent_read=True)
+            for raw in response.get("Responses", {}).get(table, []):
+                item_type = raw.get("item_type", {}).get("S")
+                if item_type == AccountItem.ITEM_TYPE:
+                    account = AccountItem.from_raw_data(raw).to_domain()
+                    snapshot.accounts[account.id] = account
+                elif item_type == TransactionItem.ITEM_TYPE:
+                    txn = TransactionItem.from_raw_data(raw).to_domain()
+                    snapshot.transactions[txn.id] = txn
+            wanted += response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+        return snapshot
+
+    def get_accounts(self, account_ids: Iterable[str]) -> dict[str, Account]:
+        return self.read(account_ids).accounts
+
+    def get_account(self, account_id: str) -> Account | None:
+        return self.get_accounts([account_id]).get(account_id)
+
+    def get_transaction(self, transaction_id: str) -> Transaction | None:
+        try:
+            item = TransactionItem.get(
+                keys.transaction_pk(transaction_id), keys.TRANSACTION_SK, consistent_read=True
+            )
+        except TransactionItem.DoesNotExist:
+            return None
+        return item.to_domain()
+
+    def accounts_of_owner(self, owner_type: OwnerType, owner_id: str) -> list[Account]:
+        pk = keys.owner_gsi_pk(owner_type.value, owner_id)
+        return [item.to_domain() for item in AccountItem.owner_index.query(pk)]
+
+    def entries(
+        self,
+        account_id: str,
+        *,
+        limit: int = 20,
+        cursor: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        newest_first: bool = True,
+    ) -> EntryPage:
+        """One page of an account's history, newest first by default.
+
+        ``since`` / ``until`` are canonical ISO instants (inclusive). The cursor is opaque and
+        stable while new entries arrive: it names the last entry returned.
+        """
+        limit = max(1, min(limit, MAX_PAGE))
+        low, high = keys.entry_time_bounds(since, until)
+        pk = keys.account_pk(account_id)
+        start_key = _decode_cursor(cursor, pk) if cursor else None
+        results = EntryItem.query(
+            pk,
+            EntryItem.SK.between(low, high),
+            scan_index_forward=not newest_first,
+            limit=limit,
+            last_evaluated_key=start_key,
+            consistent_read=True,
+            page_size=limit,
+        )
+        entries = [item.to_domain() for item in results]
+        last = results.last_evaluated_key
+        next_cursor = _encode_cursor(last) if last and len(entries) == limit else None
+        return EntryPage(entries=entries, next_cursor=next_cursor)
+
+    # -- writes ---------------------------------------------------------------------------------
+    def open_accounts(self, accounts: Sequence[Account], extra: Sequence[ExtraWrite] = ()) -> None:
+        """Create accounts (and any extra items) in one atomic write.
+
+        Raises:
+            TransactionAlreadyExists: an account id is taken (ids are meant to be unique).
+        """
+        write = _Write()
+        for account in accounts:
+            item = AccountItem.from_domain(account.evolve(stored=True))
+            write.put(item, AccountItem.PK.does_not_exist(), ("account_exists", account.id))
+        self._add_extra(write, extra)
+        self._send(write)
+
+    def commit(self, plan: Plan, extra: Sequence[ExtraWrite] = ()) -> None:
+        """Write a plan atomically, with every guarantee re-checked by DynamoDB.
+
+        Raises:
+            TransactionAlreadyExists: the transaction id is taken (a replay, or a second
+                reversal of the same transaction).
+            HoldNotPending: the hold was posted or voided meanwhile.
+            AlreadyReversed / NotReversible: the original changed meanwhile.
+            VersionConflict: an account changed since it was read (retry after re-reading).
+            InsufficientFunds: DynamoDB's own overdraft condition refused the debit.
+        """
+        write = _Write()
+        txn_item = TransactionItem.from_domain(plan.transaction)
+        if plan.is_new_transaction:
+            write.put(txn_item, TransactionItem.PK.does_not_exist(), ("txn_new", None))
+        else:
+            write.update(
+                txn_item,
+                [
+                    TransactionItem.status.set(plan.transaction.status.value),
+                    TransactionItem.resolved_at.set(plan.transaction.resolved_at),
+                ],
+                TransactionItem.status == TransactionStatus.PENDING.value,
+                ("txn_resolve", plan.transaction.id),
+            )
+        for change in plan.changes:
+            self._add_account_change(write, change, forced=plan.transaction.forced)
+        for entry in plan.entries:
+            write.put(EntryItem.from_domain(entry), EntryItem.SK.does_not_exist(), ("entry", None))
+        if plan.links_reversal_of is not None:
+            original = TransactionItem.from_domain(plan.links_reversal_of)
+            write.update(
+                original,
+                [TransactionItem.reversed_by.set(plan.transaction.id)],
+                (TransactionItem.status == TransactionStatus.POSTED.value)
+                & TransactionItem.reversed_by.does_not_exist()
+                & TransactionItem.reverses.does_not_exist(),
+                ("link", plan.links_reversal_of.id),
+            )
+        self._add_extra(write, extra)
+        self._send(write)
+
+    @staticmethod
+    def _add_account_change(write: _Write, change: AccountChange, *, forced: bool) -> None:
+        after = AccountItem.from_domain(change.after.evolve(stored=True))
+        if change.before.is_new:
+            write.put(after, AccountItem.PK.does_not_exist(), ("account", change))
+            return
+        condition = AccountItem.version == change.before.version
+        # Derived from the change itself, not from the domain's verdict, so that a domain bug
+        # or a stale read cannot overdraw: only a forced reversal skips it.
+        if change.after.overdraft_forbidden and change.available_drop and not forced:
+            condition &= AccountItem.available >= change.available_drop
+        write.update(
+            after,
+            [
+                AccountItem.posted.set(change.after.posted),
+                AccountItem.pending_out.set(change.after.pending_out),
+                AccountItem.pending_in.set(change.after.pending_in),
+                AccountItem.available.set(change.after.available),
+                AccountItem.version.set(change.after.version),
+                AccountItem.last_seq.set(change.after.last_seq),
+                AccountItem.last_entry_at.set(change.after.last_entry_at),
+                AccountItem.forced_negative.set(change.after.forced_negative),
+            ],
+            condition,
+            ("account", change),
+        )
+
+    @staticmethod
+    def _add_extra(write: _Write, extra: Sequence[ExtraWrite]) -> None:
+        for item in extra:
+            if item.actions is None:
+                write.put(item.model, item.condition, ("extra", item.error))
+            else:
+                write.update(item.model, item.actions, item.condition, ("extra", item.error))
+
+    def _send(self, write: _Write) -> None:
+        try:
+            write.send(self._connection())
+        except TransactWriteError as exc:
+            raise _translate(exc, write.tags) from exc
+
+
+def _translate(exc: TransactWriteError, tags: list[Any]) -> Exception:
+    """Name the rule behind a cancelled write; the most specific reason wins."""
+    reasons = exc.cancellation_reasons or []
+    errors: list[tuple[int, Exception]] = []
+    for reason, (kind, subject) in zip(reasons, tags, strict=False):
+        if reason is None:
+            continue
+        if reason.code == "TransactionConflict":
+            errors.append((3, VersionConflict("another write to the same items was in progress")))
+            continue
+        if reason.code != "ConditionalCheckFailed":
+            continue
+        old = _plain(reason.raw_item)
+        if kind == "txn_new":
+            errors.append((0, TransactionAlreadyExists("transaction id already written")))
+        elif kind == "txn_resolve":
+            errors.append((1, HoldNotPending(subject, str(old.get("status", "missing")))))
+        elif kind == "link":
+            if old.get("reversed_by"):
+                errors.append((1, AlreadyReversed(f"{subject} was already reversed")))
+            else:
+                errors.append((1, NotReversible(f"{subject} cannot be reversed")))
+        elif kind == "extra":
+            errors.append((2, subject))
+        elif kind == "account_exists":
+            errors.append((0, TransactionAlreadyExists(f"account {subject} already exists")))
+        elif kind == "account":
+            change: AccountChange = subject
+            if old and int(old.get("version", -1)) == change.before.version:
+                errors.append((4, InsufficientFunds(change.before.id)))
+            else:
+                errors.append((3, VersionConflict(f"account {change.before.id} changed")))
+        else:  # an entry key taken: someone else wrote this seq first
+            errors.append((3, VersionConflict("history entry already written")))
+    if not errors:
+        return exc
+    return min(errors, key=lambda pair: pair[0])[1]
+
+
+def _plain(raw: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
+    """Flatten a low-level DynamoDB item enough to read scalars."""
+    if not raw:
+        return {}
+    return {name: next(iter(value.values())) for name, value in raw.items()}
+
+
+def _encode_cursor(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode()
+
+
+def _decode_cursor(cursor: str, pk: str) -> dict[str, Any]:
+    """Raises ValueError for a cursor this repository did not produce for this partition."""
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("invalid cursor") from exc
+    if not isinstance(key, dict) or set(key) != {"PK", "SK"} or key["PK"] != {"S": pk}:
+        raise ValueError("invalid cursor")
+    return key

@@ -1,0 +1,95 @@
+"""Domain errors, one per rule, named after the rule that failed.
+
+The HTTP layer maps each class to a status and an error code in exactly one place
+(``chalicelib/api/errors.py``); nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """Base class of every rule the ledger refuses to break."""
+
+
+# -- input --------------------------------------------------------------------------------------
+class InvalidAmount(LedgerError):
+    """An amount is not a positive decimal string within the currency's precision."""
+
+
+class UnsupportedCurrency(LedgerError):
+    """A currency is not one the ledger supports."""
+
+
+# -- transaction shape (checked before any I/O) ---------------------------------------------------
+class PostingsEmpty(LedgerError):
+    """A transaction needs at least two postings."""
+
+
+class PostingAmountZero(LedgerError):
+    """A posting must move a non-zero amount."""
+
+
+class PostingsUnbalanced(LedgerError):
+    """The postings of a transaction do not sum to zero for every currency."""
+
+
+class DuplicateAccountInPostings(LedgerError):
+    """An account appears in more than one posting of the same transaction."""
+
+
+class TooManyPostings(LedgerError):
+    """A transaction has more postings than fit in one atomic write."""
+
+
+class CurrencyMismatch(LedgerError):
+    """A posting's currency differs from its account's currency."""
+
+
+# -- state ----------------------------------------------------------------------------------------
+class AccountNotFound(LedgerError):
+    """An account named in a posting does not exist."""
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(f"account {account_id} does not exist")
+        self.account_id = account_id
+
+
+class InsufficientFunds(LedgerError):
+    """A debit would take an overdraft-forbidden account's available balance below zero."""
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(f"account {account_id} has insufficient available funds")
+        self.account_id = account_id
+
+
+class TransactionNotFound(LedgerError):
+    """No transaction has this id."""
+
+
+class TransactionAlreadyExists(LedgerError):
+    """The transaction id is already written (the operation happened before)."""
+
+
+class TransactionExistsWithDifferentFields(LedgerError):
+    """The transaction id is taken by a transaction with other postings or type."""
+
+
+class HoldNotPending(LedgerError):
+    """Only a pending transaction (a hold) can be posted or voided, and only once."""
+
+    def __init__(self, transaction_id: str, status: str) -> None:
+        super().__init__(f"transaction {transaction_id} is {status}, not pending")
+        self.transaction_id = transaction_id
+        self.status = status
+
+
+class AlreadyReversed(LedgerError):
+    """A transaction is reversed at most once."""
+
+
+class NotReversible(LedgerError):
+    """Only a posted transaction that is not itself a reversal can be reversed."""
+
+
+class VersionConflict(LedgerError):
+    """Concurrent writers kept changing the accounts; the bounded retries ran out."""
