@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.domain.accounts import PlatformAccount, PlatformKind
+from chalicelib.domain.accounts import OwnerType, PlatformAccount, PlatformKind
 from chalicelib.domain.errors import (
     AccountNotFound,
     AlreadyReversed,
@@ -218,3 +218,12 @@ def test_a_cursor_from_another_account_is_refused(world: LedgerWorld):
         world.repository.entries(bob, cursor=cursor)
     with pytest.raises(ValueError, match="cursor"):
         world.repository.entries(bob, cursor="not-a-cursor")
+
+
+def test_an_owners_accounts_are_listed_by_currency_with_fresh_balances(world: LedgerWorld):
+    usd = world.open_user_account("USD", "user_owner")
+    btc = world.open_user_account("BTC", "user_owner")
+    world.open_user_account("USD", "someone_else")
+    world.fund(usd, 3_00)
+    accounts = world.repository.accounts_of_owner(OwnerType.USER, "user_owner")
+    assert [(a.id, a.currency, a.posted) for a in accounts] == [(btc, "BTC", 0), (usd, "USD", 3_00)]

@@ -171,8 +171,11 @@ class DynamoLedgerRepository:
         return item.to_domain()
 
     def accounts_of_owner(self, owner_type: OwnerType, owner_id: str) -> list[Account]:
+        """The owner's accounts by currency: ids from GSI1 (keys only), balances read by key."""
         pk = keys.owner_gsi_pk(owner_type.value, owner_id)
-        return [item.to_domain() for item in AccountItem.owner_index.query(pk)]
+        ids = [keys.account_id_from_pk(item.PK) for item in AccountItem.owner_index.query(pk)]
+        found = self.read(ids).accounts
+        return [found[account_id] for account_id in ids if account_id in found]
 
     def entries(
         self,

@@ -14,7 +14,7 @@ from pynamodb.attributes import (
     NumberAttribute,
     UnicodeAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from chalicelib.adapters.dynamo import keys
@@ -40,11 +40,12 @@ class _Meta:
 
 
 class OwnerIndex(GlobalSecondaryIndex):
-    """GSI1: an owner's accounts, by currency."""
+    """GSI1: an owner's accounts, by currency. Keys only: balances change on every transfer and
+    must not be copied into the index each time (nor be read from it, eventually consistent)."""
 
     class Meta:
         index_name = "GSI1"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
 
     GSI1PK = UnicodeAttribute(hash_key=True)
     GSI1SK = UnicodeAttribute(range_key=True)
