@@ -1,0 +1,25 @@
+"""The ledger's HTTP API: the Chalice app, its middleware and its blueprints. Wiring only.
+
+Routes live in blueprints under ``chalicelib/api/``; errors become HTTP answers in
+``chalicelib/api/errors.py``. Nothing here imports boto3 or stripe: cold start matters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from chalice.app import Request, Response
+
+from chalicelib.api import middleware
+from chalicelib.api.application import LedgerChalice
+from chalicelib.api.health import health
+
+# Powertools' Logger owns the log output (structured JSON); Chalice must not add its own handler.
+app = LedgerChalice(app_name="ledger", configure_logs=False)
+app.register_blueprint(health)
+
+
+@app.middleware("http")
+def http_boundary(event: Request, get_response: Callable[[Request], Response]) -> Response:
+    """Request id, error envelope, security headers and request log for every HTTP request."""
+    return middleware.handle(event, get_response)

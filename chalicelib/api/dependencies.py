@@ -1,0 +1,72 @@
+"""Lazy getters: where the HTTP layer gets what it talks to, and the only place tests swap it.
+
+Each getter builds its object on first use and keeps it for the life of the process (a warm Lambda
+container, the local dev server), so nothing touches DynamoDB, or even imports PynamoDB, at import
+time. ``reset()`` forgets them all, for a test that changed the environment.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING
+
+from chalicelib.api.log import logger
+from chalicelib.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from pynamodb.connection import TableConnection
+
+
+@cache
+def get_bound_settings() -> Settings:
+    """The settings, with every PynamoDB model bound to the configured table (once per process)."""
+    from chalicelib.adapters.dynamo import models
+
+    settings = get_settings()
+    models.bind(settings)
+    return settings
+
+
+class TableProbe:
+    """Answers "can the ledger table be reached?" with one DescribeTable, quickly.
+
+    It has its own connection with short timeouts and no retries: a health check must answer
+    while the endpoint is down, and the models' connection waits (and retries) far longer.
+    """
+
+    CONNECT_TIMEOUT_SECONDS = 1.0
+    READ_TIMEOUT_SECONDS = 2.0
+
+    def __init__(self, settings: Settings) -> None:
+        from pynamodb.connection import TableConnection
+
+        self.table_name = settings.table_name
+        self._connection: TableConnection = TableConnection(
+            settings.table_name,
+            region=settings.region,
+            host=settings.dynamodb_endpoint,
+            connect_timeout_seconds=self.CONNECT_TIMEOUT_SECONDS,
+            read_timeout_seconds=self.READ_TIMEOUT_SECONDS,
+            max_retry_attempts=0,
+        )
+
+    def reachable(self) -> bool:
+        try:
+            self._connection.describe_table()
+        except Exception:
+            # Whatever the cause (no table, no endpoint, no credentials), the table is not
+            # usable; the log line says which.
+            logger.exception("dynamodb health check failed", table=self.table_name)
+            return False
+        return True
+
+
+@cache
+def get_table_probe() -> TableProbe:
+    return TableProbe(get_bound_settings())
+
+
+def reset() -> None:
+    """Forget every object built so far; the next getter call reads the settings again."""
+    get_table_probe.cache_clear()
+    get_bound_settings.cache_clear()

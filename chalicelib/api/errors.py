@@ -1,0 +1,170 @@
+"""The one place that turns an error into an HTTP answer.
+
+Every error response carries the same body, the envelope::
+
+    {"error": {"code": "insufficient_funds", "message": "human text", "request_id": "..."}}
+
+Three sources of errors, three tables:
+
+- ``DOMAIN_ERRORS``: each rule of ``chalicelib.domain.errors`` -> status and error code. A domain
+  error's message is its own text, or the first line of its docstring (which states the rule).
+- ``FRAMEWORK_ERRORS``: Chalice's own error responses (bodies ``{"Code": ..., "Message": ...}``,
+  from ``BadRequestError``, a wrong method, a wrong content type...) -> error code.
+- anything else is a 500 ``internal_error`` whose message says nothing about the cause; the
+  caller (the middleware) logs the stack trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from chalice import Response
+
+from chalicelib.domain import errors as domain
+
+INTERNAL_ERROR_MESSAGE = "An internal error occurred. Quote the request_id when reporting it."
+JSON_CONTENT_TYPE = "application/json"
+
+
+@dataclass(frozen=True)
+class HttpError:
+    """How one kind of error is answered: status, error code, and a fixed message if any."""
+
+    status: int
+    code: str
+    message: str | None = None
+
+
+INTERNAL_ERROR = HttpError(500, "internal_error", INTERNAL_ERROR_MESSAGE)
+
+# Keyed by class; a subclass of a listed class answers like its parent (see ``http_error_for``).
+DOMAIN_ERRORS: Mapping[type[domain.LedgerError], HttpError] = {
+    domain.InvalidAmount: HttpError(400, "invalid_amount"),
+    domain.UnsupportedCurrency: HttpError(400, "unsupported_currency"),
+    domain.PostingsEmpty: HttpError(400, "invalid_request"),
+    domain.PostingAmountZero: HttpError(400, "invalid_request"),
+    domain.PostingsUnbalanced: HttpError(400, "invalid_request"),
+    domain.DuplicateAccountInPostings: HttpError(400, "invalid_request"),
+    domain.TooManyPostings: HttpError(400, "invalid_request"),
+    domain.CurrencyMismatch: HttpError(400, "invalid_request"),
+    domain.AccountNotFound: HttpError(404, "not_found"),
+    domain.TransactionNotFound: HttpError(404, "not_found"),
+    domain.InsufficientFunds: HttpError(422, "insufficient_funds"),
+    domain.TransactionExistsWithDifferentFields: HttpError(409, "idempotency_key_reused"),
+    domain.HoldNotPending: HttpError(409, "invalid_state"),
+    domain.AlreadyReversed: HttpError(409, "already_reversed"),
+    domain.NotReversible: HttpError(409, "not_reversible"),
+    domain.VersionConflict: HttpError(
+        409,
+        "conflict",
+        "The accounts kept changing while the request was applied; nothing was written and "
+        "the request is safe to retry.",
+    ),
+    domain.TransactionAlreadyExists: HttpError(409, "conflict"),
+}
+
+# Chalice's ``Code`` values (its exception class names, or the codes it uses for errors it
+# raises itself) -> our error code. The status stays the one Chalice chose.
+FRAMEWORK_ERRORS: Mapping[str, str] = {
+    "BadRequestError": "invalid_request",
+    "BadRequest": "invalid_request",
+    "UnauthorizedError": "unauthenticated",
+    "ForbiddenError": "forbidden",
+    "NotFoundError": "not_found",
+    "MethodNotAllowedError": "method_not_allowed",
+    "RequestTimeoutError": "request_timeout",
+    "ConflictError": "conflict",
+    "UnprocessableEntityError": "unprocessable_entity",
+    "TooManyRequestsError": "too_many_requests",
+    "UnsupportedMediaType": "unsupported_media_type",
+}
+
+# For an error response with no code we recognise: the code its status implies.
+STATUS_CODES: Mapping[int, str] = {
+    400: "invalid_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    409: "conflict",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable_entity",
+    429: "too_many_requests",
+}
+
+
+def envelope(code: str, message: str, request_id: str) -> dict[str, Any]:
+    """The body of every error response."""
+    return {"error": {"code": code, "message": message, "request_id": request_id}}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    request_id: str,
+    headers: Mapping[str, Any] | None = None,
+) -> Response:
+    kept = {k: v for k, v in (headers or {}).items() if k.lower() != "content-type"}
+    return Response(
+        body=envelope(code, message, request_id),
+        headers={**kept, "Content-Type": JSON_CONTENT_TYPE},
+        status_code=status,
+    )
+
+
+def http_error_for(exc: BaseException) -> HttpError:
+    """The answer to an exception: its domain mapping, or ``INTERNAL_ERROR`` for anything else."""
+    for cls in type(exc).__mro__:
+        mapped = DOMAIN_ERRORS.get(cls)
+        if mapped is not None:
+            return mapped
+    return INTERNAL_ERROR
+
+
+def exception_response(exc: BaseException, request_id: str) -> Response:
+    error = http_error_for(exc)
+    message = error.message or _describe(exc)
+    return error_response(error.status, error.code, message, request_id)
+
+
+def rewrite_framework_error(response: Response, request_id: str) -> Response:
+    """Chalice's own error responses, and error bodies that are not JSON, as the envelope.
+
+    A route's deliberate JSON body (an envelope, or e.g. the health report's 503) is left alone.
+    Chalice's messages for client errors are meant for the caller ("Unsupported method: PUT");
+    a server error's message never leaves the process.
+    """
+    status = response.status_code
+    body = response.body
+    if status < 400:
+        return response
+    chalice_shaped = isinstance(body, dict) and set(body) == {"Code", "Message"}
+    if not chalice_shaped and isinstance(body, dict | list):
+        return response
+    if status >= 500:
+        return error_response(status, INTERNAL_ERROR.code, INTERNAL_ERROR_MESSAGE, request_id)
+    chalice_code = body["Code"] if chalice_shaped else None
+    code = FRAMEWORK_ERRORS.get(chalice_code or "") or STATUS_CODES.get(status, "invalid_request")
+    message = str(body["Message"]) if chalice_shaped else _status_phrase(status)
+    return error_response(status, code, message, request_id, response.headers)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    if text:
+        return text
+    doc = (type(exc).__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else _status_phrase(http_error_for(exc).status)
+
+
+def _status_phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"

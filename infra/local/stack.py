@@ -1,0 +1,485 @@
+"""The local stack: the whole ledger on this machine with no cloud account (``make run``).
+
+    python -m infra.local.stack
+
+starts three services, each bound to 127.0.0.1, each in a process (and process group) of its own,
+each only once the one before it answers:
+
+========  ======================  ====================  =========================================
+service   default URL             port variable         what
+========  ======================  ====================  =========================================
+dynamodb  http://127.0.0.1:8001   LEDGER_DYNAMODB_PORT  moto server, every DynamoDB call under one
+                                                        lock; table ``TABLE_NAME`` (ledger-local)
+                                                        created from infra/table.json
+stripe    http://127.0.0.1:8002   LEDGER_STRIPE_PORT    localstripe, empty, with the API's webhook
+                                                        endpoint registered under
+                                                        ``STRIPE_WEBHOOK_SECRET`` (whsec_local)
+api       http://127.0.0.1:8000   LEDGER_API_PORT       the Chalice app, stage ``local``
+                                                        (``chalice local``), 404-aware gateway
+========  ======================  ====================  =========================================
+
+Ctrl-C (SIGINT), SIGTERM or SIGHUP stops all three, newest first (SIGTERM to each process group,
+SIGKILL after a grace period), and exits 0. A port already in use, or a service that dies or does
+not answer, stops everything and exits 1 with a message naming the service. Each child also
+stops by itself if this supervisor disappears without stopping it (killed with SIGKILL), so
+nothing is orphaned.
+
+This module is also the entry point of the dynamodb and api children
+(``python -m infra.local.stack --serve dynamodb|api PORT``); localstripe's is
+``infra.local.localstripe_server``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+HOST = "127.0.0.1"
+REGION = "us-east-1"
+API_STAGE = "local"
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+DEFAULT_TABLE_NAME = "ledger-local"
+# Local-only secrets, public by design (API.md, "The local stack").
+DEFAULT_STRIPE_WEBHOOK_SECRET = "whsec_local"  # noqa: S105
+DEFAULT_CRYPTO_WEBHOOK_SECRET = "crypto_local"  # noqa: S105
+STRIPE_WEBHOOK_ID = "ledger-local"
+STRIPE_WEBHOOK_PATH = "/v1/webhooks/stripe"
+
+STARTUP_TIMEOUT_SECONDS = 60.0
+STOP_GRACE_SECONDS = 5.0  # per service
+POLL_SECONDS = 0.2
+# Set in each child's environment: the pid whose disappearance makes the child stop itself.
+SUPERVISOR_PID_ENV = "LEDGER_STACK_SUPERVISOR_PID"
+# What the API child must see even though .chalice/config.json's local stage sets some of it.
+API_ENV_NAMES = (
+    "STAGE",
+    "TABLE_NAME",
+    "DYNAMODB_ENDPOINT",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "STRIPE_API_BASE",
+    "STRIPE_WEBHOOK_SECRET",
+    "CRYPTO_WEBHOOK_SECRET",
+)
+
+
+@dataclass(frozen=True)
+class PortSetting:
+    service: str
+    variable: str
+    default: int
+
+
+PORT_SETTINGS = (
+    PortSetting("api", "LEDGER_API_PORT", 8000),
+    PortSetting("dynamodb", "LEDGER_DYNAMODB_PORT", 8001),
+    PortSetting("stripe", "LEDGER_STRIPE_PORT", 8002),
+)
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    api_port: int
+    dynamodb_port: int
+    stripe_port: int
+    table_name: str
+    stripe_webhook_secret: str
+    crypto_webhook_secret: str
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{HOST}:{self.api_port}"
+
+    @property
+    def dynamodb_url(self) -> str:
+        return f"http://{HOST}:{self.dynamodb_port}"
+
+    @property
+    def stripe_url(self) -> str:
+        return f"http://{HOST}:{self.stripe_port}"
+
+
+class StackError(Exception):
+    """The stack cannot run; the message says which service and why."""
+
+
+class StopRequested(Exception):
+    """A signal asked the stack to stop while it was starting."""
+
+
+def read_config(environ: Mapping[str, str]) -> StackConfig:
+    """Ports, table name and secrets from the environment (defaults in ``PORT_SETTINGS``)."""
+    ports: dict[str, int] = {}
+    for setting in PORT_SETTINGS:
+        raw = environ.get(setting.variable, "").strip()
+        if not raw:
+            ports[setting.service] = setting.default
+            continue
+        if not raw.isdigit() or not 0 < int(raw) < 65536:
+            raise StackError(f"{setting.variable}={raw!r} is not a TCP port number (1-65535)")
+        ports[setting.service] = int(raw)
+    if len(set(ports.values())) != len(ports):
+        names = ", ".join(f"{s.variable}={ports[s.service]}" for s in PORT_SETTINGS)
+        raise StackError(f"each service needs a port of its own, got {names}")
+    return StackConfig(
+        api_port=ports["api"],
+        dynamodb_port=ports["dynamodb"],
+        stripe_port=ports["stripe"],
+        table_name=environ.get("TABLE_NAME") or DEFAULT_TABLE_NAME,
+        stripe_webhook_secret=environ.get("STRIPE_WEBHOOK_SECRET") or DEFAULT_STRIPE_WEBHOOK_SECRET,
+        crypto_webhook_secret=environ.get("CRYPTO_WEBHOOK_SECRET") or DEFAULT_CRYPTO_WEBHOOK_SECRET,
+    )
+
+
+def port_is_free(port: int) -> bool:
+    # SO_REUSEADDR like the servers themselves: a port in TIME_WAIT from a previous run is free,
+    # a port someone listens on is not.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def check_ports_free(config: StackConfig) -> None:
+    ports = {"api": config.api_port, "dynamodb": config.dynamodb_port, "stripe": config.stripe_port}
+    for setting in PORT_SETTINGS:
+        port = ports[setting.service]
+        if not port_is_free(port):
+            raise StackError(
+                f"port {port} on {HOST} ({setting.service}, {setting.variable}) is already in "
+                f"use. Stop what is listening there, or choose another port, e.g. "
+                f"{setting.variable}={port + 100} make run"
+            )
+
+
+def http_status(url: str, *, method: str = "GET", body: bytes | None = None) -> int | None:
+    """The status a URL answers with, or None when nothing answers (yet)."""
+    request = urllib.request.Request(url, data=body, method=method)  # noqa: S310 (http://127.0.0.1 only)
+    if body is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+
+
+class Supervisor:
+    """Starts the services in order, watches them, and stops them all."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.children: list[Child] = []
+        self.stop_requested = threading.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def request_stop(self, signum: int, _frame: FrameType | None) -> None:
+        self.stop_requested.set()
+
+    def start(self) -> None:
+        config = self.config
+        dynamodb = self._spawn("dynamodb", ["infra.local.stack", "--serve", "dynamodb"])
+        self._wait_until("dynamodb", dynamodb, lambda: http_status(config.dynamodb_url) is not None)
+        created = self._ensure_table()
+        state = "created" if created else "exists"
+        self._announce("dynamodb", config.dynamodb_url, f"table {config.table_name} ({state})")
+
+        stripe = self._spawn("stripe", ["infra.local.localstripe_server"])
+        balance = f"{config.stripe_url}/v1/balance"
+        self._wait_until("stripe", stripe, lambda: http_status(balance) is not None)
+        webhook_url = self._register_stripe_webhook()
+        self._announce("stripe", config.stripe_url, f"webhook -> {webhook_url}")
+
+        api = self._spawn(
+            "api",
+            ["infra.local.stack", "--serve", "api"],
+            self._api_env(),
+            # A real session or profile must not mix with the fake keys.
+            without=("AWS_SESSION_TOKEN", "AWS_PROFILE"),
+        )
+        health = f"{config.api_url}/health"
+        self._wait_until("api", api, lambda: http_status(health) == 200)
+        self._announce("api", config.api_url, f"stage {API_STAGE}")
+        print("local stack ready; Ctrl-C stops it", flush=True)
+
+    def watch(self) -> None:
+        """Return when a stop is requested; raise if a service dies meanwhile."""
+        while not self.stop_requested.wait(0.5):
+            for child in self.children:
+                code = child.process.poll()
+                if code is not None:
+                    raise StackError(f"{child.name} exited unexpectedly (exit code {code})")
+
+    def shutdown(self) -> None:
+        """Stop the children newest first (the API before what it talks to).
+
+        Each gets SIGTERM to its process group and a grace period, then SIGKILL.
+        """
+        for child in reversed(self.children):
+            _signal_group(child.process, signal.SIGTERM)
+            try:
+                child.process.wait(timeout=STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                print(f"{child.name} did not stop in time; killing it", file=sys.stderr)
+                _signal_group(child.process, signal.SIGKILL)
+                child.process.wait()
+            # Anything the child started in its group goes with it.
+            _signal_group(child.process, signal.SIGKILL)
+        self.children.clear()
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _spawn(
+        self,
+        name: str,
+        module_args: list[str],
+        extra_env: Mapping[str, str] | None = None,
+        without: tuple[str, ...] = (),
+    ) -> Child:
+        if self.stop_requested.is_set():
+            raise StopRequested
+        port = {
+            "api": self.config.api_port,
+            "dynamodb": self.config.dynamodb_port,
+            "stripe": self.config.stripe_port,
+        }[name]
+        env = {
+            **{k: v for k, v in os.environ.items() if k not in without},
+            **(extra_env or {}),
+            SUPERVISOR_PID_ENV: str(os.getpid()),
+            "PYTHONUNBUFFERED": "1",
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", *module_args, str(port)],
+            cwd=PROJECT_DIR,
+            env=env,
+            # Its own session and process group: the terminal's Ctrl-C reaches only this
+            # supervisor, which then stops the children in order.
+            start_new_session=True,
+        )
+        child = Child(name, process)
+        self.children.append(child)
+        return child
+
+    def _wait_until(self, name: str, child: Child, answered: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+        while True:
+            if self.stop_requested.is_set():
+                raise StopRequested
+            code = child.process.poll()
+            if code is not None:
+                raise StackError(
+                    f"{name} exited with code {code} before answering (its output is above)"
+                )
+            if answered():
+                return
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"{name} was not ready within {STARTUP_TIMEOUT_SECONDS:.0f} s "
+                    "(its output is above)"
+                )
+            self.stop_requested.wait(POLL_SECONDS)
+
+    def _ensure_table(self) -> bool:
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from infra.local.table import ensure_table
+
+        client = boto3.client(
+            "dynamodb",
+            endpoint_url=self.config.dynamodb_url,
+            region_name=REGION,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",  # noqa: S106 (moto accepts any credentials)
+            config=Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 3}),
+        )
+        try:
+            return ensure_table(client, self.config.table_name)
+        except (BotoCoreError, ClientError) as exc:
+            raise StackError(
+                f"dynamodb: could not create table {self.config.table_name}: {exc}"
+            ) from exc
+
+    def _register_stripe_webhook(self) -> str:
+        webhook_url = f"{self.config.api_url}{STRIPE_WEBHOOK_PATH}"
+        body = json.dumps({"url": webhook_url, "secret": self.config.stripe_webhook_secret})
+        status = http_status(
+            f"{self.config.stripe_url}/_config/webhooks/{STRIPE_WEBHOOK_ID}",
+            method="POST",
+            body=body.encode(),
+        )
+        if status != 200:
+            raise StackError(f"stripe: registering the webhook answered {status}")
+        return webhook_url
+
+    def _api_env(self) -> dict[str, str]:
+        config = self.config
+        return {
+            "STAGE": API_STAGE,
+            "TABLE_NAME": config.table_name,
+            "DYNAMODB_ENDPOINT": config.dynamodb_url,
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            # Fake credentials: the API must never sign requests with real ones, even locally.
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "STRIPE_API_BASE": config.stripe_url,
+            "STRIPE_WEBHOOK_SECRET": config.stripe_webhook_secret,
+            "CRYPTO_WEBHOOK_SECRET": config.crypto_webhook_secret,
+        }
+
+    @staticmethod
+    def _announce(name: str, url: str, detail: str) -> None:
+        print(f"{name:<9}{url:<24}{detail}", flush=True)
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
+
+
+def run(environ: Mapping[str, str]) -> int:
+    try:
+        config = read_config(environ)
+        check_ports_free(config)
+    except StackError as exc:
+        print(f"local stack: {exc}", file=sys.stderr)
+        return 1
+    supervisor = Supervisor(config)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, supervisor.request_stop)
+    try:
+        supervisor.start()
+        supervisor.watch()
+        return 0
+    except StopRequested:
+        return 0
+    except StackError as exc:
+        print(f"local stack: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        supervisor.shutdown()
+        print("local stack stopped", flush=True)
+
+
+# -- the children ----------------------------------------------------------------------------
+def exit_with_supervisor() -> None:
+    """Send SIGTERM to this process once the supervisor named in the environment is gone.
+
+    The children run in sessions of their own, so a supervisor killed with SIGKILL (which it
+    cannot catch) would otherwise leave them running.
+    """
+    raw = os.environ.get(SUPERVISOR_PID_ENV, "")
+    if not raw.isdigit():
+        return
+    supervisor = int(raw)
+
+    def watch() -> None:
+        while os.getppid() == supervisor:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="exit-with-supervisor", daemon=True).start()
+
+
+def _on_stop_signals(action: Callable[[], Any]) -> None:
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        action()
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, handler)
+
+
+def serve_dynamodb(port: int) -> int:
+    """moto's server with its DynamoDB serialized (moto's DynamoDB is not thread-safe)."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    from infra.local.moto_lock import serialize_dynamodb
+
+    if not port_is_free(port):
+        # ThreadedMotoServer.start() would wait forever for a server that failed to bind.
+        print(f"dynamodb: port {port} on {HOST} is already in use", file=sys.stderr)
+        return 1
+    serialize_dynamodb()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+    stopped = threading.Event()
+    _on_stop_signals(stopped.set)
+    exit_with_supervisor()
+    server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
+    server.start()
+    while not stopped.wait(0.5):
+        pass
+    server.stop()
+    return 0
+
+
+def serve_api(port: int) -> int:
+    """``chalice local --stage local --port PORT``, with the 404-aware gateway and no reloader."""
+    from chalice.cli.factory import CLIFactory
+    from chalice.deploy.validate import validate_routes
+
+    stack_env = {name: os.environ[name] for name in API_ENV_NAMES if name in os.environ}
+    factory = CLIFactory(str(PROJECT_DIR), environ=os.environ)  # as `chalice local` builds it
+    config = factory.create_config_obj(chalice_stage_name=API_STAGE)
+    # Loading the app applies the stage's environment_variables from .chalice/config.json to
+    # os.environ (as `chalice local` does); the stack's endpoints, table and secrets win.
+    app = config.chalice_app
+    os.environ.update(stack_env)
+    # Only now: the gateway imports the app's logger, which reads its service name from the
+    # environment the stage just set.
+    from infra.local.gateway import create_local_server
+
+    validate_routes(app.routes)
+    server = create_local_server(app, config, HOST, port)
+    # shutdown() waits for serve_forever() to return, so it must run on another thread.
+    _on_stop_signals(lambda: threading.Thread(target=server.shutdown, daemon=True).start())
+    exit_with_supervisor()
+    server.server.serve_forever()
+    server.server.server_close()
+    return 0
+
+
+SERVERS: dict[str, Callable[[int], int]] = {"dynamodb": serve_dynamodb, "api": serve_api}
+
+
+def main(argv: list[str]) -> int:
+    if not argv:
+        return run(os.environ)
+    if len(argv) == 3 and argv[0] == "--serve" and argv[1] in SERVERS and argv[2].isdigit():
+        return SERVERS[argv[1]](int(argv[2]))
+    print("usage: python -m infra.local.stack", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
