@@ -18,45 +18,53 @@ from chalicelib.domain.transactions import (
     TransactionType,
     plan_new,
 )
-from chalicelib.services.ledger import LedgerService
+from chalicelib.services.ledger import LedgerService, PostingRequest
 from tests.support import LedgerWorld, scan
+
+
+def race(copies: int, world: LedgerWorld, act) -> list[str]:
+    """Run ``act(ledger)`` in ``copies`` threads released together, each with its own engine;
+    return each outcome: what ``act`` returned (as text), or the name of what it raised."""
+    start = threading.Barrier(copies)
+    outcomes: list[str] = []
+
+    def run(n: int) -> None:
+        ledger = LedgerService(
+            world.repository,
+            platform_shards=4,
+            max_attempts=40,
+            rng=random.Random(n),
+            backoff_base=0.002,
+            backoff_cap=0.02,
+        )
+        start.wait()
+        try:
+            outcomes.append(str(act(ledger)))
+        except Exception as exc:
+            outcomes.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(copies)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sorted(outcomes)
 
 
 def test_sixteen_threads_racing_for_one_balance_never_overdraw(world: LedgerWorld):
     alice, bob = world.open_user_account(), world.open_user_account()
     world.fund(alice, 7_00)
-    ledger = LedgerService(
-        world.repository,
-        platform_shards=4,
-        max_attempts=40,
-        rng=random.Random(1),
-        backoff_base=0.002,
-        backoff_cap=0.02,
-    )
-    start = threading.Barrier(16)
-    outcomes: list[str] = []
+    spent = iter(range(16))
 
-    def spend(n: int) -> None:
-        start.wait()
-        try:
-            ledger.record(
-                transaction_id=f"txn_race_{n}",
-                type=TransactionType.TRANSFER,
-                postings=[_p(alice, -1_00), _p(bob, 1_00)],
-            )
-            outcomes.append("ok")
-        except InsufficientFunds:
-            outcomes.append("insufficient_funds")
-        except Exception as exc:
-            outcomes.append(repr(exc))
+    def spend(ledger: LedgerService) -> str:
+        ledger.record(
+            transaction_id=f"txn_race_{next(spent)}",
+            type=TransactionType.TRANSFER,
+            postings=[_p(alice, -1_00), _p(bob, 1_00)],
+        )
+        return "ok"
 
-    threads = [threading.Thread(target=spend, args=(n,)) for n in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-
-    assert sorted(outcomes) == ["insufficient_funds"] * 9 + ["ok"] * 7
+    assert race(16, world, spend) == ["InsufficientFunds"] * 9 + ["ok"] * 7
     a = world.account(alice)
     assert (a.posted, a.available) == (0, 0)
     assert world.account(bob).posted == 7_00
@@ -125,9 +133,7 @@ class RacingRepository:
         return self._inner.commit(plan, extra)
 
 
-def _p(account_id: str, amount: int):
-    from chalicelib.services.ledger import PostingRequest
-
+def _p(account_id: str, amount: int) -> PostingRequest:
     return PostingRequest(account_id, "USD", amount)
 
 
@@ -182,31 +188,13 @@ def test_a_hold_resolved_concurrently_is_posted_once(world: LedgerWorld):
     alice, bob = world.open_user_account(), world.open_user_account()
     world.fund(alice, 10_00)
     hold = world.transfer(alice, bob, 4_00, pending=True).transaction
-    outcomes: list[str] = []
-    start = threading.Barrier(8)
+    posts = iter(range(8))
 
-    def resolve(n: int) -> None:
-        start.wait()
-        ledger = LedgerService(
-            world.repository,
-            platform_shards=4,
-            max_attempts=40,
-            rng=random.Random(n),
-            backoff_base=0.002,
-            backoff_cap=0.02,
-        )
-        try:
-            (ledger.post_pending if n % 2 else ledger.void_pending)(hold.id)
-            outcomes.append("done")
-        except Exception as exc:
-            outcomes.append(type(exc).__name__)
+    def resolve(ledger: LedgerService) -> str:
+        (ledger.post_pending if next(posts) % 2 else ledger.void_pending)(hold.id)
+        return "done"
 
-    threads = [threading.Thread(target=resolve, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(outcomes) == ["HoldNotPending"] * 7 + ["done"]
+    assert race(8, world, resolve) == ["HoldNotPending"] * 7 + ["done"]
     status = world.repository.get_transaction(hold.id).status
     assert status in (TransactionStatus.POSTED, TransactionStatus.VOIDED)
     world.check_guarantees()
@@ -216,31 +204,12 @@ def test_concurrent_reversals_produce_exactly_one(world: LedgerWorld):
     alice, bob = world.open_user_account(), world.open_user_account()
     world.fund(alice, 10_00)
     payment = world.transfer(alice, bob, 4_00).transaction
-    outcomes: list[str] = []
-    start = threading.Barrier(6)
 
-    def reverse(n: int) -> None:
-        start.wait()
-        ledger = LedgerService(
-            world.repository,
-            platform_shards=4,
-            max_attempts=40,
-            rng=random.Random(n),
-            backoff_base=0.002,
-            backoff_cap=0.02,
-        )
-        try:
-            ledger.reverse(payment.id)
-            outcomes.append("done")
-        except Exception as exc:
-            outcomes.append(type(exc).__name__)
+    def reverse(ledger: LedgerService) -> str:
+        ledger.reverse(payment.id)
+        return "done"
 
-    threads = [threading.Thread(target=reverse, args=(n,)) for n in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(outcomes) == ["AlreadyReversed"] * 5 + ["done"]
+    assert race(6, world, reverse) == ["AlreadyReversed"] * 5 + ["done"]
     reversals = [
         i
         for i in scan(world.table)
@@ -261,39 +230,20 @@ def test_posting_types_survive_the_round_trip(world: LedgerWorld):
 
 
 def test_the_same_transfer_delivered_concurrently_moves_money_once(world: LedgerWorld):
-    """Eight copies of one operation (same transaction id) race; the one that wins spends all
-    the funds, and the others must still answer with that transaction, not insufficient_funds."""
+    """Eight copies of one operation (same transaction id) race: one creates it, the others
+    get it back as a replay, whichever of them saw the funds already spent."""
     alice, bob = world.open_user_account(), world.open_user_account()
     world.fund(alice, 5_00)
-    outcomes: list[object] = []
-    start = threading.Barrier(8)
 
-    def deliver(n: int) -> None:
-        start.wait()
-        ledger = LedgerService(
-            world.repository,
-            platform_shards=4,
-            max_attempts=40,
-            rng=random.Random(n),
-            backoff_base=0.002,
-            backoff_cap=0.02,
+    def deliver(ledger: LedgerService) -> str:
+        recorded = ledger.record(
+            transaction_id="txn_same_request",
+            type=TransactionType.TRANSFER,
+            postings=[_p(alice, -5_00), _p(bob, 5_00)],
         )
-        try:
-            recorded = ledger.record(
-                transaction_id="txn_same_request",
-                type=TransactionType.TRANSFER,
-                postings=[_p(alice, -5_00), _p(bob, 5_00)],
-            )
-            outcomes.append(recorded.created)
-        except Exception as exc:
-            outcomes.append(type(exc).__name__)
+        return "created" if recorded.created else "replayed"
 
-    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(outcomes, key=str) == [False] * 7 + [True]
+    assert race(8, world, deliver) == ["created"] + ["replayed"] * 7
     assert (world.account(alice).posted, world.account(bob).posted) == (0, 5_00)
     world.check_guarantees()
 
