@@ -12,11 +12,13 @@ from chalice.app import Request, Response
 
 from chalicelib.api import middleware
 from chalicelib.api.application import LedgerChalice
+from chalicelib.api.auth import auth
 from chalicelib.api.health import health
 
 # Powertools' Logger owns the log output (structured JSON); Chalice must not add its own handler.
 app = LedgerChalice(app_name="ledger", configure_logs=False)
 app.register_blueprint(health)
+app.register_blueprint(auth)
 
 
 @app.middleware("http")

@@ -66,7 +66,24 @@ def get_table_probe() -> TableProbe:
     return TableProbe(get_bound_settings())
 
 
+@cache
+def get_auth_service():  # type: ignore[no-untyped-def]
+    """The auth service, its mailer and repository (built on the first auth request)."""
+    from pathlib import Path
+
+    from chalicelib.adapters.dynamo.auth_repository import DynamoAuthRepository
+    from chalicelib.adapters.email import FanOutMailer, FolderMailer, SesMailer
+    from chalicelib.services.auth import AuthService
+
+    settings = get_bound_settings()
+    mailer = SesMailer(settings.mail_from, settings.region, settings.ses_endpoint)
+    if settings.is_local and settings.mail_dir:
+        mailer = FanOutMailer((mailer, FolderMailer(settings.mail_from, Path(settings.mail_dir))))
+    return AuthService(DynamoAuthRepository(), settings, mailer)
+
+
 def reset() -> None:
     """Forget every object built so far; the next getter call reads the settings again."""
     get_table_probe.cache_clear()
     get_bound_settings.cache_clear()
+    get_auth_service.cache_clear()

@@ -64,6 +64,20 @@ DOMAIN_ERRORS: Mapping[type[domain.LedgerError], HttpError] = {
         "the request is safe to retry.",
     ),
     domain.TransactionAlreadyExists: HttpError(409, "conflict"),
+    domain.InvalidRequest: HttpError(400, "invalid_request"),
+    domain.InvalidState: HttpError(409, "invalid_state"),
+    domain.TermsNotAccepted: HttpError(400, "terms_not_accepted"),
+    domain.WeakPassword: HttpError(400, "weak_password"),
+    domain.EmailTaken: HttpError(409, "email_taken"),
+    domain.InvalidCredentials: HttpError(401, "invalid_credentials"),
+    domain.MfaRequired: HttpError(401, "mfa_required"),
+    domain.InvalidTotp: HttpError(401, "invalid_totp"),
+    domain.TotpSetupCodeWrong: HttpError(400, "invalid_totp"),
+    domain.AccountSuspended: HttpError(403, "account_suspended"),
+    domain.TooManyAttempts: HttpError(429, "too_many_attempts"),
+    domain.Unauthenticated: HttpError(401, "unauthenticated"),
+    domain.Forbidden: HttpError(403, "forbidden"),
+    domain.InvalidToken: HttpError(400, "invalid_token"),
 }
 
 # Chalice's ``Code`` values (its exception class names, or the codes it uses for errors it
@@ -98,9 +112,14 @@ STATUS_CODES: Mapping[int, str] = {
 }
 
 
-def envelope(code: str, message: str, request_id: str) -> dict[str, Any]:
-    """The body of every error response."""
-    return {"error": {"code": code, "message": message, "request_id": request_id}}
+def envelope(
+    code: str, message: str, request_id: str, details: list[dict[str, str]] | None = None
+) -> dict[str, Any]:
+    """The body of every error response (``details`` lists field errors, when there are any)."""
+    error: dict[str, Any] = {"code": code, "message": message, "request_id": request_id}
+    if details:
+        error["details"] = details
+    return {"error": error}
 
 
 def error_response(
@@ -109,10 +128,11 @@ def error_response(
     message: str,
     request_id: str,
     headers: Mapping[str, Any] | None = None,
+    details: list[dict[str, str]] | None = None,
 ) -> Response:
     kept = {k: v for k, v in (headers or {}).items() if k.lower() != "content-type"}
     return Response(
-        body=envelope(code, message, request_id),
+        body=envelope(code, message, request_id, details),
         headers={**kept, "Content-Type": JSON_CONTENT_TYPE},
         status_code=status,
     )
@@ -130,7 +150,11 @@ def http_error_for(exc: BaseException) -> HttpError:
 def exception_response(exc: BaseException, request_id: str) -> Response:
     error = http_error_for(exc)
     message = error.message or _describe(exc)
-    return error_response(error.status, error.code, message, request_id)
+    headers = {}
+    if isinstance(exc, domain.TooManyAttempts):
+        headers["Retry-After"] = str(exc.retry_after)
+    details = exc.details if isinstance(exc, domain.InvalidRequest) else None
+    return error_response(error.status, error.code, message, request_id, headers, details)
 
 
 def rewrite_framework_error(response: Response, request_id: str) -> Response:

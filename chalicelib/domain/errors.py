@@ -93,3 +93,69 @@ class NotReversible(LedgerError):
 
 class VersionConflict(LedgerError):
     """Concurrent writers kept changing the accounts; the bounded retries ran out."""
+
+
+# -- requests -------------------------------------------------------------------------------------
+class InvalidRequest(LedgerError):
+    """The request body is malformed, has a wrong type, a missing or an unknown field."""
+
+    def __init__(self, message: str, details: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or []
+
+
+class InvalidState(LedgerError):
+    """The resource is not in a state that allows this action."""
+
+
+# -- identity and access --------------------------------------------------------------------------
+class TermsNotAccepted(LedgerError):
+    """Signing up requires ``accept_terms: true``."""
+
+
+class WeakPassword(LedgerError):
+    """A password must have at least 12 characters."""
+
+
+class EmailTaken(LedgerError):
+    """Another user already signed up with this email (compared case-insensitively)."""
+
+
+class InvalidCredentials(LedgerError):
+    """The email and password do not match a user."""
+
+
+class MfaRequired(LedgerError):
+    """This user has MFA on: a TOTP code (or a recovery code) is required."""
+
+
+class InvalidTotp(LedgerError):
+    """The TOTP code is wrong, expired, or was already used."""
+
+
+class TotpSetupCodeWrong(LedgerError):
+    """The code does not match the TOTP secret being set up (so MFA stays off)."""
+
+
+class AccountSuspended(LedgerError):
+    """The user is suspended."""
+
+
+class TooManyAttempts(LedgerError):
+    """Too many failed logins; try again after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed logins; retry after {retry_after} seconds")
+        self.retry_after = retry_after
+
+
+class Unauthenticated(LedgerError):
+    """The credentials (access or refresh token) are missing, invalid, expired or revoked."""
+
+
+class Forbidden(LedgerError):
+    """The caller is authenticated but may not do this."""
+
+
+class InvalidToken(LedgerError):
+    """The password reset token is unknown, used or expired."""

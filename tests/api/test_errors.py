@@ -38,6 +38,20 @@ DOMAIN_ERRORS: dict[str, Callable[[], domain.LedgerError]] = {
     "NotReversible": domain.NotReversible,
     "VersionConflict": domain.VersionConflict,
     "TransactionAlreadyExists": domain.TransactionAlreadyExists,
+    "InvalidRequest": lambda: domain.InvalidRequest("email is not valid"),
+    "InvalidState": domain.InvalidState,
+    "TermsNotAccepted": domain.TermsNotAccepted,
+    "WeakPassword": domain.WeakPassword,
+    "EmailTaken": domain.EmailTaken,
+    "InvalidCredentials": domain.InvalidCredentials,
+    "MfaRequired": domain.MfaRequired,
+    "InvalidTotp": domain.InvalidTotp,
+    "TotpSetupCodeWrong": domain.TotpSetupCodeWrong,
+    "AccountSuspended": domain.AccountSuspended,
+    "TooManyAttempts": lambda: domain.TooManyAttempts(120),
+    "Unauthenticated": domain.Unauthenticated,
+    "Forbidden": domain.Forbidden,
+    "InvalidToken": domain.InvalidToken,
 }
 
 EXPECTED = {
@@ -58,6 +72,20 @@ EXPECTED = {
     "NotReversible": (409, "not_reversible"),
     "VersionConflict": (409, "conflict"),
     "TransactionAlreadyExists": (409, "conflict"),
+    "InvalidRequest": (400, "invalid_request"),
+    "InvalidState": (409, "invalid_state"),
+    "TermsNotAccepted": (400, "terms_not_accepted"),
+    "WeakPassword": (400, "weak_password"),
+    "EmailTaken": (409, "email_taken"),
+    "InvalidCredentials": (401, "invalid_credentials"),
+    "MfaRequired": (401, "mfa_required"),
+    "InvalidTotp": (401, "invalid_totp"),
+    "TotpSetupCodeWrong": (400, "invalid_totp"),
+    "AccountSuspended": (403, "account_suspended"),
+    "TooManyAttempts": (429, "too_many_attempts"),
+    "Unauthenticated": (401, "unauthenticated"),
+    "Forbidden": (403, "forbidden"),
+    "InvalidToken": (400, "invalid_token"),
 }
 
 probe = Blueprint(__name__)
@@ -287,3 +315,9 @@ def test_api_gateway_request_id_is_used_and_logged(probe_routes, log_lines):
     assert json.loads(response["body"])["error"]["request_id"] == "apigw-request-1"
     assert log_lines
     assert {line.get("request_id") for line in log_lines} == {"apigw-request-1"}
+
+
+def test_too_many_attempts_says_when_to_retry(client):
+    response = client.http.get(f"{PROBE_PREFIX}/domain/TooManyAttempts")
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "120"

@@ -5,6 +5,12 @@
 - entry:       PK ``ACCT#<id>``, SK ``E#<created_at>#<seq:012d>``
 - transaction: PK ``TXN#<id>``, SK ``TXN``;
   GSI2 (day -> transactions) ``TXDAY#<yyyy-mm-dd>#<shard>`` / ``<created_at>#<id>``
+- user:        PK ``USER#<id>``, SK ``PROFILE``
+- email claim: PK ``EMAIL#<lower-case email>``, SK ``EMAIL`` (makes emails unique)
+- session:     PK ``USER#<id>``, SK ``SESSION#<id>`` (one login: its refresh token family)
+- reset token: PK ``RESET#<sha256 of the token>``, SK ``RESET``
+- throttle:    PK ``THROTTLE#<email|ip>#<value>``, SK ``THROTTLE``
+- audit event: PK ``AUDIT#<yyyy-mm-dd>#<shard>``, SK ``<at>#<id>``
 
 Entries sort by time *and* by ``seq`` (the write path keeps an account's entry times
 non-decreasing), so a time filter is a key range and "entries after a checkpoint" is a key range.
@@ -73,3 +79,46 @@ def day_index_pks(day: str) -> list[str]:
 
 def day_index_sk(created_at: str, transaction_id: str) -> str:
     return f"{created_at}#{transaction_id}"
+
+
+USER_PREFIX = "USER#"
+PROFILE_SK = "PROFILE"
+EMAIL_PREFIX = "EMAIL#"
+EMAIL_SK = "EMAIL"
+SESSION_PREFIX = "SESSION#"
+RESET_PREFIX = "RESET#"
+RESET_SK = "RESET"
+THROTTLE_PREFIX = "THROTTLE#"
+THROTTLE_SK = "THROTTLE"
+AUDIT_PREFIX = "AUDIT#"
+AUDIT_SHARDS = 4
+
+
+def user_pk(user_id: str) -> str:
+    return USER_PREFIX + user_id
+
+
+def email_pk(email: str) -> str:
+    """Emails compare case-insensitively: the claim is keyed by the lower-case form."""
+    return EMAIL_PREFIX + email.lower()
+
+
+def session_sk(session_id: str) -> str:
+    return SESSION_PREFIX + session_id
+
+
+def reset_pk(token_hash: str) -> str:
+    return RESET_PREFIX + token_hash
+
+
+def throttle_pk(kind: str, value: str) -> str:
+    return f"{THROTTLE_PREFIX}{kind}#{value.lower()}"
+
+
+def audit_pk(at: str, event_id: str) -> str:
+    shard = zlib.crc32(event_id.encode()) % AUDIT_SHARDS
+    return f"{AUDIT_PREFIX}{at[:10]}#{shard}"
+
+
+def audit_sk(at: str, event_id: str) -> str:
+    return f"{at}#{event_id}"

@@ -17,19 +17,18 @@ A cancelled write is translated into the domain error named after the condition 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pynamodb.connection import Connection
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.condition import Condition
 from pynamodb.models import Model
 
 from chalicelib.adapters.dynamo import keys
 from chalicelib.adapters.dynamo.models import AccountItem, EntryItem, TransactionItem
+from chalicelib.adapters.dynamo.transact import AtomicWrite
 from chalicelib.domain.accounts import Account, OwnerType
 from chalicelib.domain.errors import (
     AlreadyReversed,
@@ -79,55 +78,8 @@ class EntryPage:
     next_cursor: str | None
 
 
-@dataclass
-class _Write:
-    """One TransactWriteItems request, remembering what each item was for (PynamoDB sends
-    puts before updates, so reasons are matched in that order)."""
-
-    puts: list[tuple[dict, Any]] = field(default_factory=list)
-    updates: list[tuple[dict, Any]] = field(default_factory=list)
-
-    def put(self, model: Model, condition: Condition | None, tag: Any) -> None:
-        kwargs = model.get_save_kwargs_from_instance(
-            condition=condition, return_values_on_condition_failure="ALL_OLD"
-        )
-        self.puts.append((kwargs, tag))
-
-    def update(self, model: Model, actions: Sequence[Any], condition: Condition, tag: Any) -> None:
-        kwargs = model.get_update_kwargs_from_instance(
-            actions=list(actions),
-            condition=condition,
-            return_values_on_condition_failure="ALL_OLD",
-        )
-        self.updates.append((kwargs, tag))
-
-    @property
-    def tags(self) -> list[Any]:
-        return [tag for _, tag in self.puts] + [tag for _, tag in self.updates]
-
-    def send(self, connection: Connection) -> None:
-        puts = [kwargs for kwargs, _ in self.puts]
-        updates = [kwargs for kwargs, _ in self.updates]
-        # If botocore resends a write whose first response was lost, the token makes DynamoDB
-        # answer "done" instead of failing the (already satisfied) conditions. Our own retries
-        # change the request (new versions, new times) and so get a new token.
-        token = hashlib.sha256(
-            json.dumps([puts, updates], sort_keys=True, default=str).encode()
-        ).hexdigest()[:36]
-        connection.transact_write_items(
-            condition_check_items=[],
-            delete_items=[],
-            put_items=puts,
-            update_items=updates,
-            client_request_token=token,
-        )
-
-
 class DynamoLedgerRepository:
     """Ledger persistence on the single table."""
-
-    def _connection(self) -> Connection:
-        return TransactionItem._get_connection().connection
 
     # -- reads ----------------------------------------------------------------------------------
     def read(self, account_ids: Iterable[str], transaction_ids: Iterable[str] = ()) -> Snapshot:
@@ -217,7 +169,7 @@ class DynamoLedgerRepository:
         Raises:
             TransactionAlreadyExists: an account id is taken (ids are meant to be unique).
         """
-        write = _Write()
+        write = AtomicWrite()
         for account in accounts:
             item = AccountItem.from_domain(account.evolve(stored=True))
             write.put(item, AccountItem.PK.does_not_exist(), ("account_exists", account.id))
@@ -235,7 +187,7 @@ class DynamoLedgerRepository:
             VersionConflict: an account changed since it was read (retry after re-reading).
             InsufficientFunds: DynamoDB's own overdraft condition refused the debit.
         """
-        write = _Write()
+        write = AtomicWrite()
         txn_item = TransactionItem.from_domain(plan.transaction)
         if plan.is_new_transaction:
             write.put(txn_item, TransactionItem.PK.does_not_exist(), ("txn_new", None))
@@ -267,7 +219,7 @@ class DynamoLedgerRepository:
         self._send(write)
 
     @staticmethod
-    def _add_account_change(write: _Write, change: AccountChange, *, forced: bool) -> None:
+    def _add_account_change(write: AtomicWrite, change: AccountChange, *, forced: bool) -> None:
         after = AccountItem.from_domain(change.after.evolve(stored=True))
         if change.before.is_new:
             write.put(after, AccountItem.PK.does_not_exist(), ("account", change))
@@ -294,16 +246,16 @@ class DynamoLedgerRepository:
         )
 
     @staticmethod
-    def _add_extra(write: _Write, extra: Sequence[ExtraWrite]) -> None:
+    def _add_extra(write: AtomicWrite, extra: Sequence[ExtraWrite]) -> None:
         for item in extra:
             if item.actions is None:
                 write.put(item.model, item.condition, ("extra", item.error))
             else:
                 write.update(item.model, item.actions, item.condition, ("extra", item.error))
 
-    def _send(self, write: _Write) -> None:
+    def _send(self, write: AtomicWrite) -> None:
         try:
-            write.send(self._connection())
+            write.send()
         except TransactWriteError as exc:
             raise _translate(exc, write.tags) from exc
 

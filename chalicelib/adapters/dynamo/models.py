@@ -13,6 +13,7 @@ from pynamodb.attributes import (
     MapAttribute,
     NumberAttribute,
     UnicodeAttribute,
+    UnicodeSetAttribute,
 )
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
@@ -27,6 +28,7 @@ from chalicelib.domain.transactions import (
     TransactionStatus,
     TransactionType,
 )
+from chalicelib.domain.users import AuditEvent, Role, Session, User, UserStatus
 
 
 class _Meta:
@@ -252,7 +254,207 @@ class TransactionItem(LedgerItem):
         )
 
 
-MODELS: tuple[type[Model], ...] = (LedgerItem, AccountItem, EntryItem, TransactionItem)
+class UserItem(LedgerItem):
+    class Meta(_Meta):
+        pass
+
+    user_id = UnicodeAttribute()
+    email = UnicodeAttribute()
+    password_hash = UnicodeAttribute()
+    role = UnicodeAttribute()
+    status = UnicodeAttribute()
+    terms_accepted_at = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    mfa_enabled = BooleanAttribute(default=False)
+    totp_secret = UnicodeAttribute(null=True)
+    totp_pending_secret = UnicodeAttribute(null=True)
+    totp_last_step = NumberAttribute(default=0)
+    recovery_code_hashes = UnicodeSetAttribute(null=True)
+    sessions_valid_after = NumberAttribute(default=0)
+    version = NumberAttribute(default=1)
+
+    ITEM_TYPE = "user"
+
+    @classmethod
+    def from_domain(cls, user: User) -> UserItem:
+        return cls(
+            keys.user_pk(user.id),
+            keys.PROFILE_SK,
+            item_type=cls.ITEM_TYPE,
+            user_id=user.id,
+            email=user.email,
+            password_hash=user.password_hash,
+            role=user.role.value,
+            status=user.status.value,
+            terms_accepted_at=user.terms_accepted_at,
+            created_at=user.created_at,
+            mfa_enabled=user.mfa_enabled,
+            totp_secret=user.totp_secret,
+            totp_pending_secret=user.totp_pending_secret,
+            totp_last_step=user.totp_last_step,
+            recovery_code_hashes=set(user.recovery_code_hashes) or None,
+            sessions_valid_after=user.sessions_valid_after,
+            version=user.version,
+        )
+
+    def to_domain(self) -> User:
+        return User(
+            id=self.user_id,
+            email=self.email,
+            password_hash=self.password_hash,
+            role=Role(self.role),
+            status=UserStatus(self.status),
+            terms_accepted_at=self.terms_accepted_at,
+            created_at=self.created_at,
+            mfa_enabled=bool(self.mfa_enabled),
+            totp_secret=self.totp_secret,
+            totp_pending_secret=self.totp_pending_secret,
+            totp_last_step=int(self.totp_last_step or 0),
+            recovery_code_hashes=frozenset(self.recovery_code_hashes or ()),
+            sessions_valid_after=int(self.sessions_valid_after or 0),
+            version=int(self.version or 1),
+        )
+
+
+class EmailClaimItem(LedgerItem):
+    """Written with ``attribute_not_exists`` in the same transaction as its user."""
+
+    class Meta(_Meta):
+        pass
+
+    user_id = UnicodeAttribute()
+
+    ITEM_TYPE = "email_claim"
+
+    @classmethod
+    def for_user(cls, user: User) -> EmailClaimItem:
+        return cls(
+            keys.email_pk(user.email), keys.EMAIL_SK, item_type=cls.ITEM_TYPE, user_id=user.id
+        )
+
+
+class SessionItem(LedgerItem):
+    class Meta(_Meta):
+        pass
+
+    user_id = UnicodeAttribute()
+    session_id = UnicodeAttribute()
+    token_hash = UnicodeAttribute()
+    used_token_hashes = UnicodeSetAttribute(null=True)
+    mfa = BooleanAttribute(default=False)
+    created_at = NumberAttribute()
+    expires_at = NumberAttribute()  # the table's TTL attribute
+    revoked = BooleanAttribute(default=False)
+
+    ITEM_TYPE = "session"
+
+    @classmethod
+    def from_domain(cls, session: Session) -> SessionItem:
+        return cls(
+            keys.user_pk(session.user_id),
+            keys.session_sk(session.id),
+            item_type=cls.ITEM_TYPE,
+            user_id=session.user_id,
+            session_id=session.id,
+            token_hash=session.token_hash,
+            used_token_hashes=set(session.used_token_hashes) or None,
+            mfa=session.mfa,
+            created_at=session.created_at,
+            expires_at=session.expires_at,
+            revoked=session.revoked,
+        )
+
+    def to_domain(self) -> Session:
+        return Session(
+            user_id=self.user_id,
+            id=self.session_id,
+            token_hash=self.token_hash,
+            used_token_hashes=frozenset(self.used_token_hashes or ()),
+            mfa=bool(self.mfa),
+            created_at=int(self.created_at),
+            expires_at=int(self.expires_at),
+            revoked=bool(self.revoked),
+        )
+
+
+class ResetTokenItem(LedgerItem):
+    class Meta(_Meta):
+        pass
+
+    user_id = UnicodeAttribute()
+    expires_at = NumberAttribute()
+    used = BooleanAttribute(default=False)
+
+    ITEM_TYPE = "reset_token"
+
+
+class ThrottleItem(LedgerItem):
+    """Recent failed logins of one email or one IP (epoch seconds), expiring with the window."""
+
+    class Meta(_Meta):
+        pass
+
+    failures = ListAttribute(of=NumberAttribute, default=list)
+    version = NumberAttribute(default=0)
+    expires_at = NumberAttribute()
+
+    ITEM_TYPE = "throttle"
+
+
+class AuditItem(LedgerItem):
+    class Meta(_Meta):
+        pass
+
+    event_id = UnicodeAttribute()
+    at = UnicodeAttribute()
+    actor_id = UnicodeAttribute(null=True)
+    action = UnicodeAttribute()
+    target = UnicodeAttribute(null=True)
+    ip = UnicodeAttribute(null=True)
+    details = MapAttribute(default=dict)
+
+    ITEM_TYPE = "audit"
+
+    @classmethod
+    def from_domain(cls, event: AuditEvent) -> AuditItem:
+        return cls(
+            keys.audit_pk(event.at, event.id),
+            keys.audit_sk(event.at, event.id),
+            item_type=cls.ITEM_TYPE,
+            event_id=event.id,
+            at=event.at,
+            actor_id=event.actor_id,
+            action=event.action,
+            target=event.target,
+            ip=event.ip,
+            details=dict(event.details),
+        )
+
+    def to_domain(self) -> AuditEvent:
+        details = self.details.as_dict() if isinstance(self.details, MapAttribute) else {}
+        return AuditEvent(
+            id=self.event_id,
+            at=self.at,
+            actor_id=self.actor_id,
+            action=self.action,
+            target=self.target,
+            ip=self.ip,
+            details={str(k): str(v) for k, v in details.items()},
+        )
+
+
+MODELS: tuple[type[Model], ...] = (
+    LedgerItem,
+    AccountItem,
+    EntryItem,
+    TransactionItem,
+    UserItem,
+    EmailClaimItem,
+    SessionItem,
+    ResetTokenItem,
+    ThrottleItem,
+    AuditItem,
+)
 
 
 def bind(settings: Settings) -> None:

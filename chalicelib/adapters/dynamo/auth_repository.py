@@ -1,0 +1,293 @@
+"""Users, email claims, sessions, reset tokens, login throttles and audit events on the table.
+
+Every action that writes also appends its audit event in the same ``TransactWriteItems``, so an
+action is never done with its audit lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from chalicelib.adapters.dynamo import keys
+from chalicelib.adapters.dynamo.models import (
+    AccountItem,
+    AuditItem,
+    EmailClaimItem,
+    ResetTokenItem,
+    SessionItem,
+    ThrottleItem,
+    UserItem,
+)
+from chalicelib.adapters.dynamo.transact import AtomicWrite
+from chalicelib.domain.accounts import Account
+from chalicelib.domain.errors import (
+    EmailTaken,
+    InvalidState,
+    InvalidToken,
+    InvalidTotp,
+    Unauthenticated,
+    VersionConflict,
+)
+from chalicelib.domain.users import AuditEvent, Session, User
+
+
+class DynamoAuthRepository:
+    # -- reads ----------------------------------------------------------------------------------
+    def get_user(self, user_id: str) -> User | None:
+        try:
+            return UserItem.get(
+                keys.user_pk(user_id), keys.PROFILE_SK, consistent_read=True
+            ).to_domain()
+        except UserItem.DoesNotExist:
+            return None
+
+    def find_user_by_email(self, email: str) -> User | None:
+        try:
+            claim = EmailClaimItem.get(keys.email_pk(email), keys.EMAIL_SK, consistent_read=True)
+        except EmailClaimItem.DoesNotExist:
+            return None
+        return self.get_user(claim.user_id)
+
+    def get_session(self, user_id: str, session_id: str) -> Session | None:
+        try:
+            item = SessionItem.get(
+                keys.user_pk(user_id), keys.session_sk(session_id), consistent_read=True
+            )
+        except SessionItem.DoesNotExist:
+            return None
+        return item.to_domain()
+
+    def get_reset(self, token_hash: str) -> ResetTokenItem | None:
+        try:
+            return ResetTokenItem.get(
+                keys.reset_pk(token_hash), keys.RESET_SK, consistent_read=True
+            )
+        except ResetTokenItem.DoesNotExist:
+            return None
+
+    def recent_failures(self, kind: str, value: str) -> tuple[list[int], int]:
+        """The failure times recorded for one email or IP, and the item's version (0: none)."""
+        try:
+            item = ThrottleItem.get(
+                keys.throttle_pk(kind, value), keys.THROTTLE_SK, consistent_read=True
+            )
+        except ThrottleItem.DoesNotExist:
+            return [], 0
+        return [int(t) for t in item.failures or []], int(item.version)
+
+    # -- writes ---------------------------------------------------------------------------------
+    def sign_up(self, user: User, accounts: Sequence[Account], event: AuditEvent) -> None:
+        """User, email claim, wallets and audit event, all or nothing.
+
+        Raises:
+            EmailTaken: the email (case-insensitively) is claimed already.
+        """
+        write = AtomicWrite()
+        write.put(
+            UserItem.from_domain(user),
+            UserItem.PK.does_not_exist(),
+            VersionConflict("user id taken"),
+        )
+        write.put(
+            EmailClaimItem.for_user(user),
+            EmailClaimItem.PK.does_not_exist(),
+            EmailTaken("email already registered"),
+        )
+        for account in accounts:
+            write.put(
+                AccountItem.from_domain(account.evolve(stored=True)),
+                AccountItem.PK.does_not_exist(),
+                VersionConflict("account id taken"),
+            )
+        write.put(AuditItem.from_domain(event), None, None)
+        write.send_or_raise_tag()
+
+    def open_session(self, session: Session, event: AuditEvent) -> None:
+        write = AtomicWrite()
+        write.put(
+            SessionItem.from_domain(session),
+            SessionItem.SK.does_not_exist(),
+            VersionConflict("session id taken"),
+        )
+        write.put(AuditItem.from_domain(event), None, None)
+        write.send_or_raise_tag()
+
+    def rotate_session(self, session: Session, presented_hash: str, new_hash: str) -> None:
+        """Replace the current refresh token; refused if it is no longer the current one.
+
+        Raises:
+            Unauthenticated: the presented token was rotated (or the login revoked) meanwhile.
+        """
+        write = AtomicWrite()
+        write.update(
+            SessionItem.from_domain(session),
+            [
+                SessionItem.token_hash.set(new_hash),
+                SessionItem.used_token_hashes.add({presented_hash}),
+            ],
+            (SessionItem.token_hash == presented_hash) & (SessionItem.revoked == False),  # noqa: E712
+            Unauthenticated("refresh token already used"),
+        )
+        write.send_or_raise_tag()
+
+    def revoke_session(self, session: Session, event: AuditEvent) -> None:
+        write = AtomicWrite()
+        write.update(
+            SessionItem.from_domain(session),
+            [SessionItem.revoked.set(True)],
+            SessionItem.SK.exists(),
+            None,
+        )
+        write.put(AuditItem.from_domain(event), None, None)
+        write.send_or_raise_tag()
+
+    def use_totp_step(self, user: User, step: int) -> None:
+        """Record ``step`` as used; a code of that step (or an earlier one) is then refused.
+
+        Raises:
+            InvalidTotp: a code of this step or a later one was already used (a replay).
+        """
+        write = AtomicWrite()
+        write.update(
+            UserItem.from_domain(user),
+            [UserItem.totp_last_step.set(step)],
+            UserItem.totp_last_step < step,
+            InvalidTotp("this code was already used"),
+        )
+        write.send_or_raise_tag()
+
+    def use_recovery_code(self, user: User, code_hash: str) -> None:
+        """Strike a recovery code off; each works once.
+
+        Raises:
+            InvalidTotp: the code is not (or no longer) one of the user's.
+        """
+        write = AtomicWrite()
+        write.update(
+            UserItem.from_domain(user),
+            [UserItem.recovery_code_hashes.delete({code_hash})],
+            UserItem.recovery_code_hashes.contains(code_hash),
+            InvalidTotp("this recovery code is not valid"),
+        )
+        write.send_or_raise_tag()
+
+    def set_pending_totp(self, user: User, secret: str, event: AuditEvent) -> None:
+        write = AtomicWrite()
+        write.update(
+            UserItem.from_domain(user),
+            [UserItem.totp_pending_secret.set(secret)],
+            UserItem.mfa_enabled == False,  # noqa: E712
+            InvalidState("MFA is already enabled"),
+        )
+        write.put(AuditItem.from_domain(event), None, None)
+        write.send_or_raise_tag()
+
+    def enable_mfa(
+        self, user: User, secret: str, step: int, recovery_hashes: set[str], event: AuditEvent
+    ) -> None:
+        """Turn MFA on with the secret that was set up, once.
+
+        Raises:
+            InvalidState: MFA was enabled meanwhile, or another setup replaced the secret.
+        """
+        write = AtomicWrite()
+        write.update(
+            UserItem.from_domain(user),
+            [
+                UserItem.mfa_enabled.set(True),
+                UserItem.totp_secret.set(secret),
+                UserItem.totp_pending_secret.remove(),
+                UserItem.totp_last_step.set(step),
+                UserItem.recovery_code_hashes.set(recovery_hashes),
+            ],
+            (UserItem.mfa_enabled == False) & (UserItem.totp_pending_secret == secret),  # noqa: E712
+            InvalidState("MFA setup changed meanwhile; start again"),
+        )
+        write.put(AuditItem.from_domain(event), None, None)
+        write.send_or_raise_tag()
+
+    def create_reset(
+        self, token_hash: str, user_id: str, expires_at: int, event: AuditEvent
+    ) -> None:
+        write = AtomicWrite()
+        item = ResetTokenItem(
+            keys.reset_pk(token_hash),
+            keys.RESET_SK,
+            item_type=ResetTokenItem.ITEM_TYPE,
+            user_id=user_id,
+            expires_at=expires_at,
+            used=False,
+        )
+        write.put(item, ResetTokenItem.PK.does_not_exist(), VersionConflict("token collision"))
+        write.put(AuditItem.from_domain(event), None, None)
+        write.send_or_raise_tag()
+
+    def complete_reset(
+        self,
+        token_hash: str,
+        user: User,
+        password_hash: str,
+        now: int,
+        now_ms: int,
+        event: AuditEvent,
+    ) -> None:
+        """Use the token once, set the password, and void every login issued before now.
+
+        Raises:
+            InvalidToken: the token was used or expired meanwhile.
+        """
+        write = AtomicWrite()
+        token = ResetTokenItem(keys.reset_pk(token_hash), keys.RESET_SK)
+        unused = ResetTokenItem.used == False  # noqa: E712 - a DynamoDB condition, not a bool
+        still_valid = unused & (ResetTokenItem.expires_at > now)
+        write.update(
+            token,
+            [ResetTokenItem.used.set(True)],
+            still_valid & (ResetTokenItem.user_id == user.id),
+            InvalidToken("reset token is not valid"),
+        )
+        write.update(
+            UserItem.from_domain(user),
+            [UserItem.password_hash.set(password_hash), UserItem.sessions_valid_after.set(now_ms)],
+            UserItem.PK.exists(),
+            InvalidToken("reset token is not valid"),
+        )
+        write.put(AuditItem.from_domain(event), None, None)
+        write.send_or_raise_tag()
+
+    def record_failure(
+        self,
+        kind: str,
+        value: str,
+        failures: list[int],
+        version: int,
+        expires_at: int,
+        event: AuditEvent | None = None,
+    ) -> None:
+        """Store the failure times of one email or IP, if nobody else did since they were read.
+
+        Raises:
+            VersionConflict: a concurrent failure was recorded first (re-read and retry).
+        """
+        write = AtomicWrite()
+        item = ThrottleItem(
+            keys.throttle_pk(kind, value),
+            keys.THROTTLE_SK,
+            item_type=ThrottleItem.ITEM_TYPE,
+            failures=failures,
+            version=version + 1,
+            expires_at=expires_at,
+        )
+        condition = (
+            ThrottleItem.PK.does_not_exist() if version == 0 else ThrottleItem.version == version
+        )
+        write.put(item, condition, VersionConflict("throttle changed"))
+        if event is not None:
+            write.put(AuditItem.from_domain(event), None, None)
+        write.send_or_raise_tag()
+
+    def clear_failures(self, kind: str, value: str) -> None:
+        ThrottleItem(keys.throttle_pk(kind, value), keys.THROTTLE_SK).delete()
+
+    def append_audit(self, event: AuditEvent) -> None:
+        AuditItem.from_domain(event).save()

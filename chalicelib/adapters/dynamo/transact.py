@@ -1,0 +1,76 @@
+"""One ``TransactWriteItems`` request, built item by item, remembering what each item was for.
+
+A cancelled request reports one reason per item, in request order; PynamoDB sends puts before
+updates, so ``tags`` lists them in that order too and repositories can name the rule that failed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pynamodb.exceptions import TransactWriteError
+from pynamodb.expressions.condition import Condition
+from pynamodb.models import Model
+
+from chalicelib.adapters.dynamo.models import LedgerItem
+from chalicelib.domain.errors import VersionConflict
+
+
+@dataclass
+class AtomicWrite:
+    puts: list[tuple[dict, Any]] = field(default_factory=list)
+    updates: list[tuple[dict, Any]] = field(default_factory=list)
+
+    def put(self, model: Model, condition: Condition | None, tag: Any) -> None:
+        kwargs = model.get_save_kwargs_from_instance(
+            condition=condition, return_values_on_condition_failure="ALL_OLD"
+        )
+        self.puts.append((kwargs, tag))
+
+    def update(self, model: Model, actions: Sequence[Any], condition: Condition, tag: Any) -> None:
+        kwargs = model.get_update_kwargs_from_instance(
+            actions=list(actions),
+            condition=condition,
+            return_values_on_condition_failure="ALL_OLD",
+        )
+        self.updates.append((kwargs, tag))
+
+    @property
+    def tags(self) -> list[Any]:
+        return [tag for _, tag in self.puts] + [tag for _, tag in self.updates]
+
+    def send(self) -> None:
+        puts = [kwargs for kwargs, _ in self.puts]
+        updates = [kwargs for kwargs, _ in self.updates]
+        # If botocore resends a write whose first response was lost, the token makes DynamoDB
+        # answer "done" instead of failing the (already satisfied) conditions. Retries of our own
+        # change the request (new versions, new times) and so get a new token.
+        token = hashlib.sha256(
+            json.dumps([puts, updates], sort_keys=True, default=str).encode()
+        ).hexdigest()[:36]
+        LedgerItem._get_connection().connection.transact_write_items(
+            condition_check_items=[],
+            delete_items=[],
+            put_items=puts,
+            update_items=updates,
+            client_request_token=token,
+        )
+
+    def send_or_raise_tag(self) -> None:
+        """Send; if an item's condition fails, raise its tag (an exception instance, or None for
+        items that cannot fail); a write conflict raises ``VersionConflict``."""
+        try:
+            self.send()
+        except TransactWriteError as exc:
+            for reason, tag in zip(exc.cancellation_reasons or [], self.tags, strict=False):
+                if reason is None:
+                    continue
+                if reason.code == "ConditionalCheckFailed" and isinstance(tag, Exception):
+                    raise tag from exc
+                if reason.code == "TransactionConflict":
+                    raise VersionConflict("a concurrent write touched the same items") from exc
+            raise

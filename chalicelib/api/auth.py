@@ -1,0 +1,114 @@
+"""``/v1/auth/*`` and ``/v1/me`` (API.md, "Auth"): parse, call the auth service, answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Blueprint, Response
+
+from chalicelib.api.access import current_principal, protected
+from chalicelib.api.dependencies import get_auth_service
+from chalicelib.api.requests import parse_body, source_ip
+
+auth = Blueprint(__name__)
+
+
+def schemas():  # type: ignore[no-untyped-def]
+    from chalicelib.api import auth_schemas
+
+    return auth_schemas
+
+
+def user_view(user: Any) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "email": user.email,
+        "role": user.role.value,
+        "status": user.status.value,
+        "terms_accepted_at": user.terms_accepted_at,
+        "mfa_enabled": user.mfa_enabled,
+        "created_at": user.created_at,
+    }
+
+
+def tokens_view(pair: Any) -> dict[str, Any]:
+    return {
+        "access_token": pair.access_token,
+        "refresh_token": pair.refresh_token,
+        "token_type": pair.token_type,
+        "expires_in": pair.expires_in,
+    }
+
+
+@auth.route("/v1/auth/signup", methods=["POST"])
+def sign_up() -> Response:
+    body = parse_body(auth.current_request, schemas().SignUp)
+    user = get_auth_service().sign_up(
+        body.email, body.password, body.accept_terms is True, source_ip(auth.current_request)
+    )
+    return Response({"user": user_view(user)}, status_code=201)
+
+
+@auth.route("/v1/auth/login", methods=["POST"])
+def login() -> dict[str, Any]:
+    body = parse_body(auth.current_request, schemas().Login)
+    pair = get_auth_service().login(
+        body.email, body.password, body.totp_code, source_ip(auth.current_request)
+    )
+    return tokens_view(pair)
+
+
+@auth.route("/v1/auth/refresh", methods=["POST"])
+def refresh() -> dict[str, Any]:
+    body = parse_body(auth.current_request, schemas().RefreshToken)
+    pair = get_auth_service().refresh(body.refresh_token, source_ip(auth.current_request))
+    return tokens_view(pair)
+
+
+@auth.route("/v1/auth/logout", methods=["POST"])
+def logout() -> Response:
+    body = parse_body(auth.current_request, schemas().RefreshToken)
+    get_auth_service().logout(body.refresh_token, source_ip(auth.current_request))
+    return Response(body="", status_code=204)
+
+
+@auth.route("/v1/auth/mfa/totp/setup", methods=["POST"])
+@protected(auth)
+def totp_setup() -> dict[str, str]:
+    parse_body(auth.current_request, schemas().RequestBody)  # no fields: anything sent is refused
+    secret, uri = get_auth_service().start_totp_setup(
+        current_principal(), source_ip(auth.current_request)
+    )
+    return {"secret": secret, "otpauth_uri": uri}
+
+
+@auth.route("/v1/auth/mfa/totp/confirm", methods=["POST"])
+@protected(auth)
+def totp_confirm() -> dict[str, Any]:
+    body = parse_body(auth.current_request, schemas().TotpCode)
+    codes = get_auth_service().confirm_totp(
+        current_principal(), body.code, source_ip(auth.current_request)
+    )
+    return {"mfa_enabled": True, "recovery_codes": codes}
+
+
+@auth.route("/v1/auth/password/forgot", methods=["POST"])
+def forgot_password() -> Response:
+    body = parse_body(auth.current_request, schemas().Forgot)
+    get_auth_service().forgot_password(body.email, source_ip(auth.current_request))
+    return Response({"status": "accepted"}, status_code=202)
+
+
+@auth.route("/v1/auth/password/reset", methods=["POST"])
+def reset_password() -> Response:
+    body = parse_body(auth.current_request, schemas().Reset)
+    get_auth_service().reset_password(
+        body.token, body.new_password, source_ip(auth.current_request)
+    )
+    return Response(body="", status_code=204)
+
+
+@auth.route("/v1/me", methods=["GET"])
+@protected(auth)
+def me() -> dict[str, Any]:
+    return {"user": user_view(current_principal().user)}

@@ -1,0 +1,476 @@
+"""Sign-up, login, token refresh and logout, TOTP MFA, password reset, login throttling, and the
+check every protected route makes (``authenticate``).
+
+Rules kept here (API.md, "Auth"; DESIGN.md, "Security"):
+
+* emails are unique case-insensitively: an email claim item is written with the user;
+* passwords are Argon2id hashes; an unknown email costs the same time as a wrong password;
+* access tokens live 15 minutes; refresh tokens are opaque, stored as hashes, and rotate: a used
+  one presented again revokes its whole login (reuse detection);
+* a TOTP code is accepted once (its time step is recorded with a condition); a recovery code once;
+* 5 failed logins for one email (and, separately, ``LOGIN_IP_LIMIT`` for one IP) within 15 minutes
+  answer 429 with ``Retry-After``; the counts live in DynamoDB with a TTL;
+* a password reset token is single-use, valid 30 minutes, and resetting voids every login;
+* every change leaves an audit event, written in the same transaction; no secret is ever in one.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from chalicelib.adapters.clock import to_iso
+from chalicelib.adapters.dynamo.auth_repository import DynamoAuthRepository
+from chalicelib.adapters.email import Mailer
+from chalicelib.auth import passwords, tokens, totp
+from chalicelib.config import Settings
+from chalicelib.domain.accounts import Account, OwnerType
+from chalicelib.domain.errors import (
+    AccountSuspended,
+    Forbidden,
+    InvalidCredentials,
+    InvalidRequest,
+    InvalidState,
+    InvalidToken,
+    InvalidTotp,
+    MfaRequired,
+    TermsNotAccepted,
+    TooManyAttempts,
+    TotpSetupCodeWrong,
+    Unauthenticated,
+    VersionConflict,
+    WeakPassword,
+)
+from chalicelib.domain.money import CURRENCIES
+from chalicelib.domain.users import AuditEvent, Role, Session, User, UserStatus
+
+MAX_EMAIL_LENGTH = 254
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_THROTTLE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int = tokens.ACCESS_TOKEN_TTL_SECONDS
+    token_type: str = "Bearer"  # noqa: S105 - the scheme name, not a secret
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the user as stored now, and what their access token says."""
+
+    user: User
+    claims: tokens.AccessClaims
+
+    @property
+    def mfa(self) -> bool:
+        return self.claims.mfa
+
+    def require_admin(self) -> None:
+        """Raises Forbidden unless an admin signed in with a TOTP code."""
+        if self.user.role is not Role.ADMIN or not self.claims.mfa:
+            raise Forbidden("this route needs an admin signed in with MFA")
+
+
+def normalize_email(raw: str) -> str:
+    """The email as given, trimmed; raises InvalidRequest if it is not an email address."""
+    email = raw.strip()
+    if len(email) > MAX_EMAIL_LENGTH or not _EMAIL.fullmatch(email):
+        raise InvalidRequest(
+            "email is not a valid address",
+            [{"field": "email", "message": "not a valid email address"}],
+        )
+    return email
+
+
+def _check_new_password(password: str) -> None:
+    if len(password) < passwords.MIN_PASSWORD_LENGTH:
+        raise WeakPassword(
+            f"password must have at least {passwords.MIN_PASSWORD_LENGTH} characters"
+        )
+    if len(password) > passwords.MAX_PASSWORD_LENGTH:
+        raise InvalidRequest(
+            f"password must have at most {passwords.MAX_PASSWORD_LENGTH} characters",
+            [{"field": "password", "message": "too long"}],
+        )
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+@dataclass
+class AuthService:
+    repository: DynamoAuthRepository
+    settings: Settings
+    mailer: Mailer
+    clock: Callable[[], float] = time.time
+    _keys: tokens.SigningKeys | None = field(default=None, repr=False)
+
+    @property
+    def keys(self) -> tokens.SigningKeys:
+        if self._keys is None:
+            self._keys = tokens.SigningKeys.from_json(
+                self.settings.signing_keys_json(), self.settings.jwt_active_kid
+            )
+        return self._keys
+
+    def _now(self) -> tuple[int, str]:
+        moment = self.clock()
+        return int(moment), to_iso(datetime.fromtimestamp(moment, UTC))
+
+    def _event(
+        self,
+        action: str,
+        *,
+        actor: str | None,
+        ip: str | None,
+        target: str | None = None,
+        **details: str,
+    ) -> AuditEvent:
+        return AuditEvent(
+            id=_new_id("aud"),
+            at=self._now()[1],
+            actor_id=actor,
+            action=action,
+            target=target,
+            ip=ip,
+            details=details,
+        )
+
+    # -- sign-up --------------------------------------------------------------------------------
+    def sign_up(
+        self,
+        email: str,
+        password: str,
+        accept_terms: bool,
+        ip: str | None,
+        *,
+        role: Role = Role.USER,
+        totp_secret: str | None = None,
+    ) -> User:
+        """Create a user with one wallet per supported currency, in one atomic write.
+
+        With ``totp_secret`` the user starts with MFA on (admins created by an operator).
+
+        Raises:
+            TermsNotAccepted, InvalidRequest (email), WeakPassword, EmailTaken.
+        """
+        if accept_terms is not True:
+            raise TermsNotAccepted("accept_terms must be true")
+        email = normalize_email(email)
+        _check_new_password(password)
+        seconds, now = self._now()
+        user = User(
+            id=_new_id("usr"),
+            email=email,
+            password_hash=passwords.hash_password(password),
+            role=role,
+            status=UserStatus.ACTIVE,
+            terms_accepted_at=now,
+            created_at=now,
+            mfa_enabled=totp_secret is not None,
+            totp_secret=totp_secret,
+            # Codes from the current time step on are accepted.
+            totp_last_step=seconds // totp.TOTP_PERIOD - 2 if totp_secret else 0,
+        )
+        wallets = [
+            Account.open(_new_id("acct"), code, OwnerType.USER, user.id, now) for code in CURRENCIES
+        ]
+        details = {"role": role.value, "mfa": str(user.mfa_enabled)}
+        event = self._event("user.signed_up", actor=user.id, ip=ip, target=user.id, **details)
+        self.repository.sign_up(user, wallets, event)
+        return user
+
+    def create_admin(
+        self, email: str, password: str, totp_secret: str | None = None
+    ) -> tuple[User, str]:
+        """An admin with MFA already on (for ``make create-admin`` and the local stack's seed).
+
+        Returns the user and the TOTP secret to enroll in an authenticator app.
+        """
+        secret = totp_secret or totp.new_totp_secret()
+        user = self.sign_up(email, password, True, None, role=Role.ADMIN, totp_secret=secret)
+        return user, secret
+
+    # -- login ----------------------------------------------------------------------------------
+    def login(self, email: str, password: str, totp_code: str | None, ip: str | None) -> TokenPair:
+        """Raises TooManyAttempts, InvalidCredentials, AccountSuspended, MfaRequired,
+        InvalidTotp."""
+        now, _ = self._now()
+        email = email.strip() if isinstance(email, str) else ""
+        self._check_throttle(email, ip, now)
+        user = self.repository.find_user_by_email(email) if email else None
+        if user is None:
+            passwords.dummy_verify(password)
+            self._failed_login(email, ip, now, None, "unknown_email")
+            raise InvalidCredentials("email or password is wrong")
+        if not passwords.verify_password(user.password_hash, password):
+            self._failed_login(email, ip, now, user.id, "wrong_password")
+            raise InvalidCredentials("email or password is wrong")
+        if user.status is UserStatus.SUSPENDED:
+            self.repository.append_audit(
+                self._event("auth.login_refused", actor=user.id, ip=ip, reason="suspended")
+            )
+            raise AccountSuspended("this account is suspended")
+        used_mfa = False
+        if user.mfa_enabled:
+            if not totp_code:
+                raise MfaRequired("a TOTP code is required")
+            try:
+                self._use_second_factor(user, totp_code, now)
+            except InvalidTotp:
+                self._failed_login(email, ip, now, user.id, "wrong_totp")
+                raise
+            used_mfa = True
+        self.repository.clear_failures("email", email)
+        return self._open_session(user, used_mfa, ip, now)
+
+    def _use_second_factor(self, user: User, code: str, now: int) -> None:
+        if totp.is_recovery_code_shape(code):
+            canonical = totp.normalize_recovery_code(code)
+            if canonical is None:
+                raise InvalidTotp("this recovery code is not valid")
+            self.repository.use_recovery_code(user, tokens.hash_secret(canonical))
+            return
+        step = totp.matching_step(
+            user.totp_secret or "", code, now=now, after_step=user.totp_last_step
+        )
+        if step is None:
+            raise InvalidTotp("the code is wrong or was already used")
+        self.repository.use_totp_step(user, step)
+
+    def _open_session(self, user: User, mfa: bool, ip: str | None, now: int) -> TokenPair:
+        session_id = _new_id("ses")
+        refresh, refresh_hash = tokens.new_refresh_token(user.id, session_id)
+        session = Session(
+            user_id=user.id,
+            id=session_id,
+            token_hash=refresh_hash,
+            used_token_hashes=frozenset(),
+            mfa=mfa,
+            created_at=int(self.clock() * 1000),
+            expires_at=now + self.settings.refresh_ttl_seconds,
+        )
+        event = self._event("auth.login", actor=user.id, ip=ip, session=session_id, mfa=str(mfa))
+        self.repository.open_session(session, event)
+        return self._pair(user, session, refresh, now)
+
+    def _pair(self, user: User, session: Session, refresh: str, now: int) -> TokenPair:
+        access, _ = tokens.issue_access_token(
+            self.keys,
+            user_id=user.id,
+            role=user.role.value,
+            mfa=session.mfa,
+            session_id=session.id,
+            now=now,
+        )
+        return TokenPair(access_token=access, refresh_token=refresh)
+
+    # -- throttling -----------------------------------------------------------------------------
+    def _limits(self, email: str, ip: str | None) -> list[tuple[str, str, int]]:
+        limits = [("email", email, self.settings.login_email_limit)] if email else []
+        if ip:
+            limits.append(("ip", ip, self.settings.login_ip_limit))
+        return limits
+
+    def _check_throttle(self, email: str, ip: str | None, now: int) -> None:
+        window = self.settings.login_window_seconds
+        for kind, value, limit in self._limits(email, ip):
+            failures, _ = self.repository.recent_failures(kind, value)
+            recent = sorted(t for t in failures if t > now - window)
+            if len(recent) >= limit:
+                raise TooManyAttempts(max(1, recent[-limit] + window - now))
+
+    def _failed_login(
+        self, email: str, ip: str | None, now: int, user_id: str | None, reason: str
+    ) -> None:
+        window = self.settings.login_window_seconds
+        event: AuditEvent | None = self._event(
+            "auth.login_failed", actor=user_id, ip=ip, reason=reason
+        )
+        for kind, value, limit in self._limits(email, ip):
+            for _attempt in range(_THROTTLE_ATTEMPTS):
+                failures, version = self.repository.recent_failures(kind, value)
+                recent = [*sorted(t for t in failures if t > now - window), now]
+                try:
+                    self.repository.record_failure(
+                        kind, value, recent[-limit:], version, now + window, event
+                    )
+                except VersionConflict:
+                    continue
+                event = None  # recorded with the first counter
+                break
+        if event is not None:
+            self.repository.append_audit(event)
+
+    # -- refresh and logout ---------------------------------------------------------------------
+    def refresh(self, refresh_token: str, ip: str | None) -> TokenPair:
+        """Rotate a refresh token. Raises Unauthenticated (revoking the login on reuse) and
+        AccountSuspended."""
+        now, _ = self._now()
+        session = self._session_of(refresh_token)
+        presented = tokens.hash_secret(refresh_token)
+        if presented in session.used_token_hashes:
+            self._revoke(session, ip, "auth.refresh_token_reused")
+            raise Unauthenticated("refresh token was already used; the login is revoked")
+        if not tokens.constant_time_equals(presented, session.token_hash):
+            raise Unauthenticated("refresh token is not valid")
+        user = self.repository.get_user(session.user_id)
+        if user is None or session.created_at < user.sessions_valid_after:
+            raise Unauthenticated("refresh token is not valid")
+        if user.status is UserStatus.SUSPENDED:
+            raise AccountSuspended("this account is suspended")
+        new_token, new_hash = tokens.new_refresh_token(user.id, session.id)
+        try:
+            self.repository.rotate_session(session, presented, new_hash)
+        except Unauthenticated:
+            # Two requests raced with the same token: one of them is a replay.
+            self._revoke(session, ip, "auth.refresh_token_reused")
+            raise
+        return self._pair(user, session, new_token, now)
+
+    def logout(self, refresh_token: str, ip: str | None) -> None:
+        """Revoke the login of a refresh token. Idempotent: an unknown token is a no-op."""
+        try:
+            session = self._session_of(refresh_token)
+        except Unauthenticated:
+            return
+        presented = tokens.hash_secret(refresh_token)
+        if presented == session.token_hash or presented in session.used_token_hashes:
+            self._revoke(session, ip, "auth.logout")
+
+    def _session_of(self, refresh_token: str) -> Session:
+        try:
+            user_id, session_id, _ = tokens.parse_refresh_token(refresh_token)
+        except tokens.InvalidRefreshToken as exc:
+            raise Unauthenticated("refresh token is not valid") from exc
+        now, _ = self._now()
+        session = self.repository.get_session(user_id, session_id)
+        if session is None or session.revoked or session.expires_at <= now:
+            raise Unauthenticated("refresh token is not valid")
+        return session
+
+    def _revoke(self, session: Session, ip: str | None, action: str) -> None:
+        self.repository.revoke_session(
+            session, self._event(action, actor=session.user_id, ip=ip, session=session.id)
+        )
+
+    # -- every protected request ----------------------------------------------------------------
+    def authenticate(self, authorization: str | None) -> Principal:
+        """The caller behind an ``Authorization: Bearer`` header, as stored *now*.
+
+        Raises:
+            Unauthenticated: no, malformed, forged, expired or voided token; unknown user.
+            AccountSuspended: the user is suspended (tokens issued before stop working at once).
+        """
+        scheme, _, token = (authorization or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("an access token is required: Authorization: Bearer <token>")
+        now, _ = self._now()
+        try:
+            claims = tokens.verify_access_token(self.keys, token.strip(), now=now)
+        except tokens.InvalidAccessToken as exc:
+            raise Unauthenticated("the access token is not valid") from exc
+        user = self.repository.get_user(claims.user_id)
+        # Access tokens carry whole seconds: one issued in the second of a reset survives it.
+        if user is None or claims.issued_at < user.sessions_valid_after // 1000:
+            raise Unauthenticated("the access token is not valid")
+        if user.status is UserStatus.SUSPENDED:
+            raise AccountSuspended("this account is suspended")
+        return Principal(user=user, claims=claims)
+
+    # -- MFA ------------------------------------------------------------------------------------
+    def start_totp_setup(self, principal: Principal, ip: str | None) -> tuple[str, str]:
+        """A new secret to enroll; MFA turns on only when a code from it is confirmed.
+
+        Raises:
+            InvalidState: MFA is already on.
+        """
+        user = principal.user
+        if user.mfa_enabled:
+            raise InvalidState("MFA is already enabled")
+        secret = totp.new_totp_secret()
+        self.repository.set_pending_totp(
+            user, secret, self._event("mfa.setup_started", actor=user.id, ip=ip, target=user.id)
+        )
+        return secret, totp.provisioning_uri(secret, user.email)
+
+    def confirm_totp(self, principal: Principal, code: str, ip: str | None) -> list[str]:
+        """Turn MFA on; returns the recovery codes, shown this once and stored only as hashes.
+
+        Raises:
+            TotpSetupCodeWrong: no setup was started, or the code does not match it.
+            InvalidState: MFA is already on.
+        """
+        user = principal.user
+        if user.mfa_enabled:
+            raise InvalidState("MFA is already enabled")
+        now, _ = self._now()
+        secret = user.totp_pending_secret
+        step = totp.matching_step(secret, code, now=now, after_step=None) if secret else None
+        if secret is None or step is None:
+            raise TotpSetupCodeWrong("the code does not match the secret being set up")
+        codes = totp.new_recovery_codes()
+        self.repository.enable_mfa(
+            user,
+            secret,
+            step,
+            {tokens.hash_secret(c) for c in codes},
+            self._event("mfa.enabled", actor=user.id, ip=ip, target=user.id),
+        )
+        return codes
+
+    # -- password reset -------------------------------------------------------------------------
+    def forgot_password(self, email: str, ip: str | None) -> None:
+        """Mail a single-use reset link if the email belongs to an active user; say nothing
+        either way (the caller answers 202 regardless)."""
+        user = (
+            self.repository.find_user_by_email(email.strip())
+            if _EMAIL.fullmatch(email.strip())
+            else None
+        )
+        if user is None or user.status is UserStatus.SUSPENDED:
+            return
+        now, _ = self._now()
+        token, token_hash = tokens.new_reset_token()
+        self.repository.create_reset(
+            token_hash,
+            user.id,
+            now + self.settings.reset_ttl_seconds,
+            self._event("auth.password_reset_requested", actor=user.id, ip=ip, target=user.id),
+        )
+        minutes = self.settings.reset_ttl_seconds // 60
+        link = f"{self.settings.public_base_url}/reset-password?token={token}"
+        self.mailer.send(
+            user.email,
+            "Reset your password",
+            f"Someone asked to reset the password of this account.\n\n"
+            f"Reset token (valid {minutes} minutes, usable once): {token}\n{link}\n\n"
+            f"If it was not you, ignore this message; your password is unchanged.\n",
+        )
+
+    def reset_password(self, token: str, new_password: str, ip: str | None) -> None:
+        """Raises InvalidToken (unknown, used or expired) and WeakPassword."""
+        now, _ = self._now()
+        reset = self.repository.get_reset(tokens.hash_secret(token)) if token else None
+        if reset is None or reset.used or int(reset.expires_at) <= now:
+            raise InvalidToken("the reset token is not valid")
+        _check_new_password(new_password)
+        user = self.repository.get_user(reset.user_id)
+        if user is None:
+            raise InvalidToken("the reset token is not valid")
+        self.repository.complete_reset(
+            tokens.hash_secret(token),
+            user,
+            passwords.hash_password(new_password),
+            now,
+            int(self.clock() * 1000),
+            self._event("auth.password_reset", actor=user.id, ip=ip, target=user.id),
+        )
