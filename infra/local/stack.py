@@ -18,6 +18,12 @@ api       http://127.0.0.1:8000   LEDGER_API_PORT       the Chalice app, stage `
                                                         (``chalice local``), 404-aware gateway
 ========  ======================  ====================  =========================================
 
+Between the table and the API, ``infra.local.seed`` (run once, with the API's environment)
+verifies the mail sender in moto's SES and creates the admin ``admin@local.test`` (password
+``local-admin-password``, TOTP secret ``JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP``). The API mails through
+moto's SES (``SES_ENDPOINT``) and also writes each message as an ``.eml`` file into the mail
+folder, ``LEDGER_MAIL_DIR`` (default ``.local/mail`` in the project).
+
 Ctrl-C (SIGINT), SIGTERM or SIGHUP stops all three, newest first (SIGTERM to each process group,
 SIGKILL after a grace period), and exits 0. A port already in use, or a service that dies or does
 not answer, stops everything and exits 1 with a message naming the service. Each child also
@@ -48,6 +54,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from infra.local.seed import ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_TOTP_SECRET
+
 HOST = "127.0.0.1"
 REGION = "us-east-1"
 API_STAGE = "local"
@@ -58,6 +66,10 @@ DEFAULT_STRIPE_WEBHOOK_SECRET = "whsec_local"  # noqa: S105
 DEFAULT_CRYPTO_WEBHOOK_SECRET = "crypto_local"  # noqa: S105
 STRIPE_WEBHOOK_ID = "ledger-local"
 STRIPE_WEBHOOK_PATH = "/v1/webhooks/stripe"
+MAIL_DIR_VARIABLE = "LEDGER_MAIL_DIR"
+DEFAULT_MAIL_DIR = PROJECT_DIR / ".local" / "mail"  # .local/ is gitignored
+# A real session or profile must not mix with the fake keys the API and the seed get.
+REAL_AWS_SESSION_ENV = ("AWS_SESSION_TOKEN", "AWS_PROFILE")
 
 STARTUP_TIMEOUT_SECONDS = 60.0
 STOP_GRACE_SECONDS = 5.0  # per service
@@ -76,6 +88,9 @@ API_ENV_NAMES = (
     "STRIPE_API_BASE",
     "STRIPE_WEBHOOK_SECRET",
     "CRYPTO_WEBHOOK_SECRET",
+    "SES_ENDPOINT",
+    "MAIL_DIR",
+    "PUBLIC_BASE_URL",
 )
 
 
@@ -101,6 +116,7 @@ class StackConfig:
     table_name: str
     stripe_webhook_secret: str
     crypto_webhook_secret: str
+    mail_dir: Path
 
     @property
     def api_url(self) -> str:
@@ -124,7 +140,7 @@ class StopRequested(Exception):
 
 
 def read_config(environ: Mapping[str, str]) -> StackConfig:
-    """Ports, table name and secrets from the environment (defaults in ``PORT_SETTINGS``)."""
+    """Ports, table name, secrets and the mail folder from the environment."""
     ports: dict[str, int] = {}
     for setting in PORT_SETTINGS:
         raw = environ.get(setting.variable, "").strip()
@@ -144,6 +160,8 @@ def read_config(environ: Mapping[str, str]) -> StackConfig:
         table_name=environ.get("TABLE_NAME") or DEFAULT_TABLE_NAME,
         stripe_webhook_secret=environ.get("STRIPE_WEBHOOK_SECRET") or DEFAULT_STRIPE_WEBHOOK_SECRET,
         crypto_webhook_secret=environ.get("CRYPTO_WEBHOOK_SECRET") or DEFAULT_CRYPTO_WEBHOOK_SECRET,
+        # Absolute: the API runs in the project directory, not necessarily the caller's.
+        mail_dir=Path(environ.get(MAIL_DIR_VARIABLE) or DEFAULT_MAIL_DIR).expanduser().resolve(),
     )
 
 
@@ -210,6 +228,8 @@ class Supervisor:
         created = self._ensure_table()
         state = "created" if created else "exists"
         self._announce("dynamodb", config.dynamodb_url, f"table {config.table_name} ({state})")
+        self._make_mail_dir()
+        self._seed()
 
         stripe = self._spawn("stripe", ["infra.local.localstripe_server"])
         balance = f"{config.stripe_url}/v1/balance"
@@ -221,12 +241,17 @@ class Supervisor:
             "api",
             ["infra.local.stack", "--serve", "api"],
             self._api_env(),
-            # A real session or profile must not mix with the fake keys.
-            without=("AWS_SESSION_TOKEN", "AWS_PROFILE"),
+            without=REAL_AWS_SESSION_ENV,
         )
         health = f"{config.api_url}/health"
         self._wait_until("api", api, lambda: http_status(health) == 200)
         self._announce("api", config.api_url, f"stage {API_STAGE}")
+        print(
+            f"{'admin':<9}{ADMIN_EMAIL} (password {ADMIN_PASSWORD}, "
+            f"TOTP secret {ADMIN_TOTP_SECRET})",
+            flush=True,
+        )
+        print(f"{'mail':<9}{config.mail_dir} (one .eml file per message sent)", flush=True)
         print("local stack ready; Ctrl-C stops it", flush=True)
 
     def watch(self) -> None:
@@ -269,16 +294,10 @@ class Supervisor:
             "dynamodb": self.config.dynamodb_port,
             "stripe": self.config.stripe_port,
         }[name]
-        env = {
-            **{k: v for k, v in os.environ.items() if k not in without},
-            **(extra_env or {}),
-            SUPERVISOR_PID_ENV: str(os.getpid()),
-            "PYTHONUNBUFFERED": "1",
-        }
         process = subprocess.Popen(
             [sys.executable, "-m", *module_args, str(port)],
             cwd=PROJECT_DIR,
-            env=env,
+            env=self._child_env(extra_env, without),
             # Its own session and process group: the terminal's Ctrl-C reaches only this
             # supervisor, which then stops the children in order.
             start_new_session=True,
@@ -286,6 +305,15 @@ class Supervisor:
         child = Child(name, process)
         self.children.append(child)
         return child
+
+    @staticmethod
+    def _child_env(extra_env: Mapping[str, str] | None, without: tuple[str, ...]) -> dict[str, str]:
+        return {
+            **{k: v for k, v in os.environ.items() if k not in without},
+            **(extra_env or {}),
+            SUPERVISOR_PID_ENV: str(os.getpid()),
+            "PYTHONUNBUFFERED": "1",
+        }
 
     def _wait_until(self, name: str, child: Child, answered: Callable[[], bool]) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
@@ -328,6 +356,54 @@ class Supervisor:
                 f"dynamodb: could not create table {self.config.table_name}: {exc}"
             ) from exc
 
+    def _make_mail_dir(self) -> None:
+        try:
+            self.config.mail_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StackError(
+                f"mail: cannot create the mail folder {self.config.mail_dir} "
+                f"({MAIL_DIR_VARIABLE}): {exc}"
+            ) from exc
+
+    def _seed(self) -> None:
+        """Run ``infra.local.seed`` with the API's environment: SES sender verified, admin there
+        (created, or already there).
+
+        Like the services, it runs in a session of its own (the terminal's Ctrl-C reaches only
+        this supervisor) and is stopped on a stop request.
+        """
+        if self.stop_requested.is_set():
+            raise StopRequested
+        process = subprocess.Popen(
+            [sys.executable, "-m", "infra.local.seed"],
+            cwd=PROJECT_DIR,
+            env=self._child_env(self._api_env(), REAL_AWS_SESSION_ENV),
+            stdout=subprocess.PIPE,  # the outcome; its errors go to this stack's stderr
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+        while True:
+            try:
+                out, _ = process.communicate(timeout=POLL_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                timed_out = time.monotonic() > deadline
+                if not (self.stop_requested.is_set() or timed_out):
+                    continue
+                _signal_group(process, signal.SIGKILL)
+                process.communicate()
+                if timed_out:
+                    raise StackError(
+                        f"seed did not finish within {STARTUP_TIMEOUT_SECONDS:.0f} s"
+                    ) from None
+                raise StopRequested from None
+        outcome = out.decode(errors="replace").strip()
+        if process.returncode != 0 or outcome not in ("created", "exists"):
+            raise StackError(
+                f"seed (SES sender identity, admin {ADMIN_EMAIL}) failed with exit code "
+                f"{process.returncode} {outcome!r} (its output is above)"
+            )
+
     def _register_stripe_webhook(self) -> str:
         webhook_url = f"{self.config.api_url}{STRIPE_WEBHOOK_PATH}"
         body = json.dumps({"url": webhook_url, "secret": self.config.stripe_webhook_secret})
@@ -354,6 +430,10 @@ class Supervisor:
             "STRIPE_API_BASE": config.stripe_url,
             "STRIPE_WEBHOOK_SECRET": config.stripe_webhook_secret,
             "CRYPTO_WEBHOOK_SECRET": config.crypto_webhook_secret,
+            # moto's server answers every AWS service on its port, SES included.
+            "SES_ENDPOINT": config.dynamodb_url,
+            "MAIL_DIR": str(config.mail_dir),
+            "PUBLIC_BASE_URL": config.api_url,
         }
 
     @staticmethod

@@ -1,13 +1,20 @@
 """The local stack, as a developer runs it: ``python -m infra.local.stack`` on free 127.0.0.1 ports.
 
-It must answer health and the 404 envelope through HTTP, serve the Stripe fake and the table, and
-stop completely on Ctrl-C: exit 0, every child gone, every port free again.
+It must answer health and the 404 envelope through HTTP, serve the Stripe fake and the table, let
+the seeded admin log in with a TOTP code and mail a reset token into the mail folder, and stop
+completely on Ctrl-C: exit 0, every child gone, every port free again.
+
+The stack starts once for the module (``stack``); the tests that use it run in file order, and
+the last one stops it.
 """
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,8 +25,10 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
+import pyotp
 import pytest
 
 pytestmark = pytest.mark.e2e
@@ -28,6 +37,10 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 START_TIMEOUT_SECONDS = 60
 STOP_TIMEOUT_SECONDS = 15
+# The seeded admin (API.md, "The local stack").
+ADMIN_EMAIL = "admin@local.test"
+ADMIN_PASSWORD = "local-admin-password"
+ADMIN_TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 
 
 def free_ports(count: int) -> list[int]:
@@ -53,7 +66,16 @@ def port_is_free(port: int) -> bool:
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict, dict]:
     """Status, headers and JSON body of a GET; (0, {}, {}) when nothing answers."""
-    request = urllib.request.Request(url, headers=headers or {})  # noqa: S310 (127.0.0.1)
+    return send(urllib.request.Request(url, headers=headers or {}))  # noqa: S310 (127.0.0.1)
+
+
+def post(url: str, body: dict) -> tuple[int, dict, dict]:
+    """Status, headers and JSON body of a POST of ``body`` as JSON."""
+    headers = {"Content-Type": "application/json"}
+    return send(urllib.request.Request(url, json.dumps(body).encode(), headers))  # noqa: S310
+
+
+def send(request: urllib.request.Request) -> tuple[int, dict, dict]:
     try:
         with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
             return response.status, dict(response.headers), json.loads(response.read() or b"{}")
@@ -92,17 +114,20 @@ class Stack:
     dynamodb: int
     stripe: int
     log: Path
+    mail_dir: Path
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
 
 def start_stack(tmp_path: Path, api: int, dynamodb: int, stripe: int) -> Stack:
+    mail_dir = tmp_path / "mail"  # the stack creates it
     env = {
         **os.environ,
         "LEDGER_API_PORT": str(api),
         "LEDGER_DYNAMODB_PORT": str(dynamodb),
         "LEDGER_STRIPE_PORT": str(stripe),
+        "LEDGER_MAIL_DIR": str(mail_dir),
         "TABLE_NAME": "ledger-e2e",
     }
     log = tmp_path / "stack.log"
@@ -115,21 +140,25 @@ def start_stack(tmp_path: Path, api: int, dynamodb: int, stripe: int) -> Stack:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    return Stack(process, api, dynamodb, stripe, log)
+    return Stack(process, api, dynamodb, stripe, log, mail_dir)
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    running = start_stack(tmp_path, *free_ports(3))
-    yield running
-    if running.process.poll() is None:
-        # The test failed before stopping it: stop it the same way, then make sure.
-        running.process.send_signal(signal.SIGINT)
-        try:
-            running.process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            running.process.kill()  # its children stop by themselves when it is gone
-            running.process.wait()
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One stack for the module, healthy; the last test that uses it stops it."""
+    running = start_stack(tmp_path_factory.mktemp("stack"), *free_ports(3))
+    try:
+        wait_for_health(running)
+        yield running
+    finally:
+        if running.process.poll() is None:
+            # A test failed before stopping it: stop it the same way, then make sure.
+            running.process.send_signal(signal.SIGINT)
+            try:
+                running.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                running.process.kill()  # its children stop by themselves when it is gone
+                running.process.wait()
 
 
 def wait_for_health(stack: Stack) -> None:
@@ -144,10 +173,23 @@ def wait_for_health(stack: Stack) -> None:
     pytest.fail(f"no healthy API within {START_TIMEOUT_SECONDS} s:\n{stack.output()}")
 
 
-def test_the_stack_serves_everything_and_stops_cleanly_on_ctrl_c(stack: Stack):
-    wait_for_health(stack)
-    children = children_of(stack.process.pid)
-    assert len(children) == 3, stack.output()
+def moto_client(stack: Stack, service: str) -> Any:
+    """A boto3 client of the stack's moto server (it serves every AWS service on its port)."""
+    return boto3.client(
+        service,
+        endpoint_url=f"http://{HOST}:{stack.dynamodb}",
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+
+
+def require_running(stack: Stack) -> None:
+    assert stack.process.poll() is None, f"the stack is not running:\n{stack.output()}"
+
+
+def test_the_stack_serves_the_api_stripe_and_the_table(stack: Stack):
+    require_running(stack)
 
     status, headers, body = get(f"http://{HOST}:{stack.api}/no/such/route")
     assert status == 404
@@ -161,14 +203,51 @@ def test_the_stack_serves_everything_and_stops_cleanly_on_ctrl_c(stack: Stack):
     assert status == 200
     assert "available" in balance  # an empty Stripe account
 
-    dynamodb = boto3.client(
-        "dynamodb",
-        endpoint_url=f"http://{HOST}:{stack.dynamodb}",
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+    dynamodb = moto_client(stack, "dynamodb")
     assert "ledger-e2e" in dynamodb.list_tables()["TableNames"]
+
+
+def test_the_seeded_admin_logs_in_with_totp_and_gets_a_reset_mail(stack: Stack):
+    require_running(stack)
+    api = f"http://{HOST}:{stack.api}"
+    output = stack.output()
+    assert f"TOTP secret {ADMIN_TOTP_SECRET}" in output
+    assert str(stack.mail_dir) in output
+
+    status, _, tokens = post(
+        f"{api}/v1/auth/login",
+        {
+            "email": ADMIN_EMAIL,
+            "password": ADMIN_PASSWORD,
+            "totp_code": pyotp.TOTP(ADMIN_TOTP_SECRET).now(),
+        },
+    )
+    assert status == 200, tokens
+    assert tokens["token_type"] == "Bearer"
+
+    status, _, me = get(f"{api}/v1/me", {"Authorization": f"Bearer {tokens['access_token']}"})
+    assert status == 200, me
+    assert me["user"]["email"] == ADMIN_EMAIL
+    assert me["user"]["role"] == "admin"
+    assert me["user"]["mfa_enabled"] is True
+
+    # Sent through moto's SES (which refuses unverified senders) and written to the folder.
+    status, _, _ = post(f"{api}/v1/auth/password/forgot", {"email": ADMIN_EMAIL})
+    assert status == 202
+    assert moto_client(stack, "ses").get_send_quota()["SentLast24Hours"] == 1
+    mails = sorted(stack.mail_dir.glob("*.eml"))
+    assert len(mails) == 1, mails
+    message = email.message_from_bytes(mails[0].read_bytes(), policy=email.policy.default)
+    assert message["To"] == ADMIN_EMAIL
+    body = message.get_content()
+    assert re.search(r"Reset token \(valid 30 minutes, usable once\): \S{20,}", body), body
+    assert f"{api}/reset-password?token=" in body
+
+
+def test_ctrl_c_stops_every_service_and_frees_every_port(stack: Stack):
+    require_running(stack)
+    children = children_of(stack.process.pid)
+    assert len(children) == 3, stack.output()
 
     stack.process.send_signal(signal.SIGINT)
     assert stack.process.wait(timeout=STOP_TIMEOUT_SECONDS) == 0, stack.output()
