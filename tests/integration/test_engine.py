@@ -227,3 +227,32 @@ def test_an_owners_accounts_are_listed_by_currency_with_fresh_balances(world: Le
     world.fund(usd, 3_00)
     accounts = world.repository.accounts_of_owner(OwnerType.USER, "user_owner")
     assert [(a.id, a.currency, a.posted) for a in accounts] == [(btc, "BTC", 0), (usd, "USD", 3_00)]
+
+
+def test_each_owner_sees_the_transactions_it_takes_part_in_newest_first(world: LedgerWorld):
+    alice = world.open_user_account("USD", "user_alice")
+    bob = world.open_user_account("USD", "user_bob")
+    times = iter(f"2026-11-0{d}T12:00:00.000000Z" for d in range(1, 10))
+    world.ledger.clock = lambda: next(times)
+    deposit = world.fund(alice, 10_00)  # day 1
+    payment = world.transfer(alice, bob, 3_00).transaction  # day 2
+    hold = world.transfer(alice, bob, 1_00, pending=True).transaction  # day 3
+    world.ledger.post_pending(hold.id)
+
+    page = world.repository.transactions_of_owner(OwnerType.USER, "user_alice", limit=2)
+    assert [t.id for t in page.transactions] == [hold.id, payment.id]
+    assert page.transactions[0].status is TransactionStatus.POSTED  # read by key: current
+    rest = world.repository.transactions_of_owner(
+        OwnerType.USER, "user_alice", cursor=page.next_cursor
+    )
+    assert [t.id for t in rest.transactions] == [deposit]
+    assert rest.next_cursor is None
+    bobs = world.repository.transactions_of_owner(OwnerType.USER, "user_bob")
+    assert [t.id for t in bobs.transactions] == [hold.id, payment.id]
+    window = world.repository.transactions_of_owner(
+        OwnerType.USER,
+        "user_alice",
+        since="2026-11-02T00:00:00.000000Z",
+        until="2026-11-02T23:59:59.999999Z",
+    )
+    assert [t.id for t in window.transactions] == [payment.id]

@@ -5,6 +5,8 @@
 - entry:       PK ``ACCT#<id>``, SK ``E#<created_at>#<seq:012d>``
 - transaction: PK ``TXN#<id>``, SK ``TXN``;
   GSI2 (day -> transactions) ``TXDAY#<yyyy-mm-dd>#<shard>`` / ``<created_at>#<id>``
+- timeline:    PK ``OWNER#<type>#<owner id>``, SK ``TXN#<created_at>#<transaction id>`` (one per
+  owner taking part in a transaction: "my transactions", newest first, by time range)
 - user:        PK ``USER#<id>``, SK ``PROFILE``
 - email claim: PK ``EMAIL#<lower-case email>``, SK ``EMAIL`` (makes emails unique)
 - session:     PK ``USER#<id>``, SK ``SESSION#<id>`` (one login: its refresh token family)
@@ -122,3 +124,21 @@ def audit_pk(at: str, event_id: str) -> str:
 
 def audit_sk(at: str, event_id: str) -> str:
     return f"{at}#{event_id}"
+
+
+TIMELINE_PREFIX = "TXN#"
+
+
+def timeline_pk(owner_type: str, owner_id: str) -> str:
+    return f"{OWNER_PREFIX}{owner_type}#{owner_id}"
+
+
+def timeline_sk(created_at: str, transaction_id: str) -> str:
+    return f"{TIMELINE_PREFIX}{created_at}#{transaction_id}"
+
+
+def timeline_time_bounds(since: str | None, until: str | None) -> tuple[str, str]:
+    """Inclusive SK bounds for timeline items created in [since, until] (either side open)."""
+    low = TIMELINE_PREFIX + (since or "")
+    high = TIMELINE_PREFIX + (until + "#~" if until else "~")
+    return low, high

@@ -27,7 +27,12 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.models import Model
 
 from chalicelib.adapters.dynamo import keys
-from chalicelib.adapters.dynamo.models import AccountItem, EntryItem, TransactionItem
+from chalicelib.adapters.dynamo.models import (
+    AccountItem,
+    EntryItem,
+    TimelineItem,
+    TransactionItem,
+)
 from chalicelib.adapters.dynamo.transact import AtomicWrite
 from chalicelib.domain.accounts import Account, OwnerType
 from chalicelib.domain.errors import (
@@ -70,6 +75,12 @@ class ExtraWrite:
     condition: Condition | None
     error: LedgerError
     actions: Sequence[Any] | None = None  # None: a put of ``model``; otherwise an update
+
+
+@dataclass(frozen=True)
+class TransactionPage:
+    transactions: list[Transaction]
+    next_cursor: str | None
 
 
 @dataclass(frozen=True)
@@ -162,6 +173,37 @@ class DynamoLedgerRepository:
         next_cursor = _encode_cursor(last) if last and len(entries) == limit else None
         return EntryPage(entries=entries, next_cursor=next_cursor)
 
+    def transactions_of_owner(
+        self,
+        owner_type: OwnerType,
+        owner_id: str,
+        *,
+        limit: int = 20,
+        cursor: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> TransactionPage:
+        """One page of the transactions an owner takes part in, newest first, read by key (so
+        a hold shows its current status)."""
+        limit = max(1, min(limit, MAX_PAGE))
+        pk = keys.timeline_pk(owner_type.value, owner_id)
+        low, high = keys.timeline_time_bounds(since, until)
+        results = TimelineItem.query(
+            pk,
+            TimelineItem.SK.between(low, high),
+            scan_index_forward=False,
+            limit=limit,
+            last_evaluated_key=_decode_cursor(cursor, pk) if cursor else None,
+            page_size=limit,
+        )
+        ids = [item.transaction_id for item in results]
+        last = results.last_evaluated_key
+        found = self.read([], ids).transactions
+        return TransactionPage(
+            transactions=[found[i] for i in ids if i in found],
+            next_cursor=_encode_cursor(last) if last and len(ids) == limit else None,
+        )
+
     # -- writes ---------------------------------------------------------------------------------
     def open_accounts(self, accounts: Sequence[Account], extra: Sequence[ExtraWrite] = ()) -> None:
         """Create accounts (and any extra items) in one atomic write.
@@ -191,6 +233,9 @@ class DynamoLedgerRepository:
         txn_item = TransactionItem.from_domain(plan.transaction)
         if plan.is_new_transaction:
             write.put(txn_item, TransactionItem.PK.does_not_exist(), ("txn_new", None))
+            for owner_type, owner_id in _participants(plan):
+                timeline = TimelineItem.for_owner(owner_type, owner_id, plan.transaction)
+                write.put(timeline, None, ("timeline", None))
         else:
             write.update(
                 txn_item,
@@ -258,6 +303,16 @@ class DynamoLedgerRepository:
             write.send()
         except TransactWriteError as exc:
             raise _translate(exc, write.tags) from exc
+
+
+def _participants(plan: Plan) -> list[tuple[str, str]]:
+    """The users and facilities whose accounts the transaction touches (platform excluded)."""
+    owners = {
+        (c.after.owner_type.value, c.after.owner_id)
+        for c in plan.changes
+        if c.after.owner_type is not OwnerType.PLATFORM
+    }
+    return sorted(owners)
 
 
 def _translate(exc: TransactWriteError, tags: list[Any]) -> Exception:

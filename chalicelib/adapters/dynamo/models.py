@@ -254,6 +254,28 @@ class TransactionItem(LedgerItem):
         )
 
 
+class TimelineItem(LedgerItem):
+    """An owner's pointer to a transaction they take part in (written with the transaction)."""
+
+    class Meta(_Meta):
+        pass
+
+    transaction_id = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+
+    ITEM_TYPE = "timeline"
+
+    @classmethod
+    def for_owner(cls, owner_type: str, owner_id: str, txn: Transaction) -> TimelineItem:
+        return cls(
+            keys.timeline_pk(owner_type, owner_id),
+            keys.timeline_sk(txn.created_at, txn.id),
+            item_type=cls.ITEM_TYPE,
+            transaction_id=txn.id,
+            created_at=txn.created_at,
+        )
+
+
 class UserItem(LedgerItem):
     class Meta(_Meta):
         pass
@@ -448,6 +470,7 @@ MODELS: tuple[type[Model], ...] = (
     AccountItem,
     EntryItem,
     TransactionItem,
+    TimelineItem,
     UserItem,
     EmailClaimItem,
     SessionItem,
