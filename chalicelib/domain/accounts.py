@@ -14,6 +14,7 @@ by every transaction. A platform account's balance is the sum of its shards.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -60,6 +61,13 @@ def parse_platform_shard(account_id: str) -> tuple[PlatformAccount, int] | None:
         return PlatformAccount(PlatformKind(kind_name), currency(code).code), int(shard)
     except (ValueError, LookupError):
         return None
+
+
+def wallet_id(owner_type: OwnerType, owner_id: str, code: str) -> str:
+    """The id of an owner's account in one currency, derived rather than looked up: a payment
+    to a user or facility needs no query to find the account (and an unknown owner has none)."""
+    material = f"wallet\x1f{owner_type.value}\x1f{owner_id}\x1f{code}".encode()
+    return "acct_" + hashlib.sha256(material).hexdigest()[:24]
 
 
 def logical_account_id(account_id: str) -> str:

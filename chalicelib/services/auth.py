@@ -28,7 +28,7 @@ from chalicelib.adapters.dynamo.auth_repository import DynamoAuthRepository
 from chalicelib.adapters.email import Mailer
 from chalicelib.auth import passwords, tokens, totp
 from chalicelib.config import Settings
-from chalicelib.domain.accounts import Account, OwnerType
+from chalicelib.domain.accounts import Account, OwnerType, wallet_id
 from chalicelib.domain.errors import (
     AccountSuspended,
     Forbidden,
@@ -181,7 +181,10 @@ class AuthService:
             totp_last_step=seconds // totp.TOTP_PERIOD - 2 if totp_secret else 0,
         )
         wallets = [
-            Account.open(_new_id("acct"), code, OwnerType.USER, user.id, now) for code in CURRENCIES
+            Account.open(
+                wallet_id(OwnerType.USER, user.id, code), code, OwnerType.USER, user.id, now
+            )
+            for code in CURRENCIES
         ]
         details = {"role": role.value, "mfa": str(user.mfa_enabled)}
         event = self._event("user.signed_up", actor=user.id, ip=ip, target=user.id, **details)

@@ -10,6 +10,7 @@ local stack and the API tests answer exactly what clients see in a deployed stag
 
 from __future__ import annotations
 
+import threading
 import uuid
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -45,7 +46,13 @@ class NotFoundAwareGateway(LocalGateway):
             self._routes.match_route(path)
         except ValueError:
             return not_found_response(method, path)
-        return super().handle_request(method, path, headers, body)
+        # The app object holds the request being handled (``app.current_request``), as in Lambda
+        # where a process serves one request at a time; the dev server's threads must take turns.
+        with _ONE_REQUEST_AT_A_TIME:
+            return super().handle_request(method, path, headers, body)
+
+
+_ONE_REQUEST_AT_A_TIME = threading.Lock()
 
 
 def not_found_response(method: str, path: str) -> dict[str, Any]:

@@ -41,6 +41,15 @@ class DynamoAuthRepository:
         except UserItem.DoesNotExist:
             return None
 
+    def user_id_for_email(self, email: str) -> str | None:
+        """The id of the user who claimed this email (case-insensitively), from the claim alone."""
+        try:
+            return EmailClaimItem.get(
+                keys.email_pk(email), keys.EMAIL_SK, consistent_read=True
+            ).user_id
+        except EmailClaimItem.DoesNotExist:
+            return None
+
     def find_user_by_email(self, email: str) -> User | None:
         try:
             claim = EmailClaimItem.get(keys.email_pk(email), keys.EMAIL_SK, consistent_read=True)

@@ -16,8 +16,6 @@ A cancelled write is translated into the domain error named after the condition 
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +24,7 @@ from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.condition import Condition
 from pynamodb.models import Model
 
-from chalicelib.adapters.dynamo import keys
+from chalicelib.adapters.dynamo import cursors, keys
 from chalicelib.adapters.dynamo.models import (
     AccountItem,
     EntryItem,
@@ -158,7 +156,11 @@ class DynamoLedgerRepository:
         limit = max(1, min(limit, MAX_PAGE))
         low, high = keys.entry_time_bounds(since, until)
         pk = keys.account_pk(account_id)
-        start_key = _decode_cursor(cursor, pk) if cursor else None
+        start_key = (
+            cursors.decode(cursor, partition={"PK": pk}, ranges={"SK": (low, high)})
+            if cursor
+            else None
+        )
         results = EntryItem.query(
             pk,
             EntryItem.SK.between(low, high),
@@ -170,7 +172,7 @@ class DynamoLedgerRepository:
         )
         entries = [item.to_domain() for item in results]
         last = results.last_evaluated_key
-        next_cursor = _encode_cursor(last) if last and len(entries) == limit else None
+        next_cursor = cursors.encode(last) if last and len(entries) == limit else None
         return EntryPage(entries=entries, next_cursor=next_cursor)
 
     def transactions_of_owner(
@@ -193,15 +195,20 @@ class DynamoLedgerRepository:
             TimelineItem.SK.between(low, high),
             scan_index_forward=False,
             limit=limit,
-            last_evaluated_key=_decode_cursor(cursor, pk) if cursor else None,
+            last_evaluated_key=(
+                cursors.decode(cursor, partition={"PK": pk}, ranges={"SK": (low, high)})
+                if cursor
+                else None
+            ),
             page_size=limit,
+            consistent_read=True,
         )
         ids = [item.transaction_id for item in results]
         last = results.last_evaluated_key
         found = self.read([], ids).transactions
         return TransactionPage(
             transactions=[found[i] for i in ids if i in found],
-            next_cursor=_encode_cursor(last) if last and len(ids) == limit else None,
+            next_cursor=cursors.encode(last) if last and len(ids) == limit else None,
         )
 
     # -- writes ---------------------------------------------------------------------------------
@@ -359,18 +366,3 @@ def _plain(raw: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
     if not raw:
         return {}
     return {name: next(iter(value.values())) for name, value in raw.items()}
-
-
-def _encode_cursor(key: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode()
-
-
-def _decode_cursor(cursor: str, pk: str) -> dict[str, Any]:
-    """Raises ValueError for a cursor this repository did not produce for this partition."""
-    try:
-        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError("invalid cursor") from exc
-    if not isinstance(key, dict) or set(key) != {"PK", "SK"} or key["PK"] != {"S": pk}:
-        raise ValueError("invalid cursor")
-    return key
