@@ -35,6 +35,7 @@ test: lint
 bench: $(STAMP)
 	$(PY) bench/ledger_round_trips.py
 	$(PY) bench/cold_start.py
+	$(PY) bench/api_round_trips.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

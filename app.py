@@ -11,14 +11,22 @@ from collections.abc import Callable
 from chalice.app import Request, Response
 
 from chalicelib.api import middleware
+from chalicelib.api.accounts import accounts
 from chalicelib.api.application import LedgerChalice
 from chalicelib.api.auth import auth
+from chalicelib.api.fx import fx
 from chalicelib.api.health import health
+from chalicelib.api.transfers import transfers
+from chalicelib.api.withdrawals import withdrawals
 
 # Powertools' Logger owns the log output (structured JSON); Chalice must not add its own handler.
 app = LedgerChalice(app_name="ledger", configure_logs=False)
 app.register_blueprint(health)
 app.register_blueprint(auth)
+app.register_blueprint(accounts)
+app.register_blueprint(transfers)
+app.register_blueprint(withdrawals)
+app.register_blueprint(fx)
 
 
 @app.middleware("http")

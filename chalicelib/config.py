@@ -35,6 +35,11 @@ class Settings:
     mail_dir: str | None
     ses_endpoint: str | None
     public_base_url: str
+    withdrawal_minimums: str  # JSON {currency: decimal string}
+    withdrawal_daily_limits: str  # JSON {currency: decimal string}
+    fx_rate_source: str  # which RateSource serves fx quotes (chalicelib/adapters/rates.py)
+    fx_rates: str | None  # JSON {"FROM/TO": "decimal"}; unset: built-in table (local, test only)
+    fx_quote_ttl_seconds: int
 
     @property
     def is_local(self) -> bool:
@@ -82,4 +87,11 @@ def get_settings() -> Settings:
         mail_dir=os.environ.get("MAIL_DIR") or None,
         ses_endpoint=os.environ.get("SES_ENDPOINT") or None,
         public_base_url=os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000"),
+        withdrawal_minimums=os.environ.get("WITHDRAWAL_MINIMUMS")
+        or json.dumps({"USD": "10.00", "BTC": "0.0001", "ETH": "0.001", "USDT": "10"}),
+        withdrawal_daily_limits=os.environ.get("WITHDRAWAL_DAILY_LIMITS")
+        or json.dumps({"USD": "10000.00", "BTC": "1", "ETH": "20", "USDT": "10000"}),
+        fx_rate_source=os.environ.get("FX_RATE_SOURCE") or "static",
+        fx_rates=os.environ.get("FX_RATES") or None,
+        fx_quote_ttl_seconds=_int("FX_QUOTE_TTL_SECONDS", 60, 1),
     )

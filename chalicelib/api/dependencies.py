@@ -82,8 +82,53 @@ def get_auth_service():  # type: ignore[no-untyped-def]
     return AuthService(DynamoAuthRepository(), settings, mailer)
 
 
+@cache
+def get_ledger_service():  # type: ignore[no-untyped-def]
+    """The ledger engine on the configured table."""
+    from chalicelib.adapters.dynamo.ledger_repository import DynamoLedgerRepository
+    from chalicelib.services.ledger import LedgerService
+
+    settings = get_bound_settings()
+    return LedgerService(
+        DynamoLedgerRepository(),
+        platform_shards=settings.platform_shards,
+        max_attempts=settings.max_write_attempts,
+    )
+
+
+@cache
+def get_idempotent_runner():  # type: ignore[no-untyped-def]
+    """Powertools' idempotent_function over ``DynamoIdempotencyStore``, and its config.
+
+    ``run(request=..., execute=...)`` calls ``execute()`` once per (scope, caller, key) within 24 h
+    and stores what it returns; a replay with the same body gets the stored result back.
+    """
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
+
+    from chalicelib.adapters.dynamo.idempotency_store import DynamoIdempotencyStore
+
+    get_bound_settings()
+    config = IdempotencyConfig(
+        event_key_jmespath="key",
+        payload_validation_jmespath="body",
+        raise_on_no_idempotency_key=True,
+        expires_after_seconds=24 * 3600,
+        use_local_cache=False,
+    )
+
+    @idempotent_function(
+        data_keyword_argument="request", persistence_store=DynamoIdempotencyStore(), config=config
+    )
+    def run(request: dict, execute) -> dict:  # type: ignore[no-untyped-def]
+        return execute()
+
+    return run, config
+
+
 def reset() -> None:
     """Forget every object built so far; the next getter call reads the settings again."""
     get_table_probe.cache_clear()
     get_bound_settings.cache_clear()
     get_auth_service.cache_clear()
+    get_ledger_service.cache_clear()
+    get_idempotent_runner.cache_clear()

@@ -78,6 +78,19 @@ DOMAIN_ERRORS: Mapping[type[domain.LedgerError], HttpError] = {
     domain.Unauthenticated: HttpError(401, "unauthenticated"),
     domain.Forbidden: HttpError(403, "forbidden"),
     domain.InvalidToken: HttpError(400, "invalid_token"),
+    domain.IdempotencyKeyRequired: HttpError(400, "idempotency_key_required"),
+    domain.IdempotencyKeyReused: HttpError(409, "idempotency_key_reused"),
+    domain.IdempotencyInProgress: HttpError(409, "idempotency_in_progress"),
+    domain.RecipientNotFound: HttpError(404, "recipient_not_found"),
+    domain.WithdrawalNotFound: HttpError(404, "not_found"),
+    domain.AmountBelowMinimum: HttpError(422, "amount_below_minimum"),
+    domain.WithdrawalLimitExceeded: HttpError(422, "withdrawal_limit_exceeded"),
+    domain.RateUnavailable: HttpError(422, "rate_unavailable"),
+    domain.SameCurrencySwap: HttpError(400, "invalid_request"),
+    domain.ConvertedAmountOutOfRange: HttpError(400, "invalid_amount"),
+    domain.QuoteNotFound: HttpError(404, "not_found"),
+    domain.QuoteExpired: HttpError(410, "quote_expired"),
+    domain.QuoteUsed: HttpError(409, "quote_used"),
 }
 
 # Chalice's ``Code`` values (its exception class names, or the codes it uses for errors it

@@ -159,3 +159,58 @@ class Forbidden(LedgerError):
 
 class InvalidToken(LedgerError):
     """The password reset token is unknown, used or expired."""
+
+
+# -- idempotent requests and money routes ---------------------------------------------------------
+class IdempotencyKeyRequired(LedgerError):
+    """A request that moves or reserves money needs an ``Idempotency-Key`` header (1-255 chars)."""
+
+
+class IdempotencyKeyReused(LedgerError):
+    """This Idempotency-Key was used by this caller with a different request body."""
+
+
+class IdempotencyInProgress(LedgerError):
+    """The first request with this Idempotency-Key is still running; retry shortly."""
+
+
+class RecipientNotFound(LedgerError):
+    """No user with that email, or no facility with that id, can receive the transfer."""
+
+
+# -- withdrawals ----------------------------------------------------------------------------------
+class WithdrawalNotFound(LedgerError):
+    """No withdrawal with this id belongs to the caller."""
+
+
+class AmountBelowMinimum(LedgerError):
+    """The withdrawal is smaller than the currency's minimum."""
+
+
+class WithdrawalLimitExceeded(LedgerError):
+    """The withdrawal would exceed the user's daily withdrawal limit for the currency."""
+
+
+# -- currency exchange (fx) -----------------------------------------------------------------------
+class RateUnavailable(LedgerError):
+    """No exchange rate is available for this currency pair and direction."""
+
+
+class SameCurrencySwap(InvalidRequest):
+    """A swap needs two different currencies."""
+
+
+class ConvertedAmountOutOfRange(InvalidAmount):
+    """The converted amount must be at least one minor unit and have at most 18 integer digits."""
+
+
+class QuoteNotFound(LedgerError):
+    """No quote with this id belongs to the caller."""
+
+
+class QuoteExpired(LedgerError):
+    """The quote is no longer valid; ask for a new one."""
+
+
+class QuoteUsed(LedgerError):
+    """The quote was already executed by a swap; a quote executes at most once."""

@@ -52,6 +52,19 @@ DOMAIN_ERRORS: dict[str, Callable[[], domain.LedgerError]] = {
     "Unauthenticated": domain.Unauthenticated,
     "Forbidden": domain.Forbidden,
     "InvalidToken": domain.InvalidToken,
+    "IdempotencyKeyRequired": domain.IdempotencyKeyRequired,
+    "IdempotencyKeyReused": domain.IdempotencyKeyReused,
+    "IdempotencyInProgress": domain.IdempotencyInProgress,
+    "RecipientNotFound": domain.RecipientNotFound,
+    "WithdrawalNotFound": domain.WithdrawalNotFound,
+    "AmountBelowMinimum": domain.AmountBelowMinimum,
+    "WithdrawalLimitExceeded": domain.WithdrawalLimitExceeded,
+    "RateUnavailable": lambda: domain.RateUnavailable("no rate for USD/BTC"),
+    "SameCurrencySwap": lambda: domain.SameCurrencySwap("a swap from USD to USD"),
+    "ConvertedAmountOutOfRange": lambda: domain.ConvertedAmountOutOfRange("buys less than 1"),
+    "QuoteNotFound": domain.QuoteNotFound,
+    "QuoteExpired": domain.QuoteExpired,
+    "QuoteUsed": domain.QuoteUsed,
 }
 
 EXPECTED = {
@@ -86,6 +99,19 @@ EXPECTED = {
     "Unauthenticated": (401, "unauthenticated"),
     "Forbidden": (403, "forbidden"),
     "InvalidToken": (400, "invalid_token"),
+    "IdempotencyKeyRequired": (400, "idempotency_key_required"),
+    "IdempotencyKeyReused": (409, "idempotency_key_reused"),
+    "IdempotencyInProgress": (409, "idempotency_in_progress"),
+    "RecipientNotFound": (404, "recipient_not_found"),
+    "WithdrawalNotFound": (404, "not_found"),
+    "AmountBelowMinimum": (422, "amount_below_minimum"),
+    "WithdrawalLimitExceeded": (422, "withdrawal_limit_exceeded"),
+    "RateUnavailable": (422, "rate_unavailable"),
+    "SameCurrencySwap": (400, "invalid_request"),
+    "ConvertedAmountOutOfRange": (400, "invalid_amount"),
+    "QuoteNotFound": (404, "not_found"),
+    "QuoteExpired": (410, "quote_expired"),
+    "QuoteUsed": (409, "quote_used"),
 }
 
 probe = Blueprint(__name__)

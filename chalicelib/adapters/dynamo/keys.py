@@ -7,6 +7,13 @@
   GSI2 (day -> transactions) ``TXDAY#<yyyy-mm-dd>#<shard>`` / ``<created_at>#<id>``
 - timeline:    PK ``OWNER#<type>#<owner id>``, SK ``TXN#<created_at>#<transaction id>`` (one per
   owner taking part in a transaction: "my transactions", newest first, by time range)
+- idempotency: PK ``IDEM#<hash of scope, caller and key>``, SK ``IDEM`` (API replay records)
+- facility:    PK ``FACILITIES``, SK ``FAC#<id>`` (few, rarely written: one directory partition)
+- withdrawal:  PK ``WITHDRAWAL#<id>``, SK ``WITHDRAWAL``;
+  GSI2 (review queue) ``WITHDRAWALS`` / ``<created_at>#<id>``
+- withdrawal limit: PK ``WDLIMIT#<user>#<currency>#<yyyy-mm-dd>``, SK ``WDLIMIT`` (a day's total)
+- payout request:   PK ``PAYOUT#<withdrawal id>``, SK ``PAYOUT`` (outbox for the crypto gateway)
+- fx quote:    PK ``QUOTE#<id>``, SK ``QUOTE`` (``expires_at`` is the TTL: gone after expiry)
 - user:        PK ``USER#<id>``, SK ``PROFILE``
 - email claim: PK ``EMAIL#<lower-case email>``, SK ``EMAIL`` (makes emails unique)
 - session:     PK ``USER#<id>``, SK ``SESSION#<id>`` (one login: its refresh token family)
@@ -142,3 +149,49 @@ def timeline_time_bounds(since: str | None, until: str | None) -> tuple[str, str
     low = TIMELINE_PREFIX + (since or "")
     high = TIMELINE_PREFIX + (until + "#~" if until else "~")
     return low, high
+
+
+IDEMPOTENCY_PREFIX = "IDEM#"
+IDEMPOTENCY_SK = "IDEM"
+FACILITIES_PK = "FACILITIES"
+FACILITY_PREFIX = "FAC#"
+
+
+def idempotency_pk(idempotency_key: str) -> str:
+    return IDEMPOTENCY_PREFIX + idempotency_key
+
+
+def facility_sk(facility_id: str) -> str:
+    return FACILITY_PREFIX + facility_id
+
+
+WITHDRAWAL_PREFIX = "WITHDRAWAL#"
+WITHDRAWAL_SK = "WITHDRAWAL"
+WITHDRAWALS_GSI_PK = "WITHDRAWALS"
+WITHDRAWAL_LIMIT_SK = "WDLIMIT"
+PAYOUT_SK = "PAYOUT"
+
+
+def withdrawal_pk(withdrawal_id: str) -> str:
+    return WITHDRAWAL_PREFIX + withdrawal_id
+
+
+def withdrawals_gsi_sk(created_at: str, withdrawal_id: str) -> str:
+    return f"{created_at}#{withdrawal_id}"
+
+
+def withdrawal_limit_pk(user_id: str, currency: str, day: str) -> str:
+    return f"WDLIMIT#{user_id}#{currency}#{day}"
+
+
+def payout_pk(withdrawal_id: str) -> str:
+    return f"PAYOUT#{withdrawal_id}"
+
+
+QUOTE_PREFIX = "QUOTE#"
+QUOTE_SK = "QUOTE"
+
+
+def quote_pk(quote_id: str) -> str:
+    """An fx quote: PK ``QUOTE#<id>``, SK ``QUOTE`` (expires with the table's TTL)."""
+    return QUOTE_PREFIX + quote_id

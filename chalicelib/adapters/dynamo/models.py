@@ -21,6 +21,7 @@ from pynamodb.models import Model
 from chalicelib.adapters.dynamo import keys
 from chalicelib.config import Settings
 from chalicelib.domain.accounts import Account, OwnerType
+from chalicelib.domain.fx import Quote, format_rate, parse_rate
 from chalicelib.domain.transactions import (
     Entry,
     Posting,
@@ -276,6 +277,80 @@ class TimelineItem(LedgerItem):
         )
 
 
+class IdempotencyItem(LedgerItem):
+    """A Powertools idempotency record (see adapters/dynamo/idempotency_store.py)."""
+
+    class Meta(_Meta):
+        pass
+
+    status = UnicodeAttribute()
+    expires_at = NumberAttribute()  # the table's TTL attribute
+    in_progress_expiry = NumberAttribute(null=True)
+    data = UnicodeAttribute(null=True)
+    validation = UnicodeAttribute(null=True)
+
+    ITEM_TYPE = "idempotency"
+
+
+class FacilityItem(LedgerItem):
+    class Meta(_Meta):
+        pass
+
+    facility_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+
+    ITEM_TYPE = "facility"
+
+
+class WithdrawalItem(LedgerItem):
+    class Meta(_Meta):
+        pass
+
+    review_index = DayIndex()  # GSI2, overloaded: the review queue, newest first
+    GSI2PK = UnicodeAttribute()
+    GSI2SK = UnicodeAttribute()
+    withdrawal_id = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    currency = UnicodeAttribute()
+    amount = NumberAttribute()
+    destination = UnicodeAttribute()
+    status = UnicodeAttribute()
+    transaction_id = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    decided_by = UnicodeAttribute(null=True)
+    decided_at = UnicodeAttribute(null=True)
+    reason = UnicodeAttribute(null=True)
+
+    ITEM_TYPE = "withdrawal"
+
+
+class WithdrawalLimitItem(LedgerItem):
+    class Meta(_Meta):
+        pass
+
+    total = NumberAttribute(default=0)
+    expires_at = NumberAttribute()
+
+    ITEM_TYPE = "withdrawal_limit"
+
+
+class PayoutItem(LedgerItem):
+    """A payout the crypto gateway must send; written with the approval, exactly once."""
+
+    class Meta(_Meta):
+        pass
+
+    withdrawal_id = UnicodeAttribute()
+    currency = UnicodeAttribute()
+    amount = NumberAttribute()
+    destination = UnicodeAttribute()
+    status = UnicodeAttribute()
+    requested_at = UnicodeAttribute()
+
+    ITEM_TYPE = "payout"
+
+
 class UserItem(LedgerItem):
     class Meta(_Meta):
         pass
@@ -465,18 +540,81 @@ class AuditItem(LedgerItem):
         )
 
 
+class QuoteItem(LedgerItem):
+    """An fx quote offered to one user (``domain.fx.Quote``); marked ``used`` by the swap that
+    executes it, in the swap's own write. ``expires_at`` (epoch seconds) is the table's TTL."""
+
+    class Meta(_Meta):
+        pass
+
+    quote_id = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    from_currency = UnicodeAttribute()
+    to_currency = UnicodeAttribute()
+    from_amount = NumberAttribute()
+    to_amount = NumberAttribute()
+    rate = UnicodeAttribute()  # the exact decimal string; never a number that could round
+    created_at = UnicodeAttribute()
+    expires_at = NumberAttribute()  # the table's TTL attribute
+    used = BooleanAttribute(default=False)
+    used_at = UnicodeAttribute(null=True)
+    transaction_id = UnicodeAttribute(null=True)
+
+    ITEM_TYPE = "fx_quote"
+
+    @classmethod
+    def from_domain(cls, quote: Quote) -> QuoteItem:
+        return cls(
+            keys.quote_pk(quote.id),
+            keys.QUOTE_SK,
+            item_type=cls.ITEM_TYPE,
+            quote_id=quote.id,
+            user_id=quote.user_id,
+            from_currency=quote.from_currency,
+            to_currency=quote.to_currency,
+            from_amount=quote.from_amount,
+            to_amount=quote.to_amount,
+            rate=format_rate(quote.rate),
+            created_at=quote.created_at,
+            expires_at=quote.expires_at,
+            used=quote.used,
+            transaction_id=quote.transaction_id,
+        )
+
+    def to_domain(self) -> Quote:
+        return Quote(
+            id=self.quote_id,
+            user_id=self.user_id,
+            from_currency=self.from_currency,
+            to_currency=self.to_currency,
+            from_amount=int(self.from_amount),
+            to_amount=int(self.to_amount),
+            rate=parse_rate(self.rate),
+            created_at=self.created_at,
+            expires_at=int(self.expires_at),
+            used=bool(self.used),
+            transaction_id=self.transaction_id,
+        )
+
+
 MODELS: tuple[type[Model], ...] = (
     LedgerItem,
     AccountItem,
     EntryItem,
     TransactionItem,
     TimelineItem,
+    IdempotencyItem,
+    FacilityItem,
+    WithdrawalItem,
+    WithdrawalLimitItem,
+    PayoutItem,
     UserItem,
     EmailClaimItem,
     SessionItem,
     ResetTokenItem,
     ThrottleItem,
     AuditItem,
+    QuoteItem,
 )
 
 

@@ -1,0 +1,120 @@
+"""Withdrawals (``/v1/withdrawals``) and their review (``/v1/admin/withdrawals``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Blueprint, Response
+
+from chalicelib.api.access import admin_only, current_principal, protected
+from chalicelib.api.dependencies import get_bound_settings, get_ledger_service
+from chalicelib.api.idempotency import idempotency_key, replayable
+from chalicelib.api.requests import parse_body, source_ip
+from chalicelib.domain.errors import InvalidRequest
+from chalicelib.domain.money import format_amount
+
+withdrawals = Blueprint(__name__)
+
+
+def schemas():  # type: ignore[no-untyped-def]
+    from chalicelib.api import money_schemas
+
+    return money_schemas
+
+
+def service():  # type: ignore[no-untyped-def]
+    from chalicelib.services import withdrawals as module
+
+    return module
+
+
+def withdrawal_view(w: Any) -> dict[str, Any]:
+    return {
+        "id": w.id,
+        "status": w.status,
+        "amount": format_amount(w.amount, w.currency),
+        "currency": w.currency,
+        "destination": w.destination,
+        "transaction_id": w.transaction_id,
+        "created_at": w.created_at,
+        "decided_at": w.decided_at,
+        "reason": w.reason,
+    }
+
+
+@withdrawals.route("/v1/withdrawals", methods=["POST"])
+@protected(withdrawals)
+@replayable(withdrawals, "withdrawal")
+def request_withdrawal() -> Response:
+    body = parse_body(withdrawals.current_request, schemas().NewWithdrawal)
+    w = service().request(
+        get_ledger_service(),
+        get_bound_settings(),
+        user=current_principal().user,
+        amount=body.amount,
+        currency_code=body.currency,
+        destination=body.destination,
+        idempotency_key=idempotency_key(withdrawals),
+    )
+    return Response({"withdrawal": withdrawal_view(w)}, status_code=201)
+
+
+@withdrawals.route("/v1/withdrawals/{withdrawal_id}", methods=["GET"])
+@protected(withdrawals)
+def get_withdrawal(withdrawal_id: str) -> dict[str, Any]:
+    w = service().get_own(current_principal().user, withdrawal_id)
+    return {"withdrawal": withdrawal_view(w)}
+
+
+@withdrawals.route("/v1/withdrawals/{withdrawal_id}/cancel", methods=["POST"])
+@protected(withdrawals)
+def cancel_withdrawal(withdrawal_id: str) -> dict[str, Any]:
+    parse_body(withdrawals.current_request, schemas().RequestBody)
+    w = service().cancel(get_ledger_service(), current_principal().user, withdrawal_id)
+    return {"withdrawal": withdrawal_view(w)}
+
+
+@withdrawals.route("/v1/admin/withdrawals", methods=["GET"])
+@admin_only(withdrawals)
+def review_queue() -> dict[str, Any]:
+    params = withdrawals.current_request.query_params or {}
+    try:
+        limit = int(params.get("limit", "20"))
+    except ValueError as exc:
+        raise InvalidRequest("limit must be an integer from 1 to 100") from exc
+    if not 1 <= limit <= 100:
+        raise InvalidRequest("limit must be an integer from 1 to 100")
+    try:
+        page = service().review_queue(params.get("status"), limit, params.get("cursor"))
+    except ValueError as exc:
+        if isinstance(exc, InvalidRequest):
+            raise
+        raise InvalidRequest("cursor is not valid") from exc
+    return {
+        "data": [withdrawal_view(w) | {"user_id": w.user_id} for w in page.withdrawals],
+        "next_cursor": page.next_cursor,
+    }
+
+
+@withdrawals.route("/v1/admin/withdrawals/{withdrawal_id}/approve", methods=["POST"])
+@admin_only(withdrawals)
+def approve_withdrawal(withdrawal_id: str) -> dict[str, Any]:
+    parse_body(withdrawals.current_request, schemas().RequestBody)
+    w = service().approve(
+        current_principal().user, withdrawal_id, source_ip(withdrawals.current_request)
+    )
+    return {"withdrawal": withdrawal_view(w)}
+
+
+@withdrawals.route("/v1/admin/withdrawals/{withdrawal_id}/reject", methods=["POST"])
+@admin_only(withdrawals)
+def reject_withdrawal(withdrawal_id: str) -> dict[str, Any]:
+    body = parse_body(withdrawals.current_request, schemas().Rejection)
+    w = service().reject(
+        get_ledger_service(),
+        current_principal().user,
+        withdrawal_id,
+        body.reason,
+        source_ip(withdrawals.current_request),
+    )
+    return {"withdrawal": withdrawal_view(w)}

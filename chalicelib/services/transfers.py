@@ -1,0 +1,78 @@
+"""Transfers between users (type ``transfer``) and payments to facilities (type ``payment``).
+
+The transaction id is derived from the sender and the request's Idempotency-Key, so a retried
+request moves money once even after its replay record has expired.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chalicelib.adapters.dynamo.auth_repository import DynamoAuthRepository
+from chalicelib.domain.accounts import OwnerType, wallet_id
+from chalicelib.domain.errors import AccountNotFound, InvalidRequest, RecipientNotFound
+from chalicelib.domain.money import currency, parse_amount
+from chalicelib.domain.transactions import Transaction, TransactionType, derive_transaction_id
+from chalicelib.domain.users import User
+from chalicelib.services.ledger import LedgerService, PostingRequest
+
+MAX_MEMO_LENGTH = 500
+
+
+@dataclass(frozen=True)
+class TransferRequest:
+    amount: str
+    currency: str
+    to_email: str | None
+    to_facility_id: str | None
+    memo: str
+
+
+def transfer(
+    ledger: LedgerService,
+    users: DynamoAuthRepository,
+    *,
+    sender: User,
+    request: TransferRequest,
+    idempotency_key: str,
+) -> Transaction:
+    """Move ``amount`` from the sender's wallet to a user's wallet or a facility's account.
+
+    Raises (in order of precedence):
+        UnsupportedCurrency, InvalidAmount, InvalidRequest (both or no recipient, oneself,
+        memo too long), RecipientNotFound, InsufficientFunds, TransactionExistsWithDifferentFields.
+    """
+    code = currency(request.currency).code
+    amount = parse_amount(request.amount, code)
+    if (request.to_email is None) == (request.to_facility_id is None):
+        raise InvalidRequest("give exactly one of to_email and to_facility_id")
+    if len(request.memo) > MAX_MEMO_LENGTH:
+        raise InvalidRequest(f"memo has more than {MAX_MEMO_LENGTH} characters")
+    if request.to_email is not None:
+        recipient_id = users.user_id_for_email(request.to_email.strip())
+        if recipient_id is None:
+            raise RecipientNotFound("no user has this email")
+        if recipient_id == sender.id:
+            raise InvalidRequest("a transfer to oneself moves nothing")
+        target = wallet_id(OwnerType.USER, recipient_id, code)
+        kind = TransactionType.TRANSFER
+    else:
+        target = wallet_id(OwnerType.FACILITY, request.to_facility_id or "", code)
+        kind = TransactionType.PAYMENT
+    source = wallet_id(OwnerType.USER, sender.id, code)
+    try:
+        recorded = ledger.record(
+            transaction_id=derive_transaction_id("transfer", sender.id, idempotency_key),
+            type=kind,
+            postings=[
+                PostingRequest(source, code, -amount),
+                PostingRequest(target, code, amount),
+            ],
+            memo=request.memo,
+            metadata={"initiated_by": sender.id},
+        )
+    except AccountNotFound as exc:
+        if exc.account_id == target:
+            raise RecipientNotFound("the recipient has no account in this currency") from exc
+        raise
+    return recorded.transaction

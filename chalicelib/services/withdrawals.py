@@ -1,0 +1,377 @@
+"""Withdrawals: request (a hold), cancel, and an admin's approve or reject.
+
+Life of a withdrawal: ``pending_review`` (the amount is held: ``available`` drops, ``posted`` does
+not) -> ``processing`` (approved; a payout request is queued for the crypto gateway in the same
+write) -> ``completed`` / ``failed`` (gateway events, with the deposits issue); or
+``pending_review`` -> ``cancelled`` (by the user) / ``rejected`` (by an admin), which void the hold.
+Every transition is a conditional write on the current status, in the same transaction as the
+hold's change, so two decisions cannot both happen.
+
+Limits: a minimum per currency, and a daily total per user and currency kept in a counter item
+that the request's write raises with a condition (``total + amount <= limit``), so concurrent
+requests cannot exceed it either. Cancelled and rejected amounts are given back to the day.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+from chalicelib.adapters.clock import now_iso
+from chalicelib.adapters.dynamo import cursors, keys
+from chalicelib.adapters.dynamo.ledger_repository import ExtraWrite
+from chalicelib.adapters.dynamo.models import (
+    AuditItem,
+    PayoutItem,
+    WithdrawalItem,
+    WithdrawalLimitItem,
+)
+from chalicelib.adapters.dynamo.transact import AtomicWrite
+from chalicelib.config import Settings
+from chalicelib.domain.accounts import OwnerType, PlatformAccount, PlatformKind, wallet_id
+from chalicelib.domain.errors import (
+    AmountBelowMinimum,
+    HoldNotPending,
+    InvalidRequest,
+    InvalidState,
+    VersionConflict,
+    WithdrawalLimitExceeded,
+    WithdrawalNotFound,
+)
+from chalicelib.domain.money import currency, parse_amount
+from chalicelib.domain.transactions import TransactionType, derive_transaction_id
+from chalicelib.domain.users import AuditEvent, User
+from chalicelib.services.ledger import LedgerService, PostingRequest
+
+PENDING_REVIEW, PROCESSING = "pending_review", "processing"
+CANCELLED, REJECTED = "cancelled", "rejected"
+STATUSES = (PENDING_REVIEW, PROCESSING, "completed", REJECTED, CANCELLED, "failed")
+_DESTINATION = re.compile(r"[A-Za-z0-9:._-]{8,128}")
+MAX_REASON_LENGTH = 500
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    id: str
+    user_id: str
+    currency: str
+    amount: int
+    destination: str
+    status: str
+    transaction_id: str
+    created_at: str
+    decided_by: str | None = None
+    decided_at: str | None = None
+    reason: str | None = None
+
+
+def _from_item(item: WithdrawalItem) -> Withdrawal:
+    return Withdrawal(
+        id=item.withdrawal_id,
+        user_id=item.user_id,
+        currency=item.currency,
+        amount=int(item.amount),
+        destination=item.destination,
+        status=item.status,
+        transaction_id=item.transaction_id,
+        created_at=item.created_at,
+        decided_by=item.decided_by,
+        decided_at=item.decided_at,
+        reason=item.reason,
+    )
+
+
+def _limit(settings_json: str, code: str) -> int | None:
+    table = json.loads(settings_json)
+    return parse_amount(str(Decimal(table[code])), code) if code in table else None
+
+
+def _limit_item(user_id: str, code: str, day: str) -> WithdrawalLimitItem:
+    return WithdrawalLimitItem(
+        keys.withdrawal_limit_pk(user_id, code, day), keys.WITHDRAWAL_LIMIT_SK
+    )
+
+
+def _give_back(w: Withdrawal) -> ExtraWrite:
+    """Return a voided withdrawal's amount to its day's total."""
+    return ExtraWrite(
+        model=_limit_item(w.user_id, w.currency, w.created_at[:10]),
+        condition=WithdrawalLimitItem.PK.exists(),
+        error=VersionConflict("limit counter missing"),
+        actions=[WithdrawalLimitItem.total.add(-w.amount)],
+    )
+
+
+def _event(action: str, actor: str, w: Withdrawal, ip: str | None, **details: str) -> AuditEvent:
+    return AuditEvent(
+        id=f"aud_{secrets.token_hex(12)}",
+        at=now_iso(),
+        actor_id=actor,
+        action=action,
+        target=w.id,
+        ip=ip,
+        details={"amount": str(w.amount), "currency": w.currency, **details},
+    )
+
+
+def get(withdrawal_id: str) -> Withdrawal | None:
+    try:
+        item = WithdrawalItem.get(
+            keys.withdrawal_pk(withdrawal_id), keys.WITHDRAWAL_SK, consistent_read=True
+        )
+    except WithdrawalItem.DoesNotExist:
+        return None
+    return _from_item(item)
+
+
+def get_own(user: User, withdrawal_id: str) -> Withdrawal:
+    """Raises WithdrawalNotFound for another user's withdrawal, exactly as for a missing one."""
+    found = get(withdrawal_id)
+    if found is None or found.user_id != user.id:
+        raise WithdrawalNotFound(f"withdrawal {withdrawal_id} not found")
+    return found
+
+
+def request(
+    ledger: LedgerService,
+    settings: Settings,
+    *,
+    user: User,
+    amount: str,
+    currency_code: str,
+    destination: str,
+    idempotency_key: str,
+) -> Withdrawal:
+    """Hold the amount and queue the withdrawal for review.
+
+    Raises (in order): UnsupportedCurrency, InvalidAmount, InvalidRequest (destination),
+    AmountBelowMinimum, WithdrawalLimitExceeded, InsufficientFunds.
+    """
+    code = currency(currency_code).code
+    minor = parse_amount(amount, code)
+    if not isinstance(destination, str) or not _DESTINATION.fullmatch(destination):
+        raise InvalidRequest(
+            "destination must be 8 to 128 letters, digits or :._-",
+            [{"field": "destination", "message": "not a valid address"}],
+        )
+    minimum = _limit(settings.withdrawal_minimums, code)
+    if minimum is not None and minor < minimum:
+        raise AmountBelowMinimum(f"the minimum {code} withdrawal is {minimum} minor units")
+    daily = _limit(settings.withdrawal_daily_limits, code)
+    if daily is not None and minor > daily:
+        raise WithdrawalLimitExceeded(f"the daily {code} limit is {daily} minor units")
+
+    wallet = wallet_id(OwnerType.USER, user.id, code)
+    txn_id = derive_transaction_id("withdrawal", user.id, idempotency_key)
+    withdrawal_id = "wd_" + txn_id.removeprefix("txn_")
+    created_at = now_iso()
+    withdrawal = Withdrawal(
+        id=withdrawal_id,
+        user_id=user.id,
+        currency=code,
+        amount=minor,
+        destination=destination,
+        status=PENDING_REVIEW,
+        transaction_id=txn_id,
+        created_at=created_at,
+    )
+    item = WithdrawalItem(
+        keys.withdrawal_pk(withdrawal_id),
+        keys.WITHDRAWAL_SK,
+        item_type=WithdrawalItem.ITEM_TYPE,
+        GSI2PK=keys.WITHDRAWALS_GSI_PK,
+        GSI2SK=keys.withdrawals_gsi_sk(created_at, withdrawal_id),
+        withdrawal_id=withdrawal_id,
+        user_id=user.id,
+        currency=code,
+        amount=minor,
+        destination=destination,
+        status=PENDING_REVIEW,
+        transaction_id=txn_id,
+        created_at=created_at,
+    )
+    counter = _limit_item(user.id, code, created_at[:10])
+    extra = [
+        ExtraWrite(
+            model=item,
+            condition=WithdrawalItem.PK.does_not_exist(),
+            error=VersionConflict("withdrawal id taken"),
+        ),
+    ]
+    if daily is not None:
+        extra.append(
+            ExtraWrite(
+                model=counter,
+                condition=WithdrawalLimitItem.PK.does_not_exist()
+                | (WithdrawalLimitItem.total <= daily - minor),
+                error=WithdrawalLimitExceeded(f"the daily {code} limit would be exceeded"),
+                actions=[
+                    WithdrawalLimitItem.total.add(minor),
+                    WithdrawalLimitItem.item_type.set(WithdrawalLimitItem.ITEM_TYPE),
+                    WithdrawalLimitItem.expires_at.set(int(time.time()) + 3 * 24 * 3600),
+                ],
+            )
+        )
+    recorded = ledger.record(
+        transaction_id=txn_id,
+        type=TransactionType.WITHDRAWAL,
+        postings=[
+            PostingRequest(wallet, code, -minor),
+            PostingRequest(PlatformAccount(PlatformKind.CRYPTO_CUSTODY, code), code, minor),
+        ],
+        memo=f"withdrawal to {destination}",
+        metadata={"withdrawal_id": withdrawal_id, "destination": destination},
+        pending=True,
+        extra=extra,
+    )
+    if recorded.created:
+        return withdrawal
+    # A retry of a request that was recorded before: answer with the withdrawal as it is now.
+    stored = get(withdrawal_id)
+    if stored is None:
+        raise VersionConflict("withdrawal record missing for an existing hold")
+    return stored
+
+
+def _status_is(expected: str) -> object:
+    return WithdrawalItem.status == expected
+
+
+def _transition(w: Withdrawal, status: str, *, by: str, reason: str | None) -> ExtraWrite:
+    now = now_iso()
+    actions = [
+        WithdrawalItem.status.set(status),
+        WithdrawalItem.decided_by.set(by),
+        WithdrawalItem.decided_at.set(now),
+    ]
+    if reason is not None:
+        actions.append(WithdrawalItem.reason.set(reason))
+    return ExtraWrite(
+        model=WithdrawalItem(keys.withdrawal_pk(w.id), keys.WITHDRAWAL_SK),
+        condition=_status_is(PENDING_REVIEW),
+        error=InvalidState(f"withdrawal {w.id} is no longer pending review"),
+        actions=actions,
+    )
+
+
+def _void(
+    ledger: LedgerService,
+    w: Withdrawal,
+    status: str,
+    *,
+    by: str,
+    reason: str | None,
+    event: AuditEvent | None,
+) -> Withdrawal:
+    if w.status != PENDING_REVIEW:
+        raise InvalidState(f"withdrawal {w.id} is {w.status}, not pending review")
+    extra = [_transition(w, status, by=by, reason=reason), _give_back(w)]
+    if event is not None:
+        extra.append(
+            ExtraWrite(
+                model=AuditItem.from_domain(event),
+                condition=None,
+                error=VersionConflict("audit id taken"),
+            )
+        )
+    try:
+        ledger.void_pending(w.transaction_id, extra=extra)
+    except HoldNotPending as exc:
+        raise InvalidState(f"withdrawal {w.id} is no longer pending review") from exc
+    return get(w.id) or w
+
+
+def cancel(ledger: LedgerService, user: User, withdrawal_id: str) -> Withdrawal:
+    """The user takes the request back; the hold is released. Raises InvalidState."""
+    w = get_own(user, withdrawal_id)
+    return _void(ledger, w, CANCELLED, by=user.id, reason=None, event=None)
+
+
+def reject(
+    ledger: LedgerService, admin: User, withdrawal_id: str, reason: str, ip: str | None
+) -> Withdrawal:
+    """An admin refuses it; the hold is released. Raises WithdrawalNotFound, InvalidState."""
+    w = get(withdrawal_id)
+    if w is None:
+        raise WithdrawalNotFound(f"withdrawal {withdrawal_id} not found")
+    reason = _reason(reason)
+    event = _event("withdrawal.rejected", admin.id, w, ip, reason=reason)
+    return _void(ledger, w, REJECTED, by=admin.id, reason=reason, event=event)
+
+
+def approve(admin: User, withdrawal_id: str, ip: str | None) -> Withdrawal:
+    """An admin approves it: status processing, and a payout request queued for the crypto
+    gateway in the same write (the hold stays until the gateway reports the payout)."""
+    w = get(withdrawal_id)
+    if w is None:
+        raise WithdrawalNotFound(f"withdrawal {withdrawal_id} not found")
+    if w.status != PENDING_REVIEW:
+        raise InvalidState(f"withdrawal {w.id} is {w.status}, not pending review")
+    transition = _transition(w, PROCESSING, by=admin.id, reason=None)
+    write = AtomicWrite()
+    write.update(transition.model, transition.actions or [], transition.condition, transition.error)
+    payout = PayoutItem(
+        keys.payout_pk(w.id),
+        keys.PAYOUT_SK,
+        item_type=PayoutItem.ITEM_TYPE,
+        withdrawal_id=w.id,
+        currency=w.currency,
+        amount=w.amount,
+        destination=w.destination,
+        status="requested",
+        requested_at=now_iso(),
+    )
+    write.put(payout, PayoutItem.PK.does_not_exist(), InvalidState("payout already requested"))
+    write.put(AuditItem.from_domain(_event("withdrawal.approved", admin.id, w, ip)), None, None)
+    write.send_or_raise_tag()
+    return get(w.id) or w
+
+
+def _reason(reason: str) -> str:
+    reason = reason.strip() if isinstance(reason, str) else ""
+    if not reason or len(reason) > MAX_REASON_LENGTH:
+        raise InvalidRequest(
+            f"reason must have 1 to {MAX_REASON_LENGTH} characters",
+            [{"field": "reason", "message": "blank or too long"}],
+        )
+    return reason
+
+
+@dataclass(frozen=True)
+class WithdrawalPage:
+    withdrawals: list[Withdrawal]
+    next_cursor: str | None
+
+
+def review_queue(status: str | None, limit: int, cursor: str | None) -> WithdrawalPage:
+    """Withdrawals newest first, optionally of one status (admin view)."""
+    if status is not None and status not in STATUSES:
+        raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}")
+    limit = max(1, min(limit, 100))
+    pk = keys.WITHDRAWALS_GSI_PK
+    start = None
+    if cursor:
+        # Table keys of a withdrawal item, and its place in the index.
+        start = cursors.decode(
+            cursor,
+            partition={"GSI2PK": pk, "SK": keys.WITHDRAWAL_SK},
+            ranges={
+                "PK": (keys.WITHDRAWAL_PREFIX, keys.WITHDRAWAL_PREFIX + "~"),
+                "GSI2SK": ("", "~"),
+            },
+        )
+    results = WithdrawalItem.review_index.query(
+        pk,
+        scan_index_forward=False,
+        filter_condition=(WithdrawalItem.status == status) if status else None,
+        limit=limit,
+        last_evaluated_key=start,
+        page_size=limit,
+    )
+    found = [_from_item(i) for i in results]
+    last = results.last_evaluated_key
+    return WithdrawalPage(found, cursors.encode(last) if last and len(found) == limit else None)

@@ -1,0 +1,264 @@
+"""POST /v1/transfers and facilities over HTTP: payments, refusals that write nothing, and the
+Idempotency-Key contract (replay, reuse with another body, in progress, expired record)."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pyotp
+import pytest
+
+from chalicelib.adapters.dynamo.models import IdempotencyItem
+from chalicelib.api.dependencies import get_auth_service, get_ledger_service
+from chalicelib.auth import passwords
+from chalicelib.domain.accounts import OwnerType
+from chalicelib.domain.errors import InsufficientFunds
+from chalicelib.services import transfers as transfer_service
+from tests.support import LedgerWorld, scan
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def people(table, api_client):
+    """Alice (USD 10.00, funded through the engine), Bob, and an MFA admin; their tokens."""
+    passwords.configure_for_tests()
+    service = get_auth_service()
+    alice = service.sign_up("alice@example.com", PASSWORD, True, None)
+    bob = service.sign_up("bob@example.com", PASSWORD, True, None)
+    _, secret = service.create_admin("admin@example.com", PASSWORD)
+    world = LedgerWorld.create(table)
+    usd = {u.id: wallet(u.id) for u in (alice, bob)}
+    world.fund(usd[alice.id], 10_00)
+    tokens = {
+        "alice": service.login("alice@example.com", PASSWORD, None, None).access_token,
+        "bob": service.login("bob@example.com", PASSWORD, None, None).access_token,
+        "admin": service.login(
+            "admin@example.com", PASSWORD, pyotp.TOTP(secret).now(), None
+        ).access_token,
+    }
+    return {"alice": alice, "bob": bob, "usd": usd, "tokens": tokens, "world": world}
+
+
+def wallet(user_id: str, code: str = "USD") -> str:
+    repository = get_ledger_service().repository
+    return next(
+        a.id for a in repository.accounts_of_owner(OwnerType.USER, user_id) if a.currency == code
+    )
+
+
+def posted(account_id: str) -> int:
+    return get_ledger_service().repository.get_account(account_id).posted
+
+
+def send(client, token: str, body: object, key: str | None = "k1", path: str = "/v1/transfers"):
+    headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
+    if key is not None:
+        headers["idempotency-key"] = key
+    response = client.http.post(path, body=json.dumps(body).encode(), headers=headers)
+    return response, json.loads(response.body)
+
+
+def to_bob(amount: str = "2.50", **extra) -> dict:
+    return {"amount": amount, "currency": "USD", "to_email": "bob@example.com", **extra}
+
+
+def money_items(table: str) -> list[dict]:
+    kinds = {"transaction", "entry", "account", "timeline"}
+    return [i for i in scan(table) if i["item_type"] in kinds]
+
+
+def test_a_transfer_moves_money_and_answers_the_transaction(api_client, people):
+    response, body = send(api_client, people["tokens"]["alice"], to_bob(memo="lunch"))
+    assert response.status_code == 201, body
+    txn = body["transaction"]
+    assert (txn["type"], txn["status"], txn["memo"]) == ("transfer", "posted", "lunch")
+    assert sorted(p["amount"] for p in txn["postings"]) == ["-2.50", "2.50"]
+    alice, bob = people["usd"][people["alice"].id], people["usd"][people["bob"].id]
+    assert (posted(alice), posted(bob)) == (7_50, 2_50)
+    people["world"].check_guarantees()
+
+
+def test_a_payment_to_a_facility(api_client, people):
+    response, body = send(
+        api_client,
+        people["tokens"]["admin"],
+        {"name": "St. Mary Clinic"},
+        key=None,
+        path="/v1/admin/facilities",
+    )
+    assert response.status_code == 201, body
+    facility = body["facility"]
+    listed = json.loads(
+        api_client.http.get(
+            "/v1/facilities", headers={"authorization": f"Bearer {people['tokens']['bob']}"}
+        ).body
+    )
+    assert listed["data"] == [facility]
+    response, body = send(
+        api_client,
+        people["tokens"]["alice"],
+        {"amount": "4", "currency": "USD", "to_facility_id": facility["id"]},
+    )
+    assert response.status_code == 201, body
+    assert body["transaction"]["type"] == "payment"
+    accounts = get_ledger_service().repository.accounts_of_owner(OwnerType.FACILITY, facility["id"])
+    assert {a.currency: a.posted for a in accounts}["USD"] == 4_00
+    people["world"].check_guarantees()
+
+
+def test_facilities_are_created_by_mfa_admins_only(api_client, people):
+    response, body = send(
+        api_client, people["tokens"]["alice"], {"name": "X"}, key=None, path="/v1/admin/facilities"
+    )
+    assert (response.status_code, body["error"]["code"]) == (403, "forbidden")
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "status", "code"),
+    [
+        (to_bob("10.01"), "k", 422, "insufficient_funds"),
+        (to_bob(to_email="nobody@example.com"), "k", 404, "recipient_not_found"),
+        (
+            {"amount": "1", "currency": "USD", "to_facility_id": "fac_missing"},
+            "k",
+            404,
+            "recipient_not_found",
+        ),
+        (to_bob(to_email="alice@example.com"), "k", 400, "invalid_request"),
+        ({"amount": "1", "currency": "USD"}, "k", 400, "invalid_request"),
+        (to_bob(to_facility_id="fac_x"), "k", 400, "invalid_request"),
+        (to_bob(2.5), "k", 400, "invalid_amount"),
+        (to_bob("-1.00"), "k", 400, "invalid_amount"),
+        (to_bob("0"), "k", 400, "invalid_amount"),
+        (to_bob("1.001"), "k", 400, "invalid_amount"),
+        ({**to_bob(), "currency": "EUR"}, "k", 400, "unsupported_currency"),
+        (to_bob(), None, 400, "idempotency_key_required"),
+        (to_bob(), "x" * 256, 400, "idempotency_key_required"),
+        ({**to_bob(), "fee": "0"}, "k", 400, "invalid_request"),
+    ],
+)
+def test_refused_transfers_move_and_write_nothing(
+    api_client, people, table, body, key, status, code
+):
+    before = money_items(table)
+    response, answer = send(api_client, people["tokens"]["alice"], body, key=key)
+    assert (response.status_code, answer["error"]["code"]) == (status, code)
+    assert money_items(table) == before
+
+
+def test_a_replay_returns_the_original_answer_and_moves_money_once(api_client, people):
+    token = people["tokens"]["alice"]
+    first, first_body = send(api_client, token, to_bob(), key="pay-1")
+    again, again_body = send(api_client, token, to_bob(), key="pay-1")
+    assert (again.status_code, again_body) == (first.status_code, first_body)
+    assert posted(people["usd"][people["bob"].id]) == 2_50
+
+
+def test_the_same_key_with_another_body_is_refused(api_client, people):
+    token = people["tokens"]["alice"]
+    send(api_client, token, to_bob(), key="pay-1")
+    response, body = send(api_client, token, to_bob("3.00"), key="pay-1")
+    assert (response.status_code, body["error"]["code"]) == (409, "idempotency_key_reused")
+    assert posted(people["usd"][people["bob"].id]) == 2_50
+
+
+def test_keys_belong_to_their_caller(api_client, people):
+    send(api_client, people["tokens"]["alice"], to_bob(), key="shared")
+    response, body = send(
+        api_client,
+        people["tokens"]["bob"],
+        {"amount": "1.00", "currency": "USD", "to_email": "alice@example.com"},
+        key="shared",
+    )
+    assert response.status_code == 201, body
+
+
+def test_a_refusal_is_replayed_too(api_client, people):
+    token = people["tokens"]["alice"]
+    response, body = send(api_client, token, to_bob("20.00"), key="big")
+    assert response.status_code == 422
+    people["world"].fund(people["usd"][people["alice"].id], 50_00)
+    again, again_body = send(api_client, token, to_bob("20.00"), key="big")
+    assert (again.status_code, again_body) == (422, body)
+
+
+def test_money_moves_once_even_after_the_replay_record_expired(api_client, people, table):
+    token = people["tokens"]["alice"]
+    _, first = send(api_client, token, to_bob(), key="pay-1")
+    for item in IdempotencyItem.scan(IdempotencyItem.item_type == IdempotencyItem.ITEM_TYPE):
+        item.delete()  # as if its 24 h TTL had passed
+    response, again = send(api_client, token, to_bob(), key="pay-1")
+    assert response.status_code == 201
+    assert again["transaction"]["id"] == first["transaction"]["id"]
+    assert posted(people["usd"][people["bob"].id]) == 2_50
+    people["world"].check_guarantees()
+
+
+def test_twenty_racing_transfers_spend_exactly_the_balance(people):
+    """Twenty transfers of 1.00 race for alice's 10.00 through the transfer service (the Chalice
+    app object holds ``current_request`` globally, so HTTP requests cannot run in parallel in
+    one process); exactly ten succeed, the rest are refused, nothing else happens."""
+    ledger = get_ledger_service()
+    users = get_auth_service().repository
+    start = threading.Barrier(20)
+    outcomes: list[str] = []
+
+    def spend(n: int) -> None:
+        start.wait()
+        try:
+            transfer_service.transfer(
+                ledger,
+                users,
+                sender=people["alice"],
+                request=transfer_service.TransferRequest(
+                    "1.00", "USD", "bob@example.com", None, ""
+                ),
+                idempotency_key=f"race-{n}",
+            )
+            outcomes.append("ok")
+        except InsufficientFunds:
+            outcomes.append("insufficient_funds")
+        except Exception as exc:
+            outcomes.append(repr(exc))
+
+    threads = [threading.Thread(target=spend, args=(n,)) for n in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["insufficient_funds"] * 10 + ["ok"] * 10
+    assert posted(people["usd"][people["alice"].id]) == 0
+    people["world"].check_guarantees()
+
+
+@pytest.mark.filterwarnings("ignore:Couldn't determine the remaining time left")
+def test_a_key_whose_first_request_is_still_running_answers_in_progress(api_client, people):
+    """The first request is held inside its handler while the retry arrives."""
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyAlreadyInProgressError,
+    )
+
+    from chalicelib.api.dependencies import get_idempotent_runner
+
+    run, _ = get_idempotent_runner()
+    payload = {"key": "transfer:usr_x:slow", "body": "{}"}
+    inside, release = threading.Event(), threading.Event()
+
+    def slow() -> dict:
+        inside.set()
+        release.wait(5)
+        return {"status": 201, "body": {"ok": True}}
+
+    first = threading.Thread(target=lambda: run(request=payload, execute=slow))
+    first.start()
+    assert inside.wait(5)
+    with pytest.raises(IdempotencyAlreadyInProgressError):
+        run(request=payload, execute=lambda: {"status": 500, "body": {}})
+    release.set()
+    first.join()
+    assert run(request=payload, execute=lambda: {"status": 500, "body": {}}) == {
+        "status": 201,
+        "body": {"ok": True},
+    }

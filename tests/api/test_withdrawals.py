@@ -1,0 +1,232 @@
+"""Withdrawals over HTTP: the hold, cancel, admin approve / reject, limits, and the story
+fund -> request -> cancel -> request -> approve, with balances after each step."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pyotp
+import pytest
+
+from chalicelib.adapters.dynamo.models import PayoutItem
+from chalicelib.api.dependencies import get_auth_service, get_bound_settings, get_ledger_service
+from chalicelib.auth import passwords
+from chalicelib.domain.accounts import OwnerType, PlatformAccount, PlatformKind
+from chalicelib.domain.errors import WithdrawalLimitExceeded
+from chalicelib.services import withdrawals as service
+from tests.support import LedgerWorld, scan
+
+PASSWORD = "correct horse battery"
+ADDRESS = "bc1qexampleaddress0000000000"
+
+
+@pytest.fixture
+def people(table, api_client, monkeypatch):
+    monkeypatch.setenv("WITHDRAWAL_DAILY_LIMITS", json.dumps({"BTC": "0.5"}))
+    from chalicelib.api import dependencies
+    from chalicelib.config import get_settings
+
+    get_settings.cache_clear()
+    dependencies.reset()
+    passwords.configure_for_tests()
+    auth = get_auth_service()
+    alice = auth.sign_up("alice@example.com", PASSWORD, True, None)
+    bob = auth.sign_up("bob@example.com", PASSWORD, True, None)
+    _, secret = auth.create_admin("admin@example.com", PASSWORD)
+    world = LedgerWorld.create(table)
+    btc = wallet(alice.id)
+    world.fund(btc, 100_000_000, currency="BTC")  # 1 BTC
+    tokens = {
+        "alice": auth.login("alice@example.com", PASSWORD, None, None).access_token,
+        "bob": auth.login("bob@example.com", PASSWORD, None, None).access_token,
+        "admin": auth.login(
+            "admin@example.com", PASSWORD, pyotp.TOTP(secret).now(), None
+        ).access_token,
+    }
+    return {"alice": alice, "bob": bob, "btc": btc, "tokens": tokens, "world": world}
+
+
+def wallet(user_id: str, code: str = "BTC") -> str:
+    repository = get_ledger_service().repository
+    return next(
+        a.id for a in repository.accounts_of_owner(OwnerType.USER, user_id) if a.currency == code
+    )
+
+
+def balances(account_id: str) -> tuple[int, int]:
+    a = get_ledger_service().repository.get_account(account_id)
+    return a.posted, a.available
+
+
+def call(client, method: str, path: str, token: str, body=None, key: str | None = None):
+    headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
+    if key:
+        headers["idempotency-key"] = key
+    raw = json.dumps(body).encode() if body is not None else b""
+    response = client.http.request(method, path, headers=headers, body=raw)
+    return response, json.loads(response.body)
+
+
+def ask(client, token: str, amount: str = "0.25", key: str = "w1", **extra):
+    body = {"amount": amount, "currency": "BTC", "destination": ADDRESS, **extra}
+    return call(client, "POST", "/v1/withdrawals", token, body, key)
+
+
+def test_worked_story_request_cancel_request_approve(api_client, people):
+    alice = people["tokens"]["alice"]
+    response, body = ask(api_client, alice, key="first")
+    assert response.status_code == 201, body
+    w = body["withdrawal"]
+    assert (w["status"], w["amount"], w["currency"]) == ("pending_review", "0.25000000", "BTC")
+    assert balances(people["btc"]) == (100_000_000, 75_000_000)  # held: posted unchanged
+
+    response, body = call(api_client, "GET", f"/v1/withdrawals/{w['id']}", alice)
+    assert (response.status_code, body["withdrawal"]["id"]) == (200, w["id"])
+
+    response, body = call(api_client, "POST", f"/v1/withdrawals/{w['id']}/cancel", alice)
+    assert (response.status_code, body["withdrawal"]["status"]) == (200, "cancelled")
+    assert balances(people["btc"]) == (100_000_000, 100_000_000)
+    response, body = call(api_client, "POST", f"/v1/withdrawals/{w['id']}/cancel", alice)
+    assert (response.status_code, body["error"]["code"]) == (409, "invalid_state")
+
+    response, body = ask(api_client, alice, "0.40", key="second")
+    second = body["withdrawal"]
+    admin = people["tokens"]["admin"]
+    response, body = call(api_client, "GET", "/v1/admin/withdrawals?status=pending_review", admin)
+    assert [x["id"] for x in body["data"]] == [second["id"]]
+
+    response, body = call(
+        api_client, "POST", f"/v1/admin/withdrawals/{second['id']}/approve", admin
+    )
+    assert (response.status_code, body["withdrawal"]["status"]) == (200, "processing")
+    assert balances(people["btc"]) == (100_000_000, 60_000_000)  # still held until paid out
+    payouts = list(PayoutItem.scan(PayoutItem.item_type == PayoutItem.ITEM_TYPE))
+    assert [(p.withdrawal_id, int(p.amount), p.status) for p in payouts] == [
+        (second["id"], 40_000_000, "requested")
+    ]
+    for action in ("approve", "reject"):
+        response, body = call(
+            api_client,
+            "POST",
+            f"/v1/admin/withdrawals/{second['id']}/{action}",
+            admin,
+            {"reason": "late"} if action == "reject" else None,
+        )
+        assert (response.status_code, body["error"]["code"]) == (409, "invalid_state")
+    audit = [i["action"] for i in scan(people["world"].table) if i["item_type"] == "audit"]
+    assert "withdrawal.approved" in audit
+    people["world"].check_guarantees()
+
+
+def test_an_admin_rejection_releases_the_hold(api_client, people):
+    _, body = ask(api_client, people["tokens"]["alice"])
+    w = body["withdrawal"]
+    response, body = call(
+        api_client,
+        "POST",
+        f"/v1/admin/withdrawals/{w['id']}/reject",
+        people["tokens"]["admin"],
+        {"reason": "destination on a deny list"},
+    )
+    assert (response.status_code, body["withdrawal"]["status"]) == (200, "rejected")
+    assert body["withdrawal"]["reason"] == "destination on a deny list"
+    assert balances(people["btc"]) == (100_000_000, 100_000_000)
+    people["world"].check_guarantees()
+
+
+@pytest.mark.parametrize(
+    ("amount", "extra", "status", "code"),
+    [
+        ("2", {}, 422, "withdrawal_limit_exceeded"),  # over the daily limit, checked first
+        ("0.00001", {}, 422, "amount_below_minimum"),
+        ("0.6", {}, 422, "withdrawal_limit_exceeded"),
+        ("0.1", {"destination": "x"}, 400, "invalid_request"),
+        (0.1, {}, 400, "invalid_amount"),
+        ("0.1", {"currency": "DOGE"}, 400, "unsupported_currency"),
+    ],
+)
+def test_refused_requests_hold_nothing(api_client, people, amount, extra, status, code):
+    response, body = ask(api_client, people["tokens"]["alice"], amount, **extra)
+    assert (response.status_code, body["error"]["code"]) == (status, code)
+    assert balances(people["btc"]) == (100_000_000, 100_000_000)
+    assert not [i for i in scan(people["world"].table) if i["item_type"] == "withdrawal"]
+
+
+def test_a_withdrawal_above_the_available_balance_is_refused(api_client, people):
+    people["world"].transfer(people["btc"], wallet(people["bob"].id), 90_000_000, "BTC")
+    response, body = ask(api_client, people["tokens"]["alice"], "0.2")
+    assert (response.status_code, body["error"]["code"]) == (422, "insufficient_funds")
+    assert balances(people["btc"]) == (10_000_000, 10_000_000)
+    limit_items = [i for i in scan(people["world"].table) if i["item_type"] == "withdrawal_limit"]
+    assert all(int(i["total"]) == 0 for i in limit_items)
+
+
+def test_the_daily_limit_counts_requests_and_gives_back_cancellations(api_client, people):
+    alice = people["tokens"]["alice"]
+    _, first = ask(api_client, alice, "0.3", key="a")
+    response, body = ask(api_client, alice, "0.3", key="b")
+    assert (response.status_code, body["error"]["code"]) == (422, "withdrawal_limit_exceeded")
+    call(api_client, "POST", f"/v1/withdrawals/{first['withdrawal']['id']}/cancel", alice)
+    response, _ = ask(api_client, alice, "0.3", key="c")
+    assert response.status_code == 201
+
+
+def test_racing_requests_cannot_pass_the_daily_limit(people):
+    """Five requests of 0.2 BTC race against a 0.5 BTC daily limit (service level: the Chalice
+    app holds current_request globally); exactly two get through."""
+    ledger, settings = get_ledger_service(), get_bound_settings()
+    start = threading.Barrier(5)
+    outcomes: list[str] = []
+
+    def go(n: int) -> None:
+        start.wait()
+        try:
+            service.request(
+                ledger,
+                settings,
+                user=people["alice"],
+                amount="0.2",
+                currency_code="BTC",
+                destination=ADDRESS,
+                idempotency_key=f"r{n}",
+            )
+            outcomes.append("ok")
+        except WithdrawalLimitExceeded:
+            outcomes.append("limit")
+        except Exception as exc:
+            outcomes.append(repr(exc))
+
+    threads = [threading.Thread(target=go, args=(n,)) for n in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["limit"] * 3 + ["ok"] * 2
+    assert balances(people["btc"]) == (100_000_000, 60_000_000)
+    people["world"].check_guarantees()
+
+
+def test_a_replayed_request_holds_once(api_client, people):
+    alice = people["tokens"]["alice"]
+    first, first_body = ask(api_client, alice, key="same")
+    again, again_body = ask(api_client, alice, key="same")
+    assert (again.status_code, again_body) == (first.status_code, first_body)
+    assert balances(people["btc"]) == (100_000_000, 75_000_000)
+
+
+def test_other_users_withdrawals_answer_not_found(api_client, people):
+    _, body = ask(api_client, people["tokens"]["alice"])
+    w = body["withdrawal"]
+    bob = people["tokens"]["bob"]
+    for method, suffix in (("GET", ""), ("POST", "/cancel")):
+        response, answer = call(api_client, method, f"/v1/withdrawals/{w['id']}{suffix}", bob)
+        assert (response.status_code, answer["error"]["code"]) == (404, "not_found")
+    response, answer = call(api_client, "GET", "/v1/admin/withdrawals", bob)
+    assert (response.status_code, answer["error"]["code"]) == (403, "forbidden")
+
+
+def test_the_custody_account_receives_the_amount_only_when_paid_out(api_client, people):
+    ask(api_client, people["tokens"]["alice"])
+    custody = PlatformAccount(PlatformKind.CRYPTO_CUSTODY, "BTC")
+    assert get_ledger_service().platform_balance(custody) == 0
