@@ -1,8 +1,10 @@
 """DynamoDB round trips per HTTP call, through the real app (Chalice's test client, moto).
 
 Counts the sequential DynamoDB API calls each request makes, by operation name, including the
-access-token check and the idempotency record. Capacity units per engine operation are in
-bench/ledger_round_trips.py; this script counts calls only.
+access-token check and the idempotency record, and estimates capacity units from the request
+shapes: every ledger item is under 1 KB (bench/ledger_round_trips.py measures the sizes), so a
+strongly consistent read of one item costs 1 RCU (a query: 1 per 4 KB, here 1), a single-item
+write 1 WCU, and each item of TransactWriteItems 2 WCU. Index writes are not included.
 
     .venv/bin/python bench/api_round_trips.py
 """
@@ -35,9 +37,9 @@ from moto import mock_aws  # noqa: E402
 
 from app import app  # noqa: E402
 from chalicelib.adapters.dynamo import models  # noqa: E402
-from chalicelib.api.dependencies import get_auth_service, get_ledger_service  # noqa: E402
+from chalicelib.api.dependencies import get_auth_service  # noqa: E402
 from chalicelib.auth import passwords  # noqa: E402
-from chalicelib.domain.accounts import OwnerType  # noqa: E402
+from chalicelib.domain.accounts import OwnerType, wallet_id  # noqa: E402
 from infra.local.table import create_table  # noqa: E402
 from tests.support import LedgerWorld  # noqa: E402
 
@@ -53,9 +55,20 @@ def main() -> None:
         service = get_auth_service()
         client_ = models.LedgerItem._get_connection().connection.client
 
-        def count(model, **_kwargs) -> None:
+        units = Counter()
+
+        def count(model, params, **_kwargs) -> None:
             calls[model.name] += 1
             order.append(model.name)
+            request = json.loads(params["body"])
+            if model.name in ("GetItem", "Query"):
+                units["rcu"] += 1
+            elif model.name == "BatchGetItem":
+                units["rcu"] += sum(len(t["Keys"]) for t in request["RequestItems"].values())
+            elif model.name in ("PutItem", "UpdateItem", "DeleteItem"):
+                units["wcu"] += 1
+            elif model.name == "TransactWriteItems":
+                units["wcu"] += 2 * len(request["TransactItems"])
 
         client_.meta.events.register("before-call.dynamodb", count)
 
@@ -64,79 +77,50 @@ def main() -> None:
             def call(name: str, method: str, path: str, body=None, headers=None) -> dict:
                 calls.clear()
                 order.clear()
+                units.clear()
                 response = client.http.request(
                     method,
                     path,
                     headers={"content-type": "application/json", **(headers or {})},
                     body=json.dumps(body).encode() if body is not None else b"",
                 )
-                row = {
-                    "request": name,
-                    "status": response.status_code,
-                    "trips": len(order),
-                    "calls": dict(calls),
-                }
+                by_name = ", ".join(f"{k} x{v}" for k, v in sorted(calls.items()))
                 print(
-                    f"{name:<34}{response.status_code:>5}{len(order):>7}  "
-                    + ", ".join(f"{k} x{v}" for k, v in sorted(calls.items()))
+                    f"{name:<30}{response.status_code:>7}{len(order):>6}"
+                    f"{units['rcu']:>5}{units['wcu']:>5}  {by_name}"
                 )
-                return json.loads(response.body or b"{}") | {"_row": row}
+                return json.loads(response.body or b"{}")
 
-            print(f"{'HTTP call':<34}{'status':>5}{'trips':>7}  DynamoDB calls")
-            call(
-                "POST /v1/auth/signup",
-                "POST",
-                "/v1/auth/signup",
-                {"email": "alice@example.com", "password": PASSWORD, "accept_terms": True},
-            )
+            print(f"{'HTTP call':<30}{'status':>7}{'trips':>6}{'RCU':>5}{'WCU':>5}  calls")
+            signup = {"email": "alice@example.com", "password": PASSWORD, "accept_terms": True}
+            call("POST /v1/auth/signup", "POST", "/v1/auth/signup", signup)
             service.sign_up("bob@example.com", PASSWORD, True, None)
             _, secret = service.create_admin("root@example.com", PASSWORD)
-            login = call(
-                "POST /v1/auth/login",
-                "POST",
-                "/v1/auth/login",
-                {"email": "alice@example.com", "password": PASSWORD},
-            )
-            call(
-                "POST /v1/auth/login (TOTP)",
-                "POST",
-                "/v1/auth/login",
-                {
-                    "email": "root@example.com",
-                    "password": PASSWORD,
-                    "totp_code": pyotp.TOTP(secret).now(),
-                },
-            )
+            credentials = {"email": "alice@example.com", "password": PASSWORD}
+            login = call("POST /v1/auth/login", "POST", "/v1/auth/login", credentials)
+            code = pyotp.TOTP(secret).now()
+            admin = {"email": "root@example.com", "password": PASSWORD, "totp_code": code}
+            call("POST /v1/auth/login (TOTP)", "POST", "/v1/auth/login", admin)
             token = {"authorization": f"Bearer {login['access_token']}"}
             call("GET /v1/me", "GET", "/v1/me", headers=token)
             alice = service.repository.find_user_by_email("alice@example.com")
-            usd = next(
-                a.id
-                for a in get_ledger_service().repository.accounts_of_owner(OwnerType.USER, alice.id)
-                if a.currency == "USD"
-            )
-            LedgerWorld.create("ledger-bench-api").fund(usd, 100_00)
+            world = LedgerWorld.create("ledger-bench-api")
+            world.fund(wallet_id(OwnerType.USER, alice.id, "USD"), 100_00)
+
+            def keyed(key: str) -> dict:
+                return {**token, "idempotency-key": key}
+
             transfer = {"amount": "1.00", "currency": "USD", "to_email": "bob@example.com"}
-            call(
-                "POST /v1/transfers",
-                "POST",
-                "/v1/transfers",
-                transfer,
-                {**token, "idempotency-key": "k1"},
-            )
-            call(
-                "POST /v1/transfers (replay)",
-                "POST",
-                "/v1/transfers",
-                transfer,
-                {**token, "idempotency-key": "k1"},
-            )
-            call(
-                "POST /v1/auth/refresh",
-                "POST",
-                "/v1/auth/refresh",
-                {"refresh_token": login["refresh_token"]},
-            )
+            call("POST /v1/transfers", "POST", "/v1/transfers", transfer, keyed("k1"))
+            call("POST /v1/transfers (replay)", "POST", "/v1/transfers", transfer, keyed("k1"))
+            ask = {"from_currency": "USD", "to_currency": "BTC", "from_amount": "20.00"}
+            quote = call("POST /v1/fx/quotes", "POST", "/v1/fx/quotes", ask, token)["quote"]
+            swap = {"quote_id": quote["id"]}
+            call("POST /v1/fx/swaps", "POST", "/v1/fx/swaps", swap, keyed("s1"))
+            out = {"amount": "0.0001", "currency": "BTC", "destination": "bc1qexample0000000000"}
+            call("POST /v1/withdrawals", "POST", "/v1/withdrawals", out, keyed("w1"))
+            refresh = {"refresh_token": login["refresh_token"]}
+            call("POST /v1/auth/refresh", "POST", "/v1/auth/refresh", refresh)
 
 
 if __name__ == "__main__":
