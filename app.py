@@ -14,6 +14,8 @@ from chalicelib.api import middleware
 from chalicelib.api.accounts import accounts
 from chalicelib.api.application import LedgerChalice
 from chalicelib.api.auth import auth
+from chalicelib.api.crypto import crypto
+from chalicelib.api.deposits import deposits
 from chalicelib.api.fx import fx
 from chalicelib.api.health import health
 from chalicelib.api.transfers import transfers
@@ -27,6 +29,8 @@ app.register_blueprint(accounts)
 app.register_blueprint(transfers)
 app.register_blueprint(withdrawals)
 app.register_blueprint(fx)
+app.register_blueprint(crypto)
+app.register_blueprint(deposits)
 
 
 @app.middleware("http")

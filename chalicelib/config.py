@@ -14,6 +14,10 @@ from functools import cache
 # Public on purpose: the local stack and the tests sign with it; deployed stages must set their own.
 LOCAL_JWT_KID = "local-1"
 LOCAL_JWT_SECRET = "local-development-signing-key-not-a-secret"  # noqa: S105
+LOCAL_STRIPE_API_KEY = "sk_test_local"
+LOCAL_STRIPE_WEBHOOK_SECRET = "whsec_local"  # noqa: S105
+LOCAL_CRYPTO_WEBHOOK_SECRET = "crypto_local"  # noqa: S105
+LOCAL_CRYPTO_ADDRESS_SECRET = "crypto-address-local"  # noqa: S105
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,11 @@ class Settings:
     fx_rate_source: str  # which RateSource serves fx quotes (chalicelib/adapters/rates.py)
     fx_rates: str | None  # JSON {"FROM/TO": "decimal"}; unset: built-in table (local, test only)
     fx_quote_ttl_seconds: int
+    stripe_api_key: str | None
+    stripe_api_base: str | None  # e.g. localstripe's URL; unset: Stripe's own API
+    stripe_webhook_secret: str | None
+    crypto_webhook_secret: str | None  # CRYPTO_WEBHOOK_SECRET: signs the gateway's webhooks
+    crypto_address_secret: str | None  # CRYPTO_ADDRESS_SECRET: derives deposit addresses
 
     @property
     def is_local(self) -> bool:
@@ -56,6 +65,36 @@ class Settings:
         if self.stage in ("local", "test"):
             return json.dumps({LOCAL_JWT_KID: LOCAL_JWT_SECRET})
         raise RuntimeError("JWT_SIGNING_KEYS is not set for this stage")
+
+    def stripe_credentials(self) -> tuple[str, str]:
+        """The Stripe API key and webhook endpoint secret; only the local and test stages may
+        fall back to the local stack's public ones (``sk_test_local``, ``whsec_local``).
+
+        Raises:
+            RuntimeError: a deployed stage has no STRIPE_API_KEY or STRIPE_WEBHOOK_SECRET.
+        """
+        local = self.stage in ("local", "test")
+        key = self.stripe_api_key or (LOCAL_STRIPE_API_KEY if local else None)
+        secret = self.stripe_webhook_secret or (LOCAL_STRIPE_WEBHOOK_SECRET if local else None)
+        if not key or not secret:
+            raise RuntimeError("STRIPE_API_KEY or STRIPE_WEBHOOK_SECRET is not set for this stage")
+        return key, secret
+
+    def crypto_secrets(self) -> tuple[str, str]:
+        """The crypto gateway's webhook secret and the deposit-address secret; only the local and
+        test stages may fall back to public ones (``crypto_local``).
+
+        Raises:
+            RuntimeError: a deployed stage has no CRYPTO_WEBHOOK_SECRET or CRYPTO_ADDRESS_SECRET.
+        """
+        local = self.stage in ("local", "test")
+        webhook = self.crypto_webhook_secret or (LOCAL_CRYPTO_WEBHOOK_SECRET if local else None)
+        address = self.crypto_address_secret or (LOCAL_CRYPTO_ADDRESS_SECRET if local else None)
+        if not webhook or not address:
+            raise RuntimeError(
+                "CRYPTO_WEBHOOK_SECRET or CRYPTO_ADDRESS_SECRET is not set for this stage"
+            )
+        return webhook, address
 
 
 def _int(name: str, default: int, minimum: int) -> int:
@@ -94,4 +133,9 @@ def get_settings() -> Settings:
         fx_rate_source=os.environ.get("FX_RATE_SOURCE") or "static",
         fx_rates=os.environ.get("FX_RATES") or None,
         fx_quote_ttl_seconds=_int("FX_QUOTE_TTL_SECONDS", 60, 1),
+        stripe_api_key=os.environ.get("STRIPE_API_KEY") or None,
+        stripe_api_base=os.environ.get("STRIPE_API_BASE") or None,
+        stripe_webhook_secret=os.environ.get("STRIPE_WEBHOOK_SECRET") or None,
+        crypto_webhook_secret=os.environ.get("CRYPTO_WEBHOOK_SECRET") or None,
+        crypto_address_secret=os.environ.get("CRYPTO_ADDRESS_SECRET") or None,
     )

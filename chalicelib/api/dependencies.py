@@ -125,6 +125,27 @@ def get_idempotent_runner():  # type: ignore[no-untyped-def]
     return run, config
 
 
+@cache
+def get_payment_gateway():  # type: ignore[no-untyped-def]
+    """Stripe (or localstripe, with ``STRIPE_API_BASE``); the ``stripe`` library itself loads on
+    the first call that talks to it."""
+    from chalicelib.adapters.stripe_gateway import StripeGateway
+
+    settings = get_settings()
+    api_key, webhook_secret = settings.stripe_credentials()
+    return StripeGateway(api_key, webhook_secret, settings.stripe_api_base)
+
+
+@cache
+def get_crypto_gateway():  # type: ignore[no-untyped-def]
+    """The crypto gateway: the deterministic, offline ``LocalCryptoGateway`` (no real client
+    yet; a deployed stage needs one)."""
+    from chalicelib.adapters.crypto_gateway import LocalCryptoGateway
+
+    _, address_secret = get_settings().crypto_secrets()
+    return LocalCryptoGateway(address_secret)
+
+
 def reset() -> None:
     """Forget every object built so far; the next getter call reads the settings again."""
     get_table_probe.cache_clear()
@@ -132,3 +153,5 @@ def reset() -> None:
     get_auth_service.cache_clear()
     get_ledger_service.cache_clear()
     get_idempotent_runner.cache_clear()
+    get_payment_gateway.cache_clear()
+    get_crypto_gateway.cache_clear()

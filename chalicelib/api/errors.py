@@ -91,6 +91,9 @@ DOMAIN_ERRORS: Mapping[type[domain.LedgerError], HttpError] = {
     domain.QuoteNotFound: HttpError(404, "not_found"),
     domain.QuoteExpired: HttpError(410, "quote_expired"),
     domain.QuoteUsed: HttpError(409, "quote_used"),
+    domain.InvalidWebhook: HttpError(400, "invalid_webhook"),
+    domain.WebhookEventSeen: HttpError(409, "conflict"),
+    domain.DepositNotFound: HttpError(404, "not_found"),
 }
 
 # Chalice's ``Code`` values (its exception class names, or the codes it uses for errors it

@@ -33,3 +33,8 @@ class NewWithdrawal(RequestBody):
 
 class Rejection(RequestBody):
     reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
+class NewCardDeposit(RequestBody):
+    amount: Any
+    currency: Any

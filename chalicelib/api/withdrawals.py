@@ -7,7 +7,11 @@ from typing import Any
 from chalice import Blueprint, Response
 
 from chalicelib.api.access import admin_only, current_principal, protected
-from chalicelib.api.dependencies import get_bound_settings, get_ledger_service
+from chalicelib.api.dependencies import (
+    get_bound_settings,
+    get_crypto_gateway,
+    get_ledger_service,
+)
 from chalicelib.api.idempotency import idempotency_key, replayable
 from chalicelib.api.requests import parse_body, source_ip
 from chalicelib.domain.errors import InvalidRequest
@@ -101,7 +105,10 @@ def review_queue() -> dict[str, Any]:
 def approve_withdrawal(withdrawal_id: str) -> dict[str, Any]:
     parse_body(withdrawals.current_request, schemas().RequestBody)
     w = service().approve(
-        current_principal().user, withdrawal_id, source_ip(withdrawals.current_request)
+        current_principal().user,
+        withdrawal_id,
+        source_ip(withdrawals.current_request),
+        get_crypto_gateway(),
     )
     return {"withdrawal": withdrawal_view(w)}
 

@@ -214,3 +214,17 @@ class QuoteExpired(LedgerError):
 
 class QuoteUsed(LedgerError):
     """The quote was already executed by a swap; a quote executes at most once."""
+
+
+# -- provider webhooks ----------------------------------------------------------------------------
+class InvalidWebhook(LedgerError):
+    """The webhook's signature is missing, wrong or stale, or its body cannot be read."""
+
+
+class WebhookEventSeen(LedgerError):
+    """This provider event was recorded before; a redelivery changes nothing."""
+
+
+# -- deposits -------------------------------------------------------------------------------------
+class DepositNotFound(LedgerError):
+    """No deposit with this id belongs to the caller."""

@@ -2,7 +2,8 @@
 
 Life of a withdrawal: ``pending_review`` (the amount is held: ``available`` drops, ``posted`` does
 not) -> ``processing`` (approved; a payout request is queued for the crypto gateway in the same
-write) -> ``completed`` / ``failed`` (gateway events, with the deposits issue); or
+write, then handed to the gateway) -> ``completed`` / ``failed`` (the gateway's webhooks,
+``chalicelib/services/crypto.py``); or
 ``pending_review`` -> ``cancelled`` (by the user) / ``rejected`` (by an admin), which void the hold.
 Every transition is a conditional write on the current status, in the same transaction as the
 hold's change, so two decisions cannot both happen.
@@ -14,6 +15,7 @@ requests cannot exceed it either. Cancelled and rejected amounts are given back 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
@@ -21,7 +23,11 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 
+from aws_lambda_powertools import Logger
+from pynamodb.exceptions import UpdateError
+
 from chalicelib.adapters.clock import now_iso
+from chalicelib.adapters.crypto_gateway import CryptoGateway, Payout
 from chalicelib.adapters.dynamo import cursors, keys
 from chalicelib.adapters.dynamo.ledger_repository import ExtraWrite
 from chalicelib.adapters.dynamo.models import (
@@ -47,6 +53,7 @@ from chalicelib.domain.transactions import TransactionType, derive_transaction_i
 from chalicelib.domain.users import AuditEvent, User
 from chalicelib.services.ledger import LedgerService, PostingRequest
 
+logger = Logger(child=True)
 PENDING_REVIEW, PROCESSING = "pending_review", "processing"
 CANCELLED, REJECTED = "cancelled", "rejected"
 STATUSES = (PENDING_REVIEW, PROCESSING, "completed", REJECTED, CANCELLED, "failed")
@@ -85,6 +92,24 @@ def _from_item(item: WithdrawalItem) -> Withdrawal:
     )
 
 
+def _to_item(w: Withdrawal) -> WithdrawalItem:
+    return WithdrawalItem(
+        keys.withdrawal_pk(w.id),
+        keys.WITHDRAWAL_SK,
+        item_type=WithdrawalItem.ITEM_TYPE,
+        GSI2PK=keys.WITHDRAWALS_GSI_PK,
+        GSI2SK=keys.withdrawals_gsi_sk(w.created_at, w.id),
+        withdrawal_id=w.id,
+        user_id=w.user_id,
+        currency=w.currency,
+        amount=w.amount,
+        destination=w.destination,
+        status=w.status,
+        transaction_id=w.transaction_id,
+        created_at=w.created_at,
+    )
+
+
 def _limit(settings_json: str, code: str) -> int | None:
     table = json.loads(settings_json)
     return parse_amount(str(Decimal(table[code])), code) if code in table else None
@@ -96,8 +121,8 @@ def _limit_item(user_id: str, code: str, day: str) -> WithdrawalLimitItem:
     )
 
 
-def _give_back(w: Withdrawal) -> ExtraWrite:
-    """Return a voided withdrawal's amount to its day's total."""
+def give_back(w: Withdrawal) -> ExtraWrite:
+    """Return a voided (or failed) withdrawal's amount to its day's total."""
     return ExtraWrite(
         model=_limit_item(w.user_id, w.currency, w.created_at[:10]),
         condition=WithdrawalLimitItem.PK.exists(),
@@ -179,21 +204,7 @@ def request(
         transaction_id=txn_id,
         created_at=created_at,
     )
-    item = WithdrawalItem(
-        keys.withdrawal_pk(withdrawal_id),
-        keys.WITHDRAWAL_SK,
-        item_type=WithdrawalItem.ITEM_TYPE,
-        GSI2PK=keys.WITHDRAWALS_GSI_PK,
-        GSI2SK=keys.withdrawals_gsi_sk(created_at, withdrawal_id),
-        withdrawal_id=withdrawal_id,
-        user_id=user.id,
-        currency=code,
-        amount=minor,
-        destination=destination,
-        status=PENDING_REVIEW,
-        transaction_id=txn_id,
-        created_at=created_at,
-    )
+    item = _to_item(withdrawal)
     counter = _limit_item(user.id, code, created_at[:10])
     extra = [
         ExtraWrite(
@@ -269,7 +280,7 @@ def _void(
 ) -> Withdrawal:
     if w.status != PENDING_REVIEW:
         raise InvalidState(f"withdrawal {w.id} is {w.status}, not pending review")
-    extra = [_transition(w, status, by=by, reason=reason), _give_back(w)]
+    extra = [_transition(w, status, by=by, reason=reason), give_back(w)]
     if event is not None:
         extra.append(
             ExtraWrite(
@@ -303,9 +314,13 @@ def reject(
     return _void(ledger, w, REJECTED, by=admin.id, reason=reason, event=event)
 
 
-def approve(admin: User, withdrawal_id: str, ip: str | None) -> Withdrawal:
+def approve(
+    admin: User, withdrawal_id: str, ip: str | None, gateway: CryptoGateway | None = None
+) -> Withdrawal:
     """An admin approves it: status processing, and a payout request queued for the crypto
-    gateway in the same write (the hold stays until the gateway reports the payout)."""
+    gateway in the same write (the hold stays until the gateway reports the payout). Then, with
+    a ``gateway``, the payout is handed to it (``send_payout``); a failure there leaves the
+    request ``requested`` for a retry and does not undo the approval."""
     w = get(withdrawal_id)
     if w is None:
         raise WithdrawalNotFound(f"withdrawal {withdrawal_id} not found")
@@ -328,7 +343,42 @@ def approve(admin: User, withdrawal_id: str, ip: str | None) -> Withdrawal:
     write.put(payout, PayoutItem.PK.does_not_exist(), InvalidState("payout already requested"))
     write.put(AuditItem.from_domain(_event("withdrawal.approved", admin.id, w, ip)), None, None)
     write.send_or_raise_tag()
+    if gateway is not None:
+        send_payout(gateway, w.id)
     return get(w.id) or w
+
+
+def send_payout(gateway: CryptoGateway, withdrawal_id: str) -> bool:
+    """Hand a ``requested`` payout to the gateway and mark it ``sent``; safe to call again.
+
+    The gateway's idempotency key is the withdrawal id, so a retry after a lost answer sends one
+    payout. Returns False (and logs) if the gateway failed: the request stays ``requested``.
+    """
+    try:
+        item = PayoutItem.get(keys.payout_pk(withdrawal_id), keys.PAYOUT_SK, consistent_read=True)
+    except PayoutItem.DoesNotExist:
+        return False
+    if item.status != "requested":
+        return item.status == "sent"
+    payout = Payout(
+        withdrawal_id=item.withdrawal_id,
+        currency=item.currency,
+        amount=int(item.amount),
+        destination=item.destination,
+    )
+    try:
+        gateway.request_payout(payout)
+    except Exception:
+        # Whatever went wrong, the approval stands and the outbox row says what is owed.
+        logger.exception("payout hand-off failed", extra={"withdrawal_id": withdrawal_id})
+        return False
+    # A concurrent send, or the gateway's webhook, may have moved it on already.
+    with contextlib.suppress(UpdateError):
+        item.update(
+            actions=[PayoutItem.status.set("sent"), PayoutItem.sent_at.set(now_iso())],
+            condition=PayoutItem.status == "requested",
+        )
+    return True
 
 
 def _reason(reason: str) -> str:

@@ -63,6 +63,7 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_TABLE_NAME = "ledger-local"
 # Local-only secrets, public by design (API.md, "The local stack").
 DEFAULT_STRIPE_WEBHOOK_SECRET = "whsec_local"  # noqa: S105
+LOCAL_STRIPE_API_KEY = "sk_test_local"
 DEFAULT_CRYPTO_WEBHOOK_SECRET = "crypto_local"  # noqa: S105
 STRIPE_WEBHOOK_ID = "ledger-local"
 STRIPE_WEBHOOK_PATH = "/v1/webhooks/stripe"
@@ -86,6 +87,7 @@ API_ENV_NAMES = (
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "STRIPE_API_BASE",
+    "STRIPE_API_KEY",
     "STRIPE_WEBHOOK_SECRET",
     "CRYPTO_WEBHOOK_SECRET",
     "SES_ENDPOINT",
@@ -428,6 +430,7 @@ class Supervisor:
             "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local",
             "STRIPE_API_BASE": config.stripe_url,
+            "STRIPE_API_KEY": LOCAL_STRIPE_API_KEY,  # localstripe accepts any key
             "STRIPE_WEBHOOK_SECRET": config.stripe_webhook_secret,
             "CRYPTO_WEBHOOK_SECRET": config.crypto_webhook_secret,
             # moto's server answers every AWS service on its port, SES included.

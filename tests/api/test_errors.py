@@ -65,6 +65,9 @@ DOMAIN_ERRORS: dict[str, Callable[[], domain.LedgerError]] = {
     "QuoteNotFound": domain.QuoteNotFound,
     "QuoteExpired": domain.QuoteExpired,
     "QuoteUsed": domain.QuoteUsed,
+    "InvalidWebhook": domain.InvalidWebhook,
+    "WebhookEventSeen": domain.WebhookEventSeen,
+    "DepositNotFound": domain.DepositNotFound,
 }
 
 EXPECTED = {
@@ -112,6 +115,9 @@ EXPECTED = {
     "QuoteNotFound": (404, "not_found"),
     "QuoteExpired": (410, "quote_expired"),
     "QuoteUsed": (409, "quote_used"),
+    "InvalidWebhook": (400, "invalid_webhook"),
+    "WebhookEventSeen": (409, "conflict"),
+    "DepositNotFound": (404, "not_found"),
 }
 
 probe = Blueprint(__name__)

@@ -14,6 +14,9 @@
 - withdrawal limit: PK ``WDLIMIT#<user>#<currency>#<yyyy-mm-dd>``, SK ``WDLIMIT`` (a day's total)
 - payout request:   PK ``PAYOUT#<withdrawal id>``, SK ``PAYOUT`` (outbox for the crypto gateway)
 - fx quote:    PK ``QUOTE#<id>``, SK ``QUOTE`` (``expires_at`` is the TTL: gone after expiry)
+- webhook inbox: PK ``EVT#<provider>#<event id>``, SK ``EVT`` (each provider event used once)
+- crypto deposit address: PK ``ADDR#<currency>#<address>``, SK ``ADDR`` (address -> owner)
+- card deposit: PK ``DEPOSIT#<id>``, SK ``DEPOSIT`` (a Stripe PaymentIntent and its outcome)
 - user:        PK ``USER#<id>``, SK ``PROFILE``
 - email claim: PK ``EMAIL#<lower-case email>``, SK ``EMAIL`` (makes emails unique)
 - session:     PK ``USER#<id>``, SK ``SESSION#<id>`` (one login: its refresh token family)
@@ -195,3 +198,28 @@ QUOTE_SK = "QUOTE"
 def quote_pk(quote_id: str) -> str:
     """An fx quote: PK ``QUOTE#<id>``, SK ``QUOTE`` (expires with the table's TTL)."""
     return QUOTE_PREFIX + quote_id
+
+
+INBOX_PREFIX = "EVT#"
+INBOX_SK = "EVT"
+CRYPTO_ADDRESS_PREFIX = "ADDR#"
+CRYPTO_ADDRESS_SK = "ADDR"
+
+
+def inbox_pk(provider: str, event_id: str) -> str:
+    """A provider's webhook event, written once: ``EVT#<provider>#<event id>``."""
+    return f"{INBOX_PREFIX}{provider}#{event_id}"
+
+
+def crypto_address_pk(currency: str, address: str) -> str:
+    """A deposit address and its owner: ``ADDR#<currency>#<address>``."""
+    return f"{CRYPTO_ADDRESS_PREFIX}{currency}#{address}"
+
+
+DEPOSIT_PREFIX = "DEPOSIT#"
+DEPOSIT_SK = "DEPOSIT"
+
+
+def deposit_pk(deposit_id: str) -> str:
+    """A card deposit: ``DEPOSIT#<id>``."""
+    return DEPOSIT_PREFIX + deposit_id

@@ -345,10 +345,62 @@ class PayoutItem(LedgerItem):
     currency = UnicodeAttribute()
     amount = NumberAttribute()
     destination = UnicodeAttribute()
-    status = UnicodeAttribute()
+    status = UnicodeAttribute()  # requested -> sent -> completed | failed
     requested_at = UnicodeAttribute()
+    sent_at = UnicodeAttribute(null=True)
 
     ITEM_TYPE = "payout"
+
+
+class WebhookEventItem(LedgerItem):
+    """A provider's webhook event (the inbox): written once, in the same write as its effect."""
+
+    class Meta(_Meta):
+        pass
+
+    provider = UnicodeAttribute()
+    event_id = UnicodeAttribute()
+    event_type = UnicodeAttribute()
+    outcome = UnicodeAttribute()  # what the event did: credited, duplicate, unmatched, ignored...
+    subject = UnicodeAttribute(null=True)  # e.g. the transaction or withdrawal it concerned
+    received_at = UnicodeAttribute()
+
+    ITEM_TYPE = "webhook_event"
+
+
+class CryptoAddressItem(LedgerItem):
+    """A crypto deposit address and the user it belongs to (webhooks find the owner here)."""
+
+    class Meta(_Meta):
+        pass
+
+    user_id = UnicodeAttribute()
+    currency = UnicodeAttribute()
+    address = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+
+    ITEM_TYPE = "crypto_address"
+
+
+class DepositItem(LedgerItem):
+    """A card deposit: pending until Stripe's webhook says succeeded (credited, in the same write
+    as the ledger transaction) or failed."""
+
+    class Meta(_Meta):
+        pass
+
+    deposit_id = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    amount = NumberAttribute()  # asked for, minor units; the credit is what Stripe reports
+    currency = UnicodeAttribute()
+    status = UnicodeAttribute()
+    payment_intent_id = UnicodeAttribute(null=True)
+    transaction_id = UnicodeAttribute(null=True)
+    credited_amount = NumberAttribute(null=True)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute(null=True)
+
+    ITEM_TYPE = "deposit"
 
 
 class UserItem(LedgerItem):
@@ -608,6 +660,9 @@ MODELS: tuple[type[Model], ...] = (
     WithdrawalItem,
     WithdrawalLimitItem,
     PayoutItem,
+    WebhookEventItem,
+    CryptoAddressItem,
+    DepositItem,
     UserItem,
     EmailClaimItem,
     SessionItem,

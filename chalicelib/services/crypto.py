@@ -1,0 +1,301 @@
+"""Crypto deposits and the crypto gateway's webhooks.
+
+Deposit addresses: one per user and currency, from the gateway (``deposit_address``); each is
+stored as ``ADDR#<currency>#<address>`` -> user, written once, so a webhook finds the owner.
+
+Webhooks (``POST /v1/webhooks/crypto``): ``verify`` checks ``X-Signature`` (HMAC-SHA256 of
+``"<t>.<raw body>"``, constant-time compare, 300 s tolerance) and reads ``{id, type, data}``;
+anything wrong raises ``InvalidWebhook`` before anything is written. ``handle`` then applies the
+event exactly once: its inbox item ``EVT#crypto#<event id>`` is written in the same
+TransactWriteItems as the money it moves, so a redelivery is a no-op (``duplicate``).
+
+- ``deposit.confirmed`` credits the address owner's wallet from crypto custody, once per
+  ``tx_hash`` (the transaction id is derived from currency and tx_hash, so a second event for the
+  same transfer is recorded ``duplicate_tx`` and moves nothing). An unknown address is recorded
+  ``unmatched`` and credits nobody.
+- ``withdrawal.completed`` posts the withdrawal's hold and moves it ``processing -> completed``;
+  ``withdrawal.failed`` voids the hold, moves it ``processing -> failed`` and gives the amount
+  back to the day's limit. A withdrawal not in ``processing`` (already settled, never approved,
+  unknown) is recorded ``ignored``: nothing moves.
+- any other type is recorded ``ignored``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pynamodb.exceptions import PutError
+
+from chalicelib.adapters.clock import now_iso
+from chalicelib.adapters.crypto_gateway import DEPOSIT_CURRENCIES, CryptoGateway, signature
+from chalicelib.adapters.dynamo import keys
+from chalicelib.adapters.dynamo.ledger_repository import ExtraWrite
+from chalicelib.adapters.dynamo.models import (
+    CryptoAddressItem,
+    PayoutItem,
+    WebhookEventItem,
+    WithdrawalItem,
+)
+from chalicelib.domain.accounts import OwnerType, PlatformAccount, PlatformKind, wallet_id
+from chalicelib.domain.errors import (
+    HoldNotPending,
+    InvalidAmount,
+    InvalidState,
+    InvalidWebhook,
+    TransactionExistsWithDifferentFields,
+    UnsupportedCurrency,
+    WebhookEventSeen,
+)
+from chalicelib.domain.money import currency, parse_amount
+from chalicelib.domain.transactions import TransactionType, derive_transaction_id
+from chalicelib.domain.users import User
+from chalicelib.services import withdrawals
+from chalicelib.services.ledger import LedgerService, PostingRequest
+
+PROVIDER = "crypto"
+TOLERANCE_SECONDS = 300
+MAX_BODY_BYTES = 64 * 1024
+_TOKEN = re.compile(r"[A-Za-z0-9:._-]{1,128}")
+_ADDRESS = re.compile(r"[A-Za-z0-9]{8,128}")
+
+CREDITED, DUPLICATE, DUPLICATE_TX = "credited", "duplicate", "duplicate_tx"
+UNMATCHED, IGNORED, CONFLICT = "unmatched", "ignored", "conflict"
+COMPLETED, FAILED = "completed", "failed"
+
+
+# -- deposit addresses ----------------------------------------------------------------------------
+def deposit_address(gateway: CryptoGateway, user: User, currency_code: Any) -> tuple[str, str]:
+    """The user's deposit address for a currency: ``(currency, address)``, always the same.
+
+    Raises UnsupportedCurrency (USD, or unknown), InvalidState (the address belongs to someone
+    else: the gateway broke its promise).
+    """
+    code = currency(currency_code).code
+    if code not in DEPOSIT_CURRENCIES:
+        raise UnsupportedCurrency(f"{code} cannot be deposited by crypto transfer")
+    address = gateway.deposit_address(user.id, code)
+    item = CryptoAddressItem(
+        keys.crypto_address_pk(code, address),
+        keys.CRYPTO_ADDRESS_SK,
+        item_type=CryptoAddressItem.ITEM_TYPE,
+        user_id=user.id,
+        currency=code,
+        address=address,
+        created_at=now_iso(),
+    )
+    try:
+        item.save(condition=CryptoAddressItem.PK.does_not_exist())
+    except PutError as exc:
+        if not _condition_failed(exc):
+            raise
+        owner = address_owner(code, address)
+        if owner != user.id:
+            raise InvalidState(f"address {address} belongs to another user") from exc
+    return code, address
+
+
+def address_owner(code: str, address: str) -> str | None:
+    try:
+        found = CryptoAddressItem.get(
+            keys.crypto_address_pk(code, address), keys.CRYPTO_ADDRESS_SK, consistent_read=True
+        )
+    except CryptoAddressItem.DoesNotExist:
+        return None
+    return found.user_id
+
+
+# -- webhooks -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Event:
+    id: str
+    type: str
+    data: dict[str, Any]
+
+
+def verify(raw_body: bytes, header: str | None, secret: str, now: int | None = None) -> Event:
+    """Check the signature and read the event. Raises InvalidWebhook; writes nothing."""
+    if not header or len(raw_body) > MAX_BODY_BYTES:
+        raise InvalidWebhook("missing X-Signature header or body too large")
+    timestamp: int | None = None
+    candidates: list[str] = []
+    for part in header.split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "t":
+            try:
+                timestamp = int(value)
+            except ValueError as exc:
+                raise InvalidWebhook("X-Signature timestamp is not a number") from exc
+        elif name == "v1":
+            candidates.append(value)
+    if timestamp is None or not candidates:
+        raise InvalidWebhook("X-Signature needs t= and v1=")
+    now = int(time.time()) if now is None else now
+    if abs(now - timestamp) > TOLERANCE_SECONDS:
+        raise InvalidWebhook("X-Signature timestamp is outside the tolerance")
+    expected = signature(secret, timestamp, raw_body)
+    # Check every candidate (no early exit) with a constant-time compare.
+    matched = False
+    for candidate in candidates:
+        matched |= hmac.compare_digest(expected.encode(), candidate.encode())
+    if not matched:
+        raise InvalidWebhook("X-Signature does not match")
+    try:
+        body = json.loads(raw_body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidWebhook("body is not JSON") from exc
+    if not isinstance(body, dict):
+        raise InvalidWebhook("body must be a JSON object")
+    event_id, event_type, data = body.get("id"), body.get("type"), body.get("data")
+    if not isinstance(event_id, str) or not _TOKEN.fullmatch(event_id):
+        raise InvalidWebhook("id must be 1 to 128 letters, digits or :._-")
+    if not isinstance(event_type, str) or not _TOKEN.fullmatch(event_type):
+        raise InvalidWebhook("type must be 1 to 128 letters, digits or :._-")
+    if not isinstance(data, dict):
+        raise InvalidWebhook("data must be a JSON object")
+    return Event(event_id, event_type, data)
+
+
+def handle(ledger: LedgerService, event: Event) -> str:
+    """Apply a verified event exactly once; returns what it did (the inbox item's outcome)."""
+    if _seen(event):
+        return DUPLICATE
+    try:
+        if event.type == "deposit.confirmed":
+            return _deposit_confirmed(ledger, event)
+        if event.type == "withdrawal.completed":
+            return _settle_withdrawal(ledger, event, completed=True)
+        if event.type == "withdrawal.failed":
+            return _settle_withdrawal(ledger, event, completed=False)
+        return _record(event, IGNORED)
+    except WebhookEventSeen:
+        return DUPLICATE
+
+
+def _deposit_confirmed(ledger: LedgerService, event: Event) -> str:
+    data = event.data
+    address, tx_hash = data.get("address"), data.get("tx_hash")
+    if not isinstance(address, str) or not _ADDRESS.fullmatch(address):
+        raise InvalidWebhook("data.address is not an address")
+    if not isinstance(tx_hash, str) or not _TOKEN.fullmatch(tx_hash):
+        raise InvalidWebhook("data.tx_hash is not a transaction hash")
+    try:
+        code = currency(data.get("currency")).code
+        if code not in DEPOSIT_CURRENCIES:
+            raise UnsupportedCurrency(code)
+        amount = parse_amount(data.get("amount"), code)
+    except (UnsupportedCurrency, InvalidAmount) as exc:
+        raise InvalidWebhook(f"data.currency or data.amount: {exc}") from exc
+
+    owner = address_owner(code, address)
+    if owner is None:
+        return _record(event, UNMATCHED, subject=f"{code}:{address}")
+    txn_id = derive_transaction_id("crypto-deposit", code, tx_hash)
+    try:
+        recorded = ledger.record(
+            transaction_id=txn_id,
+            type=TransactionType.DEPOSIT,
+            postings=[
+                PostingRequest(PlatformAccount(PlatformKind.CRYPTO_CUSTODY, code), code, -amount),
+                PostingRequest(wallet_id(OwnerType.USER, owner, code), code, amount),
+            ],
+            memo=f"crypto deposit {tx_hash}",
+            metadata={"tx_hash": tx_hash, "address": address, "event_id": event.id},
+            extra=[_inbox_write(event, CREDITED, txn_id)],
+        )
+    except TransactionExistsWithDifferentFields:
+        # The same tx_hash reported again with another amount or address: never credit twice.
+        return _record(event, CONFLICT, subject=txn_id)
+    if recorded.created:
+        return CREDITED
+    return _record(event, DUPLICATE_TX, subject=txn_id)
+
+
+def _settle_withdrawal(ledger: LedgerService, event: Event, *, completed: bool) -> str:
+    withdrawal_id = event.data.get("withdrawal_id")
+    if not isinstance(withdrawal_id, str) or not _TOKEN.fullmatch(withdrawal_id):
+        raise InvalidWebhook("data.withdrawal_id is missing")
+    w = withdrawals.get(withdrawal_id)
+    if w is None or w.status != withdrawals.PROCESSING:
+        return _record(event, IGNORED, subject=withdrawal_id)
+    status = COMPLETED if completed else FAILED
+    actions = [WithdrawalItem.status.set(status), WithdrawalItem.decided_at.set(now_iso())]
+    reason = event.data.get("reason")
+    if not completed and isinstance(reason, str) and reason:
+        actions.append(WithdrawalItem.reason.set(reason[: withdrawals.MAX_REASON_LENGTH]))
+    extra = [
+        ExtraWrite(
+            model=WithdrawalItem(keys.withdrawal_pk(w.id), keys.WITHDRAWAL_SK),
+            condition=WithdrawalItem.status == withdrawals.PROCESSING,
+            error=InvalidState(f"withdrawal {w.id} is no longer processing"),
+            actions=actions,
+        ),
+        ExtraWrite(
+            model=PayoutItem(keys.payout_pk(w.id), keys.PAYOUT_SK),
+            condition=PayoutItem.PK.exists(),
+            error=InvalidState(f"withdrawal {w.id} has no payout request"),
+            actions=[PayoutItem.status.set(status)],
+        ),
+        _inbox_write(event, status, w.id),
+    ]
+    if not completed:
+        extra.append(withdrawals.give_back(w))
+    try:
+        if completed:
+            ledger.post_pending(w.transaction_id, extra=extra)
+        else:
+            ledger.void_pending(w.transaction_id, extra=extra)
+    except (HoldNotPending, InvalidState):
+        # Settled by a concurrent event between our read and our write: nothing moves now.
+        return _record(event, IGNORED, subject=w.id)
+    return status
+
+
+# -- the inbox ------------------------------------------------------------------------------------
+def _inbox_item(event: Event, outcome: str, subject: str | None) -> WebhookEventItem:
+    return WebhookEventItem(
+        keys.inbox_pk(PROVIDER, event.id),
+        keys.INBOX_SK,
+        item_type=WebhookEventItem.ITEM_TYPE,
+        provider=PROVIDER,
+        event_id=event.id,
+        event_type=event.type,
+        outcome=outcome,
+        subject=subject,
+        received_at=now_iso(),
+    )
+
+
+def _inbox_write(event: Event, outcome: str, subject: str | None) -> ExtraWrite:
+    return ExtraWrite(
+        model=_inbox_item(event, outcome, subject),
+        condition=WebhookEventItem.PK.does_not_exist(),
+        error=WebhookEventSeen(f"event {event.id} was recorded before"),
+    )
+
+
+def _record(event: Event, outcome: str, subject: str | None = None) -> str:
+    """Record an event that moves no money (once); a redelivery answers ``duplicate``."""
+    try:
+        _inbox_item(event, outcome, subject).save(condition=WebhookEventItem.PK.does_not_exist())
+    except PutError as exc:
+        if _condition_failed(exc):
+            return DUPLICATE
+        raise
+    return outcome
+
+
+def _seen(event: Event) -> bool:
+    try:
+        WebhookEventItem.get(keys.inbox_pk(PROVIDER, event.id), keys.INBOX_SK, consistent_read=True)
+    except WebhookEventItem.DoesNotExist:
+        return False
+    return True
+
+
+def _condition_failed(exc: PutError) -> bool:
+    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"

@@ -1,0 +1,313 @@
+"""Card deposits through Stripe: a pending deposit and its PaymentIntent, and Stripe's webhooks.
+
+Life of a card deposit: ``pending`` (created with its PaymentIntent) -> ``succeeded`` (Stripe's
+``payment_intent.succeeded``: the wallet is credited) or ``failed``
+(``payment_intent.payment_failed``).
+
+Webhooks, exactly once and in any order (DESIGN.md, "Flows: Card deposit"):
+
+* The signature is checked over the raw body before anything is read or written.
+* Every event id is written once to the inbox (``EVT#stripe#<event id>``), in the same
+  ``TransactWriteItems`` as its effect, so a redelivered event changes nothing.
+* ``payment_intent.succeeded`` never trusts the event body: the PaymentIntent is re-fetched
+  from Stripe and the wallet is credited with the amount Stripe reports, only if Stripe says
+  ``succeeded``. The ledger transaction id is derived from the PaymentIntent id, so a second,
+  distinct event about the same payment cannot credit it again.
+* Order does not matter: a ``payment_failed`` only fails a *pending* deposit (a failure that
+  arrives after the success does not un-credit), and a success after a failure still credits,
+  because the money did arrive (a PaymentIntent can fail an attempt and then succeed with
+  another card); the deposit then shows ``succeeded``.
+* An unexpected error while processing propagates (answered 5xx), so Stripe retries; since the
+  inbox item and the effect are one atomic write, nothing is half-written.
+
+Unknown event types are acknowledged and recorded in the inbox. Refunds and disputes are not
+handled here yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pynamodb.exceptions import PutError
+
+from chalicelib.adapters.clock import now_iso
+from chalicelib.adapters.dynamo import keys
+from chalicelib.adapters.dynamo.ledger_repository import ExtraWrite
+from chalicelib.adapters.dynamo.models import DepositItem, WebhookEventItem
+from chalicelib.adapters.dynamo.transact import AtomicWrite
+from chalicelib.adapters.stripe_gateway import PaymentGateway, WebhookEvent
+from chalicelib.domain.accounts import OwnerType, PlatformAccount, PlatformKind, wallet_id
+from chalicelib.domain.errors import (
+    DepositNotFound,
+    InvalidState,
+    UnsupportedCurrency,
+    WebhookEventSeen,
+)
+from chalicelib.domain.money import currency, parse_amount
+from chalicelib.domain.transactions import TransactionType, derive_transaction_id
+from chalicelib.domain.users import User
+from chalicelib.services.ledger import LedgerService, PostingRequest
+
+PROVIDER = "stripe"
+CARD_CURRENCY = "USD"
+PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
+SUCCEEDED_EVENT = "payment_intent.succeeded"
+FAILED_EVENT = "payment_intent.payment_failed"
+
+# Outcomes recorded in the inbox (and returned to the webhook route for its log line).
+CREDITED, MARKED_FAILED, DUPLICATE, UNMATCHED, IGNORED = (
+    "credited",
+    "failed",
+    "duplicate",
+    "unmatched",
+    "ignored",
+)
+
+
+@dataclass(frozen=True)
+class Deposit:
+    id: str
+    user_id: str
+    amount: int
+    currency: str
+    status: str
+    payment_intent_id: str | None
+    created_at: str
+    transaction_id: str | None = None
+    credited_amount: int | None = None
+    client_secret: str | None = None  # only when just created (never stored)
+
+
+def _from_item(item: DepositItem) -> Deposit:
+    return Deposit(
+        id=item.deposit_id,
+        user_id=item.user_id,
+        amount=int(item.amount),
+        currency=item.currency,
+        status=item.status,
+        payment_intent_id=item.payment_intent_id,
+        created_at=item.created_at,
+        transaction_id=item.transaction_id,
+        credited_amount=None if item.credited_amount is None else int(item.credited_amount),
+    )
+
+
+def _key(deposit_id: str) -> DepositItem:
+    return DepositItem(keys.deposit_pk(deposit_id), keys.DEPOSIT_SK)
+
+
+def get(deposit_id: str) -> Deposit | None:
+    try:
+        item = DepositItem.get(keys.deposit_pk(deposit_id), keys.DEPOSIT_SK, consistent_read=True)
+    except DepositItem.DoesNotExist:
+        return None
+    return _from_item(item)
+
+
+def get_own(user: User, deposit_id: str) -> Deposit:
+    """Raises DepositNotFound for another user's deposit, exactly as for a missing one."""
+    found = get(deposit_id)
+    if found is None or found.user_id != user.id:
+        raise DepositNotFound(f"deposit {deposit_id} not found")
+    return found
+
+
+def create_card_deposit(
+    gateway: PaymentGateway, *, user: User, amount: str, currency_code: str, idempotency_key: str
+) -> Deposit:
+    """A pending deposit and its Stripe PaymentIntent.
+
+    The deposit id is derived from the user and the Idempotency-Key, and is Stripe's idempotency
+    key: a retry (even after the API's replay record expired, or after a crash between the two
+    writes) finds the same deposit and gets the same PaymentIntent back.
+
+    Raises (in order): UnsupportedCurrency (anything but USD), InvalidAmount.
+    """
+    code = currency(currency_code).code
+    if code != CARD_CURRENCY:
+        raise UnsupportedCurrency(f"card deposits are in {CARD_CURRENCY} only, not {code}")
+    minor = parse_amount(amount, code)
+    deposit_id = "dep_" + derive_transaction_id("card-deposit", user.id, idempotency_key)[4:]
+    deposit = get(deposit_id) or _create_pending(deposit_id, user.id, minor, code)
+    if deposit.payment_intent_id is not None:
+        intent = gateway.retrieve_payment_intent(deposit.payment_intent_id)
+    else:
+        intent = gateway.create_payment_intent(
+            amount=deposit.amount, currency=code, deposit_id=deposit_id, user_id=user.id
+        )
+        _key(deposit_id).update(
+            actions=[DepositItem.payment_intent_id.set(intent.id)],
+            condition=DepositItem.payment_intent_id.does_not_exist()
+            | (DepositItem.payment_intent_id == intent.id),
+        )
+    return Deposit(
+        id=deposit.id,
+        user_id=deposit.user_id,
+        amount=deposit.amount,
+        currency=deposit.currency,
+        status=deposit.status,
+        payment_intent_id=intent.id,
+        created_at=deposit.created_at,
+        transaction_id=deposit.transaction_id,
+        credited_amount=deposit.credited_amount,
+        client_secret=intent.client_secret,
+    )
+
+
+def _create_pending(deposit_id: str, user_id: str, amount: int, code: str) -> Deposit:
+    item = DepositItem(
+        keys.deposit_pk(deposit_id),
+        keys.DEPOSIT_SK,
+        item_type=DepositItem.ITEM_TYPE,
+        deposit_id=deposit_id,
+        user_id=user_id,
+        amount=amount,
+        currency=code,
+        status=PENDING,
+        created_at=now_iso(),
+    )
+    try:
+        item.save(condition=DepositItem.PK.does_not_exist())
+    except PutError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+        raced = get(deposit_id)  # a concurrent retry of the same request wrote it first
+        if raced is None:
+            raise
+        return raced
+    return _from_item(item)
+
+
+# -- webhooks -------------------------------------------------------------------------------------
+def handle_stripe_event(
+    ledger: LedgerService, gateway: PaymentGateway, payload: bytes, signature: str | None
+) -> str:
+    """Verify and apply one Stripe webhook delivery; returns the outcome.
+
+    Raises:
+        InvalidWebhook: the signature or the body is bad (nothing is read or written).
+        Anything else: an unexpected failure; nothing was written, Stripe should retry.
+    """
+    event = gateway.verify_event(payload, signature)
+    if _seen(event.id):
+        return DUPLICATE
+    if event.type == SUCCEEDED_EVENT and event.object_id:
+        return _succeeded(ledger, gateway, event)
+    if event.type == FAILED_EVENT and event.object_id:
+        return _failed(gateway, event)
+    return _record_only(event, IGNORED, event.object_id)
+
+
+def _seen(event_id: str) -> bool:
+    try:
+        WebhookEventItem.get(keys.inbox_pk(PROVIDER, event_id), keys.INBOX_SK, consistent_read=True)
+    except WebhookEventItem.DoesNotExist:
+        return False
+    return True
+
+
+def _inbox(event: WebhookEvent, outcome: str, subject: str | None) -> ExtraWrite:
+    item = WebhookEventItem(
+        keys.inbox_pk(PROVIDER, event.id),
+        keys.INBOX_SK,
+        item_type=WebhookEventItem.ITEM_TYPE,
+        provider=PROVIDER,
+        event_id=event.id,
+        event_type=event.type,
+        outcome=outcome,
+        subject=subject,
+        received_at=now_iso(),
+    )
+    return ExtraWrite(
+        model=item,
+        condition=WebhookEventItem.PK.does_not_exist(),
+        error=WebhookEventSeen(f"stripe event {event.id} was processed before"),
+    )
+
+
+def _record_only(event: WebhookEvent, outcome: str, subject: str | None) -> str:
+    """Acknowledge an event that moves nothing: its inbox item alone."""
+    inbox = _inbox(event, outcome, subject)
+    write = AtomicWrite()
+    write.put(inbox.model, inbox.condition, inbox.error)
+    try:
+        write.send_or_raise_tag()
+    except WebhookEventSeen:
+        return DUPLICATE
+    return outcome
+
+
+def _succeeded(ledger: LedgerService, gateway: PaymentGateway, event: WebhookEvent) -> str:
+    intent = gateway.retrieve_payment_intent(str(event.object_id))
+    deposit = get(intent.metadata.get("deposit_id", ""))
+    if (
+        intent.status != SUCCEEDED
+        or deposit is None
+        or deposit.user_id != intent.metadata.get("user_id")
+        or deposit.currency != intent.currency
+        or deposit.payment_intent_id not in (None, intent.id)
+        or intent.amount <= 0
+    ):
+        return _record_only(event, UNMATCHED, intent.id)
+    txn_id = derive_transaction_id("deposit", intent.id)
+    code = deposit.currency
+    credited = ExtraWrite(
+        model=_key(deposit.id),
+        condition=DepositItem.PK.exists(),
+        error=DepositNotFound(f"deposit {deposit.id} disappeared"),
+        actions=[
+            DepositItem.status.set(SUCCEEDED),
+            DepositItem.payment_intent_id.set(intent.id),
+            DepositItem.transaction_id.set(txn_id),
+            DepositItem.credited_amount.set(intent.amount),
+            DepositItem.updated_at.set(now_iso()),
+        ],
+    )
+    try:
+        recorded = ledger.record(
+            transaction_id=txn_id,
+            type=TransactionType.DEPOSIT,
+            postings=[
+                PostingRequest(
+                    PlatformAccount(PlatformKind.STRIPE_CLEARING, code), code, -intent.amount
+                ),
+                PostingRequest(
+                    wallet_id(OwnerType.USER, deposit.user_id, code), code, intent.amount
+                ),
+            ],
+            memo="card deposit",
+            metadata={"deposit_id": deposit.id, "payment_intent_id": intent.id},
+            extra=[_inbox(event, CREDITED, txn_id), credited],
+        )
+    except WebhookEventSeen:
+        return DUPLICATE
+    if not recorded.created:
+        # Another event about the same payment credited it already.
+        return _record_only(event, DUPLICATE, txn_id)
+    return CREDITED
+
+
+def _failed(gateway: PaymentGateway, event: WebhookEvent) -> str:
+    intent = gateway.retrieve_payment_intent(str(event.object_id))
+    deposit = get(intent.metadata.get("deposit_id", ""))
+    if deposit is None or deposit.payment_intent_id not in (None, intent.id):
+        return _record_only(event, UNMATCHED, intent.id)
+    if intent.status == SUCCEEDED:
+        return _record_only(event, IGNORED, deposit.id)  # a later attempt succeeded
+    inbox = _inbox(event, MARKED_FAILED, deposit.id)
+    write = AtomicWrite()
+    write.put(inbox.model, inbox.condition, inbox.error)
+    write.update(
+        _key(deposit.id),
+        [DepositItem.status.set(FAILED), DepositItem.updated_at.set(now_iso())],
+        DepositItem.status == PENDING,
+        InvalidState(f"deposit {deposit.id} is not pending"),
+    )
+    try:
+        write.send_or_raise_tag()
+    except WebhookEventSeen:
+        return DUPLICATE
+    except InvalidState:
+        # Already succeeded (or failed): a late failure changes nothing.
+        return _record_only(event, IGNORED, deposit.id)
+    return MARKED_FAILED

@@ -1,0 +1,105 @@
+"""A card deposit on the real local stack: the API creates the PaymentIntent in localstripe, the
+customer confirms it through the ``stripe`` library, localstripe sends the signed
+``payment_intent.succeeded`` to the API's webhook (registered under ``whsec_local`` at start-up),
+and the wallet is credited exactly once, with no other step."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.test_local_stack import (
+    HOST,
+    STOP_TIMEOUT_SECONDS,
+    Stack,
+    free_ports,
+    get,
+    send,
+    start_stack,
+    wait_for_health,
+)
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "correct horse battery"
+CREDIT_TIMEOUT_SECONDS = 20
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = start_stack(tmp_path_factory.mktemp("stack"), *free_ports(3))
+    try:
+        wait_for_health(running)
+        yield running
+    finally:
+        running.process.send_signal(signal.SIGINT)
+        try:
+            running.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            running.process.kill()  # its children stop by themselves when it is gone
+            running.process.wait()
+
+
+def post(url: str, body: dict, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(  # noqa: S310 (127.0.0.1 only)
+        url, json.dumps(body).encode(), {"Content-Type": "application/json", **(headers or {})}
+    )
+    status, _, answer = send(request)
+    return status, answer
+
+
+def usd_posted(api: str, auth: dict[str, str]) -> str:
+    status, _, body = get(f"{api}/v1/accounts", auth)
+    assert status == 200, body
+    return next(a["posted"] for a in body["data"] if a["currency"] == "USD")
+
+
+def test_a_card_deposit_confirmed_in_localstripe_credits_the_wallet_once(stack: Stack):
+    import stripe
+
+    api = f"http://{HOST}:{stack.api}"
+    status, body = post(
+        f"{api}/v1/auth/signup",
+        {"email": "carol@example.com", "password": PASSWORD, "accept_terms": True},
+    )
+    assert status == 201, body
+    status, tokens = post(
+        f"{api}/v1/auth/login", {"email": "carol@example.com", "password": PASSWORD}
+    )
+    assert status == 200, tokens
+    auth = {"Authorization": f"Bearer {tokens['access_token']}"}
+
+    status, body = post(
+        f"{api}/v1/deposits/card",
+        {"amount": "25.00", "currency": "USD"},
+        {**auth, "Idempotency-Key": "e2e-card-1"},
+    )
+    assert status == 201, body
+    deposit = body["deposit"]
+    assert deposit["status"] == "pending"
+
+    # The customer's side: a card, attached to the intent, confirmed (what Stripe.js does).
+    stripe.api_key = "sk_test_local"
+    stripe.api_base = f"http://{HOST}:{stack.stripe}"
+    card = stripe.PaymentMethod.create(
+        type="card",
+        card={"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+    )
+    stripe.PaymentIntent.modify(deposit["payment_intent_id"], payment_method=card.id)
+    assert stripe.PaymentIntent.confirm(deposit["payment_intent_id"]).status == "succeeded"
+
+    deadline = time.monotonic() + CREDIT_TIMEOUT_SECONDS
+    while usd_posted(api, auth) != "25.00":
+        assert time.monotonic() < deadline, stack.output()
+        time.sleep(0.25)
+    status, _, got = get(f"{api}/v1/deposits/{deposit['id']}", auth)
+    assert (status, got["deposit"]["status"]) == (200, "succeeded")
+
+    time.sleep(1)  # any second delivery would have landed by now
+    assert usd_posted(api, auth) == "25.00"
