@@ -38,7 +38,6 @@ from chalicelib.adapters.dynamo.ledger_repository import ExtraWrite
 from chalicelib.adapters.dynamo.models import (
     CryptoAddressItem,
     PayoutItem,
-    WebhookEventItem,
     WithdrawalItem,
 )
 from chalicelib.domain.accounts import OwnerType, PlatformAccount, PlatformKind, wallet_id
@@ -54,7 +53,7 @@ from chalicelib.domain.errors import (
 from chalicelib.domain.money import currency, parse_amount
 from chalicelib.domain.transactions import TransactionType, derive_transaction_id
 from chalicelib.domain.users import User
-from chalicelib.services import withdrawals
+from chalicelib.services import inbox, withdrawals
 from chalicelib.services.ledger import LedgerService, PostingRequest
 
 PROVIDER = "crypto"
@@ -63,7 +62,8 @@ MAX_BODY_BYTES = 64 * 1024
 _TOKEN = re.compile(r"[A-Za-z0-9:._-]{1,128}")
 _ADDRESS = re.compile(r"[A-Za-z0-9]{8,128}")
 
-CREDITED, DUPLICATE, DUPLICATE_TX = "credited", "duplicate", "duplicate_tx"
+CREDITED, DUPLICATE_TX = "credited", "duplicate_tx"
+DUPLICATE = inbox.DUPLICATE
 UNMATCHED, IGNORED, CONFLICT = "unmatched", "ignored", "conflict"
 COMPLETED, FAILED = "completed", "failed"
 
@@ -91,7 +91,7 @@ def deposit_address(gateway: CryptoGateway, user: User, currency_code: Any) -> t
     try:
         item.save(condition=CryptoAddressItem.PK.does_not_exist())
     except PutError as exc:
-        if not _condition_failed(exc):
+        if not inbox.condition_failed(exc):
             raise
         owner = address_owner(code, address)
         if owner != user.id:
@@ -162,7 +162,7 @@ def verify(raw_body: bytes, header: str | None, secret: str, now: int | None = N
 
 def handle(ledger: LedgerService, event: Event) -> str:
     """Apply a verified event exactly once; returns what it did (the inbox item's outcome)."""
-    if _seen(event):
+    if inbox.seen(PROVIDER, event.id):
         return DUPLICATE
     try:
         if event.type == "deposit.confirmed":
@@ -171,7 +171,7 @@ def handle(ledger: LedgerService, event: Event) -> str:
             return _settle_withdrawal(ledger, event, completed=True)
         if event.type == "withdrawal.failed":
             return _settle_withdrawal(ledger, event, completed=False)
-        return _record(event, IGNORED)
+        return inbox.record(PROVIDER, event, IGNORED)
     except WebhookEventSeen:
         return DUPLICATE
 
@@ -193,7 +193,7 @@ def _deposit_confirmed(ledger: LedgerService, event: Event) -> str:
 
     owner = address_owner(code, address)
     if owner is None:
-        return _record(event, UNMATCHED, subject=f"{code}:{address}")
+        return inbox.record(PROVIDER, event, UNMATCHED, subject=f"{code}:{address}")
     txn_id = derive_transaction_id("crypto-deposit", code, tx_hash)
     try:
         recorded = ledger.record(
@@ -205,14 +205,14 @@ def _deposit_confirmed(ledger: LedgerService, event: Event) -> str:
             ],
             memo=f"crypto deposit {tx_hash}",
             metadata={"tx_hash": tx_hash, "address": address, "event_id": event.id},
-            extra=[_inbox_write(event, CREDITED, txn_id)],
+            extra=[inbox.entry(PROVIDER, event, CREDITED, txn_id)],
         )
     except TransactionExistsWithDifferentFields:
         # The same tx_hash reported again with another amount or address: never credit twice.
-        return _record(event, CONFLICT, subject=txn_id)
+        return inbox.record(PROVIDER, event, CONFLICT, subject=txn_id)
     if recorded.created:
         return CREDITED
-    return _record(event, DUPLICATE_TX, subject=txn_id)
+    return inbox.record(PROVIDER, event, DUPLICATE_TX, subject=txn_id)
 
 
 def _settle_withdrawal(ledger: LedgerService, event: Event, *, completed: bool) -> str:
@@ -221,7 +221,7 @@ def _settle_withdrawal(ledger: LedgerService, event: Event, *, completed: bool) 
         raise InvalidWebhook("data.withdrawal_id is missing")
     w = withdrawals.get(withdrawal_id)
     if w is None or w.status != withdrawals.PROCESSING:
-        return _record(event, IGNORED, subject=withdrawal_id)
+        return inbox.record(PROVIDER, event, IGNORED, subject=withdrawal_id)
     status = COMPLETED if completed else FAILED
     actions = [WithdrawalItem.status.set(status), WithdrawalItem.decided_at.set(now_iso())]
     reason = event.data.get("reason")
@@ -240,7 +240,7 @@ def _settle_withdrawal(ledger: LedgerService, event: Event, *, completed: bool) 
             error=InvalidState(f"withdrawal {w.id} has no payout request"),
             actions=[PayoutItem.status.set(status)],
         ),
-        _inbox_write(event, status, w.id),
+        inbox.entry(PROVIDER, event, status, w.id),
     ]
     if not completed:
         extra.append(withdrawals.give_back(w))
@@ -251,51 +251,5 @@ def _settle_withdrawal(ledger: LedgerService, event: Event, *, completed: bool) 
             ledger.void_pending(w.transaction_id, extra=extra)
     except (HoldNotPending, InvalidState):
         # Settled by a concurrent event between our read and our write: nothing moves now.
-        return _record(event, IGNORED, subject=w.id)
+        return inbox.record(PROVIDER, event, IGNORED, subject=w.id)
     return status
-
-
-# -- the inbox ------------------------------------------------------------------------------------
-def _inbox_item(event: Event, outcome: str, subject: str | None) -> WebhookEventItem:
-    return WebhookEventItem(
-        keys.inbox_pk(PROVIDER, event.id),
-        keys.INBOX_SK,
-        item_type=WebhookEventItem.ITEM_TYPE,
-        provider=PROVIDER,
-        event_id=event.id,
-        event_type=event.type,
-        outcome=outcome,
-        subject=subject,
-        received_at=now_iso(),
-    )
-
-
-def _inbox_write(event: Event, outcome: str, subject: str | None) -> ExtraWrite:
-    return ExtraWrite(
-        model=_inbox_item(event, outcome, subject),
-        condition=WebhookEventItem.PK.does_not_exist(),
-        error=WebhookEventSeen(f"event {event.id} was recorded before"),
-    )
-
-
-def _record(event: Event, outcome: str, subject: str | None = None) -> str:
-    """Record an event that moves no money (once); a redelivery answers ``duplicate``."""
-    try:
-        _inbox_item(event, outcome, subject).save(condition=WebhookEventItem.PK.does_not_exist())
-    except PutError as exc:
-        if _condition_failed(exc):
-            return DUPLICATE
-        raise
-    return outcome
-
-
-def _seen(event: Event) -> bool:
-    try:
-        WebhookEventItem.get(keys.inbox_pk(PROVIDER, event.id), keys.INBOX_SK, consistent_read=True)
-    except WebhookEventItem.DoesNotExist:
-        return False
-    return True
-
-
-def _condition_failed(exc: PutError) -> bool:
-    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"

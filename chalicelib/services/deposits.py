@@ -33,7 +33,7 @@ from pynamodb.exceptions import PutError
 from chalicelib.adapters.clock import now_iso
 from chalicelib.adapters.dynamo import keys
 from chalicelib.adapters.dynamo.ledger_repository import ExtraWrite
-from chalicelib.adapters.dynamo.models import DepositItem, WebhookEventItem
+from chalicelib.adapters.dynamo.models import DepositItem
 from chalicelib.adapters.dynamo.transact import AtomicWrite
 from chalicelib.adapters.stripe_gateway import PaymentGateway, WebhookEvent
 from chalicelib.domain.accounts import OwnerType, PlatformAccount, PlatformKind, wallet_id
@@ -46,6 +46,7 @@ from chalicelib.domain.errors import (
 from chalicelib.domain.money import currency, parse_amount
 from chalicelib.domain.transactions import TransactionType, derive_transaction_id
 from chalicelib.domain.users import User
+from chalicelib.services import inbox
 from chalicelib.services.ledger import LedgerService, PostingRequest
 
 PROVIDER = "stripe"
@@ -189,52 +190,13 @@ def handle_stripe_event(
         Anything else: an unexpected failure; nothing was written, Stripe should retry.
     """
     event = gateway.verify_event(payload, signature)
-    if _seen(event.id):
+    if inbox.seen(PROVIDER, event.id):
         return DUPLICATE
     if event.type == SUCCEEDED_EVENT and event.object_id:
         return _succeeded(ledger, gateway, event)
     if event.type == FAILED_EVENT and event.object_id:
         return _failed(gateway, event)
-    return _record_only(event, IGNORED, event.object_id)
-
-
-def _seen(event_id: str) -> bool:
-    try:
-        WebhookEventItem.get(keys.inbox_pk(PROVIDER, event_id), keys.INBOX_SK, consistent_read=True)
-    except WebhookEventItem.DoesNotExist:
-        return False
-    return True
-
-
-def _inbox(event: WebhookEvent, outcome: str, subject: str | None) -> ExtraWrite:
-    item = WebhookEventItem(
-        keys.inbox_pk(PROVIDER, event.id),
-        keys.INBOX_SK,
-        item_type=WebhookEventItem.ITEM_TYPE,
-        provider=PROVIDER,
-        event_id=event.id,
-        event_type=event.type,
-        outcome=outcome,
-        subject=subject,
-        received_at=now_iso(),
-    )
-    return ExtraWrite(
-        model=item,
-        condition=WebhookEventItem.PK.does_not_exist(),
-        error=WebhookEventSeen(f"stripe event {event.id} was processed before"),
-    )
-
-
-def _record_only(event: WebhookEvent, outcome: str, subject: str | None) -> str:
-    """Acknowledge an event that moves nothing: its inbox item alone."""
-    inbox = _inbox(event, outcome, subject)
-    write = AtomicWrite()
-    write.put(inbox.model, inbox.condition, inbox.error)
-    try:
-        write.send_or_raise_tag()
-    except WebhookEventSeen:
-        return DUPLICATE
-    return outcome
+    return inbox.record(PROVIDER, event, IGNORED, event.object_id)
 
 
 def _succeeded(ledger: LedgerService, gateway: PaymentGateway, event: WebhookEvent) -> str:
@@ -248,7 +210,7 @@ def _succeeded(ledger: LedgerService, gateway: PaymentGateway, event: WebhookEve
         or deposit.payment_intent_id not in (None, intent.id)
         or intent.amount <= 0
     ):
-        return _record_only(event, UNMATCHED, intent.id)
+        return inbox.record(PROVIDER, event, UNMATCHED, intent.id)
     txn_id = derive_transaction_id("deposit", intent.id)
     code = deposit.currency
     credited = ExtraWrite(
@@ -277,13 +239,13 @@ def _succeeded(ledger: LedgerService, gateway: PaymentGateway, event: WebhookEve
             ],
             memo="card deposit",
             metadata={"deposit_id": deposit.id, "payment_intent_id": intent.id},
-            extra=[_inbox(event, CREDITED, txn_id), credited],
+            extra=[inbox.entry(PROVIDER, event, CREDITED, txn_id), credited],
         )
     except WebhookEventSeen:
         return DUPLICATE
     if not recorded.created:
         # Another event about the same payment credited it already.
-        return _record_only(event, DUPLICATE, txn_id)
+        return inbox.record(PROVIDER, event, DUPLICATE, txn_id)
     return CREDITED
 
 
@@ -291,12 +253,12 @@ def _failed(gateway: PaymentGateway, event: WebhookEvent) -> str:
     intent = gateway.retrieve_payment_intent(str(event.object_id))
     deposit = get(intent.metadata.get("deposit_id", ""))
     if deposit is None or deposit.payment_intent_id not in (None, intent.id):
-        return _record_only(event, UNMATCHED, intent.id)
+        return inbox.record(PROVIDER, event, UNMATCHED, intent.id)
     if intent.status == SUCCEEDED:
-        return _record_only(event, IGNORED, deposit.id)  # a later attempt succeeded
-    inbox = _inbox(event, MARKED_FAILED, deposit.id)
+        return inbox.record(PROVIDER, event, IGNORED, deposit.id)  # a later attempt succeeded
+    marker = inbox.entry(PROVIDER, event, MARKED_FAILED, deposit.id)
     write = AtomicWrite()
-    write.put(inbox.model, inbox.condition, inbox.error)
+    write.put(marker.model, marker.condition, marker.error)
     write.update(
         _key(deposit.id),
         [DepositItem.status.set(FAILED), DepositItem.updated_at.set(now_iso())],
@@ -309,5 +271,5 @@ def _failed(gateway: PaymentGateway, event: WebhookEvent) -> str:
         return DUPLICATE
     except InvalidState:
         # Already succeeded (or failed): a late failure changes nothing.
-        return _record_only(event, IGNORED, deposit.id)
+        return inbox.record(PROVIDER, event, IGNORED, deposit.id)
     return MARKED_FAILED
