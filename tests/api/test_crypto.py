@@ -21,6 +21,7 @@ from chalicelib.config import LOCAL_CRYPTO_WEBHOOK_SECRET, get_settings
 from chalicelib.domain.accounts import OwnerType, PlatformAccount, PlatformKind, wallet_id
 from chalicelib.services import crypto as crypto_service
 from chalicelib.services import withdrawals as withdrawal_service
+from tests.api.helpers import balances, call
 from tests.support import LedgerWorld, scan
 
 PASSWORD = "correct horse battery"
@@ -51,20 +52,6 @@ def people(table, api_client):
         "tokens": tokens,
         "world": LedgerWorld.create(table),
     }
-
-
-def balances(account_id: str) -> tuple[int, int]:
-    a = get_ledger_service().repository.get_account(account_id)
-    return a.posted, a.available
-
-
-def call(client, method: str, path: str, token: str, body=None, key: str | None = None):
-    headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
-    if key:
-        headers["idempotency-key"] = key
-    raw = json.dumps(body).encode() if body is not None else b""
-    response = client.http.request(method, path, headers=headers, body=raw)
-    return response, json.loads(response.body)
 
 
 def address_of(client, token: str, currency: str = "BTC") -> str:

@@ -12,9 +12,10 @@ import pytest
 from chalicelib.adapters.dynamo.models import PayoutItem
 from chalicelib.api.dependencies import get_auth_service, get_bound_settings, get_ledger_service
 from chalicelib.auth import passwords
-from chalicelib.domain.accounts import OwnerType, PlatformAccount, PlatformKind
+from chalicelib.domain.accounts import PlatformAccount, PlatformKind
 from chalicelib.domain.errors import WithdrawalLimitExceeded
 from chalicelib.services import withdrawals as service
+from tests.api.helpers import balances, call, wallet
 from tests.support import LedgerWorld, scan
 
 PASSWORD = "correct horse battery"
@@ -35,7 +36,7 @@ def people(table, api_client, monkeypatch):
     bob = auth.sign_up("bob@example.com", PASSWORD, True, None)
     _, secret = auth.create_admin("admin@example.com", PASSWORD)
     world = LedgerWorld.create(table)
-    btc = wallet(alice.id)
+    btc = wallet(alice.id, "BTC")
     world.fund(btc, 100_000_000, currency="BTC")  # 1 BTC
     tokens = {
         "alice": auth.login("alice@example.com", PASSWORD, None, None).access_token,
@@ -45,27 +46,6 @@ def people(table, api_client, monkeypatch):
         ).access_token,
     }
     return {"alice": alice, "bob": bob, "btc": btc, "tokens": tokens, "world": world}
-
-
-def wallet(user_id: str, code: str = "BTC") -> str:
-    repository = get_ledger_service().repository
-    return next(
-        a.id for a in repository.accounts_of_owner(OwnerType.USER, user_id) if a.currency == code
-    )
-
-
-def balances(account_id: str) -> tuple[int, int]:
-    a = get_ledger_service().repository.get_account(account_id)
-    return a.posted, a.available
-
-
-def call(client, method: str, path: str, token: str, body=None, key: str | None = None):
-    headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
-    if key:
-        headers["idempotency-key"] = key
-    raw = json.dumps(body).encode() if body is not None else b""
-    response = client.http.request(method, path, headers=headers, body=raw)
-    return response, json.loads(response.body)
 
 
 def ask(client, token: str, amount: str = "0.25", key: str = "w1", **extra):
@@ -154,7 +134,7 @@ def test_refused_requests_hold_nothing(api_client, people, amount, extra, status
 
 
 def test_a_withdrawal_above_the_available_balance_is_refused(api_client, people):
-    people["world"].transfer(people["btc"], wallet(people["bob"].id), 90_000_000, "BTC")
+    people["world"].transfer(people["btc"], wallet(people["bob"].id, "BTC"), 90_000_000, "BTC")
     response, body = ask(api_client, people["tokens"]["alice"], "0.2")
     assert (response.status_code, body["error"]["code"]) == (422, "insufficient_funds")
     assert balances(people["btc"]) == (10_000_000, 10_000_000)
