@@ -1,9 +1,10 @@
-"""Stripe, through the official ``stripe`` library: PaymentIntents and webhook signatures.
+"""Stripe, through the official ``stripe`` library: PaymentIntents, refunds and webhook signatures.
 
 ``stripe`` is imported inside the methods, never at module import: it costs ~250 ms of cold start
 that routes which never talk to Stripe must not pay. The rest of the code sees plain dataclasses
-(``PaymentIntent``, ``WebhookEvent``), never the library's objects, so tests can swap in a fake
-with the same three methods.
+(``PaymentIntent``, ``StripeRefund``, ``WebhookEvent``), never the library's objects, so tests can
+swap in a fake with the same methods. Stripe's own errors become ``ProviderRefused`` (a definite
+no: a 4xx) or ``ProviderUnavailable`` (unreachable, rate limited or a 5xx: try again later).
 
 Locally ``STRIPE_API_BASE`` points the library at localstripe (which ignores idempotency keys;
 real Stripe honours them, see services/deposits.py).
@@ -12,11 +13,12 @@ real Stripe honours them, see services/deposits.py).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from chalicelib.domain.errors import InvalidWebhook
+from chalicelib.domain.errors import InvalidWebhook, ProviderRefused, ProviderUnavailable
 
 SIGNATURE_TOLERANCE_SECONDS = 300
 
@@ -34,12 +36,27 @@ class PaymentIntent:
 
 
 @dataclass(frozen=True)
+class StripeRefund:
+    """A Stripe refund as Stripe reports it. ``metadata["refund_id"]`` names the ledger's refund."""
+
+    id: str
+    status: str  # pending | requires_action | succeeded | failed | canceled
+    amount: int
+    currency: str
+    payment_intent_id: str | None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    failure_reason: str | None = None
+
+
+@dataclass(frozen=True)
 class WebhookEvent:
-    """A verified Stripe event: its id, type, and the id of the object it is about."""
+    """A verified Stripe event: its id, type, the id of the object it is about, and that object
+    as the (signed) event carried it."""
 
     id: str
     type: str
     object_id: str | None
+    object: Mapping[str, Any] = field(default_factory=dict)
 
 
 class PaymentGateway(Protocol):
@@ -50,6 +67,14 @@ class PaymentGateway(Protocol):
     def retrieve_payment_intent(self, payment_intent_id: str) -> PaymentIntent: ...
 
     def verify_event(self, payload: bytes, signature: str | None) -> WebhookEvent: ...
+
+    def create_refund(
+        self, *, payment_intent_id: str, amount: int, refund_id: str, deposit_id: str
+    ) -> StripeRefund: ...
+
+    def retrieve_refund(self, stripe_refund_id: str) -> StripeRefund: ...
+
+    def list_refunds(self, payment_intent_id: str) -> list[StripeRefund]: ...
 
 
 def _intent(obj: Any) -> PaymentIntent:
@@ -64,6 +89,22 @@ def _intent(obj: Any) -> PaymentIntent:
         currency=str(data["currency"]).upper(),
         client_secret=data.get("client_secret"),
         metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
+    )
+
+
+def _refund(obj: Any) -> StripeRefund:
+    data = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+    intent = data.get("payment_intent")
+    if isinstance(intent, dict):
+        intent = intent.get("id")
+    return StripeRefund(
+        id=str(data["id"]),
+        status=str(data.get("status") or "pending"),
+        amount=int(data["amount"]),
+        currency=str(data["currency"]).upper(),
+        payment_intent_id=str(intent) if intent else None,
+        metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
+        failure_reason=data.get("failure_reason"),
     )
 
 
@@ -101,6 +142,32 @@ class StripeGateway:
     def retrieve_payment_intent(self, payment_intent_id: str) -> PaymentIntent:
         return _intent(self._stripe().PaymentIntent.retrieve(payment_intent_id))
 
+    def create_refund(
+        self, *, payment_intent_id: str, amount: int, refund_id: str, deposit_id: str
+    ) -> StripeRefund:
+        """Refund part or all of a PaymentIntent; Stripe's idempotency key is the ledger's refund
+        id, which also travels in the metadata (so a refund can be found again by listing)."""
+        stripe = self._stripe()
+        with _provider_errors(stripe):
+            refund = stripe.Refund.create(
+                payment_intent=payment_intent_id,
+                amount=amount,
+                metadata={"refund_id": refund_id, "deposit_id": deposit_id},
+                idempotency_key=refund_id,
+            )
+        return _refund(refund)
+
+    def retrieve_refund(self, stripe_refund_id: str) -> StripeRefund:
+        stripe = self._stripe()
+        with _provider_errors(stripe):
+            return _refund(stripe.Refund.retrieve(stripe_refund_id))
+
+    def list_refunds(self, payment_intent_id: str) -> list[StripeRefund]:
+        stripe = self._stripe()
+        with _provider_errors(stripe):
+            page = stripe.Refund.list(payment_intent=payment_intent_id, limit=100)
+            return [_refund(r) for r in page.auto_paging_iter()]
+
     def verify_event(self, payload: bytes, signature: str | None) -> WebhookEvent:
         """Check ``Stripe-Signature`` over the raw body (endpoint secret, 300 s tolerance).
 
@@ -121,6 +188,20 @@ class StripeGateway:
         return parse_event(text)
 
 
+@contextmanager
+def _provider_errors(stripe: Any) -> Iterator[None]:
+    """Stripe's exceptions -> ProviderRefused (a 4xx: a definite no) / ProviderUnavailable."""
+    try:
+        yield
+    except stripe.StripeError as exc:
+        status = getattr(exc, "http_status", None)
+        retryable = (stripe.APIConnectionError, stripe.RateLimitError)
+        if isinstance(exc, retryable) or status is None or status >= 500 or status == 409:
+            raise ProviderUnavailable("Stripe could not be reached; retry later") from exc
+        message = getattr(exc, "user_message", None) or "the request was declined"
+        raise ProviderRefused(f"Stripe refused: {message}") from exc
+
+
 def parse_event(text: str) -> WebhookEvent:
     """The fields of a (verified) event body. Raises InvalidWebhook if it is not an event."""
     try:
@@ -134,4 +215,9 @@ def parse_event(text: str) -> WebhookEvent:
     if not isinstance(event_id, str) or not event_id or not isinstance(event_type, str):
         raise InvalidWebhook("the body is not a Stripe event")
     object_id = obj.get("id") if isinstance(obj, dict) else None
-    return WebhookEvent(event_id, event_type, object_id if isinstance(object_id, str) else None)
+    return WebhookEvent(
+        event_id,
+        event_type,
+        object_id if isinstance(object_id, str) else None,
+        obj if isinstance(obj, dict) else {},
+    )

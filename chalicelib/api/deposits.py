@@ -1,5 +1,6 @@
-"""Card deposits (``/v1/deposits/card``, ``/v1/deposits/{id}``) and Stripe's webhook
-(``/v1/webhooks/stripe``, public: its caller proves itself with ``Stripe-Signature``)."""
+"""Card deposits (``/v1/deposits/card``, ``/v1/deposits/{id}``), their refunds
+(``/v1/admin/deposits/{id}/refunds``) and Stripe's webhook (``/v1/webhooks/stripe``, public: its
+caller proves itself with ``Stripe-Signature``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
-from chalicelib.api.access import current_principal, protected
+from chalicelib.api.access import admin_only, current_principal, protected
 from chalicelib.api.dependencies import (
     get_bound_settings,
     get_ledger_service,
@@ -15,7 +16,7 @@ from chalicelib.api.dependencies import (
 )
 from chalicelib.api.idempotency import idempotency_key, replayable
 from chalicelib.api.log import logger
-from chalicelib.api.requests import parse_body
+from chalicelib.api.requests import parse_body, source_ip
 from chalicelib.domain.money import format_amount
 
 deposits = Blueprint(__name__)
@@ -36,11 +37,32 @@ def service():  # type: ignore[no-untyped-def]
 def deposit_view(d: Any) -> dict[str, Any]:
     return {
         "id": d.id,
-        "status": d.status,
+        "status": d.public_status,
         "amount": format_amount(d.amount, d.currency),
         "currency": d.currency,
         "payment_intent_id": d.payment_intent_id,
         "created_at": d.created_at,
+        "credited_amount": _amount(d.credited_amount, d.currency),
+        "refunded_amount": format_amount(d.refunded_amount, d.currency),
+    }
+
+
+def _amount(minor: int | None, code: str) -> str | None:
+    return None if minor is None else format_amount(minor, code)
+
+
+def refund_view(r: Any) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "deposit_id": r.deposit_id,
+        "amount": format_amount(r.amount, r.currency),
+        "currency": r.currency,
+        "status": r.status,
+        "reason": r.reason,
+        "transaction_id": r.transaction_id,
+        "stripe_refund_id": r.stripe_refund_id,
+        "failure_reason": r.failure_reason,
+        "created_at": r.created_at,
     }
 
 
@@ -66,6 +88,28 @@ def create_card_deposit() -> Response:
 def get_deposit(deposit_id: str) -> dict[str, Any]:
     get_bound_settings()
     return {"deposit": deposit_view(service().get_own(current_principal().user, deposit_id))}
+
+
+@deposits.route("/v1/admin/deposits/{deposit_id}/refunds", methods=["POST"])
+@admin_only(deposits)
+@replayable(deposits, "refund")
+def refund_deposit(deposit_id: str) -> Response:
+    request = deposits.current_request
+    body = parse_body(request, schemas().NewRefund)
+    get_bound_settings()
+    from chalicelib.services import refunds
+
+    refund = refunds.request_refund(
+        get_ledger_service(),
+        get_payment_gateway(),
+        admin=current_principal().user,
+        deposit_id=deposit_id,
+        amount=body.amount,
+        reason=body.reason,
+        idempotency_key=idempotency_key(deposits),
+        ip=source_ip(request),
+    )
+    return Response({"refund": refund_view(refund)}, status_code=201)
 
 
 @deposits.route("/v1/webhooks/stripe", methods=["POST"])

@@ -94,6 +94,9 @@ DOMAIN_ERRORS: Mapping[type[domain.LedgerError], HttpError] = {
     domain.InvalidWebhook: HttpError(400, "invalid_webhook"),
     domain.WebhookEventSeen: HttpError(409, "conflict"),
     domain.DepositNotFound: HttpError(404, "not_found"),
+    domain.RefundExceedsDeposit: HttpError(422, "refund_exceeds_deposit"),
+    domain.ProviderRefused: HttpError(422, "provider_refused"),
+    domain.ProviderUnavailable: HttpError(503, "provider_unavailable"),
 }
 
 # Chalice's ``Code`` values (its exception class names, or the codes it uses for errors it

@@ -1,8 +1,8 @@
 """``Idempotency-Key`` on every POST that moves or reserves money (API.md, "Conventions").
 
-A retry with the same key, caller and body gets the original status and body back and moves no
-money; the same key with another body answers ``409 idempotency_key_reused``; while the first
-request runs, ``409 idempotency_in_progress``. Refusals (a 422, a 404) are replayed like
+A retry with the same key, caller, path and body gets the original status and body back and moves
+no money; the same key with another body (or path) answers ``409 idempotency_key_reused``; while
+the first request runs, ``409 idempotency_in_progress``. Refusals (a 422, a 404) are replayed like
 successes, as Stripe does; a 5xx is not stored, so the retry runs again. Records live 24 hours;
 past that, the engine's derived transaction ids still keep money from moving twice.
 """
@@ -63,6 +63,8 @@ def replayable(blueprint: Blueprint, scope: str) -> Callable[[Callable[..., Any]
                 try:
                     response = view(*args, **kwargs)
                 except LedgerError as exc:
+                    if errors.http_error_for(exc).status >= 500:
+                        raise  # not a refusal: the record is dropped so a retry runs again
                     response = errors.exception_response(exc, request_id_of(request))
                 if not isinstance(response, Response):
                     response = Response(body=response)
@@ -70,7 +72,11 @@ def replayable(blueprint: Blueprint, scope: str) -> Callable[[Callable[..., Any]
 
             run, config = get_idempotent_runner()
             config.register_lambda_context(blueprint.lambda_context)
-            payload = {"key": f"{scope}:{caller}:{key}", "body": _fingerprint(request.raw_body)}
+            # The path's parameters are part of what must match: the same key sent to refund
+            # another deposit is a reused key, not a replay of the first refund.
+            params = json.dumps(request.uri_params or {}, sort_keys=True)
+            fingerprint = f"{params}\n{_fingerprint(request.raw_body)}"
+            payload = {"key": f"{scope}:{caller}:{key}", "body": fingerprint}
             from aws_lambda_powertools.utilities.idempotency.exceptions import (
                 IdempotencyAlreadyInProgressError,
                 IdempotencyValidationError,

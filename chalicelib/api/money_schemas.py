@@ -38,3 +38,8 @@ class Rejection(RequestBody):
 class NewCardDeposit(RequestBody):
     amount: Any
     currency: Any
+
+
+class NewRefund(RequestBody):
+    amount: Any = None  # None: all that is left to refund
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]

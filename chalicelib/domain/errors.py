@@ -228,3 +228,17 @@ class WebhookEventSeen(LedgerError):
 # -- deposits -------------------------------------------------------------------------------------
 class DepositNotFound(LedgerError):
     """No deposit with this id belongs to the caller."""
+
+
+class RefundExceedsDeposit(LedgerError):
+    """A refund may not exceed what is left to refund of the deposit (credited, less the
+    refunds already made or in flight)."""
+
+
+class ProviderRefused(LedgerError):
+    """The payment provider refused the operation for good (e.g. the charge is disputed)."""
+
+
+class ProviderUnavailable(LedgerError):
+    """The payment provider could not be reached or failed; nothing was lost and the request is
+    safe to retry with the same Idempotency-Key."""

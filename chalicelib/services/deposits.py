@@ -20,8 +20,13 @@ Webhooks, exactly once and in any order (DESIGN.md, "Flows: Card deposit"):
 * An unexpected error while processing propagates (answered 5xx), so Stripe retries; since the
   inbox item and the effect are one atomic write, nothing is half-written.
 
-Unknown event types are acknowledged and recorded in the inbox. Refunds and disputes are not
-handled here yet.
+Refund events (``refund.*``, ``charge.refunded``) go to services/refunds.py, dispute events
+(``charge.dispute.created`` / ``.closed``) to services/disputes.py. Unknown event types are
+acknowledged and recorded in the inbox.
+
+A deposit's stored status stays ``succeeded`` once credited; ``refunded`` and
+``partially_refunded`` are derived from ``refunded_amount`` (``status_of``), which refunds raise
+with an atomic ADD, so two refunds finishing at once cannot leave a stale status.
 """
 
 from __future__ import annotations
@@ -52,6 +57,10 @@ from chalicelib.services.ledger import LedgerService, PostingRequest
 PROVIDER = "stripe"
 CARD_CURRENCY = "USD"
 PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
+REFUNDED, PARTIALLY_REFUNDED = "refunded", "partially_refunded"
+REFUND_EVENTS = {"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"}
+CHARGE_REFUNDED_EVENT = "charge.refunded"
+DISPUTE_EVENTS = {"charge.dispute.created", "charge.dispute.closed"}
 SUCCEEDED_EVENT = "payment_intent.succeeded"
 FAILED_EVENT = "payment_intent.payment_failed"
 
@@ -77,6 +86,17 @@ class Deposit:
     transaction_id: str | None = None
     credited_amount: int | None = None
     client_secret: str | None = None  # only when just created (never stored)
+    refund_reserved: int = 0  # refunds succeeded or in flight
+    refunded_amount: int = 0  # refunds succeeded
+
+    @property
+    def public_status(self) -> str:
+        """``pending``, ``succeeded``, ``failed``, ``refunded`` or ``partially_refunded``."""
+        if self.status != SUCCEEDED or self.refunded_amount <= 0:
+            return self.status
+        if self.refunded_amount >= (self.credited_amount or 0):
+            return REFUNDED
+        return PARTIALLY_REFUNDED
 
 
 def _from_item(item: DepositItem) -> Deposit:
@@ -90,6 +110,8 @@ def _from_item(item: DepositItem) -> Deposit:
         created_at=item.created_at,
         transaction_id=item.transaction_id,
         credited_amount=None if item.credited_amount is None else int(item.credited_amount),
+        refund_reserved=int(item.refund_reserved or 0),
+        refunded_amount=int(item.refunded_amount or 0),
     )
 
 
@@ -152,6 +174,8 @@ def create_card_deposit(
         transaction_id=deposit.transaction_id,
         credited_amount=deposit.credited_amount,
         client_secret=intent.client_secret,
+        refund_reserved=deposit.refund_reserved,
+        refunded_amount=deposit.refunded_amount,
     )
 
 
@@ -196,6 +220,18 @@ def handle_stripe_event(
         return _succeeded(ledger, gateway, event)
     if event.type == FAILED_EVENT and event.object_id:
         return _failed(gateway, event)
+    if event.type in REFUND_EVENTS and event.object_id:
+        from chalicelib.services import refunds
+
+        return refunds.on_refund_event(ledger, gateway, event)
+    if event.type == CHARGE_REFUNDED_EVENT:
+        from chalicelib.services import refunds
+
+        return refunds.on_charge_refunded(ledger, gateway, event)
+    if event.type in DISPUTE_EVENTS:
+        from chalicelib.services import disputes
+
+        return disputes.handle(ledger, gateway, event)
     return inbox.record(PROVIDER, event, IGNORED, event.object_id)
 
 

@@ -68,6 +68,9 @@ DOMAIN_ERRORS: dict[str, Callable[[], domain.LedgerError]] = {
     "InvalidWebhook": domain.InvalidWebhook,
     "WebhookEventSeen": domain.WebhookEventSeen,
     "DepositNotFound": domain.DepositNotFound,
+    "RefundExceedsDeposit": domain.RefundExceedsDeposit,
+    "ProviderRefused": domain.ProviderRefused,
+    "ProviderUnavailable": domain.ProviderUnavailable,
 }
 
 EXPECTED = {
@@ -118,6 +121,9 @@ EXPECTED = {
     "InvalidWebhook": (400, "invalid_webhook"),
     "WebhookEventSeen": (409, "conflict"),
     "DepositNotFound": (404, "not_found"),
+    "RefundExceedsDeposit": (422, "refund_exceeds_deposit"),
+    "ProviderRefused": (422, "provider_refused"),
+    "ProviderUnavailable": (503, "provider_unavailable"),
 }
 
 probe = Blueprint(__name__)

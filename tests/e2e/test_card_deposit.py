@@ -1,7 +1,8 @@
 """A card deposit on the real local stack: the API creates the PaymentIntent in localstripe, the
 customer confirms it through the ``stripe`` library, localstripe sends the signed
 ``payment_intent.succeeded`` to the API's webhook (registered under ``whsec_local`` at start-up),
-and the wallet is credited exactly once, with no other step."""
+and the wallet is credited exactly once, with no other step. Then the seeded admin refunds it in
+two parts through localstripe, with exact balances."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.test_local_stack import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    ADMIN_TOTP_SECRET,
     HOST,
     STOP_TIMEOUT_SECONDS,
     Stack,
@@ -103,3 +107,31 @@ def test_a_card_deposit_confirmed_in_localstripe_credits_the_wallet_once(stack: 
 
     time.sleep(1)  # any second delivery would have landed by now
     assert usd_posted(api, auth) == "25.00"
+
+    # The admin refunds 10.00, then the rest; localstripe refunds at once, so each posts at once.
+    import pyotp
+
+    login = {
+        "email": ADMIN_EMAIL,
+        "password": ADMIN_PASSWORD,
+        "totp_code": pyotp.TOTP(ADMIN_TOTP_SECRET).now(),
+    }
+    status, admin_tokens = post(f"{api}/v1/auth/login", login)
+    assert status == 200, admin_tokens
+    admin = {"Authorization": f"Bearer {admin_tokens['access_token']}"}
+    refunds_url = f"{api}/v1/admin/deposits/{deposit['id']}/refunds"
+    for key, body, left in [
+        ("e2e-refund-1", {"amount": "10.00", "reason": "partial"}, "15.00"),
+        ("e2e-refund-2", {"reason": "the rest"}, "0.00"),
+    ]:
+        status, answer = post(refunds_url, body, {**admin, "Idempotency-Key": key})
+        assert (status, answer["refund"]["status"]) == (201, "succeeded"), answer
+        assert usd_posted(api, auth) == left
+    status, answer = post(
+        refunds_url, {"amount": "0.01", "reason": "too much"}, {**admin, "Idempotency-Key": "x"}
+    )
+    assert (status, answer["error"]["code"]) == (422, "refund_exceeds_deposit")
+    status, _, got = get(f"{api}/v1/deposits/{deposit['id']}", auth)
+    assert (got["deposit"]["status"], got["deposit"]["refunded_amount"]) == ("refunded", "25.00")
+    made = stripe.Refund.list(payment_intent=deposit["payment_intent_id"])
+    assert sorted(r.amount for r in made.data) == [1000, 1500]

@@ -17,6 +17,8 @@
 - webhook inbox: PK ``EVT#<provider>#<event id>``, SK ``EVT`` (each provider event used once)
 - crypto deposit address: PK ``ADDR#<currency>#<address>``, SK ``ADDR`` (address -> owner)
 - card deposit: PK ``DEPOSIT#<id>``, SK ``DEPOSIT`` (a Stripe PaymentIntent and its outcome)
+- card refund: PK ``REFUND#<id>``, SK ``REFUND`` (a refund of a card deposit: hold, Stripe, outcome)
+- card dispute: PK ``DISPUTE#<Stripe dispute id>``, SK ``DISPUTE`` (the held amount and outcome)
 - user:        PK ``USER#<id>``, SK ``PROFILE``
 - email claim: PK ``EMAIL#<lower-case email>``, SK ``EMAIL`` (makes emails unique)
 - session:     PK ``USER#<id>``, SK ``SESSION#<id>`` (one login: its refresh token family)
@@ -223,3 +225,19 @@ DEPOSIT_SK = "DEPOSIT"
 def deposit_pk(deposit_id: str) -> str:
     """A card deposit: ``DEPOSIT#<id>``."""
     return DEPOSIT_PREFIX + deposit_id
+
+
+REFUND_PREFIX = "REFUND#"
+REFUND_SK = "REFUND"
+DISPUTE_PREFIX = "DISPUTE#"
+DISPUTE_SK = "DISPUTE"
+
+
+def refund_pk(refund_id: str) -> str:
+    """A refund of a card deposit: ``REFUND#<id>``."""
+    return REFUND_PREFIX + refund_id
+
+
+def dispute_pk(dispute_id: str) -> str:
+    """A Stripe dispute (chargeback) of a card deposit: ``DISPUTE#<Stripe dispute id>``."""
+    return DISPUTE_PREFIX + dispute_id

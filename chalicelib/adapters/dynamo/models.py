@@ -399,8 +399,58 @@ class DepositItem(LedgerItem):
     credited_amount = NumberAttribute(null=True)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute(null=True)
+    # Refunds: ``refund_reserved`` counts pending and succeeded refunds (never above
+    # ``credited_amount``, by a condition in the refund's hold write); ``refunded_amount`` the
+    # succeeded ones.
+    refund_reserved = NumberAttribute(null=True)
+    refunded_amount = NumberAttribute(null=True)
 
     ITEM_TYPE = "deposit"
+
+
+class RefundItem(LedgerItem):
+    """A refund of a card deposit: the hold on the user's wallet, the Stripe refund, its outcome."""
+
+    class Meta(_Meta):
+        pass
+
+    refund_id = UnicodeAttribute()
+    deposit_id = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    amount = NumberAttribute()
+    currency = UnicodeAttribute()
+    status = UnicodeAttribute()  # pending | succeeded | failed
+    reason = UnicodeAttribute()
+    requested_by = UnicodeAttribute()
+    transaction_id = UnicodeAttribute()
+    payment_intent_id = UnicodeAttribute()
+    stripe_refund_id = UnicodeAttribute(null=True)
+    failure_reason = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute(null=True)
+
+    ITEM_TYPE = "refund"
+
+
+class DisputeItem(LedgerItem):
+    """A Stripe dispute of a card deposit: what was held on the wallet, and how it ended."""
+
+    class Meta(_Meta):
+        pass
+
+    dispute_id = UnicodeAttribute()
+    deposit_id = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    payment_intent_id = UnicodeAttribute()
+    amount = NumberAttribute()  # disputed, minor units
+    held_amount = NumberAttribute()  # what the wallet could cover when the dispute opened
+    currency = UnicodeAttribute()
+    status = UnicodeAttribute()  # open | won | lost
+    transaction_id = UnicodeAttribute(null=True)  # the hold; none when nothing could be held
+    created_at = UnicodeAttribute()
+    closed_at = UnicodeAttribute(null=True)
+
+    ITEM_TYPE = "dispute"
 
 
 class UserItem(LedgerItem):
@@ -663,6 +713,8 @@ MODELS: tuple[type[Model], ...] = (
     WebhookEventItem,
     CryptoAddressItem,
     DepositItem,
+    RefundItem,
+    DisputeItem,
     UserItem,
     EmailClaimItem,
     SessionItem,

@@ -1,0 +1,134 @@
+"""Disputes of card deposits: Stripe's ``charge.dispute.created`` / ``.closed`` events, signed here
+and verified by the real adapter, delivered in any order and more than once. The fixtures
+(``people``, ``stripe``) are the refund tests', imported by name."""
+
+# ruff: noqa: F811 - pytest fixtures imported from test_refunds are "redefined" as parameters
+
+from __future__ import annotations
+
+import pytest
+
+from tests.api.helpers import call
+from tests.api.test_deposits import deliver
+from tests.api.test_refunds import (  # noqa: F401 - fixtures
+    audit_actions,
+    credited,
+    people,
+    stripe,
+    stripe_event,
+    usd,
+)
+from tests.support import check_guarantees, scan
+
+
+def dispute(intent_id: str, status: str = "needs_response", amount: int = 2500) -> dict:
+    return {
+        "id": "dp_1",
+        "object": "dispute",
+        "payment_intent": intent_id,
+        "charge": "ch_1",
+        "amount": amount,
+        "status": status,
+    }
+
+
+def opened(client, d: dict, event_id: str = "evt_open", amount: int = 2500):
+    payload = stripe_event(
+        event_id, "charge.dispute.created", dispute(d["payment_intent_id"], amount=amount)
+    )
+    return deliver(client, payload)
+
+
+def closed(client, d: dict, status: str, event_id: str = "evt_close", amount: int = 2500):
+    obj = dispute(d["payment_intent_id"], status, amount)
+    return deliver(client, stripe_event(event_id, "charge.dispute.closed", obj))
+
+
+def dispute_item(table: str) -> dict:
+    [item] = [i for i in scan(table) if i["item_type"] == "dispute"]
+    return item
+
+
+def spend(client, people, amount: str) -> None:
+    body = {"amount": amount, "currency": "USD", "to_email": "bob@example.com"}
+    response, _ = call(client, "POST", "/v1/transfers", people["alice_token"], body, amount)
+    assert response.status_code == 201
+
+
+@pytest.mark.parametrize(("status", "after"), [("won", (2500, 2500)), ("lost", (0, 0))])
+def test_a_dispute_holds_the_amount_then_releases_or_takes_it(
+    api_client, people, stripe, status, after
+):
+    d = credited(api_client, people, stripe)
+
+    for _ in range(2):  # a redelivery holds nothing more
+        assert opened(api_client, d).status_code == 200
+    assert usd(people) == (2500, 0)
+    assert dispute_item(people["table"])["status"] == "open"
+
+    for event_id in ("evt_close", "evt_close", "evt_close_again"):
+        assert closed(api_client, d, status, event_id).status_code == 200
+
+    assert usd(people) == after
+    assert dispute_item(people["table"])["status"] == status
+    assert {"dispute.opened", f"dispute.{status}"} <= set(audit_actions(people["table"]))
+    check_guarantees(people["table"])
+
+
+def test_a_close_that_arrives_before_the_open_still_applies_once(api_client, people, stripe):
+    d = credited(api_client, people, stripe)
+
+    assert closed(api_client, d, "lost").status_code == 200
+    assert opened(api_client, d).status_code == 200  # late: changes nothing
+
+    assert usd(people) == (0, 0)
+    item = dispute_item(people["table"])
+    assert (item["status"], item["held_amount"]) == ("lost", 2500)
+    txns = [i for i in scan(people["table"]) if i.get("type") == "adjustment"]
+    assert len([t for t in txns if t["item_type"] == "transaction"]) == 1
+    check_guarantees(people["table"])
+
+
+def test_a_dispute_of_money_already_spent_holds_what_is_left_and_records_the_shortfall(
+    api_client, people, stripe
+):
+    d = credited(api_client, people, stripe)
+    spend(api_client, people, "20.00")
+
+    assert opened(api_client, d).status_code == 200
+    item = dispute_item(people["table"])
+    assert (item["amount"], item["held_amount"]) == (2500, 500)
+    assert usd(people) == (500, 0)  # never below zero: guarantee 3
+
+    assert closed(api_client, d, "lost").status_code == 200
+    assert usd(people) == (0, 0)
+    audits = [i for i in scan(people["table"]) if i["item_type"] == "audit"]
+    [lost] = [a for a in audits if a["action"] == "dispute.lost"]
+    assert lost["details"]["shortfall"] == "2000"
+    check_guarantees(people["table"])
+
+
+def test_a_dispute_with_nothing_left_to_hold_is_still_recorded(api_client, people, stripe):
+    d = credited(api_client, people, stripe)
+    spend(api_client, people, "25.00")
+
+    assert opened(api_client, d).status_code == 200
+    assert closed(api_client, d, "won").status_code == 200
+
+    item = dispute_item(people["table"])
+    assert (item["held_amount"], item["status"]) == (0, "won")
+    assert usd(people) == (0, 0)
+    check_guarantees(people["table"])
+
+
+def test_a_dispute_of_an_unknown_payment_is_acknowledged(api_client, people, stripe):
+    d = credited(api_client, people, stripe)
+    stripe.intents["pi_other"] = stripe.intents[d["payment_intent_id"]].__class__(
+        id="pi_other", status="succeeded", amount=100, currency="USD", client_secret=None
+    )
+
+    response = opened(api_client, {"payment_intent_id": "pi_other"})
+
+    assert response.status_code == 200
+    assert usd(people) == (2500, 2500)
+    assert [i for i in scan(people["table"]) if i["item_type"] == "dispute"] == []
