@@ -100,7 +100,7 @@ def main() -> None:
             login = call("POST /v1/auth/login", "POST", "/v1/auth/login", credentials)
             code = pyotp.TOTP(secret).now()
             admin = {"email": "root@example.com", "password": PASSWORD, "totp_code": code}
-            call("POST /v1/auth/login (TOTP)", "POST", "/v1/auth/login", admin)
+            admin_login = call("POST /v1/auth/login (TOTP)", "POST", "/v1/auth/login", admin)
             token = {"authorization": f"Bearer {login['access_token']}"}
             call("GET /v1/me", "GET", "/v1/me", headers=token)
             alice = service.repository.find_user_by_email("alice@example.com")
@@ -121,6 +121,34 @@ def main() -> None:
             call("POST /v1/withdrawals", "POST", "/v1/withdrawals", out, keyed("w1"))
             refresh = {"refresh_token": login["refresh_token"]}
             call("POST /v1/auth/refresh", "POST", "/v1/auth/refresh", refresh)
+
+            # Card money: Stripe is the tests' in-memory fake (no network), events signed here.
+            from chalicelib.api import deposits as deposits_api
+            from tests.api.test_deposits import event, sign
+            from tests.api.test_refunds import RefundingStripe
+
+            stripe = RefundingStripe()
+            deposits_api.get_payment_gateway = lambda: stripe
+            card = {"amount": "25.00", "currency": "USD"}
+            d = call("POST /v1/deposits/card", "POST", "/v1/deposits/card", card, keyed("d1"))
+            intent = d["deposit"]["payment_intent_id"]
+            stripe.settle(intent)
+            payload = event("evt_1", "payment_intent.succeeded", intent)
+            signed = {"stripe-signature": sign(payload)}
+            response = client.http.post(
+                "/v1/webhooks/stripe",
+                headers={"content-type": "application/json", **signed},
+                body=payload,
+            )
+            assert response.status_code == 200
+            calls.clear()
+            admin_key = {
+                "authorization": f"Bearer {admin_login['access_token']}",
+                "idempotency-key": "r1",
+            }
+            refund = {"amount": "5.00", "reason": "bench"}
+            path = f"/v1/admin/deposits/{d['deposit']['id']}/refunds"
+            call("POST refund (Stripe succeeded)", "POST", path, refund, admin_key)
 
 
 if __name__ == "__main__":
