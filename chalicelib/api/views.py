@@ -20,6 +20,8 @@ def account_view(account: Account) -> dict[str, Any]:
         "pending_outgoing": format_amount(account.pending_out, code),
         "pending_incoming": format_amount(account.pending_in, code),
         "overdrawn_by_force": account.forced_negative,
+        # Marks an operator must see: ``forced_negative`` once a forced rollback overdrew it.
+        "flags": ["forced_negative"] if account.forced_negative else [],
         "created_at": account.created_at,
     }
 

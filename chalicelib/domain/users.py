@@ -34,6 +34,10 @@ class User:
     # Logins opened before this instant (epoch milliseconds) are void: a password reset sets it.
     sessions_valid_after: int = 0
     version: int = 1
+    # Set while suspended (by an admin, with a reason); cleared when unsuspended.
+    suspended_at: str | None = None
+    suspended_by: str | None = None
+    suspension_reason: str | None = None
 
 
 @dataclass(frozen=True)

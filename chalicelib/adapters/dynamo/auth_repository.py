@@ -7,8 +7,9 @@ action is never done with its audit lost.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from chalicelib.adapters.dynamo import keys
+from chalicelib.adapters.dynamo import cursors, keys
 from chalicelib.adapters.dynamo.models import (
     AccountItem,
     AuditItem,
@@ -28,7 +29,13 @@ from chalicelib.domain.errors import (
     Unauthenticated,
     VersionConflict,
 )
-from chalicelib.domain.users import AuditEvent, Session, User
+from chalicelib.domain.users import AuditEvent, Session, User, UserStatus
+
+
+@dataclass(frozen=True)
+class UserPage:
+    users: list[User]
+    next_cursor: str | None
 
 
 class DynamoAuthRepository:
@@ -300,3 +307,71 @@ class DynamoAuthRepository:
 
     def append_audit(self, event: AuditEvent) -> None:
         AuditItem.from_domain(event).save()
+
+    # -- operators ------------------------------------------------------------------------------
+    def set_status(self, user: User, to: UserStatus, event: AuditEvent) -> None:
+        """Suspend or unsuspend ``user``, with its audit event, in one write; only from the other
+        status, so two admins acting at once cannot both succeed (nor audit twice).
+
+        Raises:
+            InvalidState: the user is already in status ``to`` (or no longer exists).
+        """
+        item = UserItem.from_domain(user)
+        if to is UserStatus.SUSPENDED:
+            actions = [
+                UserItem.status.set(to.value),
+                UserItem.suspended_at.set(event.at),
+                UserItem.suspended_by.set(event.actor_id),
+                UserItem.suspension_reason.set(event.details.get("reason", "")),
+            ]
+            expected = UserStatus.ACTIVE
+        else:
+            actions = [
+                UserItem.status.set(to.value),
+                UserItem.suspended_at.remove(),
+                UserItem.suspended_by.remove(),
+                UserItem.suspension_reason.remove(),
+            ]
+            expected = UserStatus.SUSPENDED
+        write = AtomicWrite()
+        write.update(
+            item,
+            actions,
+            UserItem.PK.exists() & (UserItem.status == expected.value),
+            InvalidState(f"the user is not {expected.value}"),
+        )
+        write.put(
+            AuditItem.from_domain(event),
+            AuditItem.SK.does_not_exist(),
+            VersionConflict("audit id taken"),
+        )
+        write.send_or_raise_tag()
+
+    def list_users(self, email_prefix: str, limit: int, cursor: str | None) -> UserPage:
+        """Users by lower-case email, from GSI2 (eventually consistent: a user who signed up a
+        moment ago may be missing for a moment). ``email_prefix`` "" lists everyone.
+
+        Raises:
+            ValueError: the cursor was not produced by this query.
+        """
+        low, high = keys.users_gsi_bounds(email_prefix)
+        start = None
+        if cursor:
+            start = cursors.decode(
+                cursor,
+                partition={"GSI2PK": keys.USERS_GSI_PK, "SK": keys.PROFILE_SK},
+                ranges={
+                    "PK": (keys.USER_PREFIX, keys.USER_PREFIX + "~"),
+                    "GSI2SK": (low, high),
+                },
+            )
+        results = UserItem.users_index.query(
+            keys.USERS_GSI_PK,
+            UserItem.GSI2SK.startswith(low) if low else None,
+            limit=limit,
+            last_evaluated_key=start,
+            page_size=limit,
+        )
+        users = [item.to_domain() for item in results]
+        last = results.last_evaluated_key
+        return UserPage(users, cursors.encode(last) if last and len(users) == limit else None)

@@ -1,0 +1,120 @@
+"""Operator routes (API.md, "Admin"): users and their suspension, any transaction, and the
+rollback of a posted transaction. Every route needs an admin signed in with MFA (``admin_only``);
+parse, call ``chalicelib.services.operators``, answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Blueprint, Response
+
+from chalicelib.api.access import admin_only, current_principal
+from chalicelib.api.accounts import parse_list_query
+from chalicelib.api.dependencies import get_auth_service, get_ledger_service
+from chalicelib.api.idempotency import replayable
+from chalicelib.api.requests import parse_body, source_ip
+from chalicelib.api.views import transaction_view
+from chalicelib.domain.errors import InvalidRequest
+from chalicelib.domain.users import User
+
+admin = Blueprint(__name__)
+
+
+def schemas():  # type: ignore[no-untyped-def]
+    from chalicelib.api import admin_schemas
+
+    return admin_schemas
+
+
+def service():  # type: ignore[no-untyped-def]
+    from chalicelib.services import operators
+
+    return operators
+
+
+def user_view(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "email": user.email,
+        "role": user.role.value,
+        "status": user.status.value,
+        "mfa_enabled": user.mfa_enabled,
+        "created_at": user.created_at,
+        "terms_accepted_at": user.terms_accepted_at,
+        "suspended_at": user.suspended_at,
+        "suspended_by": user.suspended_by,
+        "suspension_reason": user.suspension_reason,
+    }
+
+
+def _single(name: str) -> str | None:
+    params = admin.current_request.query_params
+    if params is None or name not in params:
+        return None
+    values = params.getlist(name)
+    if len(values) != 1:
+        raise InvalidRequest(
+            "query parameters are not valid",
+            [{"field": name, "message": "must be given at most once"}],
+        )
+    return values[0]
+
+
+@admin.route("/v1/admin/users", methods=["GET"])
+@admin_only(admin)
+def list_users() -> dict[str, Any]:
+    query = parse_list_query(admin.current_request.query_params)
+    page = service().list_users(
+        get_auth_service().repository, _single("email"), query.limit, query.cursor
+    )
+    return {"data": [user_view(u) for u in page.users], "next_cursor": page.next_cursor}
+
+
+@admin.route("/v1/admin/users/{user_id}/suspend", methods=["POST"])
+@admin_only(admin)
+def suspend_user(user_id: str) -> dict[str, Any]:
+    body = parse_body(admin.current_request, schemas().Suspension)
+    user = service().suspend(
+        get_auth_service().repository,
+        current_principal().user,
+        user_id,
+        body.reason,
+        source_ip(admin.current_request),
+    )
+    return {"user": user_view(user)}
+
+
+@admin.route("/v1/admin/users/{user_id}/unsuspend", methods=["POST"])
+@admin_only(admin)
+def unsuspend_user(user_id: str) -> dict[str, Any]:
+    parse_body(admin.current_request, schemas().RequestBody)
+    user = service().unsuspend(
+        get_auth_service().repository,
+        current_principal().user,
+        user_id,
+        source_ip(admin.current_request),
+    )
+    return {"user": user_view(user)}
+
+
+@admin.route("/v1/admin/transactions/{transaction_id}", methods=["GET"])
+@admin_only(admin)
+def get_any_transaction(transaction_id: str) -> dict[str, Any]:
+    txn = service().get_transaction(get_ledger_service(), transaction_id)
+    return {"transaction": transaction_view(txn)}
+
+
+@admin.route("/v1/admin/transactions/{transaction_id}/rollback", methods=["POST"])
+@admin_only(admin)
+@replayable(admin, "rollback")
+def rollback_transaction(transaction_id: str) -> Response:
+    body = parse_body(admin.current_request, schemas().Rollback)
+    reversal = service().rollback(
+        get_ledger_service(),
+        current_principal().user,
+        transaction_id,
+        reason=body.reason,
+        force=body.force,
+        ip=source_ip(admin.current_request),
+    )
+    return Response({"transaction": transaction_view(reversal)}, status_code=201)

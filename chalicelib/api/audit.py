@@ -1,0 +1,98 @@
+"""The audit trail for operators: ``GET /v1/admin/audit`` (events by time, actor, action),
+``GET /v1/admin/audit/chain`` (recompute the daily digest chain, name the first broken day), and
+the scheduled function that seals each past UTC day into the chain (``seal_audit_days``, 00:15
+UTC daily; the local stack runs it by command: ``make seal-audit``). Thin: each calls one service
+function (``chalicelib/services/audit_log.py``, ``chalicelib/services/audit_chain.py``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from chalice import Blueprint, Cron
+
+from chalicelib.api.access import admin_only
+from chalicelib.api.accounts import parse_list_query
+from chalicelib.api.dependencies import get_bound_settings
+from chalicelib.api.log import logger
+from chalicelib.domain.errors import InvalidRequest
+from chalicelib.domain.users import AuditEvent
+
+audit = Blueprint(__name__)
+
+# A verification without ``from`` covers this many days up to ``to``.
+DEFAULT_VERIFY_DAYS = 31
+
+
+def repository():  # type: ignore[no-untyped-def]
+    from chalicelib.adapters.dynamo.audit_repository import DynamoAuditRepository
+
+    get_bound_settings()
+    return DynamoAuditRepository()
+
+
+def event_view(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "at": event.at,
+        "actor_id": event.actor_id,
+        "action": event.action,
+        "target": event.target,
+        "ip": event.ip,
+        "details": dict(event.details),
+    }
+
+
+def _single(name: str) -> str | None:
+    params = audit.current_request.query_params
+    if params is None or name not in params:
+        return None
+    values = params.getlist(name)
+    if len(values) != 1:
+        raise InvalidRequest(
+            "query parameters are not valid",
+            [{"field": name, "message": "must be given at most once"}],
+        )
+    return values[0]
+
+
+@audit.route("/v1/admin/audit", methods=["GET"])
+@admin_only(audit)
+def list_audit_events() -> dict[str, Any]:
+    from chalicelib.services import audit_log
+
+    query = parse_list_query(audit.current_request.query_params)
+    page = audit_log.query(
+        repository(),
+        since=query.since,
+        until=query.until,
+        actor_id=_single("actor_id"),
+        action=_single("action"),
+        limit=query.limit,
+        cursor=query.cursor,
+    )
+    return {"data": [event_view(e) for e in page.events], "next_cursor": page.next_cursor}
+
+
+@audit.route("/v1/admin/audit/chain", methods=["GET"])
+@admin_only(audit)
+def verify_audit_chain() -> dict[str, Any]:
+    from chalicelib.services import audit_chain
+
+    last_day = audit_chain.as_day("to", _single("to") or audit_chain.yesterday())
+    first_day = (
+        _single("from")
+        or (date.fromisoformat(last_day) - timedelta(days=DEFAULT_VERIFY_DAYS - 1)).isoformat()
+    )
+    result = audit_chain.verify(repository(), first_day, last_day)
+    return {"verification": result.as_dict()}
+
+
+@audit.schedule(Cron(15, 0, "*", "*", "?", "*"), name="seal_audit_days")
+def seal_audit_days(event: Any) -> dict[str, Any]:
+    """Seal every unsealed UTC day up to yesterday into the audit digest chain."""
+    from chalicelib.services import audit_chain
+
+    sealed = audit_chain.seal_through(repository(), now=lambda: datetime.now(UTC))
+    logger.info("audit days sealed", days=[d.day for d in sealed])
+    return {"sealed": [d.day for d in sealed]}

@@ -1,0 +1,191 @@
+"""What an operator (an admin signed in with MFA) does to the ledger and its users: roll back a
+transaction, suspend and unsuspend a user, list users, read any transaction.
+
+Rules kept here (API.md, "Admin"; DESIGN.md, "Flows: Rollback"):
+
+* a rollback is a ``reversal`` transaction with the opposite postings, linked both ways
+  (``reverses`` / ``reversed_by``) in the same ``TransactWriteItems`` as its audit event; the
+  reversal's id is derived from the original's, and the link is written on the condition that
+  the original is posted and not reversed yet, so two concurrent rollbacks cannot both succeed
+  (``LedgerService.reverse``). Pending transactions are voided, not reversed; reversals are
+  never reversed;
+* without ``force`` a rollback that would overdraw a user or facility account is refused
+  (``InsufficientFunds``); with ``force`` the account may go negative and is marked
+  ``forced_negative``, for the reconciliation report and the account view to show;
+* a rollback of a card deposit moves ledger money only: it never calls Stripe (a refund does);
+* suspending or unsuspending is one conditional update of the user's status with its audit
+  event; a suspended user's tokens stop working at once (``AuthService.authenticate``), their
+  pending withdrawals stay in the review queue; an admin cannot suspend themselves.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING
+
+from chalicelib.adapters.clock import now_iso
+from chalicelib.adapters.dynamo.ledger_repository import ExtraWrite
+from chalicelib.adapters.dynamo.models import AuditItem
+from chalicelib.domain.errors import (
+    CannotSuspendSelf,
+    InvalidRequest,
+    TransactionNotFound,
+    UserNotFound,
+    VersionConflict,
+)
+from chalicelib.domain.transactions import Transaction, derive_transaction_id
+from chalicelib.domain.users import AuditEvent, User, UserStatus
+from chalicelib.services.ledger import LedgerService
+
+if TYPE_CHECKING:
+    from chalicelib.adapters.dynamo.auth_repository import DynamoAuthRepository, UserPage
+
+MAX_REASON_LENGTH = 500
+MAX_EMAIL_FILTER_LENGTH = 254
+MAX_ID_LENGTH = 128
+ROLLBACK_ACTION = "transaction.rollback"
+SUSPEND_ACTION = "user.suspended"
+UNSUSPEND_ACTION = "user.unsuspended"
+
+
+def _reason(reason: object) -> str:
+    text = reason.strip() if isinstance(reason, str) else ""
+    if not text or len(text) > MAX_REASON_LENGTH:
+        raise InvalidRequest(
+            f"reason must have 1 to {MAX_REASON_LENGTH} characters",
+            [{"field": "reason", "message": "blank or too long"}],
+        )
+    return text
+
+
+def _event(action: str, admin: User, target: str, ip: str | None, **details: str) -> AuditEvent:
+    return AuditEvent(
+        id=f"aud_{secrets.token_hex(12)}",
+        at=now_iso(),
+        actor_id=admin.id,
+        action=action,
+        target=target,
+        ip=ip,
+        details=details,
+    )
+
+
+def _audit_write(event: AuditEvent) -> ExtraWrite:
+    # Append-only: an event is never overwritten, even by an id collision.
+    return ExtraWrite(
+        AuditItem.from_domain(event),
+        AuditItem.SK.does_not_exist(),
+        VersionConflict("audit id taken"),
+    )
+
+
+# -- transactions -------------------------------------------------------------------------------
+def get_transaction(ledger: LedgerService, transaction_id: str) -> Transaction:
+    """Any transaction, whoever takes part in it. Raises TransactionNotFound."""
+    found = None
+    if 0 < len(transaction_id) <= MAX_ID_LENGTH:
+        found = ledger.repository.read([], [transaction_id]).transactions.get(transaction_id)
+    if found is None:
+        raise TransactionNotFound(f"transaction {transaction_id} does not exist")
+    return found
+
+
+def rollback(
+    ledger: LedgerService,
+    admin: User,
+    transaction_id: str,
+    *,
+    reason: str,
+    force: bool,
+    ip: str | None,
+) -> Transaction:
+    """Reverse a posted transaction, audited in the same write; returns the reversal.
+
+    Raises (in order): InvalidRequest (reason), TransactionNotFound, NotReversible (pending,
+    voided, or a reversal), AlreadyReversed, InsufficientFunds (unless ``force``),
+    VersionConflict.
+    """
+    reason = _reason(reason)
+    if not 0 < len(transaction_id) <= MAX_ID_LENGTH:
+        raise TransactionNotFound(f"transaction {transaction_id} does not exist")
+    reversal_id = derive_transaction_id("reversal", transaction_id)
+    event = _event(
+        ROLLBACK_ACTION,
+        admin,
+        transaction_id,
+        ip,
+        reason=reason,
+        force=str(force).lower(),
+        reversal_id=reversal_id,
+    )
+    extra = [_audit_write(event)]
+    original = ledger.repository.read([], [transaction_id]).transactions.get(transaction_id)
+    if original is not None:
+        from chalicelib.services.deposits import rollback_guard
+
+        guard = rollback_guard(original, reversal_id)
+        if guard is not None:
+            extra.append(guard)
+    return ledger.reverse(
+        transaction_id,
+        memo=f"rollback: {reason}",
+        metadata={"reason": reason, "rolled_back_by": admin.id, "force": str(force).lower()},
+        allow_overdraft=force,
+        extra=extra,
+    )
+
+
+# -- users --------------------------------------------------------------------------------------
+def _user(users: DynamoAuthRepository, user_id: str) -> User:
+    found = users.get_user(user_id) if 0 < len(user_id) <= MAX_ID_LENGTH else None
+    if found is None:
+        raise UserNotFound(f"user {user_id} does not exist")
+    return found
+
+
+def suspend(
+    users: DynamoAuthRepository, admin: User, user_id: str, reason: str, ip: str | None
+) -> User:
+    """Suspend a user: no login, refresh or protected call from now on, old tokens included.
+
+    Raises (in order): InvalidRequest (reason), UserNotFound, CannotSuspendSelf, InvalidState
+    (already suspended).
+    """
+    reason = _reason(reason)
+    user = _user(users, user_id)
+    if user.id == admin.id:
+        raise CannotSuspendSelf("an admin cannot suspend their own account")
+    event = _event(SUSPEND_ACTION, admin, user.id, ip, reason=reason)
+    users.set_status(user, UserStatus.SUSPENDED, event)
+    return _user(users, user_id)
+
+
+def unsuspend(users: DynamoAuthRepository, admin: User, user_id: str, ip: str | None) -> User:
+    """Let a suspended user in again. Raises UserNotFound, InvalidState (not suspended)."""
+    user = _user(users, user_id)
+    previous = user.suspension_reason or ""
+    event = _event(UNSUSPEND_ACTION, admin, user.id, ip, previous_reason=previous)
+    users.set_status(user, UserStatus.ACTIVE, event)
+    return _user(users, user_id)
+
+
+def list_users(
+    users: DynamoAuthRepository, email: str | None, limit: int, cursor: str | None
+) -> UserPage:
+    """Users by email (case-insensitive prefix match when ``email`` is given), paginated.
+
+    Raises:
+        InvalidRequest: the filter is too long, or the cursor is not one this list returned.
+    """
+    prefix = (email or "").strip()
+    if len(prefix) > MAX_EMAIL_FILTER_LENGTH:
+        raise InvalidRequest(
+            "email filter is too long", [{"field": "email", "message": "too long"}]
+        )
+    try:
+        return users.list_users(prefix, limit, cursor)
+    except ValueError as exc:
+        raise InvalidRequest(
+            "cursor is not valid",
+            [{"field": "cursor", "message": "is not a cursor this list returned"}],
+        ) from exc
