@@ -59,6 +59,22 @@ class WebhookEvent:
     object: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class BalanceTransaction:
+    """A movement of the Stripe balance (a charge or a refund), with what its source names:
+    the PaymentIntent of a charge, the ledger's refund id (``metadata["refund_id"]``) of a refund.
+    ``amount`` is signed as Stripe reports it (a refund is negative)."""
+
+    id: str
+    type: str  # charge | refund | payment | ... (reconciliation matches charge and refund)
+    amount: int
+    currency: str  # upper case
+    created: int  # epoch seconds
+    source_id: str | None
+    payment_intent_id: str | None = None
+    refund_id: str | None = None
+
+
 class PaymentGateway(Protocol):
     def create_payment_intent(
         self, *, amount: int, currency: str, deposit_id: str, user_id: str
@@ -75,6 +91,8 @@ class PaymentGateway(Protocol):
     def retrieve_refund(self, stripe_refund_id: str) -> StripeRefund: ...
 
     def list_refunds(self, payment_intent_id: str) -> list[StripeRefund]: ...
+
+    def list_balance_transactions(self, start: int, end: int) -> list[BalanceTransaction]: ...
 
 
 def _intent(obj: Any) -> PaymentIntent:
@@ -186,6 +204,44 @@ class StripeGateway:
         except (UnicodeDecodeError, stripe.SignatureVerificationError) as exc:
             raise InvalidWebhook("the Stripe-Signature does not verify") from exc
         return parse_event(text)
+
+    def list_balance_transactions(self, start: int, end: int) -> list[BalanceTransaction]:
+        """Balance transactions created in [start, end) (epoch seconds), sources expanded.
+
+        localstripe knows no ``created`` filter (it refuses unknown parameters), so against it
+        the whole (small, local) list is read and filtered here; Stripe filters server-side.
+        """
+        stripe = self._stripe()
+        params: dict[str, Any] = {"limit": 100, "expand": ["data.source"]}
+        if not self._api_base:
+            params["created"] = {"gte": start, "lt": end}
+        with _provider_errors(stripe):
+            page = stripe.BalanceTransaction.list(**params)
+            found = [_balance_transaction(t) for t in page.auto_paging_iter()]
+        return [t for t in found if start <= t.created < end]
+
+
+def _balance_transaction(obj: Any) -> BalanceTransaction:
+    data = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+    source = data.get("source")
+    if hasattr(source, "to_dict"):
+        source = source.to_dict()
+    source_data = source if isinstance(source, dict) else {}
+    source_id = source_data.get("id") if source_data else source
+    intent = source_data.get("payment_intent")
+    if isinstance(intent, dict):
+        intent = intent.get("id")
+    metadata = source_data.get("metadata") or {}
+    return BalanceTransaction(
+        id=str(data["id"]),
+        type=str(data.get("type") or ""),
+        amount=int(data["amount"]),
+        currency=str(data["currency"]).upper(),
+        created=int(data["created"]),
+        source_id=str(source_id) if source_id else None,
+        payment_intent_id=str(intent) if intent else None,
+        refund_id=str(metadata["refund_id"]) if metadata.get("refund_id") else None,
+    )
 
 
 @contextmanager

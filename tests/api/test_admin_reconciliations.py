@@ -1,0 +1,200 @@
+"""``/v1/admin/reconciliations`` over HTTP: run a day, read its report, the date rules, access,
+the audit event, and the scheduled function for the previous UTC day."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import pyotp
+import pytest
+
+from chalicelib.adapters.dynamo import keys
+from chalicelib.adapters.dynamo.models import AccountItem, AuditItem
+from chalicelib.adapters.stripe_gateway import BalanceTransaction
+from chalicelib.api import reconciliations as recon_api
+from chalicelib.api.dependencies import get_auth_service
+from chalicelib.auth import passwords
+from tests.api.helpers import call, wallet
+from tests.support import LedgerWorld
+
+PASSWORD = "correct horse battery"
+DAY = "2026-01-10"
+
+
+class FakeStripe:
+    def __init__(self) -> None:
+        self.items: list[BalanceTransaction] = []
+
+    def list_balance_transactions(self, start: int, end: int) -> list[BalanceTransaction]:
+        return [i for i in self.items if start <= i.created < end]
+
+
+@pytest.fixture
+def stripe_fake(monkeypatch) -> FakeStripe:
+    fake = FakeStripe()
+    monkeypatch.setattr(recon_api, "get_payment_gateway", lambda: fake)
+    return fake
+
+
+@pytest.fixture
+def people(table, api_client, stripe_fake):
+    passwords.configure_for_tests()
+    auth = get_auth_service()
+    alice = auth.sign_up("alice@example.com", PASSWORD, True, None)
+    _, secret = auth.create_admin("admin@example.com", PASSWORD)
+    world = LedgerWorld.create(table)
+    ticks = itertools.count()
+    world.ledger.clock = lambda: f"{DAY}T12:00:{next(ticks):02d}.000000Z"
+    usd = wallet(alice.id, "USD")
+    world.fund(usd, 10_000)
+    tokens = {
+        "alice": auth.login("alice@example.com", PASSWORD, None, None).access_token,
+        "admin": auth.login(
+            "admin@example.com", PASSWORD, pyotp.TOTP(secret).now(), None
+        ).access_token,
+    }
+    return {"alice": alice, "usd": usd, "tokens": tokens, "world": world}
+
+
+def test_an_admin_runs_a_day_and_reads_its_report(api_client, people):
+    admin = people["tokens"]["admin"]
+    response, body = call(api_client, "POST", "/v1/admin/reconciliations", admin, {"date": DAY})
+    assert response.status_code == 201, body
+    report = body["report"]
+    assert report == {
+        "date": DAY,
+        "status": "ok",
+        "transactions_checked": 1,
+        "accounts_checked": 2,
+        "trial_balance": {"USD": "0.00"},
+        "mismatches": [],
+        "stripe": {"matched": 0, "unmatched_ledger": [], "unmatched_stripe": []},
+    }
+    response, body = call(api_client, "GET", f"/v1/admin/reconciliations/{DAY}", admin)
+    assert (response.status_code, body) == (200, {"report": report})
+
+    response, again = call(api_client, "POST", "/v1/admin/reconciliations", admin, {"date": DAY})
+    assert (response.status_code, again["report"]) == (201, report)
+
+    audits = [a for a in AuditItem.scan() if a.action == "reconciliation.run"]
+    assert len(audits) == 2
+    assert {(a.target, a.details.as_dict()["status"]) for a in audits} == {(DAY, "ok")}
+
+
+def test_a_corrupted_balance_is_reported_over_http(api_client, people):
+    item = AccountItem.get(keys.account_pk(people["usd"]), keys.ACCOUNT_SK)
+    item.update(actions=[AccountItem.posted.set(10_001)])
+    admin = people["tokens"]["admin"]
+    response, body = call(api_client, "POST", "/v1/admin/reconciliations", admin, {"date": DAY})
+    assert response.status_code == 201
+    report = body["report"]
+    assert report["status"] == "mismatch"
+    assert {
+        "check": "account_balance",
+        "account_id": people["usd"],
+        "detail": "posted is 10001, its entries give 10000 at seq 1",
+        "expected": "10000",
+        "actual": "10001",
+    } in report["mismatches"]
+
+
+def test_without_a_date_it_runs_yesterday(api_client, people):
+    yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+    admin = people["tokens"]["admin"]
+    response, body = call(api_client, "POST", "/v1/admin/reconciliations", admin, {})
+    assert (response.status_code, body["report"]["date"]) == (201, yesterday)
+    response, _ = call(api_client, "GET", f"/v1/admin/reconciliations/{yesterday}", admin)
+    assert response.status_code == 200
+
+
+def test_today_runs_as_a_partial_day(api_client, people):
+    today = datetime.now(UTC).date().isoformat()
+    people["world"].ledger.clock = lambda: f"{today}T00:00:01.000000Z"
+    people["world"].fund(people["usd"], 500)
+    admin = people["tokens"]["admin"]
+    response, body = call(api_client, "POST", "/v1/admin/reconciliations", admin, {"date": today})
+    assert response.status_code == 201, body
+    report = body["report"]
+    assert (report["date"], report["status"], report["transactions_checked"]) == (today, "ok", 2)
+
+
+def test_a_day_that_never_ran_is_not_found(api_client, people):
+    admin = people["tokens"]["admin"]
+    tomorrow = (datetime.now(UTC).date() + timedelta(days=1)).isoformat()
+    for day in ("2025-12-31", datetime.now(UTC).date().isoformat(), tomorrow):
+        response, body = call(api_client, "GET", f"/v1/admin/reconciliations/{day}", admin)
+        assert (response.status_code, body["error"]["code"]) == (404, "not_found")
+
+
+@pytest.mark.parametrize(
+    "date",
+    [
+        "2026-02-30",
+        "10/01/2026",
+        "2026-1-10",
+        20260110,
+        "today",
+        (datetime.now(UTC).date() + timedelta(days=1)).isoformat(),
+    ],
+)
+def test_a_bad_or_future_date_is_refused_and_nothing_is_written(api_client, people, date):
+    admin = people["tokens"]["admin"]
+    response, body = call(api_client, "POST", "/v1/admin/reconciliations", admin, {"date": date})
+    assert (response.status_code, body["error"]["code"]) == (400, "invalid_request")
+    assert not [i for i in AuditItem.scan() if i.action == "reconciliation.run"]
+
+
+def test_a_bad_date_in_the_path_is_refused(api_client, people):
+    admin = people["tokens"]["admin"]
+    response, body = call(api_client, "GET", "/v1/admin/reconciliations/yesterday", admin)
+    assert (response.status_code, body["error"]["code"]) == (400, "invalid_request")
+
+
+def test_unknown_fields_are_refused(api_client, people):
+    admin = people["tokens"]["admin"]
+    response, body = call(
+        api_client, "POST", "/v1/admin/reconciliations", admin, {"date": DAY, "fix": True}
+    )
+    assert (response.status_code, body["error"]["code"]) == (400, "invalid_request")
+
+
+def test_only_an_admin_may_run_or_read(api_client, people):
+    alice = people["tokens"]["alice"]
+    response, body = call(api_client, "POST", "/v1/admin/reconciliations", alice, {"date": DAY})
+    assert (response.status_code, body["error"]["code"]) == (403, "forbidden")
+    response, body = call(api_client, "GET", f"/v1/admin/reconciliations/{DAY}", alice)
+    assert (response.status_code, body["error"]["code"]) == (403, "forbidden")
+    response = api_client.http.post("/v1/admin/reconciliations", body=b"{}")
+    assert response.status_code == 401
+
+
+def test_the_stripe_side_is_matched_over_http(api_client, people, stripe_fake):
+    created = int(datetime.fromisoformat(f"{DAY}T09:00:00+00:00").timestamp())
+    stripe_fake.items.append(
+        BalanceTransaction(
+            id="txn_1",
+            type="charge",
+            amount=1234,
+            currency="USD",
+            created=created,
+            source_id="ch_1",
+            payment_intent_id="pi_unknown",
+        )
+    )
+    admin = people["tokens"]["admin"]
+    _, body = call(api_client, "POST", "/v1/admin/reconciliations", admin, {"date": DAY})
+    stripe = body["report"]["stripe"]
+    assert [s["id"] for s in stripe["unmatched_stripe"]] == ["txn_1"]
+    assert body["report"]["status"] == "mismatch"
+
+
+def test_the_schedule_reconciles_the_previous_utc_day(api_client, people, monkeypatch):
+    from app import app
+
+    yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+    handler = app.event_sources  # the 02:00 UTC cron is registered on the app
+    [schedule] = [s for s in handler if s.name == "nightly_reconciliation"]
+    assert schedule.schedule_expression.to_string() == "cron(0 2 * * ? *)"
+    result = recon_api.nightly_reconciliation.func({})
+    assert (result["date"], result["status"]) == (yesterday, "ok")

@@ -1,0 +1,563 @@
+"""Nightly reconciliation on moto: a clean mixed day reports ok, reruns give the same report, and
+data corrupted behind the API's back (direct DynamoDB writes) is reported precisely."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import boto3
+import pytest
+
+from chalicelib.adapters.clock import parse_iso, to_iso
+from chalicelib.adapters.dynamo import keys
+from chalicelib.adapters.dynamo.models import AccountItem, EntryItem, TransactionItem
+from chalicelib.adapters.dynamo.reconciliation_store import ReconciliationStore
+from chalicelib.adapters.stripe_gateway import BalanceTransaction
+from chalicelib.domain.accounts import PlatformAccount, PlatformKind
+from chalicelib.domain.transactions import (
+    Posting,
+    Transaction,
+    TransactionStatus,
+    TransactionType,
+    derive_transaction_id,
+)
+from chalicelib.services import reconciliation as recon
+from chalicelib.services.ledger import PostingRequest
+from tests.support import LedgerWorld
+
+DAY1, DAY2, DAY3 = "2026-01-10", "2026-01-11", "2026-01-12"
+USD = "USD"
+CLEARING = PlatformAccount(PlatformKind.STRIPE_CLEARING, USD)
+
+
+class Clock:
+    """The ledger's clock, set to a chosen day; every call a microsecond later."""
+
+    def __init__(self) -> None:
+        self.day = DAY1
+        self._tick = itertools.count()
+
+    def __call__(self) -> str:
+        n = next(self._tick)
+        return f"{self.day}T12:{n // 60 % 60:02d}:{n % 60:02d}.{n:06d}Z"
+
+
+@dataclass
+class FakeStripe:
+    """The gateway's reconciliation method over a list of balance transactions."""
+
+    items: list[BalanceTransaction] = field(default_factory=list)
+    calls: list[tuple[int, int]] = field(default_factory=list)
+
+    def list_balance_transactions(self, start: int, end: int) -> list[BalanceTransaction]:
+        self.calls.append((start, end))
+        return [i for i in self.items if start <= i.created < end]
+
+    def charge(self, pi: str, amount: int, day: str, hour: int = 12) -> None:
+        self.items.append(
+            BalanceTransaction(
+                id=f"txn_{pi}",
+                type="charge",
+                amount=amount,
+                currency=USD,
+                created=_epoch(day, hour),
+                source_id=f"ch_{pi}",
+                payment_intent_id=pi,
+            )
+        )
+
+    def refund(self, refund_id: str, pi: str, amount: int, day: str) -> None:
+        self.items.append(
+            BalanceTransaction(
+                id=f"txn_{refund_id}",
+                type="refund",
+                amount=-amount,
+                currency=USD,
+                created=_epoch(day, 13),
+                source_id=f"re_{refund_id}",
+                payment_intent_id=pi,
+                refund_id=refund_id,
+            )
+        )
+
+
+def _epoch(day: str, hour: int) -> int:
+    return int(datetime.fromisoformat(f"{day}T{hour:02d}:00:00+00:00").timestamp())
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def ledger(world: LedgerWorld, clock: Clock) -> LedgerWorld:
+    world.ledger.clock = clock
+    return world
+
+
+@pytest.fixture
+def store(table: str) -> ReconciliationStore:
+    return ReconciliationStore(table)
+
+
+def card_deposit(world: LedgerWorld, account: str, amount: int, pi: str) -> str:
+    txn_id = derive_transaction_id("deposit", pi)
+    world.ledger.record(
+        transaction_id=txn_id,
+        type=TransactionType.DEPOSIT,
+        postings=[
+            PostingRequest(CLEARING, USD, -amount),
+            PostingRequest(account, USD, amount),
+        ],
+        metadata={"deposit_id": f"dep_{pi}", "payment_intent_id": pi},
+    )
+    return txn_id
+
+
+def card_refund(world: LedgerWorld, account: str, amount: int, refund_id: str, pi: str) -> str:
+    txn_id = derive_transaction_id("refund", refund_id)
+    world.ledger.record(
+        transaction_id=txn_id,
+        type=TransactionType.REFUND,
+        postings=[
+            PostingRequest(account, USD, -amount),
+            PostingRequest(CLEARING, USD, amount),
+        ],
+        metadata={"refund_id": refund_id, "deposit_id": f"dep_{pi}", "payment_intent_id": pi},
+        pending=True,
+    )
+    world.ledger.post_pending(txn_id)
+    return txn_id
+
+
+@pytest.fixture
+def two_days(ledger: LedgerWorld, clock: Clock) -> dict:
+    """Day 1: deposits, transfers, a hold left pending, a hold posted. Day 2: the day-1 hold is
+    posted, a reversal, a refund, more transfers."""
+    alice, bob, carol = (ledger.open_user_account() for _ in range(3))
+    clock.day = DAY1
+    card_deposit(ledger, alice, 50_000, "pi_a1")
+    card_deposit(ledger, bob, 20_000, "pi_b1")
+    ledger.transfer(alice, bob, 1_000)
+    posted_hold = ledger.transfer(bob, alice, 500, pending=True).transaction.id
+    ledger.ledger.post_pending(posted_hold)
+    open_hold = ledger.transfer(alice, carol, 2_500, pending=True).transaction.id
+    clock.day = DAY2
+    ledger.ledger.post_pending(open_hold)  # carol is touched on day 2 by a day-1 hold only
+    to_reverse = ledger.transfer(bob, alice, 300).transaction.id
+    ledger.ledger.reverse(to_reverse, memo="mistake")
+    card_refund(ledger, alice, 4_000, "rf_1", "pi_a1")
+    card_deposit(ledger, bob, 7_000, "pi_b2")
+    stripe = FakeStripe()
+    stripe.charge("pi_a1", 50_000, DAY1)
+    stripe.charge("pi_b1", 20_000, DAY1)
+    stripe.refund("rf_1", "pi_a1", 4_000, DAY2)
+    stripe.charge("pi_b2", 7_000, DAY2)
+    return {"alice": alice, "bob": bob, "carol": carol, "stripe": stripe, "hold": open_hold}
+
+
+def checks(report: recon.Report) -> list[tuple[str, str]]:
+    return [
+        (m["check"], m.get("account_id") or m.get("transaction_id") or m.get("stripe_id") or "")
+        for m in report.mismatches
+    ]
+
+
+# -- clean runs -----------------------------------------------------------------------------------
+def test_a_clean_mixed_history_reports_ok_day_by_day(store, two_days, ledger):
+    first = recon.run(DAY1, store=store, gateway=two_days["stripe"])
+    assert first.status == "ok", first.mismatches
+    assert first.trial_balance == {"USD": "0.00"}
+    assert first.transactions_checked == 5
+    assert first.stripe == {"matched": 2, "unmatched_ledger": [], "unmatched_stripe": []}
+
+    second = recon.run(DAY2, store=store, gateway=two_days["stripe"])
+    assert second.status == "ok", second.mismatches
+    assert second.trial_balance == {"USD": "0.00"}
+    assert second.transactions_checked == 4  # a transfer, its reversal, a refund, a deposit
+    assert second.stripe["matched"] == 2
+    # Carol's only day-2 entry comes from posting a day-1 hold: the carried open hold finds it.
+    assert two_days["carol"] in _checked_accounts(store, DAY2)
+    ledger.check_guarantees()
+
+
+def _checked_accounts(store: ReconciliationStore, day: str) -> set[str]:
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    items = client.scan(TableName=store.table_name)["Items"]
+    return {
+        i["account_id"]["S"]
+        for i in items
+        if i["item_type"]["S"] == "recon_checkpoint" and i["day"]["S"] == day
+    }
+
+
+def test_a_rerun_gives_the_same_report_even_after_later_days_ran(store, two_days):
+    gateway = two_days["stripe"]
+    first = recon.run(DAY1, store=store, gateway=gateway).as_dict()
+    second = recon.run(DAY2, store=store, gateway=gateway).as_dict()
+    assert recon.run(DAY1, store=store, gateway=gateway).as_dict() == first
+    assert recon.run(DAY2, store=store, gateway=gateway).as_dict() == second
+    assert recon.get_report(store, DAY2).as_dict() == second
+
+
+def test_the_second_day_reads_only_the_accounts_it_touched(store, ledger, clock):
+    quiet = [ledger.open_user_account() for _ in range(5)]
+    busy = ledger.open_user_account()
+    clock.day = DAY1
+    for account in quiet:
+        ledger.fund(account, 1_000)
+    recon.run(DAY1, store=store)
+    clock.day = DAY2
+    ledger.fund(busy, 1_000)
+    report = recon.run(DAY2, store=store)
+    assert report.status == "ok", report.mismatches
+    assert report.transactions_checked == 1
+    assert report.accounts_checked == 2  # the wallet and one clearing shard
+    assert busy in _checked_accounts(store, DAY2)
+
+
+def test_writes_during_the_run_cause_no_false_mismatch(store, two_days, ledger, clock):
+    recon.run(DAY1, store=store)
+    clock.day = DAY3  # the run of day 2 happens on day 3, while money keeps moving
+    alice, bob = two_days["alice"], two_days["bob"]
+    ledger.transfer(alice, bob, 100)
+    seen: list[str] = []
+
+    def between_reads(account_id: str) -> None:
+        # After the account item was read, before its entries are queried.
+        if account_id in (alice, bob) and account_id not in seen:
+            seen.append(account_id)
+            ledger.transfer(alice, bob, 10)
+
+    report = recon.run(DAY2, store=store, on_read=between_reads)
+    assert seen == [alice, bob] or seen == [bob, alice]
+    assert report.status == "ok", report.mismatches
+    # Day 3 starts from day 2's checkpoints, cut at the end of day 2: its own entries verify.
+    later = recon.run(DAY3, store=store)
+    assert later.status == "ok", later.mismatches
+    assert later.transactions_checked == 3
+    ledger.check_guarantees()
+
+
+# -- corruption -----------------------------------------------------------------------------------
+def test_an_unbalanced_transaction_is_named(store, two_days):
+    recon.run(DAY1, store=store)
+    forged = Transaction(
+        id="txn_forged",
+        type=TransactionType.TRANSFER,
+        status=TransactionStatus.POSTED,
+        postings=(
+            Posting(two_days["alice"], USD, -100),
+            Posting(two_days["bob"], USD, 150),
+        ),
+        created_at=f"{DAY2}T23:00:00.000000Z",
+    )
+    TransactionItem.from_domain(forged).save()
+    report = recon.run(DAY2, store=store)
+    assert report.status == "mismatch"
+    unbalanced = [m for m in report.mismatches if m["check"] == "transaction_unbalanced"]
+    assert unbalanced == [
+        {
+            "check": "transaction_unbalanced",
+            "transaction_id": "txn_forged",
+            "detail": "postings do not sum to zero: {'USD': '0.50'}",
+            "actual": {"USD": "0.50"},
+        }
+    ]
+
+
+def test_a_balance_that_disagrees_with_its_entries_is_named(store, two_days):
+    recon.run(DAY1, store=store)
+    carol = two_days["carol"]
+    item = AccountItem.get(keys.account_pk(carol), keys.ACCOUNT_SK)
+    item.update(actions=[AccountItem.posted.set(int(item.posted) + 1)])
+    report = recon.run(DAY2, store=store)
+    assert report.status == "mismatch"
+    assert ("account_balance", carol) in checks(report)
+    [m] = [m for m in report.mismatches if m["check"] == "account_balance"]
+    assert (m["expected"], m["actual"]) == ("2500", "2501")
+    # The account did not verify: no checkpoint, and the trial balance leaves it out.
+    assert carol not in _checked_accounts(store, DAY2)
+
+
+def test_a_missing_entry_is_named_with_its_seq(store, two_days):
+    recon.run(DAY1, store=store)
+    bob = two_days["bob"]
+    entries = list(EntryItem.query(keys.account_pk(bob), EntryItem.SK.startswith("E#")))
+    day2 = [e for e in entries if e.created_at.startswith(DAY2)]
+    victim = day2[0]
+    victim.delete()
+    report = recon.run(DAY2, store=store)
+    assert report.status == "mismatch"
+    missing = [m for m in report.mismatches if m["check"] == "entry_missing"]
+    assert missing == [
+        {
+            "check": "entry_missing",
+            "account_id": bob,
+            "seq": int(victim.seq),
+            "detail": f"entry seq {int(victim.seq)} is missing",
+        }
+    ]
+
+
+def test_a_missing_last_entry_is_named(store, two_days):
+    carol = two_days["carol"]
+    [entry] = list(EntryItem.query(keys.account_pk(carol), EntryItem.SK.startswith("E#")))
+    entry.delete()
+    report = recon.run(DAY2, store=store)  # first run: every account from its first entry
+    assert ("entry_missing", carol) in checks(report)
+    assert any(m["check"] == "trial_balance" for m in report.mismatches)
+
+
+def test_money_from_nowhere_with_consistent_entries_breaks_the_trial_balance(store, two_days):
+    recon.run(DAY1, store=store)
+    bob = two_days["bob"]
+    item = AccountItem.get(keys.account_pk(bob), keys.ACCOUNT_SK)
+    seq, posted = int(item.last_seq) + 1, int(item.posted) + 100
+    EntryItem(
+        keys.account_pk(bob),
+        keys.entry_sk(f"{DAY2}T23:59:00.000000Z", seq),
+        item_type="entry",
+        account_id=bob,
+        seq=seq,
+        transaction_id="txn_ghost",
+        type="deposit",
+        amount=100,
+        balance_after=posted,
+        created_at=f"{DAY2}T23:59:00.000000Z",
+    ).save()
+    item.update(
+        actions=[
+            AccountItem.posted.set(posted),
+            AccountItem.available.set(posted - int(item.pending_out)),
+            AccountItem.last_seq.set(seq),
+            AccountItem.version.set(int(item.version) + 1),
+        ]
+    )
+    report = recon.run(DAY2, store=store)
+    assert report.trial_balance == {"USD": "1.00"}
+    assert checks(report) == [("trial_balance", "")]
+    assert report.mismatches[0]["currency"] == "USD"
+
+
+def test_an_unflagged_overdraft_is_named(store, two_days):
+    recon.run(DAY1, store=store)
+    carol = two_days["carol"]
+    item = AccountItem.get(keys.account_pk(carol), keys.ACCOUNT_SK)
+    item.update(actions=[AccountItem.pending_out.set(3_000)])
+    report = recon.run(DAY2, store=store)
+    assert ("overdraft", carol) in checks(report)
+
+
+# -- Stripe ---------------------------------------------------------------------------------------
+def test_a_stripe_charge_with_no_deposit_and_a_deposit_with_no_charge(store, two_days, ledger):
+    stripe = two_days["stripe"]
+    stripe.items = [i for i in stripe.items if i.payment_intent_id != "pi_b1"]  # no charge
+    stripe.charge("pi_stranger", 9_900, DAY1)  # a charge the ledger never credited
+    stripe.charge("pi_tomorrow", 1_000, DAY2)  # another day's business: not in day 1's report
+    report = recon.run(DAY1, store=store, gateway=stripe)
+    assert report.status == "mismatch"
+    assert report.stripe["matched"] == 1
+    [ledger_side] = report.stripe["unmatched_ledger"]
+    assert ledger_side["payment_intent_id"] == "pi_b1"
+    assert (ledger_side["amount"], ledger_side["deposit_id"]) == ("200.00", "dep_pi_b1")
+    [stripe_side] = report.stripe["unmatched_stripe"]
+    assert (stripe_side["id"], stripe_side["amount"]) == ("txn_pi_stranger", "99.00")
+    assert sorted(checks(report)) == [
+        ("stripe_unmatched_ledger", ledger_side["transaction_id"]),
+        ("stripe_unmatched_stripe", "txn_pi_stranger"),
+    ]
+
+
+def test_amounts_are_compared_and_refunds_match_by_our_refund_id(store, two_days):
+    stripe = two_days["stripe"]
+    recon.run(DAY1, store=store, gateway=stripe)
+    stripe.items = [i for i in stripe.items if i.refund_id != "rf_1"]
+    stripe.refund("rf_1", "pi_a1", 4_100, DAY2)
+    report = recon.run(DAY2, store=store, gateway=stripe)
+    [m] = report.mismatches
+    assert m["check"] == "stripe_amount"
+    assert (m["expected"], m["actual"]) == ("40.00 USD", "41.00 USD")
+    assert report.stripe["matched"] == 1  # the day-2 deposit
+
+
+def test_a_charge_just_before_midnight_matches_a_credit_just_after(store, ledger, clock):
+    alice = ledger.open_user_account()
+    ledger.ledger.clock = lambda: f"{DAY2}T00:00:20.000000Z"  # credited just after midnight
+    card_deposit(ledger, alice, 2_000, "pi_midnight")
+    stripe = FakeStripe()
+    stripe.charge("pi_midnight", 2_000, DAY2, hour=0)
+    stripe.items[0] = BalanceTransaction(
+        **{**stripe.items[0].__dict__, "created": _epoch(DAY2, 0) - 30}
+    )  # 23:59:30 on day 1
+    first = recon.run(DAY1, store=store, gateway=stripe)
+    assert first.stripe == {"matched": 0, "unmatched_ledger": [], "unmatched_stripe": []}
+    assert first.status == "ok"
+    second = recon.run(DAY2, store=store, gateway=stripe)  # the pair counts on the ledger's day
+    assert second.stripe == {"matched": 1, "unmatched_ledger": [], "unmatched_stripe": []}
+    assert second.status == "ok", second.mismatches
+
+
+# -- alerts, metric, full check -------------------------------------------------------------------
+def test_a_mismatch_is_published_to_the_alert_topic_and_counted(store, two_days, capsys):
+    sns = boto3.client("sns", region_name="us-east-1")
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    topic = sns.create_topic(Name="ledger-alerts")["TopicArn"]
+    queue = sqs.create_queue(QueueName="alerts")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+
+    clean = recon.run(DAY1, store=store, alert_topic_arn=topic)
+    assert clean.status == "ok"
+    assert "Messages" not in sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0)
+
+    item = AccountItem.get(keys.account_pk(two_days["carol"]), keys.ACCOUNT_SK)
+    item.update(actions=[AccountItem.posted.set(1)])
+    report = recon.run(DAY2, store=store, alert_topic_arn=topic)
+    assert report.status == "mismatch"
+    [message] = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0)["Messages"]
+    published = json.loads(json.loads(message["Body"])["Message"])
+    assert (published["date"], published["status"]) == (DAY2, "mismatch")
+    assert published["mismatches"] == len(report.mismatches)
+
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
+    values = [m["ReconciliationMismatch"] for m in metrics]
+    assert values == [[0.0], [float(len(report.mismatches))]]
+    assert metrics[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Ledger"
+
+
+def test_the_run_never_changes_a_balance(store, two_days, table):
+    before = _balances(table)
+    recon.run(DAY1, store=store)
+    recon.run(DAY2, store=store)
+    assert _balances(table) == before
+
+
+def _balances(table: str) -> dict[str, tuple[str, str, str]]:
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    return {
+        i["PK"]["S"]: (i["posted"]["N"], i["available"]["N"], i["version"]["N"])
+        for i in client.scan(TableName=table)["Items"]
+        if i["item_type"]["S"] == "account"
+    }
+
+
+def test_full_check_verifies_every_account_from_its_first_entry(table, two_days, capsys):
+    report = recon.full_check(table)
+    assert report.status == "ok", report.mismatches
+    assert report.transactions_checked == 9
+    assert report.trial_balance == {"USD": "0.00"}
+    assert recon.main(["--full", "--table", table]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "ok"
+
+    alice = two_days["alice"]
+    [first, *_] = list(EntryItem.query(keys.account_pk(alice), EntryItem.SK.startswith("E#")))
+    first.update(actions=[EntryItem.balance_after.set(int(first.balance_after) + 1)])
+    report = recon.full_check(table)
+    assert ("entry_balance_after", alice) in checks(report)
+    assert recon.main(["--full", "--table", table]) == 1
+
+
+def test_full_check_reads_another_table_without_moving_the_models(table, two_days):
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    from infra.local.table import create_table
+
+    create_table(client, "ledger-scratch")
+    report = recon.full_check("ledger-scratch")
+    assert (report.status, report.accounts_checked, report.transactions_checked) == ("ok", 0, 0)
+    assert AccountItem.Meta.table_name == table
+
+
+@pytest.mark.parametrize("text", ["2026-13-01", "yesterday", "2026-1-1", 20260101, None])
+def test_a_bad_date_is_refused(text):
+    from chalicelib.domain.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest):
+        recon.parse_day(text, datetime(2026, 11, 23, tzinfo=UTC).date())
+
+
+def test_a_future_day_is_refused_today_is_not():
+    from chalicelib.domain.errors import InvalidRequest
+
+    today = datetime(2026, 11, 23, tzinfo=UTC).date()
+    assert recon.parse_day("2026-11-22", today) == "2026-11-22"
+    assert recon.parse_day("2026-11-23", today) == "2026-11-23"
+    with pytest.raises(InvalidRequest):
+        recon.parse_day("2026-11-24", today)
+
+
+def test_a_partial_day_is_replaced_by_the_run_after_the_day(store, ledger, clock):
+    alice, bob = ledger.open_user_account(), ledger.open_user_account()
+    clock.day = DAY1
+    ledger.fund(alice, 5_000)
+    recon.run(DAY1, store=store)
+    clock.day = DAY2
+    ledger.transfer(alice, bob, 1_000)
+    partial = recon.run(DAY2, store=store)  # "today", in the morning
+    assert (partial.status, partial.transactions_checked) == ("ok", 1)
+    ledger.transfer(bob, alice, 400)  # the afternoon
+    final = recon.run(DAY2, store=store)  # after the day ended
+    assert (final.status, final.transactions_checked) == ("ok", 2)
+    clock.day = DAY3
+    ledger.transfer(alice, bob, 1)
+    assert recon.run(DAY3, store=store).status == "ok"
+
+
+def test_a_rerun_that_finds_an_account_broken_drops_its_checkpoint_of_that_day(store, two_days):
+    recon.run(DAY1, store=store)
+    assert recon.run(DAY2, store=store).status == "ok"
+    carol = two_days["carol"]
+    assert carol in _checked_accounts(store, DAY2)
+    item = AccountItem.get(keys.account_pk(carol), keys.ACCOUNT_SK)
+    item.update(actions=[AccountItem.posted.set(7)])
+    assert recon.run(DAY2, store=store).status == "mismatch"
+    # Day 3 must not start from a checkpoint the totals no longer include.
+    assert carol not in _checked_accounts(store, DAY2)
+
+
+def test_the_shell_command_runs_a_day_and_the_full_check(table, two_days, capsys, monkeypatch):
+    from chalicelib.api import dependencies
+    from infra import reconcile
+
+    monkeypatch.setenv("TABLE_NAME", table)
+    request_cleanup = dependencies.reset  # the command binds the process-wide getters
+    assert reconcile.main(["--date", DAY1, "--no-stripe"]) == 0
+    assert json.loads(capsys.readouterr().out)["date"] == DAY1
+    assert reconcile.main(["--full"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "ok"
+    assert reconcile.main(["--date", "2999-01-01", "--no-stripe"]) == 2
+    request_cleanup()
+
+
+def test_money_moving_between_two_account_reads_does_not_unbalance_the_run(
+    store, two_days, ledger, clock
+):
+    """Accounts are read one after another: a transfer landing after Alice's entries were read
+    but before Bob's would count on one side only, unless every account closes at one instant."""
+    recon.run(DAY1, store=store)
+    clock.day = DAY2
+    started = parse_iso(clock())
+    alice, bob = two_days["alice"], two_days["bob"]
+    seen: list[str] = []
+
+    def between_reads(account_id: str) -> None:
+        if account_id in (alice, bob):
+            seen.append(account_id)
+            if len(seen) == 2:  # after the first of the two, before the second
+                ledger.transfer(alice, bob, 10)
+
+    report = recon.run(
+        DAY2,
+        store=store,
+        on_read=between_reads,
+        now=lambda: to_iso(started + recon.CUTOFF_MARGIN),
+    )
+
+    assert report.status == "ok", report.mismatches
+    assert len(seen) >= 2
