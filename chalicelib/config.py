@@ -49,10 +49,32 @@ class Settings:
     stripe_webhook_secret: str | None
     crypto_webhook_secret: str | None  # CRYPTO_WEBHOOK_SECRET: signs the gateway's webhooks
     crypto_address_secret: str | None  # CRYPTO_ADDRESS_SECRET: derives deposit addresses
+    # SECRETS_ID: name or ARN of a deployed stage's Secrets Manager secret holding the five
+    # secrets above by their variable names, read at first use (chalicelib/adapters/secrets.py);
+    # the environment wins over it.
+    secrets_id: str | None = None
+    # ALERT_TOPIC_ARN: the SNS topic a reconciliation mismatch is published to; unset: logged only.
+    alert_topic_arn: str | None = None
+    # CRYPTO_GATEWAY_URL: the crypto gateway's HTTP API (HttpCryptoGateway); unset: the offline
+    # LocalCryptoGateway (tests). The local stack points it at its fake gateway process.
+    crypto_gateway_url: str | None = None
 
     @property
     def is_local(self) -> bool:
         return self.stage == "local"
+
+    def secret(self, name: str, from_env: str | None) -> str | None:
+        """A secret by its variable name: the environment's value, else the stage's secret store
+        (``SECRETS_ID``, fetched once per container on first use), else None.
+
+        Raises:
+            chalicelib.adapters.secrets.SecretStoreError: the store cannot be read.
+        """
+        if from_env or not self.secrets_id:
+            return from_env
+        from chalicelib.adapters.secrets import secret_values  # botocore only when needed
+
+        return secret_values(self.secrets_id, self.region).get(name) or None
 
     def signing_keys_json(self) -> str:
         """The JWT signing keys; only the local and test stages may fall back to a public one.
@@ -60,8 +82,9 @@ class Settings:
         Raises:
             RuntimeError: a deployed stage has no JWT_SIGNING_KEYS.
         """
-        if self.jwt_signing_keys:
-            return self.jwt_signing_keys
+        keys = self.secret("JWT_SIGNING_KEYS", self.jwt_signing_keys)
+        if keys:
+            return keys
         if self.stage in ("local", "test"):
             return json.dumps({LOCAL_JWT_KID: LOCAL_JWT_SECRET})
         raise RuntimeError("JWT_SIGNING_KEYS is not set for this stage")
@@ -74,8 +97,10 @@ class Settings:
             RuntimeError: a deployed stage has no STRIPE_API_KEY or STRIPE_WEBHOOK_SECRET.
         """
         local = self.stage in ("local", "test")
-        key = self.stripe_api_key or (LOCAL_STRIPE_API_KEY if local else None)
-        secret = self.stripe_webhook_secret or (LOCAL_STRIPE_WEBHOOK_SECRET if local else None)
+        key = self.secret("STRIPE_API_KEY", self.stripe_api_key)
+        key = key or (LOCAL_STRIPE_API_KEY if local else None)
+        secret = self.secret("STRIPE_WEBHOOK_SECRET", self.stripe_webhook_secret)
+        secret = secret or (LOCAL_STRIPE_WEBHOOK_SECRET if local else None)
         if not key or not secret:
             raise RuntimeError("STRIPE_API_KEY or STRIPE_WEBHOOK_SECRET is not set for this stage")
         return key, secret
@@ -88,8 +113,10 @@ class Settings:
             RuntimeError: a deployed stage has no CRYPTO_WEBHOOK_SECRET or CRYPTO_ADDRESS_SECRET.
         """
         local = self.stage in ("local", "test")
-        webhook = self.crypto_webhook_secret or (LOCAL_CRYPTO_WEBHOOK_SECRET if local else None)
-        address = self.crypto_address_secret or (LOCAL_CRYPTO_ADDRESS_SECRET if local else None)
+        webhook = self.secret("CRYPTO_WEBHOOK_SECRET", self.crypto_webhook_secret)
+        webhook = webhook or (LOCAL_CRYPTO_WEBHOOK_SECRET if local else None)
+        address = self.secret("CRYPTO_ADDRESS_SECRET", self.crypto_address_secret)
+        address = address or (LOCAL_CRYPTO_ADDRESS_SECRET if local else None)
         if not webhook or not address:
             raise RuntimeError(
                 "CRYPTO_WEBHOOK_SECRET or CRYPTO_ADDRESS_SECRET is not set for this stage"
@@ -138,4 +165,7 @@ def get_settings() -> Settings:
         stripe_webhook_secret=os.environ.get("STRIPE_WEBHOOK_SECRET") or None,
         crypto_webhook_secret=os.environ.get("CRYPTO_WEBHOOK_SECRET") or None,
         crypto_address_secret=os.environ.get("CRYPTO_ADDRESS_SECRET") or None,
+        secrets_id=os.environ.get("SECRETS_ID") or None,
+        alert_topic_arn=os.environ.get("ALERT_TOPIC_ARN") or None,
+        crypto_gateway_url=os.environ.get("CRYPTO_GATEWAY_URL") or None,
     )
