@@ -45,11 +45,12 @@ from chalicelib.domain.accounts import OwnerType, PlatformAccount, PlatformKind,
 from chalicelib.domain.errors import (
     DepositNotFound,
     InvalidState,
+    NotReversible,
     UnsupportedCurrency,
     WebhookEventSeen,
 )
 from chalicelib.domain.money import currency, parse_amount
-from chalicelib.domain.transactions import TransactionType, derive_transaction_id
+from chalicelib.domain.transactions import Transaction, TransactionType, derive_transaction_id
 from chalicelib.domain.users import User
 from chalicelib.services import inbox
 from chalicelib.services.ledger import LedgerService, PostingRequest
@@ -88,6 +89,7 @@ class Deposit:
     client_secret: str | None = None  # only when just created (never stored)
     refund_reserved: int = 0  # refunds succeeded or in flight
     refunded_amount: int = 0  # refunds succeeded
+    rolled_back_by: str | None = None  # the reversal, when an admin rolled the deposit back
 
     @property
     def public_status(self) -> str:
@@ -112,6 +114,7 @@ def _from_item(item: DepositItem) -> Deposit:
         credited_amount=None if item.credited_amount is None else int(item.credited_amount),
         refund_reserved=int(item.refund_reserved or 0),
         refunded_amount=int(item.refunded_amount or 0),
+        rolled_back_by=item.rolled_back_by,
     )
 
 
@@ -176,6 +179,7 @@ def create_card_deposit(
         client_secret=intent.client_secret,
         refund_reserved=deposit.refund_reserved,
         refunded_amount=deposit.refunded_amount,
+        rolled_back_by=deposit.rolled_back_by,
     )
 
 
@@ -283,6 +287,29 @@ def _succeeded(ledger: LedgerService, gateway: PaymentGateway, event: WebhookEve
         # Another event about the same payment credited it already.
         return inbox.record(PROVIDER, event, DUPLICATE, txn_id)
     return CREDITED
+
+
+def rollback_guard(transaction: Transaction, reversal_id: str) -> ExtraWrite | None:
+    """For the rollback of a card deposit's transaction: marks the deposit rolled back in the
+    same write, and refuses (NotReversible) when a refund is reserved or made, so the money cannot
+    leave the wallet twice (once by the rollback, once by a refund or a lost dispute)."""
+    deposit_id = transaction.metadata.get("deposit_id")
+    if transaction.type is not TransactionType.DEPOSIT or not deposit_id:
+        return None
+    return ExtraWrite(
+        model=_key(deposit_id),
+        condition=(
+            DepositItem.refund_reserved.does_not_exist() | (DepositItem.refund_reserved == 0)
+        )
+        & DepositItem.rolled_back_by.does_not_exist(),
+        error=NotReversible(
+            f"deposit {deposit_id} has refunds: refund the rest instead of rolling it back"
+        ),
+        actions=[
+            DepositItem.rolled_back_by.set(reversal_id),
+            DepositItem.updated_at.set(now_iso()),
+        ],
+    )
 
 
 def _failed(gateway: PaymentGateway, event: WebhookEvent) -> str:

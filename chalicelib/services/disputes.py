@@ -5,8 +5,9 @@
   user has already spent part of it, only what is ``available`` is held (a user account never goes
   below zero except by an admin's forced rollback, DESIGN.md guarantee 3); the dispute item
   records the shortfall, which is the platform's exposure, and the audit event names it.
-* ``charge.dispute.closed``: ``won`` releases the hold (void); ``lost`` (and any other closing
-  status in which the money stays with the card holder) posts it: the money has left Stripe.
+* ``charge.dispute.closed``: ``lost`` posts the hold (the money has left Stripe); ``won`` and
+  every other closing status (``warning_closed``: an inquiry that never withdrew funds;
+  ``charge_refunded``) release it.
 
 Which deposit: the dispute's PaymentIntent is re-fetched from Stripe and its metadata names the
 deposit (and the user), exactly as for a payment. The dispute's own fields (amount, status) are
@@ -85,10 +86,14 @@ def handle(ledger: LedgerService, gateway: PaymentGateway, event: WebhookEvent) 
         if get(dispute_id) is not None:
             return inbox.record(deposits.PROVIDER, event, inbox.DUPLICATE, dispute_id)
         return _open(ledger, gateway, event, marker=True) or inbox.DUPLICATE
-    status = str(obj.get("status") or "")
-    if get(dispute_id) is None and _open(ledger, gateway, event, marker=False) is None:
+    status = str(obj.get("status") or "closed")
+    if (
+        get(dispute_id) is None
+        and _open(ledger, gateway, event, marker=False) is None
+        and get(dispute_id) is None  # a concurrent `created` may have opened it meanwhile
+    ):
         return inbox.record(deposits.PROVIDER, event, deposits.UNMATCHED, dispute_id)
-    return _close(ledger, event, won=status == WON)
+    return _close(ledger, event, status)
 
 
 def _open(
@@ -117,6 +122,8 @@ def _open(
     for _ in range(MAX_ATTEMPTS):
         account = ledger.repository.read([wallet]).accounts.get(wallet)
         held = max(0, min(amount, account.available if account else 0))
+        if deposit.rolled_back_by:
+            held = 0  # an admin already took the deposit back from the wallet
         item = DisputeItem(
             keys.dispute_pk(dispute_id),
             keys.DISPUTE_SK,
@@ -166,11 +173,14 @@ def _open(
     raise VersionConflict(f"could not hold the disputed amount of {dispute_id}")
 
 
-def _close(ledger: LedgerService, event: WebhookEvent, *, won: bool) -> str:
+def _close(ledger: LedgerService, event: WebhookEvent, status: str) -> str:
+    """``lost`` posts the hold (the money left Stripe); every other closing status (``won``,
+    ``warning_closed`` for an inquiry that never withdrew funds, ``charge_refunded``...) voids it,
+    so the user is never charged for a dispute the platform did not lose."""
     item = get(str(event.object_id))
     if item is None:
         return inbox.record(deposits.PROVIDER, event, deposits.UNMATCHED, event.object_id)
-    status = WON if won else LOST
+    won = status != LOST
     update = ExtraWrite(
         DisputeItem(keys.dispute_pk(item.dispute_id), keys.DISPUTE_SK),
         DisputeItem.status == OPEN,

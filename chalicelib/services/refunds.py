@@ -178,6 +178,8 @@ def _hold(
 ) -> Refund:
     if deposit.status != deposits.SUCCEEDED or not deposit.credited_amount:
         raise InvalidState(f"deposit {deposit.id} is {deposit.status}: nothing to refund")
+    if deposit.rolled_back_by:
+        raise InvalidState(f"deposit {deposit.id} was rolled back: nothing left to refund")
     left = refundable(deposit)
     minor = left if amount is None else parse_amount(amount, deposit.currency)
     if minor <= 0 or minor > left:
@@ -217,6 +219,7 @@ def _hold(
     reserve = ExtraWrite(
         model=DepositItem(keys.deposit_pk(deposit.id), keys.DEPOSIT_SK),
         condition=(DepositItem.status == deposits.SUCCEEDED)
+        & DepositItem.rolled_back_by.does_not_exist()
         & (
             DepositItem.refund_reserved.does_not_exist()
             | (DepositItem.refund_reserved <= deposit.credited_amount - minor)

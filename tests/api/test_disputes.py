@@ -55,7 +55,10 @@ def spend(client, people, amount: str) -> None:
     assert response.status_code == 201
 
 
-@pytest.mark.parametrize(("status", "after"), [("won", (2500, 2500)), ("lost", (0, 0))])
+@pytest.mark.parametrize(
+    ("status", "after"),
+    [("won", (2500, 2500)), ("lost", (0, 0)), ("warning_closed", (2500, 2500))],
+)
 def test_a_dispute_holds_the_amount_then_releases_or_takes_it(
     api_client, people, stripe, status, after
 ):

@@ -421,3 +421,38 @@ def test_refund_refusals(api_client, people, stripe):
         assert (response.status_code, body["error"]["code"]) == (status, code), body
     assert usd(people) == (2500, 2500)
     assert stripe.create_calls == 0
+
+
+# -- rollback and refund never both take the money back -------------------------------------------
+def rollback(client, token: str, transaction_id: str, key: str = "rb1"):
+    path = f"/v1/admin/transactions/{transaction_id}/rollback"
+    return call(client, "POST", path, token, {"reason": "fraud"}, key)
+
+
+def test_a_rolled_back_deposit_cannot_be_refunded(api_client, people, stripe):
+    d = credited(api_client, people, stripe)
+    credited(api_client, people, stripe, "100.00")  # the wallet alone would allow the refund
+    txn_id = deposits.get(d["id"]).transaction_id
+
+    response, body = rollback(api_client, people["admin"], txn_id)
+    assert response.status_code == 201, body
+    response, body = refund(api_client, people["admin"], d["id"])
+
+    assert (response.status_code, body["error"]["code"]) == (409, "invalid_state")
+    assert usd(people) == (10000, 10000)
+    assert stripe.create_calls == 0
+    check_guarantees(people["table"])
+
+
+def test_a_refunded_deposit_cannot_be_rolled_back(api_client, people, stripe):
+    d = credited(api_client, people, stripe)
+    credited(api_client, people, stripe, "100.00")
+    assert refund(api_client, people["admin"], d["id"], amount="5.00")[0].status_code == 201
+    txn_id = deposits.get(d["id"]).transaction_id
+
+    response, body = rollback(api_client, people["admin"], txn_id)
+
+    assert (response.status_code, body["error"]["code"]) == (409, "not_reversible")
+    assert usd(people) == (12000, 12000)
+    assert not any(i.get("type") == "reversal" for i in scan(people["table"]))
+    check_guarantees(people["table"])
