@@ -4,7 +4,9 @@
 implementation: deterministic and offline. Its addresses are an HMAC of user and currency under
 ``CRYPTO_ADDRESS_SECRET``, shaped like the real thing (``bc1q...`` for BTC, ``0x...`` for ETH and
 USDT) but not valid on any chain; its payouts are remembered in memory and never leave the
-process. A real gateway client implements the same two methods.
+process. ``HttpCryptoGateway`` (``crypto_gateway_http.py``) implements the same two methods over
+HTTP; the API uses it when ``CRYPTO_GATEWAY_URL`` is set (the local stack's fake gateway process
+answers with the same addresses).
 
 Webhooks carry ``X-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>``;
 ``sign`` builds that header (the local fake gateway and the tests use it), the webhook service

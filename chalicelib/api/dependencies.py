@@ -138,11 +138,26 @@ def get_payment_gateway():  # type: ignore[no-untyped-def]
 
 @cache
 def get_crypto_gateway():  # type: ignore[no-untyped-def]
-    """The crypto gateway: the deterministic, offline ``LocalCryptoGateway`` (no real client
-    yet; a deployed stage needs one)."""
+    """The crypto gateway: ``HttpCryptoGateway`` at ``CRYPTO_GATEWAY_URL`` when it is set (the
+    local stack's fake gateway process, or a real gateway), else the deterministic, offline
+    ``LocalCryptoGateway``, on the local and test stages only: a deployed stage without a gateway
+    must not hand out addresses that exist on no chain or "send" payouts into memory.
+
+    Raises:
+        ProviderUnavailable: a deployed stage has no ``CRYPTO_GATEWAY_URL``.
+    """
+    settings = get_settings()
+    if settings.crypto_gateway_url:
+        from chalicelib.adapters.crypto_gateway_http import HttpCryptoGateway
+
+        return HttpCryptoGateway(settings.crypto_gateway_url)
+    if settings.stage not in ("local", "test"):
+        from chalicelib.domain.errors import ProviderUnavailable
+
+        raise ProviderUnavailable(f"no crypto gateway is configured for stage {settings.stage}")
     from chalicelib.adapters.crypto_gateway import LocalCryptoGateway
 
-    _, address_secret = get_settings().crypto_secrets()
+    _, address_secret = settings.crypto_secrets()
     return LocalCryptoGateway(address_secret)
 
 

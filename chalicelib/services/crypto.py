@@ -32,7 +32,12 @@ from typing import Any
 from pynamodb.exceptions import PutError
 
 from chalicelib.adapters.clock import now_iso
-from chalicelib.adapters.crypto_gateway import DEPOSIT_CURRENCIES, CryptoGateway, signature
+from chalicelib.adapters.crypto_gateway import (
+    DEPOSIT_CURRENCIES,
+    CryptoGateway,
+    CryptoGatewayError,
+    signature,
+)
 from chalicelib.adapters.dynamo import keys
 from chalicelib.adapters.dynamo.ledger_repository import ExtraWrite
 from chalicelib.adapters.dynamo.models import (
@@ -46,6 +51,7 @@ from chalicelib.domain.errors import (
     InvalidAmount,
     InvalidState,
     InvalidWebhook,
+    ProviderUnavailable,
     TransactionExistsWithDifferentFields,
     UnsupportedCurrency,
     WebhookEventSeen,
@@ -53,7 +59,7 @@ from chalicelib.domain.errors import (
 from chalicelib.domain.money import currency, parse_amount
 from chalicelib.domain.transactions import TransactionType, derive_transaction_id
 from chalicelib.domain.users import User
-from chalicelib.services import inbox, withdrawals
+from chalicelib.services import inbox, payouts, withdrawals
 from chalicelib.services.ledger import LedgerService, PostingRequest
 
 PROVIDER = "crypto"
@@ -73,12 +79,15 @@ def deposit_address(gateway: CryptoGateway, user: User, currency_code: Any) -> t
     """The user's deposit address for a currency: ``(currency, address)``, always the same.
 
     Raises UnsupportedCurrency (USD, or unknown), InvalidState (the address belongs to someone
-    else: the gateway broke its promise).
+    else: the gateway broke its promise), ProviderUnavailable (the gateway failed: retry).
     """
     code = currency(currency_code).code
     if code not in DEPOSIT_CURRENCIES:
         raise UnsupportedCurrency(f"{code} cannot be deposited by crypto transfer")
-    address = gateway.deposit_address(user.id, code)
+    try:
+        address = gateway.deposit_address(user.id, code)
+    except CryptoGatewayError as exc:
+        raise ProviderUnavailable("the crypto gateway could not be reached; retry later") from exc
     item = CryptoAddressItem(
         keys.crypto_address_pk(code, address),
         keys.CRYPTO_ADDRESS_SK,
@@ -238,7 +247,8 @@ def _settle_withdrawal(ledger: LedgerService, event: Event, *, completed: bool) 
             model=PayoutItem(keys.payout_pk(w.id), keys.PAYOUT_SK),
             condition=PayoutItem.PK.exists(),
             error=InvalidState(f"withdrawal {w.id} has no payout request"),
-            actions=[PayoutItem.status.set(status)],
+            # Settled: out of the "still to send" index (the retry must not send it).
+            actions=[PayoutItem.status.set(status), *payouts.leave_index_actions()],
         ),
         inbox.entry(PROVIDER, event, status, w.id),
     ]

@@ -2,8 +2,8 @@
 
 Life of a withdrawal: ``pending_review`` (the amount is held: ``available`` drops, ``posted`` does
 not) -> ``processing`` (approved; a payout request is queued for the crypto gateway in the same
-write, then handed to the gateway) -> ``completed`` / ``failed`` (the gateway's webhooks,
-``chalicelib/services/crypto.py``); or
+write, then handed to the gateway, or later by the retry: ``chalicelib/services/payouts.py``) ->
+``completed`` / ``failed`` (the gateway's webhooks, ``chalicelib/services/crypto.py``); or
 ``pending_review`` -> ``cancelled`` (by the user) / ``rejected`` (by an admin), which void the hold.
 Every transition is a conditional write on the current status, in the same transaction as the
 hold's change, so two decisions cannot both happen.
@@ -15,7 +15,6 @@ requests cannot exceed it either. Cancelled and rejected amounts are given back 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import secrets
@@ -24,10 +23,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from aws_lambda_powertools import Logger
-from pynamodb.exceptions import UpdateError
 
 from chalicelib.adapters.clock import now_iso
-from chalicelib.adapters.crypto_gateway import CryptoGateway, Payout
+from chalicelib.adapters.crypto_gateway import CryptoGateway
 from chalicelib.adapters.dynamo import cursors, keys
 from chalicelib.adapters.dynamo.ledger_repository import ExtraWrite
 from chalicelib.adapters.dynamo.models import (
@@ -51,6 +49,7 @@ from chalicelib.domain.errors import (
 from chalicelib.domain.money import currency, parse_amount
 from chalicelib.domain.transactions import TransactionType, derive_transaction_id
 from chalicelib.domain.users import AuditEvent, User
+from chalicelib.services import payouts
 from chalicelib.services.ledger import LedgerService, PostingRequest
 
 logger = Logger(child=True)
@@ -329,6 +328,7 @@ def approve(
     transition = _transition(w, PROCESSING, by=admin.id, reason=None)
     write = AtomicWrite()
     write.update(transition.model, transition.actions or [], transition.condition, transition.error)
+    requested_at = now_iso()
     payout = PayoutItem(
         keys.payout_pk(w.id),
         keys.PAYOUT_SK,
@@ -338,7 +338,9 @@ def approve(
         amount=w.amount,
         destination=w.destination,
         status="requested",
-        requested_at=now_iso(),
+        requested_at=requested_at,
+        # In the "still to send" index until handed over: the retry finds it there.
+        **payouts.requested_index_keys(requested_at, w.id),
     )
     write.put(payout, PayoutItem.PK.does_not_exist(), InvalidState("payout already requested"))
     write.put(AuditItem.from_domain(_event("withdrawal.approved", admin.id, w, ip)), None, None)
@@ -351,34 +353,11 @@ def approve(
 def send_payout(gateway: CryptoGateway, withdrawal_id: str) -> bool:
     """Hand a ``requested`` payout to the gateway and mark it ``sent``; safe to call again.
 
-    The gateway's idempotency key is the withdrawal id, so a retry after a lost answer sends one
-    payout. Returns False (and logs) if the gateway failed: the request stays ``requested``.
+    True if the gateway has it (now or before). False if it is not owed, another sender is
+    handing it over right now, or the gateway failed (logged): then the request stays
+    ``requested`` and ``payouts.retry_requested`` sends it later.
     """
-    try:
-        item = PayoutItem.get(keys.payout_pk(withdrawal_id), keys.PAYOUT_SK, consistent_read=True)
-    except PayoutItem.DoesNotExist:
-        return False
-    if item.status != "requested":
-        return item.status == "sent"
-    payout = Payout(
-        withdrawal_id=item.withdrawal_id,
-        currency=item.currency,
-        amount=int(item.amount),
-        destination=item.destination,
-    )
-    try:
-        gateway.request_payout(payout)
-    except Exception:
-        # Whatever went wrong, the approval stands and the outbox row says what is owed.
-        logger.exception("payout hand-off failed", extra={"withdrawal_id": withdrawal_id})
-        return False
-    # A concurrent send, or the gateway's webhook, may have moved it on already.
-    with contextlib.suppress(UpdateError):
-        item.update(
-            actions=[PayoutItem.status.set("sent"), PayoutItem.sent_at.set(now_iso())],
-            condition=PayoutItem.status == "requested",
-        )
-    return True
+    return payouts.hand_off(gateway, withdrawal_id) in (payouts.HANDED_OVER, payouts.ALREADY_SENT)
 
 
 def _reason(reason: str) -> str:

@@ -2,7 +2,7 @@
 
     python -m infra.local.stack
 
-starts three services, each bound to 127.0.0.1, each in a process (and process group) of its own,
+starts four services, each bound to 127.0.0.1, each in a process (and process group) of its own,
 each only once the one before it answers:
 
 ========  ======================  ====================  =========================================
@@ -14,9 +14,20 @@ dynamodb  http://127.0.0.1:8001   LEDGER_DYNAMODB_PORT  moto server, every Dynam
 stripe    http://127.0.0.1:8002   LEDGER_STRIPE_PORT    localstripe, empty, with the API's webhook
                                                         endpoint registered under
                                                         ``STRIPE_WEBHOOK_SECRET`` (whsec_local)
+crypto    http://127.0.0.1:8003   LEDGER_CRYPTO_PORT    the fake crypto gateway
+                                                        (``infra.local.crypto_gateway_server``):
+                                                        addresses, payouts, signed webhooks to
+                                                        the API (``CRYPTO_WEBHOOK_SECRET``)
 api       http://127.0.0.1:8000   LEDGER_API_PORT       the Chalice app, stage ``local``
-                                                        (``chalice local``), 404-aware gateway
+                                                        (``chalice local``), 404-aware gateway,
+                                                        ``CRYPTO_GATEWAY_URL`` -> crypto
 ========  ======================  ====================  =========================================
+
+Real Stripe test mode: with ``STRIPE_API_KEY`` (a test key, ``sk_test_...`` or ``rk_test_...``) in
+the environment, localstripe is not started, the API talks to Stripe itself (no
+``STRIPE_API_BASE``) with that key, and ``STRIPE_WEBHOOK_SECRET`` must be set too (the stack
+refuses to start without it): it is the secret ``stripe listen --forward-to
+http://127.0.0.1:<api port>/v1/webhooks/stripe`` prints, which the stack reminds of at start-up.
 
 Between the table and the API, ``infra.local.seed`` (run once, with the API's environment)
 verifies the mail sender in moto's SES and creates the admin ``admin@local.test`` (password
@@ -24,7 +35,7 @@ verifies the mail sender in moto's SES and creates the admin ``admin@local.test`
 moto's SES (``SES_ENDPOINT``) and also writes each message as an ``.eml`` file into the mail
 folder, ``LEDGER_MAIL_DIR`` (default ``.local/mail`` in the project).
 
-Ctrl-C (SIGINT), SIGTERM or SIGHUP stops all three, newest first (SIGTERM to each process group,
+Ctrl-C (SIGINT), SIGTERM or SIGHUP stops them all, newest first (SIGTERM to each process group,
 SIGKILL after a grace period), and exits 0. A port already in use, or a service that dies or does
 not answer, stops everything and exits 1 with a message naming the service. Each child also
 stops by itself if this supervisor disappears without stopping it (killed with SIGKILL), so
@@ -32,7 +43,7 @@ nothing is orphaned.
 
 This module is also the entry point of the dynamodb and api children
 (``python -m infra.local.stack --serve dynamodb|api PORT``); localstripe's is
-``infra.local.localstripe_server``.
+``infra.local.localstripe_server``, the fake crypto gateway's ``infra.local.crypto_gateway_server``.
 """
 
 from __future__ import annotations
@@ -65,6 +76,11 @@ DEFAULT_TABLE_NAME = "ledger-local"
 DEFAULT_STRIPE_WEBHOOK_SECRET = "whsec_local"  # noqa: S105
 LOCAL_STRIPE_API_KEY = "sk_test_local"
 DEFAULT_CRYPTO_WEBHOOK_SECRET = "crypto_local"  # noqa: S105
+DEFAULT_CRYPTO_ADDRESS_SECRET = "crypto-address-local"  # noqa: S105
+CRYPTO_WEBHOOK_PATH = "/v1/webhooks/crypto"
+# Real Stripe test mode (STRIPE_API_KEY set): only test keys, never a live one.
+STRIPE_TEST_KEY_PREFIXES = ("sk_test_", "rk_test_")
+REAL_STRIPE_URL = "https://api.stripe.com"
 STRIPE_WEBHOOK_ID = "ledger-local"
 STRIPE_WEBHOOK_PATH = "/v1/webhooks/stripe"
 MAIL_DIR_VARIABLE = "LEDGER_MAIL_DIR"
@@ -90,6 +106,8 @@ API_ENV_NAMES = (
     "STRIPE_API_KEY",
     "STRIPE_WEBHOOK_SECRET",
     "CRYPTO_WEBHOOK_SECRET",
+    "CRYPTO_ADDRESS_SECRET",
+    "CRYPTO_GATEWAY_URL",
     "SES_ENDPOINT",
     "MAIL_DIR",
     "PUBLIC_BASE_URL",
@@ -107,6 +125,7 @@ PORT_SETTINGS = (
     PortSetting("api", "LEDGER_API_PORT", 8000),
     PortSetting("dynamodb", "LEDGER_DYNAMODB_PORT", 8001),
     PortSetting("stripe", "LEDGER_STRIPE_PORT", 8002),
+    PortSetting("crypto", "LEDGER_CRYPTO_PORT", 8003),
 )
 
 
@@ -119,6 +138,27 @@ class StackConfig:
     stripe_webhook_secret: str
     crypto_webhook_secret: str
     mail_dir: Path
+    crypto_port: int = 8003
+    crypto_address_secret: str = DEFAULT_CRYPTO_ADDRESS_SECRET
+    # Set: real Stripe test mode with this key (no localstripe); None: localstripe.
+    stripe_api_key: str | None = None
+
+    @property
+    def real_stripe(self) -> bool:
+        return self.stripe_api_key is not None
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """The port of each service this stack starts (no stripe in real Stripe test mode)."""
+        ports = {
+            "api": self.api_port,
+            "dynamodb": self.dynamodb_port,
+            "stripe": self.stripe_port,
+            "crypto": self.crypto_port,
+        }
+        if self.real_stripe:
+            del ports["stripe"]
+        return ports
 
     @property
     def api_url(self) -> str:
@@ -132,6 +172,15 @@ class StackConfig:
     def stripe_url(self) -> str:
         return f"http://{HOST}:{self.stripe_port}"
 
+    @property
+    def crypto_url(self) -> str:
+        return f"http://{HOST}:{self.crypto_port}"
+
+    @property
+    def stripe_forwarding(self) -> str:
+        """How Stripe's test-mode webhooks reach this API (real Stripe test mode)."""
+        return f"stripe listen --forward-to {self.api_url}{STRIPE_WEBHOOK_PATH}"
+
 
 class StackError(Exception):
     """The stack cannot run; the message says which service and why."""
@@ -142,7 +191,8 @@ class StopRequested(Exception):
 
 
 def read_config(environ: Mapping[str, str]) -> StackConfig:
-    """Ports, table name, secrets and the mail folder from the environment."""
+    """Ports, table name, secrets, the mail folder and the Stripe mode from the environment."""
+    stripe_api_key = _stripe_mode(environ)
     ports: dict[str, int] = {}
     for setting in PORT_SETTINGS:
         raw = environ.get(setting.variable, "").strip()
@@ -152,8 +202,9 @@ def read_config(environ: Mapping[str, str]) -> StackConfig:
         if not raw.isdigit() or not 0 < int(raw) < 65536:
             raise StackError(f"{setting.variable}={raw!r} is not a TCP port number (1-65535)")
         ports[setting.service] = int(raw)
-    if len(set(ports.values())) != len(ports):
-        names = ", ".join(f"{s.variable}={ports[s.service]}" for s in PORT_SETTINGS)
+    used = [s for s in PORT_SETTINGS if not (stripe_api_key and s.service == "stripe")]
+    if len({ports[s.service] for s in used}) != len(used):
+        names = ", ".join(f"{s.variable}={ports[s.service]}" for s in used)
         raise StackError(f"each service needs a port of its own, got {names}")
     return StackConfig(
         api_port=ports["api"],
@@ -164,7 +215,34 @@ def read_config(environ: Mapping[str, str]) -> StackConfig:
         crypto_webhook_secret=environ.get("CRYPTO_WEBHOOK_SECRET") or DEFAULT_CRYPTO_WEBHOOK_SECRET,
         # Absolute: the API runs in the project directory, not necessarily the caller's.
         mail_dir=Path(environ.get(MAIL_DIR_VARIABLE) or DEFAULT_MAIL_DIR).expanduser().resolve(),
+        crypto_port=ports["crypto"],
+        crypto_address_secret=environ.get("CRYPTO_ADDRESS_SECRET") or DEFAULT_CRYPTO_ADDRESS_SECRET,
+        stripe_api_key=stripe_api_key,
     )
+
+
+def _stripe_mode(environ: Mapping[str, str]) -> str | None:
+    """The Stripe test key for real Stripe test mode, or None for localstripe.
+
+    Raises StackError for a key that is not a test key, or a missing webhook secret (without it
+    no webhook from Stripe could be verified, so no card deposit would ever be credited).
+    """
+    key = environ.get("STRIPE_API_KEY", "").strip()
+    if not key:
+        return None
+    if not key.startswith(STRIPE_TEST_KEY_PREFIXES):
+        raise StackError(
+            "STRIPE_API_KEY is not a Stripe test key (sk_test_... or rk_test_...); the local "
+            "stack never uses a live key. Unset it to use localstripe."
+        )
+    if not environ.get("STRIPE_WEBHOOK_SECRET", "").strip():
+        raise StackError(
+            "STRIPE_API_KEY is set (real Stripe test mode) but STRIPE_WEBHOOK_SECRET is not. Run "
+            f"`stripe listen --forward-to http://{HOST}:<LEDGER_API_PORT, 8000>"
+            f"{STRIPE_WEBHOOK_PATH}` and set STRIPE_WEBHOOK_SECRET to the whsec_... secret it "
+            "prints; or unset STRIPE_API_KEY to use localstripe."
+        )
+    return key
 
 
 def port_is_free(port: int) -> bool:
@@ -180,8 +258,10 @@ def port_is_free(port: int) -> bool:
 
 
 def check_ports_free(config: StackConfig) -> None:
-    ports = {"api": config.api_port, "dynamodb": config.dynamodb_port, "stripe": config.stripe_port}
+    ports = config.ports
     for setting in PORT_SETTINGS:
+        if setting.service not in ports:
+            continue
         port = ports[setting.service]
         if not port_is_free(port):
             raise StackError(
@@ -233,17 +313,38 @@ class Supervisor:
         self._make_mail_dir()
         self._seed()
 
-        stripe = self._spawn("stripe", ["infra.local.localstripe_server"])
-        balance = f"{config.stripe_url}/v1/balance"
-        self._wait_until("stripe", stripe, lambda: http_status(balance) is not None)
-        webhook_url = self._register_stripe_webhook()
-        self._announce("stripe", config.stripe_url, f"webhook -> {webhook_url}")
+        if config.real_stripe:
+            self._announce(
+                "stripe",
+                REAL_STRIPE_URL,
+                "real Stripe test mode (STRIPE_API_KEY); forward its webhooks with: "
+                f"{config.stripe_forwarding} "
+                "(the whsec_... secret it prints goes into STRIPE_WEBHOOK_SECRET)",
+            )
+        else:
+            stripe = self._spawn("stripe", ["infra.local.localstripe_server"])
+            balance = f"{config.stripe_url}/v1/balance"
+            self._wait_until("stripe", stripe, lambda: http_status(balance) is not None)
+            webhook_url = self._register_stripe_webhook()
+            self._announce("stripe", config.stripe_url, f"webhook -> {webhook_url}")
+
+        crypto = self._spawn(
+            "crypto", ["infra.local.crypto_gateway_server"], self._crypto_gateway_env()
+        )
+        crypto_health = f"{config.crypto_url}/health"
+        self._wait_until("crypto", crypto, lambda: http_status(crypto_health) == 200)
+        self._announce(
+            "crypto",
+            config.crypto_url,
+            f"fake gateway, webhooks -> {config.api_url}{CRYPTO_WEBHOOK_PATH}",
+        )
 
         api = self._spawn(
             "api",
             ["infra.local.stack", "--serve", "api"],
             self._api_env(),
-            without=REAL_AWS_SESSION_ENV,
+            # In real Stripe test mode nothing may point the API at another Stripe.
+            without=REAL_AWS_SESSION_ENV + (("STRIPE_API_BASE",) if config.real_stripe else ()),
         )
         health = f"{config.api_url}/health"
         self._wait_until("api", api, lambda: http_status(health) == 200)
@@ -291,11 +392,7 @@ class Supervisor:
     ) -> Child:
         if self.stop_requested.is_set():
             raise StopRequested
-        port = {
-            "api": self.config.api_port,
-            "dynamodb": self.config.dynamodb_port,
-            "stripe": self.config.stripe_port,
-        }[name]
+        port = self.config.ports[name]
         process = subprocess.Popen(
             [sys.executable, "-m", *module_args, str(port)],
             cwd=PROJECT_DIR,
@@ -419,29 +516,48 @@ class Supervisor:
         return webhook_url
 
     def _api_env(self) -> dict[str, str]:
+        return api_environment(self.config)
+
+    def _crypto_gateway_env(self) -> dict[str, str]:
         config = self.config
         return {
-            "STAGE": API_STAGE,
-            "TABLE_NAME": config.table_name,
-            "DYNAMODB_ENDPOINT": config.dynamodb_url,
-            "AWS_REGION": REGION,
-            "AWS_DEFAULT_REGION": REGION,
-            # Fake credentials: the API must never sign requests with real ones, even locally.
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
-            "STRIPE_API_BASE": config.stripe_url,
-            "STRIPE_API_KEY": LOCAL_STRIPE_API_KEY,  # localstripe accepts any key
-            "STRIPE_WEBHOOK_SECRET": config.stripe_webhook_secret,
+            "CRYPTO_WEBHOOK_URL": f"{config.api_url}{CRYPTO_WEBHOOK_PATH}",
             "CRYPTO_WEBHOOK_SECRET": config.crypto_webhook_secret,
-            # moto's server answers every AWS service on its port, SES included.
-            "SES_ENDPOINT": config.dynamodb_url,
-            "MAIL_DIR": str(config.mail_dir),
-            "PUBLIC_BASE_URL": config.api_url,
+            "CRYPTO_ADDRESS_SECRET": config.crypto_address_secret,
         }
 
     @staticmethod
     def _announce(name: str, url: str, detail: str) -> None:
         print(f"{name:<9}{url:<24}{detail}", flush=True)
+
+
+def api_environment(config: StackConfig) -> dict[str, str]:
+    """What the API process (and the seed, and ``infra.local.retry_payouts``) runs with."""
+    if config.real_stripe:
+        # Stripe itself: the developer's test key, and no STRIPE_API_BASE.
+        stripe = {"STRIPE_API_KEY": config.stripe_api_key or ""}
+    else:
+        # localstripe, which accepts any key.
+        stripe = {"STRIPE_API_BASE": config.stripe_url, "STRIPE_API_KEY": LOCAL_STRIPE_API_KEY}
+    return {
+        "STAGE": API_STAGE,
+        "TABLE_NAME": config.table_name,
+        "DYNAMODB_ENDPOINT": config.dynamodb_url,
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        # Fake credentials: the API must never sign requests with real ones, even locally.
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        **stripe,
+        "STRIPE_WEBHOOK_SECRET": config.stripe_webhook_secret,
+        "CRYPTO_WEBHOOK_SECRET": config.crypto_webhook_secret,
+        "CRYPTO_ADDRESS_SECRET": config.crypto_address_secret,
+        "CRYPTO_GATEWAY_URL": config.crypto_url,
+        # moto's server answers every AWS service on its port, SES included.
+        "SES_ENDPOINT": config.dynamodb_url,
+        "MAIL_DIR": str(config.mail_dir),
+        "PUBLIC_BASE_URL": config.api_url,
+    }
 
 
 def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:

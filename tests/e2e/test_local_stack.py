@@ -1,8 +1,9 @@
 """The local stack, as a developer runs it: ``python -m infra.local.stack`` on free 127.0.0.1 ports.
 
 It must answer health and the 404 envelope through HTTP, serve the Stripe fake and the table, let
-the seeded admin log in with a TOTP code and mail a reset token into the mail folder, and stop
-completely on Ctrl-C: exit 0, every child gone, every port free again.
+the seeded admin log in with a TOTP code and mail a reset token into the mail folder, move crypto
+in and out through the fake crypto gateway process with exact balances, and stop completely on
+Ctrl-C: exit 0, every child gone, every port free again.
 
 The stack starts once for the module (``stack``); the tests that use it run in file order, and
 the last one stops it.
@@ -115,18 +116,27 @@ class Stack:
     stripe: int
     log: Path
     mail_dir: Path
+    crypto: int = 0
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
 
-def start_stack(tmp_path: Path, api: int, dynamodb: int, stripe: int) -> Stack:
+# A developer's real Stripe test mode must not leak into the tests: they reach only 127.0.0.1.
+NOT_INHERITED = ("STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE", "CRYPTO_GATEWAY_URL")
+
+
+def start_stack(
+    tmp_path: Path, api: int, dynamodb: int, stripe: int, crypto: int | None = None
+) -> Stack:
     mail_dir = tmp_path / "mail"  # the stack creates it
+    crypto = crypto or free_ports(1)[0]
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k not in NOT_INHERITED},
         "LEDGER_API_PORT": str(api),
         "LEDGER_DYNAMODB_PORT": str(dynamodb),
         "LEDGER_STRIPE_PORT": str(stripe),
+        "LEDGER_CRYPTO_PORT": str(crypto),
         "LEDGER_MAIL_DIR": str(mail_dir),
         "TABLE_NAME": "ledger-e2e",
     }
@@ -140,7 +150,7 @@ def start_stack(tmp_path: Path, api: int, dynamodb: int, stripe: int) -> Stack:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    return Stack(process, api, dynamodb, stripe, log, mail_dir)
+    return Stack(process, api, dynamodb, stripe, log, mail_dir, crypto)
 
 
 @pytest.fixture(scope="module")
@@ -207,15 +217,11 @@ def test_the_stack_serves_the_api_stripe_and_the_table(stack: Stack):
     assert "ledger-e2e" in dynamodb.list_tables()["TableNames"]
 
 
-def test_the_seeded_admin_logs_in_with_totp_and_gets_a_reset_mail(stack: Stack):
-    require_running(stack)
-    api = f"http://{HOST}:{stack.api}"
-    output = stack.output()
-    assert f"TOTP secret {ADMIN_TOTP_SECRET}" in output
-    assert str(stack.mail_dir) in output
-
+@pytest.fixture(scope="module")
+def admin_tokens(stack: Stack) -> dict:
+    """The seeded admin's login, once per stack: a TOTP code is accepted once per 30 s step."""
     status, _, tokens = post(
-        f"{api}/v1/auth/login",
+        f"http://{HOST}:{stack.api}/v1/auth/login",
         {
             "email": ADMIN_EMAIL,
             "password": ADMIN_PASSWORD,
@@ -223,6 +229,17 @@ def test_the_seeded_admin_logs_in_with_totp_and_gets_a_reset_mail(stack: Stack):
         },
     )
     assert status == 200, tokens
+    return tokens
+
+
+def test_the_seeded_admin_logs_in_with_totp_and_gets_a_reset_mail(stack: Stack, admin_tokens):
+    require_running(stack)
+    api = f"http://{HOST}:{stack.api}"
+    output = stack.output()
+    assert f"TOTP secret {ADMIN_TOTP_SECRET}" in output
+    assert str(stack.mail_dir) in output
+
+    tokens = admin_tokens
     assert tokens["token_type"] == "Bearer"
 
     status, _, me = get(f"{api}/v1/me", {"Authorization": f"Bearer {tokens['access_token']}"})
@@ -244,19 +261,131 @@ def test_the_seeded_admin_logs_in_with_totp_and_gets_a_reset_mail(stack: Stack):
     assert f"{api}/reset-password?token=" in body
 
 
+def authed(token: str, key: str | None = None) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    return headers | ({"Idempotency-Key": key} if key else {})
+
+
+def call(url: str, token: str, body: dict | None = None, key: str | None = None):
+    """Status and JSON body of a request as ``token``'s user: a POST of ``body``, else a GET."""
+    data = json.dumps(body).encode() if body is not None else None
+    status, _, answer = send(urllib.request.Request(url, data, authed(token, key)))  # noqa: S310
+    return status, answer
+
+
+def btc_balances(api: str, token: str) -> tuple[str, str]:
+    status, body = call(f"{api}/v1/accounts", token)
+    assert status == 200, body
+    found = [(a["posted"], a["available"]) for a in body["data"] if a["currency"] == "BTC"]
+    return found[0] if found else ("0", "0")
+
+
+def run_module(stack: Stack, module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m <module> <args>`` with the stack's variables, as a developer runs it."""
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in NOT_INHERITED},
+        "LEDGER_API_PORT": str(stack.api),
+        "LEDGER_DYNAMODB_PORT": str(stack.dynamodb),
+        "LEDGER_STRIPE_PORT": str(stack.stripe),
+        "LEDGER_CRYPTO_PORT": str(stack.crypto),
+        "TABLE_NAME": "ledger-e2e",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def fake_gateway_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_module(stack, "infra.local.fake_gateway", *args)
+
+
+def test_crypto_in_and_out_through_the_fake_gateway_process(stack: Stack, admin_tokens):
+    """A deposit address from the gateway, a deposit it confirms credited once, a withdrawal the
+    admin approves that shows up at the gateway and that it settles; then a payout the gateway
+    refused at approval, sent by the retry and failed by the gateway. Balances exact throughout."""
+    require_running(stack)
+    api, gateway = f"http://{HOST}:{stack.api}", f"http://{HOST}:{stack.crypto}"
+    admin = admin_tokens["access_token"]
+    credentials = {"email": "dave@example.com", "password": "correct horse battery"}
+    status, _, body = post(f"{api}/v1/auth/signup", {**credentials, "accept_terms": True})
+    assert status == 201, body
+    status, _, tokens = post(f"{api}/v1/auth/login", credentials)
+    assert status == 200, tokens
+    dave = tokens["access_token"]
+
+    status, body = call(f"{api}/v1/deposits/crypto/address", dave, {"currency": "BTC"})
+    assert status == 200, body
+    address = body["address"]["address"]
+    assert address.startswith("bc1q")
+
+    deposit = ("confirm-deposit", "--address", address, "--currency", "BTC", "--amount", "0.5")
+    for _ in range(2):  # the same transfer reported twice: credited once
+        done = fake_gateway_cli(stack, *deposit, "--tx-hash", "tx_e2e_in")
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert '"outcome": "duplicate_tx"' in done.stdout
+    assert btc_balances(api, dave) == ("0.50000000", "0.50000000")
+
+    withdrawal = {"amount": "0.2", "currency": "BTC", "destination": "bc1qe2edestination0000"}
+    status, body = call(f"{api}/v1/withdrawals", dave, withdrawal, "e2e-w1")
+    assert status == 201, body
+    first = body["withdrawal"]["id"]
+    assert btc_balances(api, dave) == ("0.50000000", "0.30000000")
+    status, body = call(f"{api}/v1/admin/withdrawals/{first}/approve", admin, {})
+    assert (status, body["withdrawal"]["status"]) == (200, "processing"), body
+    status, _, listed = get(f"{gateway}/payouts")
+    assert status == 200
+    assert [(p["withdrawal_id"], p["amount"], p["status"]) for p in listed["data"]] == [
+        (first, 20_000_000, "requested")
+    ]
+    done = fake_gateway_cli(stack, "settle-payout", "--withdrawal-id", first)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert btc_balances(api, dave) == ("0.30000000", "0.30000000")
+    status, body = call(f"{api}/v1/withdrawals/{first}", dave)
+    assert body["withdrawal"]["status"] == "completed", body
+
+    # The gateway refuses payouts for a while: the approval stands, the payout stays requested.
+    assert post(f"{gateway}/_config/payouts", {"fail": True})[0] == 200
+    withdrawal["amount"] = "0.1"
+    status, body = call(f"{api}/v1/withdrawals", dave, withdrawal, "e2e-w2")
+    assert status == 201, body
+    second = body["withdrawal"]["id"]
+    status, body = call(f"{api}/v1/admin/withdrawals/{second}/approve", admin, {})
+    assert (status, body["withdrawal"]["status"]) == (200, "processing"), body
+    assert len(get(f"{gateway}/payouts")[2]["data"]) == 1
+    assert post(f"{gateway}/_config/payouts", {"fail": False})[0] == 200
+    for expected in (f"sent {second}", "no payout left requested"):  # the retry, run twice
+        done = run_module(stack, "infra.local.retry_payouts")  # make retry-payouts
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert expected in done.stdout, done.stdout
+    payouts = get(f"{gateway}/payouts")[2]["data"]
+    assert [(p["withdrawal_id"], p["requests"]) for p in payouts] == [(first, 1), (second, 1)]
+    assert btc_balances(api, dave) == ("0.30000000", "0.20000000")
+    done = fake_gateway_cli(stack, "settle-payout", "--withdrawal-id", second, "--fail")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert btc_balances(api, dave) == ("0.30000000", "0.30000000")
+    status, body = call(f"{api}/v1/withdrawals/{second}", dave)
+    assert body["withdrawal"]["status"] == "failed", body
+
+
 def test_ctrl_c_stops_every_service_and_frees_every_port(stack: Stack):
     require_running(stack)
     children = children_of(stack.process.pid)
-    assert len(children) == 3, stack.output()
+    assert len(children) == 4, stack.output()
 
     stack.process.send_signal(signal.SIGINT)
     assert stack.process.wait(timeout=STOP_TIMEOUT_SECONDS) == 0, stack.output()
 
     assert not [pid for pid in children if is_running(pid)]
-    for port in (stack.api, stack.dynamodb, stack.stripe):
+    for port in (stack.api, stack.dynamodb, stack.stripe, stack.crypto):
         assert port_is_free(port), port
     output = stack.output()
-    for line in (f"http://{HOST}:{stack.dynamodb}", f"http://{HOST}:{stack.stripe}"):
+    urls = (stack.dynamodb, stack.stripe, stack.crypto)
+    for line in (f"http://{HOST}:{port}" for port in urls):
         assert line in output
     assert "local stack stopped" in output
 
