@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench clean create-admin
+.PHONY: run test lint bench clean create-admin retry-payouts package deploy drill verify-audit seal-audit reconcile reconcile-full
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,29 @@ $(STAMP): $(PY) requirements.txt requirements-dev.txt constraints.txt
 run: $(STAMP)
 	$(PY) -m infra.local.stack
 
+# Hand the fake crypto gateway the payouts left `requested` on the running local stack (what a
+# deployed stage's scheduled retry_payouts does every 5 minutes). Same environment as `make run`.
+retry-payouts: $(STAMP)
+	$(PY) -m infra.local.retry_payouts
+
+# The audit digest chain (docs/audit.md): recompute it over FROM..TO (dates, default the 31 days
+# up to yesterday) and name the first broken day; seal the past days not sealed yet (what the
+# deployed stage's seal_audit_days does each night). TABLE_NAME set: that stage; unset: the
+# running local stack.
+verify-audit: $(STAMP)
+	$(PY) -m infra.audit_chain verify $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO))
+
+seal-audit: $(STAMP)
+	$(PY) -m infra.audit_chain seal $(if $(THROUGH),--through $(THROUGH)) $(if $(START),--start $(START))
+
+# The nightly reconciliation of DATE (default yesterday, UTC); the full read-only check of every
+# account (TABLE: another table, e.g. a restored copy). See docs/reconciliation.md.
+reconcile: $(STAMP)
+	$(PY) -m infra.reconcile $(if $(DATE),--date $(DATE))
+
+reconcile-full: $(STAMP)
+	$(PY) -m infra.reconcile --full $(if $(TABLE),--table $(TABLE))
+
 # An admin in a deployed stage: STAGE, TABLE_NAME, AWS_REGION and AWS credentials from the
 # environment; the password is prompted for. See docs/local-stack.md ("Admins").
 create-admin: $(STAMP)
@@ -30,7 +53,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto
 
 bench: $(STAMP)
 	$(PY) bench/ledger_round_trips.py
@@ -39,3 +62,31 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+
+# Deployment (docs/deploy.md). STAGE is dev or prod; packaging never calls AWS.
+STAGE ?= dev
+DEPLOY_REGION ?= $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
+
+# build/$(STAGE)/sam.json + deployment.zip: `chalice package --merge-template` with infra/.
+package: $(STAMP)
+	AWS_DEFAULT_REGION=$(DEPLOY_REGION) $(PY) -m infra.package --stage $(STAGE)
+
+# Upload and deploy the stack ledger-$(STAGE). Needs the AWS CLI, credentials, an S3 bucket for
+# the code (DEPLOY_BUCKET) and, the first time, the stage's secret. PARAMS: more
+# Name=Value overrides (AlertEmail, MailFrom, PublicBaseUrl, SecretsName).
+deploy: package
+	@command -v aws >/dev/null 2>&1 || { echo "make deploy needs the AWS CLI (aws) on PATH, and credentials: it is not installed here. See docs/deploy.md." >&2; exit 2; }
+	@test -n "$(DEPLOY_BUCKET)" || { echo "usage: make deploy STAGE=dev|prod DEPLOY_BUCKET=<s3 bucket> [PARAMS='AlertEmail=ops@example.com ...']" >&2; exit 2; }
+	aws cloudformation package --region $(DEPLOY_REGION) --template-file build/$(STAGE)/sam.json \
+		--s3-bucket $(DEPLOY_BUCKET) --s3-prefix ledger-$(STAGE) \
+		--output-template-file build/$(STAGE)/packaged.yaml
+	aws cloudformation deploy --region $(DEPLOY_REGION) --template-file build/$(STAGE)/packaged.yaml \
+		--stack-name ledger-$(STAGE) --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \
+		--no-fail-on-empty-changeset --parameter-overrides Stage=$(STAGE) $(PARAMS)
+	aws cloudformation describe-stacks --region $(DEPLOY_REGION) --stack-name ledger-$(STAGE) \
+		--query 'Stacks[0].Outputs' --output table
+
+# The restore drill against the running local stack (`make run` in another terminal): back up,
+# restore to a scratch table, verify, delete; prints PASSED or FAILED (exit 1).
+drill: $(STAMP)
+	$(PY) -m infra.drill

@@ -12,12 +12,17 @@ from chalice.app import Request, Response
 
 from chalicelib.api import middleware
 from chalicelib.api.accounts import accounts
+from chalicelib.api.admin import admin
 from chalicelib.api.application import LedgerChalice
+from chalicelib.api.audit import audit
 from chalicelib.api.auth import auth
 from chalicelib.api.crypto import crypto
 from chalicelib.api.deposits import deposits
 from chalicelib.api.fx import fx
 from chalicelib.api.health import health
+from chalicelib.api.jobs import jobs
+from chalicelib.api.reconciliations import reconciliations
+from chalicelib.api.restore_drill_job import restore_drill_jobs
 from chalicelib.api.transfers import transfers
 from chalicelib.api.withdrawals import withdrawals
 
@@ -31,6 +36,11 @@ app.register_blueprint(withdrawals)
 app.register_blueprint(fx)
 app.register_blueprint(crypto)
 app.register_blueprint(deposits)
+app.register_blueprint(jobs)
+app.register_blueprint(restore_drill_jobs)
+app.register_blueprint(admin)
+app.register_blueprint(audit)
+app.register_blueprint(reconciliations)
 
 
 @app.middleware("http")

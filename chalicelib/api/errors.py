@@ -97,6 +97,9 @@ DOMAIN_ERRORS: Mapping[type[domain.LedgerError], HttpError] = {
     domain.RefundExceedsDeposit: HttpError(422, "refund_exceeds_deposit"),
     domain.ProviderRefused: HttpError(422, "provider_refused"),
     domain.ProviderUnavailable: HttpError(503, "provider_unavailable"),
+    domain.ReconciliationNotFound: HttpError(404, "not_found"),
+    domain.UserNotFound: HttpError(404, "not_found"),
+    domain.CannotSuspendSelf: HttpError(400, "invalid_request"),
 }
 
 # Chalice's ``Code`` values (its exception class names, or the codes it uses for errors it

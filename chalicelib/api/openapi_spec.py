@@ -423,6 +423,72 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "admin",
         idempotent=True,
     ),
+    ("GET", "/v1/admin/users"): Op(
+        "Users by email (case-insensitive prefix filter), with their status",
+        "admin",
+        listing="User",
+        query=(*LIST_QUERY, "email"),
+        access="admin",
+    ),
+    ("POST", "/v1/admin/users/{user_id}/suspend"): Op(
+        "Suspend a user: no login, refresh or money route, old tokens included",
+        "admin",
+        body="chalicelib.api.admin_schemas:Suspension",
+        returns={"user": _ref("User")},
+        errors=(409,),
+        access="admin",
+    ),
+    ("POST", "/v1/admin/users/{user_id}/unsuspend"): Op(
+        "Unsuspend a user",
+        "admin",
+        returns={"user": _ref("User")},
+        errors=(409,),
+        access="admin",
+    ),
+    ("GET", "/v1/admin/transactions/{transaction_id}"): Op(
+        "Any transaction", "admin", returns=TXN, access="admin"
+    ),
+    ("POST", "/v1/admin/transactions/{transaction_id}/rollback"): Op(
+        "Roll back a posted transaction: a linked reversal (force: may overdraw, flagged)",
+        "admin",
+        201,
+        "chalicelib.api.admin_schemas:Rollback",
+        TXN,
+        (404, 409, 422),
+        "admin",
+        idempotent=True,
+    ),
+    ("GET", "/v1/admin/audit"): Op(
+        "Audit events, oldest first (from defaults to 24 h before to; to to now)",
+        "admin",
+        listing="AuditEvent",
+        query=(*LIST_QUERY, "from", "to", "actor_id", "action"),
+        access="admin",
+    ),
+    ("GET", "/v1/admin/audit/chain"): Op(
+        "Recompute the daily audit digest chain; names the first broken day",
+        "admin",
+        returns={"verification": {"type": "object"}},
+        query=("from", "to"),
+        access="admin",
+        extra={"description": "from / to are dates (YYYY-MM-DD); to defaults to yesterday."},
+    ),
+    ("POST", "/v1/admin/reconciliations"): Op(
+        "Run the reconciliation of a day (default: yesterday, UTC)",
+        "admin",
+        201,
+        "chalicelib.api.reconciliation_schemas:RunReconciliation",
+        {"report": _ref("Report")},
+        access="admin",
+        extra={"description": "Today runs as a partial day; a future date is refused (400)."},
+    ),
+    ("GET", "/v1/admin/reconciliations/{date}"): Op(
+        "The report of a day's reconciliation",
+        "admin",
+        returns={"report": _ref("Report")},
+        errors=(404,),
+        access="admin",
+    ),
 }
 
 ERROR_TEXT = {

@@ -242,3 +242,17 @@ class ProviderRefused(LedgerError):
 class ProviderUnavailable(LedgerError):
     """The payment provider could not be reached or failed; nothing was lost and the request is
     safe to retry with the same Idempotency-Key."""
+
+
+# -- reconciliation -------------------------------------------------------------------------------
+class ReconciliationNotFound(LedgerError):
+    """No reconciliation ran for this date."""
+
+
+# -- operators ------------------------------------------------------------------------------------
+class UserNotFound(LedgerError):
+    """No user has this id."""
+
+
+class CannotSuspendSelf(InvalidRequest):
+    """An admin may not suspend their own account (another admin can)."""

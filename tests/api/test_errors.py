@@ -71,6 +71,9 @@ DOMAIN_ERRORS: dict[str, Callable[[], domain.LedgerError]] = {
     "RefundExceedsDeposit": domain.RefundExceedsDeposit,
     "ProviderRefused": domain.ProviderRefused,
     "ProviderUnavailable": domain.ProviderUnavailable,
+    "ReconciliationNotFound": domain.ReconciliationNotFound,
+    "UserNotFound": domain.UserNotFound,
+    "CannotSuspendSelf": lambda: domain.CannotSuspendSelf("you cannot suspend yourself"),
 }
 
 EXPECTED = {
@@ -124,6 +127,9 @@ EXPECTED = {
     "RefundExceedsDeposit": (422, "refund_exceeds_deposit"),
     "ProviderRefused": (422, "provider_refused"),
     "ProviderUnavailable": (503, "provider_unavailable"),
+    "ReconciliationNotFound": (404, "not_found"),
+    "UserNotFound": (404, "not_found"),
+    "CannotSuspendSelf": (400, "invalid_request"),
 }
 
 probe = Blueprint(__name__)

@@ -12,7 +12,8 @@
 - withdrawal:  PK ``WITHDRAWAL#<id>``, SK ``WITHDRAWAL``;
   GSI2 (review queue) ``WITHDRAWALS`` / ``<created_at>#<id>``
 - withdrawal limit: PK ``WDLIMIT#<user>#<currency>#<yyyy-mm-dd>``, SK ``WDLIMIT`` (a day's total)
-- payout request:   PK ``PAYOUT#<withdrawal id>``, SK ``PAYOUT`` (outbox for the crypto gateway)
+- payout request:   PK ``PAYOUT#<withdrawal id>``, SK ``PAYOUT`` (outbox for the crypto gateway);
+  GSI2 (still to send) ``PAYOUTS#requested`` / ``<requested_at>#<withdrawal id>``, removed once sent
 - fx quote:    PK ``QUOTE#<id>``, SK ``QUOTE`` (``expires_at`` is the TTL: gone after expiry)
 - webhook inbox: PK ``EVT#<provider>#<event id>``, SK ``EVT`` (each provider event used once)
 - crypto deposit address: PK ``ADDR#<currency>#<address>``, SK ``ADDR`` (address -> owner)
@@ -25,6 +26,10 @@
 - reset token: PK ``RESET#<sha256 of the token>``, SK ``RESET``
 - throttle:    PK ``THROTTLE#<email|ip>#<value>``, SK ``THROTTLE``
 - audit event: PK ``AUDIT#<yyyy-mm-dd>#<shard>``, SK ``<at>#<id>``
+- audit digest: PK ``AUDITDIGEST#<yyyy-mm-dd>``, SK ``DIGEST`` (a day's events, hash-chained);
+  the chain head: PK ``AUDITDIGEST#HEAD``, SK ``DIGEST`` (the last sealed day)
+- user (admin list): GSI2 ``USERS`` / ``<lower-case email>#<user id>`` on the user's profile item
+- restore drill report: PK ``DRILL#<started at, yyyymmddThhmmssZ>``, SK ``DRILL``
 
 Entries sort by time *and* by ``seq`` (the write path keeps an account's entry times
 non-decreasing), so a time filter is a key range and "entries after a checkpoint" is a key range.
@@ -193,6 +198,13 @@ def payout_pk(withdrawal_id: str) -> str:
     return f"PAYOUT#{withdrawal_id}"
 
 
+PAYOUTS_REQUESTED_GSI_PK = "PAYOUTS#requested"
+
+
+def payouts_requested_gsi_sk(requested_at: str, withdrawal_id: str) -> str:
+    return f"{requested_at}#{withdrawal_id}"
+
+
 QUOTE_PREFIX = "QUOTE#"
 QUOTE_SK = "QUOTE"
 
@@ -241,3 +253,67 @@ def refund_pk(refund_id: str) -> str:
 def dispute_pk(dispute_id: str) -> str:
     """A Stripe dispute (chargeback) of a card deposit: ``DISPUTE#<Stripe dispute id>``."""
     return DISPUTE_PREFIX + dispute_id
+
+
+DRILL_PREFIX = "DRILL#"
+DRILL_SK = "DRILL"
+
+
+def drill_pk(drill_id: str) -> str:
+    """A restore drill's report: ``DRILL#<drill id>`` (its start time, ``yyyymmddThhmmssZ``)."""
+    return DRILL_PREFIX + drill_id
+
+
+# One index partition for all users: listing by email is then one key range. GSI2 projects every
+# attribute, so each user update (e.g. a TOTP login) writes this partition too; fine for
+# operator-scale sign-ups and logins (a partition takes ~1000 writes/s), shard it if that grows.
+USERS_GSI_PK = "USERS"
+# Above every character an email can hold: the high end of a prefix's key range.
+_KEY_RANGE_END = "\U0010ffff"
+
+
+def users_gsi_sk(email: str, user_id: str) -> str:
+    """A user's place in the admin list: sorted by lower-case email, so an email filter is a
+    prefix, i.e. a key range."""
+    return f"{email.lower()}#{user_id}"
+
+
+def users_gsi_bounds(email_prefix: str) -> tuple[str, str]:
+    """Inclusive GSI2 sort key bounds of the users whose lower-case email starts with the prefix."""
+    low = email_prefix.lower()
+    return low, low + _KEY_RANGE_END
+
+
+AUDIT_DIGEST_PREFIX = "AUDITDIGEST#"
+AUDIT_DIGEST_SK = "DIGEST"
+AUDIT_DIGEST_HEAD_PK = "AUDITDIGEST#HEAD"
+
+
+def audit_day_pks(day: str) -> list[str]:
+    """All partitions holding the audit events of ``day`` (YYYY-MM-DD)."""
+    return [f"{AUDIT_PREFIX}{day}#{shard}" for shard in range(AUDIT_SHARDS)]
+
+
+def audit_time_bounds(since: str | None, until: str | None) -> tuple[str, str]:
+    """Inclusive SK bounds, within one day's partitions, for events at [since, until]."""
+    return since or "", (until + "#~") if until else "~"
+
+
+def audit_digest_pk(day: str) -> str:
+    """The digest of one day's audit events: ``AUDITDIGEST#<yyyy-mm-dd>``."""
+    return AUDIT_DIGEST_PREFIX + day
+
+
+RECON_PREFIX = "RECON#"
+RECON_REPORT_SK = "REPORT"
+
+
+def recon_pk(day: str) -> str:
+    """A reconciliation report of one UTC day: ``RECON#<yyyy-mm-dd>``, SK ``REPORT``."""
+    return RECON_PREFIX + day
+
+
+def recon_checkpoint_sk(day: str) -> str:
+    """An account's reconciliation checkpoint at the end of ``day``: PK ``ACCT#<id>``, SK
+    ``RECON#<yyyy-mm-dd>`` (outside the ``E#`` range, so history queries never see it)."""
+    return RECON_PREFIX + day

@@ -341,6 +341,11 @@ class PayoutItem(LedgerItem):
     class Meta(_Meta):
         pass
 
+    # GSI2, overloaded: the payouts still ``requested`` (keys removed once sent or settled), so
+    # the retry finds them without a Scan (chalicelib/services/payouts.py).
+    requested_index = DayIndex()
+    GSI2PK = UnicodeAttribute(null=True)
+    GSI2SK = UnicodeAttribute(null=True)
     withdrawal_id = UnicodeAttribute()
     currency = UnicodeAttribute()
     amount = NumberAttribute()
@@ -348,6 +353,8 @@ class PayoutItem(LedgerItem):
     status = UnicodeAttribute()  # requested -> sent -> completed | failed
     requested_at = UnicodeAttribute()
     sent_at = UnicodeAttribute(null=True)
+    claimed_until = NumberAttribute(null=True)  # unix time: a sender is handing it over
+    failed_attempts = NumberAttribute(null=True)  # hand-offs the gateway failed
 
     ITEM_TYPE = "payout"
 
@@ -404,6 +411,9 @@ class DepositItem(LedgerItem):
     # succeeded ones.
     refund_reserved = NumberAttribute(null=True)
     refunded_amount = NumberAttribute(null=True)
+    # An admin rolled the deposit's transaction back (only possible with no refund reserved;
+    # afterwards no refund or dispute hold can take the money from the wallet a second time).
+    rolled_back_by = UnicodeAttribute(null=True)
 
     ITEM_TYPE = "deposit"
 
@@ -471,6 +481,13 @@ class UserItem(LedgerItem):
     recovery_code_hashes = UnicodeSetAttribute(null=True)
     sessions_valid_after = NumberAttribute(default=0)
     version = NumberAttribute(default=1)
+    # GSI2, overloaded: the admin list of users, by lower-case email (``keys.users_gsi_sk``).
+    users_index = DayIndex()
+    GSI2PK = UnicodeAttribute(null=True)
+    GSI2SK = UnicodeAttribute(null=True)
+    suspended_at = UnicodeAttribute(null=True)
+    suspended_by = UnicodeAttribute(null=True)
+    suspension_reason = UnicodeAttribute(null=True)
 
     ITEM_TYPE = "user"
 
@@ -494,6 +511,11 @@ class UserItem(LedgerItem):
             recovery_code_hashes=set(user.recovery_code_hashes) or None,
             sessions_valid_after=user.sessions_valid_after,
             version=user.version,
+            GSI2PK=keys.USERS_GSI_PK,
+            GSI2SK=keys.users_gsi_sk(user.email, user.id),
+            suspended_at=user.suspended_at,
+            suspended_by=user.suspended_by,
+            suspension_reason=user.suspension_reason,
         )
 
     def to_domain(self) -> User:
@@ -512,6 +534,9 @@ class UserItem(LedgerItem):
             recovery_code_hashes=frozenset(self.recovery_code_hashes or ()),
             sessions_valid_after=int(self.sessions_valid_after or 0),
             version=int(self.version or 1),
+            suspended_at=self.suspended_at,
+            suspended_by=self.suspended_by,
+            suspension_reason=self.suspension_reason,
         )
 
 
@@ -642,6 +667,36 @@ class AuditItem(LedgerItem):
         )
 
 
+class AuditDigestItem(LedgerItem):
+    """One UTC day of audit events, sealed: the hash of the day's events in canonical order,
+    chained to the previous day's digest (chalicelib/services/audit_chain.py). Written once."""
+
+    class Meta(_Meta):
+        pass
+
+    day = UnicodeAttribute()
+    event_count = NumberAttribute()
+    events_hash = UnicodeAttribute()
+    previous_digest = UnicodeAttribute()
+    digest = UnicodeAttribute()
+    sealed_at = UnicodeAttribute()
+
+    ITEM_TYPE = "audit_digest"
+
+
+class AuditChainHeadItem(LedgerItem):
+    """The last sealed day and its digest: each new digest is written with a condition on it, so
+    two sealers cannot fork the chain."""
+
+    class Meta(_Meta):
+        pass
+
+    day = UnicodeAttribute()
+    digest = UnicodeAttribute()
+
+    ITEM_TYPE = "audit_chain_head"
+
+
 class QuoteItem(LedgerItem):
     """An fx quote offered to one user (``domain.fx.Quote``); marked ``used`` by the swap that
     executes it, in the swap's own write. ``expires_at`` (epoch seconds) is the table's TTL."""
@@ -722,6 +777,8 @@ MODELS: tuple[type[Model], ...] = (
     ThrottleItem,
     AuditItem,
     QuoteItem,
+    AuditDigestItem,
+    AuditChainHeadItem,
 )
 
 
