@@ -164,3 +164,14 @@ def test_a_cursor_of_another_filter_is_refused(api_client, people):
     assert cursor
     response, body = call(api_client, "GET", f"/v1/admin/users?email=zz&cursor={cursor}", admin)
     assert (response.status_code, body["error"]["code"]) == (400, "invalid_request")
+
+
+def test_the_users_index_holds_email_claims_never_profiles_or_their_secrets(people):
+    """GSI2 projects every attribute: the profile (password hash, TOTP secret, rewritten on every
+    TOTP login) must not be in it; the email claim, written once, carries the index keys."""
+    from tests.support import scan
+
+    indexed = [i for i in scan(people["world"].table) if i.get("GSI2PK") == "USERS"]
+    assert indexed
+    assert {i["item_type"] for i in indexed} == {"email_claim"}
+    assert not any("password_hash" in i or "totp_secret" in i for i in indexed)

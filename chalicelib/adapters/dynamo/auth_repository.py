@@ -348,8 +348,9 @@ class DynamoAuthRepository:
         write.send_or_raise_tag()
 
     def list_users(self, email_prefix: str, limit: int, cursor: str | None) -> UserPage:
-        """Users by lower-case email, from GSI2 (eventually consistent: a user who signed up a
-        moment ago may be missing for a moment). ``email_prefix`` "" lists everyone.
+        """Users by lower-case email: a page of email claims from GSI2 (eventually consistent: a
+        user who signed up a moment ago may be missing for a moment), then their profiles in one
+        strongly consistent BatchGetItem. ``email_prefix`` "" lists everyone.
 
         Raises:
             ValueError: the cursor was not produced by this query.
@@ -359,19 +360,26 @@ class DynamoAuthRepository:
         if cursor:
             start = cursors.decode(
                 cursor,
-                partition={"GSI2PK": keys.USERS_GSI_PK, "SK": keys.PROFILE_SK},
+                partition={"GSI2PK": keys.USERS_GSI_PK, "SK": keys.EMAIL_SK},
                 ranges={
-                    "PK": (keys.USER_PREFIX, keys.USER_PREFIX + "~"),
+                    "PK": (keys.EMAIL_PREFIX, keys.EMAIL_PREFIX + "\U0010ffff"),
                     "GSI2SK": (low, high),
                 },
             )
-        results = UserItem.users_index.query(
+        results = EmailClaimItem.users_index.query(
             keys.USERS_GSI_PK,
-            UserItem.GSI2SK.startswith(low) if low else None,
+            EmailClaimItem.GSI2SK.startswith(low) if low else None,
             limit=limit,
             last_evaluated_key=start,
             page_size=limit,
         )
-        users = [item.to_domain() for item in results]
+        ids = [claim.user_id for claim in results]
         last = results.last_evaluated_key
-        return UserPage(users, cursors.encode(last) if last and len(users) == limit else None)
+        found = {
+            item.user_id: item.to_domain()
+            for item in UserItem.batch_get(
+                [(keys.user_pk(i), keys.PROFILE_SK) for i in ids], consistent_read=True
+            )
+        }
+        users = [found[i] for i in ids if i in found]
+        return UserPage(users, cursors.encode(last) if last and len(ids) == limit else None)

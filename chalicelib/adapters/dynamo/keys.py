@@ -28,7 +28,8 @@
 - audit event: PK ``AUDIT#<yyyy-mm-dd>#<shard>``, SK ``<at>#<id>``
 - audit digest: PK ``AUDITDIGEST#<yyyy-mm-dd>``, SK ``DIGEST`` (a day's events, hash-chained);
   the chain head: PK ``AUDITDIGEST#HEAD``, SK ``DIGEST`` (the last sealed day)
-- user (admin list): GSI2 ``USERS`` / ``<lower-case email>#<user id>`` on the user's profile item
+- user (admin list): GSI2 ``USERS`` / ``<lower-case email>#<user id>`` on the email claim (written
+  once; the profile, with its secrets, stays out of the index)
 - restore drill report: PK ``DRILL#<started at, yyyymmddThhmmssZ>``, SK ``DRILL``
 
 Entries sort by time *and* by ``seq`` (the write path keeps an account's entry times

@@ -481,10 +481,6 @@ class UserItem(LedgerItem):
     recovery_code_hashes = UnicodeSetAttribute(null=True)
     sessions_valid_after = NumberAttribute(default=0)
     version = NumberAttribute(default=1)
-    # GSI2, overloaded: the admin list of users, by lower-case email (``keys.users_gsi_sk``).
-    users_index = DayIndex()
-    GSI2PK = UnicodeAttribute(null=True)
-    GSI2SK = UnicodeAttribute(null=True)
     suspended_at = UnicodeAttribute(null=True)
     suspended_by = UnicodeAttribute(null=True)
     suspension_reason = UnicodeAttribute(null=True)
@@ -511,8 +507,6 @@ class UserItem(LedgerItem):
             recovery_code_hashes=set(user.recovery_code_hashes) or None,
             sessions_valid_after=user.sessions_valid_after,
             version=user.version,
-            GSI2PK=keys.USERS_GSI_PK,
-            GSI2SK=keys.users_gsi_sk(user.email, user.id),
             suspended_at=user.suspended_at,
             suspended_by=user.suspended_by,
             suspension_reason=user.suspension_reason,
@@ -541,19 +535,30 @@ class UserItem(LedgerItem):
 
 
 class EmailClaimItem(LedgerItem):
-    """Written with ``attribute_not_exists`` in the same transaction as its user."""
+    """Written with ``attribute_not_exists`` in the same transaction as its user, and never
+    updated. It carries the admin list's index keys (GSI2 ``USERS`` / lower-case email), rather
+    than the profile: GSI2 projects every attribute, and the profile holds the password hash and
+    the TOTP secret, and is rewritten on every TOTP login (one hot index partition)."""
 
     class Meta(_Meta):
         pass
 
     user_id = UnicodeAttribute()
+    users_index = DayIndex()  # GSI2, overloaded: the admin list of users
+    GSI2PK = UnicodeAttribute(null=True)
+    GSI2SK = UnicodeAttribute(null=True)
 
     ITEM_TYPE = "email_claim"
 
     @classmethod
     def for_user(cls, user: User) -> EmailClaimItem:
         return cls(
-            keys.email_pk(user.email), keys.EMAIL_SK, item_type=cls.ITEM_TYPE, user_id=user.id
+            keys.email_pk(user.email),
+            keys.EMAIL_SK,
+            item_type=cls.ITEM_TYPE,
+            user_id=user.id,
+            GSI2PK=keys.USERS_GSI_PK,
+            GSI2SK=keys.users_gsi_sk(user.email, user.id),
         )
 
 
