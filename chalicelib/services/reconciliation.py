@@ -18,7 +18,7 @@ it up to ``D``. *Touched accounts* are the posting accounts of the window's tran
 the day index) and of the holds that were open at the end of the previous report and resolved in
 the window (the report carries the list of open holds, so a hold created long ago and posted
 today needs no history scan). Each touched account costs one query for its latest checkpoint
-(``ACCT#<id>`` / ``RECON#<date>``) and one for its entries after it. The trial balance is the
+(``CKPT#<id>`` / ``RECON#<date>``) and one for its entries after it. The trial balance is the
 previous report's per-currency totals plus each verified account's change since its checkpoint:
 no account or entry outside the window is read. With no earlier report (the first run), the run
 verifies every account from its first entry once and checkpoints them all.

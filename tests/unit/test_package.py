@@ -218,8 +218,21 @@ def test_the_api_may_only_read_and_write_items_of_the_table_and_its_indexes(temp
         {"Fn::Sub": ["${ActiveTableArn}/index/*", {"ActiveTableArn": package.ACTIVE_TABLE_ARN}]}
     )
     assert grants.pop("dynamodb:Scan") == [indexes]  # never the base table: entries live there
+    # Deletes only on the table, and (below) only on volatile keys: immutable history stays so.
+    assert grants.pop("dynamodb:DeleteItem") == [TABLE_ARN]
+    assert grants.pop("dynamodb:BatchWriteItem") == [TABLE_ARN]
     for resources_ in grants.values():
         assert resources_ == [TABLE_ARN, indexes]
+
+
+def test_the_api_may_delete_only_replay_records_throttles_and_checkpoints(template):
+    statements = [s for name, s in role_statements(template) if name == "ApiHandlerRole"]
+    deleting = [s for s in statements if "dynamodb:DeleteItem" in as_list(s["Action"])]
+    assert len(deleting) == 1
+    [statement] = deleting
+    assert set(as_list(statement["Action"])) == {"dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
+    leading = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    assert sorted(leading) == ["CKPT#*", "IDEM#*", "THROTTLE#*"]
 
 
 def test_only_the_drill_may_back_up_restore_or_delete_and_only_scratch_tables(template):

@@ -314,7 +314,17 @@ def recon_pk(day: str) -> str:
     return RECON_PREFIX + day
 
 
+CHECKPOINT_PREFIX = "CKPT#"
+
+
+def checkpoint_pk(account_id: str) -> str:
+    """An account's reconciliation checkpoints: ``CKPT#<account id>``, one item per day. Kept out
+    of the ``ACCT#`` partition so the functions' IAM policy can allow deletes (a rerun replaces a
+    day's checkpoints) on ``CKPT#`` keys only, never on accounts, entries or transactions."""
+    return CHECKPOINT_PREFIX + account_id
+
+
 def recon_checkpoint_sk(day: str) -> str:
     """An account's reconciliation checkpoint at the end of ``day``: PK ``ACCT#<id>``, SK
-    ``RECON#<yyyy-mm-dd>`` (outside the ``E#`` range, so history queries never see it)."""
+    ``RECON#<yyyy-mm-dd>``, in the account's ``CKPT#`` partition."""
     return RECON_PREFIX + day

@@ -5,7 +5,7 @@ check a *scratch* table from the same process. Rebinding the models for a while 
 other user of them too, so this store talks to the table through the models' own low-level
 client with an explicit ``TableName`` (one botocore client, no second cold start), and turns the
 raw items into domain objects with the models' ``from_raw_data``. It only ever writes its own
-items: reports (``RECON#<date>`` / ``REPORT``) and per-account checkpoints (``ACCT#<id>`` /
+items: reports (``RECON#<date>`` / ``REPORT``) and per-account checkpoints (``CKPT#<id>`` /
 ``RECON#<date>``); balances are never written here.
 """
 
@@ -162,7 +162,7 @@ class ReconciliationStore:
             TableName=self.table_name,
             KeyConditionExpression="PK = :pk AND SK BETWEEN :low AND :high",
             ExpressionAttributeValues={
-                ":pk": {"S": keys.account_pk(account_id)},
+                ":pk": {"S": keys.checkpoint_pk(account_id)},
                 ":low": {"S": keys.recon_checkpoint_sk("")},
                 ":high": {"S": keys.recon_checkpoint_sk(before_day)},
             },
@@ -187,7 +187,7 @@ class ReconciliationStore:
             {
                 "PutRequest": {
                     "Item": {
-                        **_key(keys.account_pk(c.account_id), keys.recon_checkpoint_sk(c.day)),
+                        **_key(keys.checkpoint_pk(c.account_id), keys.recon_checkpoint_sk(c.day)),
                         "item_type": {"S": CHECKPOINT_TYPE},
                         "account_id": {"S": c.account_id},
                         "day": {"S": c.day},
@@ -204,7 +204,7 @@ class ReconciliationStore:
     def delete_checkpoints(self, account_ids: Iterable[str], day: str) -> None:
         """Remove the accounts' checkpoints dated ``day`` (absent ones are no-ops)."""
         requests = [
-            {"DeleteRequest": {"Key": _key(keys.account_pk(a), keys.recon_checkpoint_sk(day))}}
+            {"DeleteRequest": {"Key": _key(keys.checkpoint_pk(a), keys.recon_checkpoint_sk(day))}}
             for a in dict.fromkeys(account_ids)
         ]
         self._batch_write(requests)
