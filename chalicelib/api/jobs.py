@@ -3,6 +3,8 @@ command, see docs/local-stack.md). Thin: each calls one service function.
 
 - ``retry_payouts`` (every 5 minutes): hands the crypto gateway every payout request still
   ``requested`` because the gateway failed at approval (``chalicelib/services/payouts.py``).
+- ``finish_refunds`` (every 15 minutes): finishes card refunds left pending, because Stripe was
+  unreachable or its event never came (``chalicelib/services/refunds.py``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,12 @@ from typing import Any
 
 from chalice import Blueprint, Rate
 
-from chalicelib.api.dependencies import get_bound_settings, get_crypto_gateway
+from chalicelib.api.dependencies import (
+    get_bound_settings,
+    get_crypto_gateway,
+    get_ledger_service,
+    get_payment_gateway,
+)
 from chalicelib.api.log import logger
 
 jobs = Blueprint(__name__)
@@ -25,3 +32,13 @@ def retry_payouts(event: Any) -> dict[str, Any]:
     report = payouts.retry_requested(get_crypto_gateway())
     logger.info("scheduled payout retry", outcomes=report.outcomes)
     return {"outcomes": report.outcomes, "sent": report.sent}
+
+
+@jobs.schedule(Rate(15, unit=Rate.MINUTES), name="finish_refunds")
+def finish_refunds(event: Any) -> dict[str, Any]:
+    from chalicelib.services import refunds
+
+    get_bound_settings()
+    outcomes = refunds.finish_pending(get_ledger_service(), get_payment_gateway())
+    logger.info("scheduled refund finishing", outcomes=outcomes)
+    return {"outcomes": outcomes}

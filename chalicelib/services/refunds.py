@@ -20,7 +20,8 @@ anywhere leaves a state the next attempt completes: a retry with the same key fi
 looks for its Stripe refund (by metadata, since an idempotency key may have expired and
 localstripe ignores them) before creating one, and applies the outcome; a Stripe webhook for the
 refund applies it too. Stripe being unreachable answers 503 and keeps the hold, so the money is
-neither lost nor refunded twice.
+neither lost nor refunded twice; ``finish_pending`` (scheduled every 15 minutes) finishes refunds
+left pending for 5 minutes, whether Stripe never got them or its event never came.
 """
 
 from __future__ import annotations
@@ -215,6 +216,8 @@ def _hold(
         transaction_id=refund.transaction_id,
         payment_intent_id=refund.payment_intent_id,
         created_at=refund.created_at,
+        GSI2PK=keys.PENDING_REFUNDS_GSI_PK,
+        GSI2SK=keys.pending_refunds_gsi_sk(refund.created_at, refund.id),
     )
     reserve = ExtraWrite(
         model=DepositItem(keys.deposit_pk(deposit.id), keys.DEPOSIT_SK),
@@ -315,7 +318,12 @@ def finish(
     the audit event and the webhook's inbox item in the same write; at most once."""
     now = now_iso()
     status = SUCCEEDED if succeeded else FAILED
-    actions = [RefundItem.status.set(status), RefundItem.updated_at.set(now)]
+    actions = [
+        RefundItem.status.set(status),
+        RefundItem.updated_at.set(now),
+        RefundItem.GSI2PK.remove(),
+        RefundItem.GSI2SK.remove(),
+    ]
     if stripe_id is not None:
         actions.append(RefundItem.stripe_refund_id.set(stripe_id))
     if failure is not None:
@@ -399,3 +407,53 @@ def on_charge_refunded(ledger: LedgerService, gateway: PaymentGateway, event: We
     return inbox.record(
         deposits.PROVIDER, event, "refunds_applied" if applied else deposits.IGNORED, intent_id
     )
+
+
+# -- finishing what was left pending -------------------------------------------------------------
+FINISH_AFTER_SECONDS = 300  # leave a refund this long to its own request and Stripe's event
+FINISH_BATCH = 50
+
+
+def pending(limit: int = FINISH_BATCH) -> list[str]:
+    """Ids of refunds still pending, oldest first (GSI2: eventually consistent, so each one is
+    read again before anything is done)."""
+    results = RefundItem.pending_index.query(
+        keys.PENDING_REFUNDS_GSI_PK, scan_index_forward=True, limit=limit, page_size=limit
+    )
+    return [item.refund_id for item in results]
+
+
+def finish_pending(
+    ledger: LedgerService,
+    gateway: PaymentGateway,
+    *,
+    older_than: float = FINISH_AFTER_SECONDS,
+    now: str | None = None,
+    limit: int = FINISH_BATCH,
+) -> dict[str, int]:
+    """Finish refunds left pending: Stripe was unreachable when they were asked for (no Stripe
+    refund id), or Stripe's event about them never came. Each is looked up at Stripe by its
+    metadata before anything is created, and finishing is conditional on the hold, so this is
+    safe to run at any time, twice, or alongside the request and the webhook. Returns counts by
+    outcome (the refund's status afterwards, or ``unavailable``)."""
+    from datetime import timedelta
+
+    from chalicelib.adapters.clock import parse_iso, to_iso
+    from chalicelib.domain.errors import ProviderUnavailable
+
+    cutoff = to_iso(parse_iso(now or now_iso()) - timedelta(seconds=older_than))
+    outcomes: dict[str, int] = {}
+    for refund_id in pending(limit):
+        refund = get(refund_id)
+        if refund is None or refund.status != PENDING or refund.created_at > cutoff:
+            continue
+        try:
+            if refund.stripe_refund_id is not None:
+                done = apply(ledger, refund, gateway.retrieve_refund(refund.stripe_refund_id))
+            else:
+                done = _submit(ledger, gateway, refund, look_first=True)
+            outcome = done.status
+        except ProviderUnavailable:
+            outcome = "unavailable"
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes

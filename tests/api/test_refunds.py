@@ -456,3 +456,59 @@ def test_a_refunded_deposit_cannot_be_rolled_back(api_client, people, stripe):
     assert usd(people) == (12000, 12000)
     assert not any(i.get("type") == "reversal" for i in scan(people["table"]))
     check_guarantees(people["table"])
+
+
+# -- the scheduled finisher ----------------------------------------------------------------------
+def later(minutes: int = 10) -> str:
+    from datetime import UTC, datetime, timedelta
+
+    from chalicelib.adapters.clock import to_iso
+
+    return to_iso(datetime.now(UTC) + timedelta(minutes=minutes))
+
+
+def test_a_refund_stripe_never_got_is_finished_by_the_schedule_once(api_client, people, stripe):
+    d = credited(api_client, people, stripe)
+    stripe.down = True
+    response, _ = refund(api_client, people["admin"], d["id"])
+    assert response.status_code == 503
+    [refund_id] = refunds.pending()
+    ledger = get_ledger_service()
+
+    assert refunds.finish_pending(ledger, stripe) == {}  # too young: its own request may retry
+    assert refunds.finish_pending(ledger, stripe, now=later()) == {"unavailable": 1}
+    stripe.down = False
+    assert refunds.finish_pending(ledger, stripe, now=later()) == {"succeeded": 1}
+    assert refunds.finish_pending(ledger, stripe, now=later()) == {}  # out of the queue
+
+    assert refunds.pending() == []
+    assert refunds.get(refund_id).status == "succeeded"
+    assert len(stripe.refunds) == 1
+    assert usd(people) == (0, 0)
+    check_guarantees(people["table"])
+
+
+def test_a_refund_whose_stripe_event_never_came_is_finished_by_the_schedule(
+    api_client, people, stripe
+):
+    d = credited(api_client, people, stripe)
+    stripe.outcome = "pending"
+    refund(api_client, people["admin"], d["id"])
+    stripe.set_status("re_fake1", "succeeded")
+
+    outcomes = refunds.finish_pending(get_ledger_service(), stripe, now=later())
+
+    assert outcomes == {"succeeded": 1}
+    assert usd(people) == (0, 0)
+    assert stripe.create_calls == 1
+    check_guarantees(people["table"])
+
+
+def test_the_schedule_runs_through_the_app(api_client, people, stripe, monkeypatch):
+    from chalicelib.api import jobs
+
+    monkeypatch.setattr(jobs, "get_payment_gateway", lambda: stripe)
+    response = api_client.lambda_.invoke(
+        "finish_refunds", api_client.events.generate_cw_event("Scheduled Event", "", [], {})
+    )
+    assert response.payload == {"outcomes": {}}

@@ -18,7 +18,8 @@
 - webhook inbox: PK ``EVT#<provider>#<event id>``, SK ``EVT`` (each provider event used once)
 - crypto deposit address: PK ``ADDR#<currency>#<address>``, SK ``ADDR`` (address -> owner)
 - card deposit: PK ``DEPOSIT#<id>``, SK ``DEPOSIT`` (a Stripe PaymentIntent and its outcome)
-- card refund: PK ``REFUND#<id>``, SK ``REFUND`` (a refund of a card deposit: hold, Stripe, outcome)
+- card refund: PK ``REFUND#<id>``, SK ``REFUND`` (a card deposit refund: hold, Stripe, outcome);
+  GSI2 (still pending) ``REFUNDS#pending`` / ``<created_at>#<id>``, removed when it finishes
 - card dispute: PK ``DISPUTE#<Stripe dispute id>``, SK ``DISPUTE`` (the held amount and outcome)
 - user:        PK ``USER#<id>``, SK ``PROFILE``
 - email claim: PK ``EMAIL#<lower-case email>``, SK ``EMAIL`` (makes emails unique)
@@ -328,3 +329,11 @@ def recon_checkpoint_sk(day: str) -> str:
     """An account's reconciliation checkpoint at the end of ``day``: PK ``ACCT#<id>``, SK
     ``RECON#<yyyy-mm-dd>``, in the account's ``CKPT#`` partition."""
     return RECON_PREFIX + day
+
+
+PENDING_REFUNDS_GSI_PK = "REFUNDS#pending"
+
+
+def pending_refunds_gsi_sk(created_at: str, refund_id: str) -> str:
+    """A refund still pending, oldest first (GSI2, removed when it finishes)."""
+    return f"{created_at}#{refund_id}"

@@ -438,6 +438,11 @@ class RefundItem(LedgerItem):
     failure_reason = UnicodeAttribute(null=True)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute(null=True)
+    # GSI2, overloaded: the refunds still pending (keys removed when the refund finishes), so
+    # the scheduled finisher finds them without a Scan.
+    pending_index = DayIndex()
+    GSI2PK = UnicodeAttribute(null=True)
+    GSI2SK = UnicodeAttribute(null=True)
 
     ITEM_TYPE = "refund"
 
