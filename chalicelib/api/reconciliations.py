@@ -9,7 +9,6 @@ that has ended again overwrites its report with the same report.
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from chalice import Blueprint, Cron, Response
@@ -113,13 +112,12 @@ def _audit(day: str, status: str) -> None:
     from chalicelib.domain.users import AuditEvent
 
     DynamoAuthRepository().append_audit(
-        AuditEvent(
-            id=f"aud_{secrets.token_hex(12)}",
+        AuditEvent.new(
+            "reconciliation.run",
             at=now_iso(),
             actor_id=current_principal().user.id,
-            action="reconciliation.run",
             target=day,
             ip=source_ip(reconciliations.current_request),
-            details={"status": status},
+            status=status,
         )
     )

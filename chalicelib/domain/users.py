@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -65,3 +66,25 @@ class AuditEvent:
     target: str | None
     ip: str | None
     details: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def new(
+        cls,
+        action: str,
+        *,
+        at: str,
+        actor_id: str | None,
+        target: str | None,
+        ip: str | None,
+        **details: str,
+    ) -> AuditEvent:
+        """An event with a fresh random id (``aud_<24 hex>``)."""
+        return cls(
+            id=f"aud_{secrets.token_hex(12)}",
+            at=at,
+            actor_id=actor_id,
+            action=action,
+            target=target,
+            ip=ip,
+            details=details,
+        )

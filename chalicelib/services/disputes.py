@@ -20,12 +20,10 @@ dispute itself, then closes it; the late ``created`` then finds it and changes n
 
 from __future__ import annotations
 
-import secrets
-
 from chalicelib.adapters.clock import now_iso
 from chalicelib.adapters.dynamo import keys
-from chalicelib.adapters.dynamo.ledger_repository import ExtraWrite
-from chalicelib.adapters.dynamo.models import AuditItem, DisputeItem
+from chalicelib.adapters.dynamo.ledger_repository import ExtraWrite, audit_entry
+from chalicelib.adapters.dynamo.models import DisputeItem
 from chalicelib.adapters.dynamo.transact import AtomicWrite
 from chalicelib.adapters.stripe_gateway import PaymentGateway, WebhookEvent
 from chalicelib.domain.accounts import OwnerType, PlatformAccount, PlatformKind, wallet_id
@@ -57,23 +55,20 @@ def get(dispute_id: str) -> DisputeItem | None:
 
 
 def _audit(action: str, item: DisputeItem, **details: str) -> ExtraWrite:
-    event = AuditEvent(
-        id=f"aud_{secrets.token_hex(12)}",
+    event = AuditEvent.new(
+        action,
         at=now_iso(),
         actor_id=PROVIDER_ACTOR,
-        action=action,
         target=item.dispute_id,
         ip=None,
-        details={
-            "deposit_id": item.deposit_id,
-            "user_id": item.user_id,
-            "amount": str(int(item.amount)),
-            "held_amount": str(int(item.held_amount)),
-            "currency": item.currency,
-            **details,
-        },
+        deposit_id=item.deposit_id,
+        user_id=item.user_id,
+        amount=str(int(item.amount)),
+        held_amount=str(int(item.held_amount)),
+        currency=item.currency,
+        **details,
     )
-    return ExtraWrite(AuditItem.from_domain(event), None, VersionConflict("audit id taken"))
+    return audit_entry(event)
 
 
 def handle(ledger: LedgerService, gateway: PaymentGateway, event: WebhookEvent) -> str:

@@ -61,14 +61,8 @@ def create_facility(name: str, *, admin_id: str, ip: str | None) -> Facility:
             AccountItem.PK.does_not_exist(),
             VersionConflict("account id taken"),
         )
-    event = AuditEvent(
-        id=f"aud_{secrets.token_hex(12)}",
-        at=now,
-        actor_id=admin_id,
-        action="facility.created",
-        target=facility.id,
-        ip=ip,
-        details={"name": facility.name},
+    event = AuditEvent.new(
+        "facility.created", at=now, actor_id=admin_id, target=facility.id, ip=ip, name=facility.name
     )
     write.put(AuditItem.from_domain(event), None, None)
     write.send_or_raise_tag()

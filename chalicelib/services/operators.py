@@ -20,18 +20,15 @@ Rules kept here (API.md, "Admin"; DESIGN.md, "Flows: Rollback"):
 
 from __future__ import annotations
 
-import secrets
 from typing import TYPE_CHECKING
 
 from chalicelib.adapters.clock import now_iso
-from chalicelib.adapters.dynamo.ledger_repository import ExtraWrite
-from chalicelib.adapters.dynamo.models import AuditItem
+from chalicelib.adapters.dynamo.ledger_repository import audit_entry
 from chalicelib.domain.errors import (
     CannotSuspendSelf,
     InvalidRequest,
     TransactionNotFound,
     UserNotFound,
-    VersionConflict,
 )
 from chalicelib.domain.transactions import Transaction, derive_transaction_id
 from chalicelib.domain.users import AuditEvent, User, UserStatus
@@ -59,24 +56,7 @@ def _reason(reason: object) -> str:
 
 
 def _event(action: str, admin: User, target: str, ip: str | None, **details: str) -> AuditEvent:
-    return AuditEvent(
-        id=f"aud_{secrets.token_hex(12)}",
-        at=now_iso(),
-        actor_id=admin.id,
-        action=action,
-        target=target,
-        ip=ip,
-        details=details,
-    )
-
-
-def _audit_write(event: AuditEvent) -> ExtraWrite:
-    # Append-only: an event is never overwritten, even by an id collision.
-    return ExtraWrite(
-        AuditItem.from_domain(event),
-        AuditItem.SK.does_not_exist(),
-        VersionConflict("audit id taken"),
-    )
+    return AuditEvent.new(action, at=now_iso(), actor_id=admin.id, target=target, ip=ip, **details)
 
 
 # -- transactions -------------------------------------------------------------------------------
@@ -118,7 +98,7 @@ def rollback(
         force=str(force).lower(),
         reversal_id=reversal_id,
     )
-    extra = [_audit_write(event)]
+    extra = [audit_entry(event)]
     original = ledger.repository.read([], [transaction_id]).transactions.get(transaction_id)
     if original is not None:
         from chalicelib.services.deposits import rollback_guard

@@ -26,15 +26,14 @@ left pending for 5 minutes, whether Stripe never got them or its event never cam
 
 from __future__ import annotations
 
-import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pynamodb.exceptions import UpdateError
 
 from chalicelib.adapters.clock import now_iso
 from chalicelib.adapters.dynamo import keys
-from chalicelib.adapters.dynamo.ledger_repository import ExtraWrite
-from chalicelib.adapters.dynamo.models import AuditItem, DepositItem, RefundItem
+from chalicelib.adapters.dynamo.ledger_repository import ExtraWrite, audit_entry
+from chalicelib.adapters.dynamo.models import DepositItem, RefundItem
 from chalicelib.adapters.stripe_gateway import PaymentGateway, StripeRefund, WebhookEvent
 from chalicelib.domain.accounts import OwnerType, PlatformAccount, PlatformKind, wallet_id
 from chalicelib.domain.errors import (
@@ -44,7 +43,6 @@ from chalicelib.domain.errors import (
     InvalidState,
     ProviderRefused,
     RefundExceedsDeposit,
-    VersionConflict,
     WebhookEventSeen,
 )
 from chalicelib.domain.money import parse_amount
@@ -115,22 +113,19 @@ def refundable(deposit: deposits.Deposit) -> int:
 def audit_event(
     action: str, actor: str, refund: Refund, ip: str | None, **details: str
 ) -> ExtraWrite:
-    event = AuditEvent(
-        id=f"aud_{secrets.token_hex(12)}",
+    event = AuditEvent.new(
+        action,
         at=now_iso(),
         actor_id=actor,
-        action=action,
         target=refund.id,
         ip=ip,
-        details={
-            "deposit_id": refund.deposit_id,
-            "user_id": refund.user_id,
-            "amount": str(refund.amount),
-            "currency": refund.currency,
-            **details,
-        },
+        deposit_id=refund.deposit_id,
+        user_id=refund.user_id,
+        amount=str(refund.amount),
+        currency=refund.currency,
+        **details,
     )
-    return ExtraWrite(AuditItem.from_domain(event), None, VersionConflict("audit id taken"))
+    return audit_entry(event)
 
 
 # -- the admin's request --------------------------------------------------------------------------
@@ -230,7 +225,7 @@ def _hold(
         error=RefundExceedsDeposit(f"the refund would exceed what is left of {deposit.id}"),
         actions=[DepositItem.refund_reserved.add(minor), DepositItem.updated_at.set(now_iso())],
     )
-    ledger.record(
+    recorded = ledger.record(
         transaction_id=refund.transaction_id,
         type=TransactionType.REFUND,
         postings=[
@@ -250,7 +245,9 @@ def _hold(
             audit_event("refund.requested", admin.id, refund, ip, reason=reason),
         ],
     )
-    return get(refund.id) or refund
+    if recorded.created:
+        return refund  # exactly what the hold's write stored
+    return get(refund.id) or refund  # a racing copy of this request wrote it first
 
 
 def _submit(
@@ -362,6 +359,13 @@ def finish(
             inbox.record(deposits.PROVIDER, event, inbox.DUPLICATE, refund.id)
     except WebhookEventSeen:
         pass
+    else:  # this write finished it: the item now says exactly this
+        return replace(
+            refund,
+            status=status,
+            stripe_refund_id=stripe_id or refund.stripe_refund_id,
+            failure_reason=failure[:MAX_REASON] if failure is not None else refund.failure_reason,
+        )
     return get(refund.id) or refund
 
 

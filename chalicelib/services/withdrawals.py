@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -27,7 +26,7 @@ from aws_lambda_powertools import Logger
 from chalicelib.adapters.clock import now_iso
 from chalicelib.adapters.crypto_gateway import CryptoGateway
 from chalicelib.adapters.dynamo import cursors, keys
-from chalicelib.adapters.dynamo.ledger_repository import ExtraWrite
+from chalicelib.adapters.dynamo.ledger_repository import ExtraWrite, audit_entry
 from chalicelib.adapters.dynamo.models import (
     AuditItem,
     PayoutItem,
@@ -131,14 +130,15 @@ def give_back(w: Withdrawal) -> ExtraWrite:
 
 
 def _event(action: str, actor: str, w: Withdrawal, ip: str | None, **details: str) -> AuditEvent:
-    return AuditEvent(
-        id=f"aud_{secrets.token_hex(12)}",
+    return AuditEvent.new(
+        action,
         at=now_iso(),
         actor_id=actor,
-        action=action,
         target=w.id,
         ip=ip,
-        details={"amount": str(w.amount), "currency": w.currency, **details},
+        amount=str(w.amount),
+        currency=w.currency,
+        **details,
     )
 
 
@@ -281,13 +281,7 @@ def _void(
         raise InvalidState(f"withdrawal {w.id} is {w.status}, not pending review")
     extra = [_transition(w, status, by=by, reason=reason), give_back(w)]
     if event is not None:
-        extra.append(
-            ExtraWrite(
-                model=AuditItem.from_domain(event),
-                condition=None,
-                error=VersionConflict("audit id taken"),
-            )
-        )
+        extra.append(audit_entry(event))
     try:
         ledger.void_pending(w.transaction_id, extra=extra)
     except HoldNotPending as exc:

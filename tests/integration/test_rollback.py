@@ -129,3 +129,33 @@ def test_a_reason_is_required(world: LedgerWorld):
     with pytest.raises(InvalidRequest):
         operators.rollback(world.ledger, ADMIN, sent.id, reason=" ", force=False, ip=None)
     assert rollbacks() == []
+
+
+def test_an_audit_event_is_never_overwritten_and_the_action_fails_with_it(
+    world: LedgerWorld, monkeypatch
+):
+    """Append-only (``audit_entry``): an event whose id is taken fails the whole write, so the
+    reversal is not written and the earlier event stays as it was."""
+    from chalicelib.domain.errors import VersionConflict
+    from chalicelib.domain.users import AuditEvent
+
+    alice, bob = world.open_user_account(), world.open_user_account()
+    world.fund(alice, 50_00)
+    sent = world.transfer(alice, bob, 20_00).transaction
+    earlier = AuditEvent(
+        id="aud_taken",
+        at="2026-11-23T00:00:00.000000Z",
+        actor_id="x",
+        action="a",
+        target=None,
+        ip=None,
+    )
+    AuditItem.from_domain(earlier).save()
+    monkeypatch.setattr(AuditEvent, "new", classmethod(lambda cls, action, **_: earlier))
+
+    with pytest.raises(VersionConflict):
+        roll_back(world.ledger, sent.id)
+
+    assert rollbacks() == []
+    assert [i.action for i in AuditItem.scan(AuditItem.item_type == "audit")] == ["a"]
+    assert (world.account(alice).posted, world.account(bob).posted) == (30_00, 20_00)

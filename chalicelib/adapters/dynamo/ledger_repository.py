@@ -27,6 +27,7 @@ from pynamodb.models import Model
 from chalicelib.adapters.dynamo import cursors, keys
 from chalicelib.adapters.dynamo.models import (
     AccountItem,
+    AuditItem,
     EntryItem,
     TimelineItem,
     TransactionItem,
@@ -49,6 +50,7 @@ from chalicelib.domain.transactions import (
     Transaction,
     TransactionStatus,
 )
+from chalicelib.domain.users import AuditEvent
 
 MAX_PAGE = 100
 BATCH_GET_LIMIT = 100
@@ -73,6 +75,16 @@ class ExtraWrite:
     condition: Condition | None
     error: LedgerError
     actions: Sequence[Any] | None = None  # None: a put of ``model``; otherwise an update
+
+
+def audit_entry(event: AuditEvent) -> ExtraWrite:
+    """An audit event as part of the write of the action it records; append-only: an existing
+    event is never overwritten, even by an id collision (the write then fails as a conflict)."""
+    return ExtraWrite(
+        AuditItem.from_domain(event),
+        AuditItem.SK.does_not_exist(),
+        VersionConflict(f"audit event {event.id} exists"),
+    )
 
 
 @dataclass(frozen=True)
