@@ -52,6 +52,19 @@ class ListQuery:
     until: str | None = None
 
 
+def query_param(params: MultiDict | None, name: str) -> str | None:
+    """One optional query parameter (a list route's filter). Raises InvalidRequest if repeated."""
+    if params is None or name not in params:
+        return None
+    values = params.getlist(name)
+    if len(values) != 1:
+        raise InvalidRequest(
+            "query parameters are not valid",
+            [{"field": name, "message": "must be given at most once"}],
+        )
+    return values[0]
+
+
 def parse_list_query(params: MultiDict | None) -> ListQuery:
     """``limit`` (1-100, default 20), ``cursor``, ``from`` and ``to`` (ISO-8601 instants with an
     offset or ``Z``); other parameters are ignored.

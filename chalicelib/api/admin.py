@@ -9,12 +9,11 @@ from typing import Any
 from chalice import Blueprint, Response
 
 from chalicelib.api.access import admin_only, current_principal
-from chalicelib.api.accounts import parse_list_query
+from chalicelib.api.accounts import parse_list_query, query_param
 from chalicelib.api.dependencies import get_auth_service, get_ledger_service
 from chalicelib.api.idempotency import replayable
 from chalicelib.api.requests import parse_body, source_ip
 from chalicelib.api.views import transaction_view
-from chalicelib.domain.errors import InvalidRequest
 from chalicelib.domain.users import User
 
 admin = Blueprint(__name__)
@@ -47,25 +46,15 @@ def user_view(user: User) -> dict[str, Any]:
     }
 
 
-def _single(name: str) -> str | None:
-    params = admin.current_request.query_params
-    if params is None or name not in params:
-        return None
-    values = params.getlist(name)
-    if len(values) != 1:
-        raise InvalidRequest(
-            "query parameters are not valid",
-            [{"field": name, "message": "must be given at most once"}],
-        )
-    return values[0]
-
-
 @admin.route("/v1/admin/users", methods=["GET"])
 @admin_only(admin)
 def list_users() -> dict[str, Any]:
     query = parse_list_query(admin.current_request.query_params)
     page = service().list_users(
-        get_auth_service().repository, _single("email"), query.limit, query.cursor
+        get_auth_service().repository,
+        query_param(admin.current_request.query_params, "email"),
+        query.limit,
+        query.cursor,
     )
     return {"data": [user_view(u) for u in page.users], "next_cursor": page.next_cursor}
 

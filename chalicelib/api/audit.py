@@ -12,10 +12,9 @@ from typing import Any
 from chalice import Blueprint, Cron
 
 from chalicelib.api.access import admin_only
-from chalicelib.api.accounts import parse_list_query
+from chalicelib.api.accounts import parse_list_query, query_param
 from chalicelib.api.dependencies import get_bound_settings
 from chalicelib.api.log import logger
-from chalicelib.domain.errors import InvalidRequest
 from chalicelib.domain.users import AuditEvent
 
 audit = Blueprint(__name__)
@@ -43,19 +42,6 @@ def event_view(event: AuditEvent) -> dict[str, Any]:
     }
 
 
-def _single(name: str) -> str | None:
-    params = audit.current_request.query_params
-    if params is None or name not in params:
-        return None
-    values = params.getlist(name)
-    if len(values) != 1:
-        raise InvalidRequest(
-            "query parameters are not valid",
-            [{"field": name, "message": "must be given at most once"}],
-        )
-    return values[0]
-
-
 @audit.route("/v1/admin/audit", methods=["GET"])
 @admin_only(audit)
 def list_audit_events() -> dict[str, Any]:
@@ -66,8 +52,8 @@ def list_audit_events() -> dict[str, Any]:
         repository(),
         since=query.since,
         until=query.until,
-        actor_id=_single("actor_id"),
-        action=_single("action"),
+        actor_id=query_param(audit.current_request.query_params, "actor_id"),
+        action=query_param(audit.current_request.query_params, "action"),
         limit=query.limit,
         cursor=query.cursor,
     )
@@ -79,9 +65,11 @@ def list_audit_events() -> dict[str, Any]:
 def verify_audit_chain() -> dict[str, Any]:
     from chalicelib.services import audit_chain
 
-    last_day = audit_chain.as_day("to", _single("to") or audit_chain.yesterday())
+    last_day = audit_chain.as_day(
+        "to", query_param(audit.current_request.query_params, "to") or audit_chain.yesterday()
+    )
     first_day = (
-        _single("from")
+        query_param(audit.current_request.query_params, "from")
         or (date.fromisoformat(last_day) - timedelta(days=DEFAULT_VERIFY_DAYS - 1)).isoformat()
     )
     result = audit_chain.verify(repository(), first_day, last_day)
