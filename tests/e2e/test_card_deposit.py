@@ -7,11 +7,8 @@ two parts through localstripe, with exact balances."""
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 
@@ -20,34 +17,15 @@ from tests.e2e.test_local_stack import (
     ADMIN_PASSWORD,
     ADMIN_TOTP_SECRET,
     HOST,
-    STOP_TIMEOUT_SECONDS,
     Stack,
-    free_ports,
     get,
     send,
-    start_stack,
-    wait_for_health,
 )
 
 pytestmark = pytest.mark.e2e
 
 PASSWORD = "correct horse battery"
 CREDIT_TIMEOUT_SECONDS = 20
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = start_stack(tmp_path_factory.mktemp("stack"), *free_ports(3))
-    try:
-        wait_for_health(running)
-        yield running
-    finally:
-        running.process.send_signal(signal.SIGINT)
-        try:
-            running.process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            running.process.kill()  # its children stop by themselves when it is gone
-            running.process.wait()
 
 
 def post(url: str, body: dict, headers: dict[str, str] | None = None) -> tuple[int, dict]:

@@ -23,7 +23,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,24 +150,6 @@ def start_stack(
             stderr=subprocess.STDOUT,
         )
     return Stack(process, api, dynamodb, stripe, log, mail_dir, crypto)
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """One stack for the module, healthy; the last test that uses it stops it."""
-    running = start_stack(tmp_path_factory.mktemp("stack"), *free_ports(3))
-    try:
-        wait_for_health(running)
-        yield running
-    finally:
-        if running.process.poll() is None:
-            # A test failed before stopping it: stop it the same way, then make sure.
-            running.process.send_signal(signal.SIGINT)
-            try:
-                running.process.wait(timeout=STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                running.process.kill()  # its children stop by themselves when it is gone
-                running.process.wait()
 
 
 def wait_for_health(stack: Stack) -> None:

@@ -5,10 +5,7 @@ transactions match the ledger's deposit and refund."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pyotp
@@ -21,33 +18,14 @@ from tests.e2e.test_local_stack import (
     ADMIN_PASSWORD,
     ADMIN_TOTP_SECRET,
     HOST,
-    STOP_TIMEOUT_SECONDS,
     Stack,
-    free_ports,
     get,
-    start_stack,
-    wait_for_health,
 )
 
 pytestmark = pytest.mark.e2e
 
 PASSWORD = "correct horse battery"
 CREDIT_TIMEOUT_SECONDS = 20
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = start_stack(tmp_path_factory.mktemp("stack"), *free_ports(3))
-    try:
-        wait_for_health(running)
-        yield running
-    finally:
-        running.process.send_signal(signal.SIGINT)
-        try:
-            running.process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            running.process.kill()
-            running.process.wait()
 
 
 def sign_in(api: str, email: str) -> dict[str, str]:
