@@ -134,14 +134,8 @@ class AuthService:
         target: str | None = None,
         **details: str,
     ) -> AuditEvent:
-        return AuditEvent(
-            id=_new_id("aud"),
-            at=self._now()[1],
-            actor_id=actor,
-            action=action,
-            target=target,
-            ip=ip,
-            details=details,
+        return AuditEvent.new(
+            action, at=self._now()[1], actor_id=actor, target=target, ip=ip, **details
         )
 
     # -- sign-up --------------------------------------------------------------------------------

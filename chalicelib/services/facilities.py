@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from chalicelib.adapters.clock import now_iso
 from chalicelib.adapters.dynamo import keys
-from chalicelib.adapters.dynamo.models import AccountItem, AuditItem, FacilityItem
+from chalicelib.adapters.dynamo.models import AccountItem, FacilityItem
 from chalicelib.adapters.dynamo.transact import AtomicWrite
 from chalicelib.domain.accounts import Account, OwnerType, wallet_id
 from chalicelib.domain.errors import InvalidRequest, VersionConflict
@@ -64,7 +64,7 @@ def create_facility(name: str, *, admin_id: str, ip: str | None) -> Facility:
     event = AuditEvent.new(
         "facility.created", at=now, actor_id=admin_id, target=facility.id, ip=ip, name=facility.name
     )
-    write.put(AuditItem.from_domain(event), None, None)
+    write.append_audit(event)
     write.send_or_raise_tag()
     return facility
 

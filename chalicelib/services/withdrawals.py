@@ -28,7 +28,6 @@ from chalicelib.adapters.crypto_gateway import CryptoGateway
 from chalicelib.adapters.dynamo import cursors, keys
 from chalicelib.adapters.dynamo.ledger_repository import ExtraWrite, audit_entry
 from chalicelib.adapters.dynamo.models import (
-    AuditItem,
     PayoutItem,
     WithdrawalItem,
     WithdrawalLimitItem,
@@ -337,7 +336,7 @@ def approve(
         **payouts.requested_index_keys(requested_at, w.id),
     )
     write.put(payout, PayoutItem.PK.does_not_exist(), InvalidState("payout already requested"))
-    write.put(AuditItem.from_domain(_event("withdrawal.approved", admin.id, w, ip)), None, None)
+    write.append_audit(_event("withdrawal.approved", admin.id, w, ip))
     write.send_or_raise_tag()
     if gateway is not None:
         send_payout(gateway, w.id)

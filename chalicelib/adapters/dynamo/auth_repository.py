@@ -115,7 +115,7 @@ class DynamoAuthRepository:
                 AccountItem.PK.does_not_exist(),
                 VersionConflict("account id taken"),
             )
-        write.put(AuditItem.from_domain(event), None, None)
+        write.append_audit(event)
         write.send_or_raise_tag()
 
     def open_session(self, session: Session, event: AuditEvent) -> None:
@@ -125,7 +125,7 @@ class DynamoAuthRepository:
             SessionItem.SK.does_not_exist(),
             VersionConflict("session id taken"),
         )
-        write.put(AuditItem.from_domain(event), None, None)
+        write.append_audit(event)
         write.send_or_raise_tag()
 
     def rotate_session(self, session: Session, presented_hash: str, new_hash: str) -> None:
@@ -154,7 +154,7 @@ class DynamoAuthRepository:
             SessionItem.SK.exists(),
             None,
         )
-        write.put(AuditItem.from_domain(event), None, None)
+        write.append_audit(event)
         write.send_or_raise_tag()
 
     def use_totp_step(self, user: User, step: int) -> None:
@@ -195,7 +195,7 @@ class DynamoAuthRepository:
             UserItem.mfa_enabled == False,  # noqa: E712
             InvalidState("MFA is already enabled"),
         )
-        write.put(AuditItem.from_domain(event), None, None)
+        write.append_audit(event)
         write.send_or_raise_tag()
 
     def enable_mfa(
@@ -219,7 +219,7 @@ class DynamoAuthRepository:
             (UserItem.mfa_enabled == False) & (UserItem.totp_pending_secret == secret),  # noqa: E712
             InvalidState("MFA setup changed meanwhile; start again"),
         )
-        write.put(AuditItem.from_domain(event), None, None)
+        write.append_audit(event)
         write.send_or_raise_tag()
 
     def create_reset(
@@ -235,7 +235,7 @@ class DynamoAuthRepository:
             used=False,
         )
         write.put(item, ResetTokenItem.PK.does_not_exist(), VersionConflict("token collision"))
-        write.put(AuditItem.from_domain(event), None, None)
+        write.append_audit(event)
         write.send_or_raise_tag()
 
     def complete_reset(
@@ -268,7 +268,7 @@ class DynamoAuthRepository:
             UserItem.PK.exists(),
             InvalidToken("reset token is not valid"),
         )
-        write.put(AuditItem.from_domain(event), None, None)
+        write.append_audit(event)
         write.send_or_raise_tag()
 
     def record_failure(
@@ -299,14 +299,16 @@ class DynamoAuthRepository:
         )
         write.put(item, condition, VersionConflict("throttle changed"))
         if event is not None:
-            write.put(AuditItem.from_domain(event), None, None)
+            write.append_audit(event)
         write.send_or_raise_tag()
 
     def clear_failures(self, kind: str, value: str) -> None:
         ThrottleItem(keys.throttle_pk(kind, value), keys.THROTTLE_SK).delete()
 
     def append_audit(self, event: AuditEvent) -> None:
-        AuditItem.from_domain(event).save()
+        """An audit event of an action that writes nothing else (a refused login, a report
+        read); append-only like the others."""
+        AuditItem.from_domain(event).save(AuditItem.SK.does_not_exist())
 
     # -- operators ------------------------------------------------------------------------------
     def set_status(self, user: User, to: UserStatus, event: AuditEvent) -> None:
@@ -340,11 +342,7 @@ class DynamoAuthRepository:
             UserItem.PK.exists() & (UserItem.status == expected.value),
             InvalidState(f"the user is not {expected.value}"),
         )
-        write.put(
-            AuditItem.from_domain(event),
-            AuditItem.SK.does_not_exist(),
-            VersionConflict("audit id taken"),
-        )
+        write.append_audit(event)
         write.send_or_raise_tag()
 
     def list_users(self, email_prefix: str, limit: int, cursor: str | None) -> UserPage:

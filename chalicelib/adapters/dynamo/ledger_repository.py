@@ -27,12 +27,11 @@ from pynamodb.models import Model
 from chalicelib.adapters.dynamo import cursors, keys
 from chalicelib.adapters.dynamo.models import (
     AccountItem,
-    AuditItem,
     EntryItem,
     TimelineItem,
     TransactionItem,
 )
-from chalicelib.adapters.dynamo.transact import AtomicWrite
+from chalicelib.adapters.dynamo.transact import AtomicWrite, append_only_audit
 from chalicelib.domain.accounts import Account, OwnerType
 from chalicelib.domain.errors import (
     AlreadyReversed,
@@ -78,13 +77,9 @@ class ExtraWrite:
 
 
 def audit_entry(event: AuditEvent) -> ExtraWrite:
-    """An audit event as part of the write of the action it records; append-only: an existing
-    event is never overwritten, even by an id collision (the write then fails as a conflict)."""
-    return ExtraWrite(
-        AuditItem.from_domain(event),
-        AuditItem.SK.does_not_exist(),
-        VersionConflict(f"audit event {event.id} exists"),
-    )
+    """An audit event as part of the write of the action it records, append-only
+    (``append_only_audit``)."""
+    return ExtraWrite(*append_only_audit(event))
 
 
 @dataclass(frozen=True)

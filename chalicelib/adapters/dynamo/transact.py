@@ -16,8 +16,19 @@ from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.condition import Condition
 from pynamodb.models import Model
 
-from chalicelib.adapters.dynamo.models import LedgerItem
+from chalicelib.adapters.dynamo.models import AuditItem, LedgerItem
 from chalicelib.domain.errors import VersionConflict
+from chalicelib.domain.users import AuditEvent
+
+
+def append_only_audit(event: AuditEvent) -> tuple[AuditItem, Condition, VersionConflict]:
+    """An audit event as a put that never overwrites one: a taken id fails the whole write
+    (as a conflict), so an action and its audit event are stored together or not at all."""
+    return (
+        AuditItem.from_domain(event),
+        AuditItem.SK.does_not_exist(),
+        VersionConflict(f"audit event {event.id} exists"),
+    )
 
 
 @dataclass
@@ -30,6 +41,10 @@ class AtomicWrite:
             condition=condition, return_values_on_condition_failure="ALL_OLD"
         )
         self.puts.append((kwargs, tag))
+
+    def append_audit(self, event: AuditEvent) -> None:
+        """Append the audit event of the action this write does (``append_only_audit``)."""
+        self.put(*append_only_audit(event))
 
     def update(self, model: Model, actions: Sequence[Any], condition: Condition, tag: Any) -> None:
         kwargs = model.get_update_kwargs_from_instance(
