@@ -12,23 +12,15 @@ write 1 WCU, and each item of TransactWriteItems 2 WCU. Index writes are not inc
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.update(
-    {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "STAGE": "test",
-        "TABLE_NAME": "ledger-bench-api",
-        "POWERTOOLS_LOG_LEVEL": "ERROR",
-    }
-)
+from bench.offline import use_moto  # noqa: E402
+
+use_moto("ledger-bench-api", STAGE="test", POWERTOOLS_LOG_LEVEL="ERROR")
 
 import boto3  # noqa: E402
 import pyotp  # noqa: E402

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import sys
 from collections import Counter
@@ -21,17 +20,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-FAKE = "testing"  # moto accepts any credentials; these never reach AWS
-os.environ.update(
-    AWS_ACCESS_KEY_ID=FAKE,
-    AWS_SECRET_ACCESS_KEY=FAKE,
-    AWS_SESSION_TOKEN=FAKE,
-    AWS_DEFAULT_REGION="us-east-1",
-    AWS_REGION="us-east-1",
-    STAGE="bench",
-    TABLE_NAME="ledger-bench",
-)
-os.environ.pop("DYNAMODB_ENDPOINT", None)
+from bench.offline import use_moto  # noqa: E402
+
+use_moto()
 
 import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402

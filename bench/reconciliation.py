@@ -34,18 +34,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-FAKE = "testing"  # moto accepts any credentials; these never reach AWS
-os.environ.update(
-    AWS_ACCESS_KEY_ID=FAKE,
-    AWS_SECRET_ACCESS_KEY=FAKE,
-    AWS_SESSION_TOKEN=FAKE,
-    AWS_DEFAULT_REGION="us-east-1",
-    AWS_REGION="us-east-1",
-    STAGE="bench",
-    TABLE_NAME="ledger-bench",
-    POWERTOOLS_SERVICE_NAME="ledger",
-)
-os.environ.pop("DYNAMODB_ENDPOINT", None)
+from bench.offline import use_moto  # noqa: E402
+
+use_moto(POWERTOOLS_SERVICE_NAME="ledger")
 
 import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402

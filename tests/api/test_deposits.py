@@ -22,6 +22,7 @@ from chalicelib.api import deposits as deposits_api
 from chalicelib.api.dependencies import get_auth_service, get_ledger_service
 from chalicelib.auth import passwords
 from chalicelib.domain.accounts import OwnerType, wallet_id
+from tests.api.helpers import call
 from tests.support import check_guarantees, scan
 
 PASSWORD = "correct horse battery"
@@ -110,15 +111,6 @@ def people(table, api_client, stripe_fake):
         "bob_token": auth.login("bob@example.com", PASSWORD, None, None).access_token,
         "table": table,
     }
-
-
-def call(client, method: str, path: str, token: str, body=None, key: str | None = None):
-    headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
-    if key:
-        headers["idempotency-key"] = key
-    raw = json.dumps(body).encode() if body is not None else b""
-    response = client.http.request(method, path, headers=headers, body=raw)
-    return response, json.loads(response.body)
 
 
 def deposit(client, token: str, amount: str = "25.00", key: str = "d1", code: str = "USD"):

@@ -36,6 +36,46 @@ def post(url: str, body: dict, headers: dict[str, str] | None = None) -> tuple[i
     return status, answer
 
 
+def sign_in(api: str, email: str) -> dict[str, str]:
+    """Sign a new user up and log in: their Authorization header."""
+    status, body = post(
+        f"{api}/v1/auth/signup", {"email": email, "password": PASSWORD, "accept_terms": True}
+    )
+    assert status == 201, body
+    status, tokens = post(f"{api}/v1/auth/login", {"email": email, "password": PASSWORD})
+    assert status == 200, tokens
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def admin_sign_in(api: str) -> dict[str, str]:
+    """Log the seeded admin in (password and TOTP): their Authorization header."""
+    import pyotp
+
+    login = {
+        "email": ADMIN_EMAIL,
+        "password": ADMIN_PASSWORD,
+        "totp_code": pyotp.TOTP(ADMIN_TOTP_SECRET).now(),
+    }
+    status, tokens = post(f"{api}/v1/auth/login", login)
+    assert status == 200, tokens
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def pay_in_localstripe(stack: Stack, payment_intent_id: str) -> str:
+    """The customer's side: a card, attached to the intent, confirmed (what Stripe.js does).
+    Returns the confirmed intent's status."""
+    import stripe
+
+    stripe.api_key = "sk_test_local"
+    stripe.api_base = f"http://{HOST}:{stack.stripe}"
+    card = stripe.PaymentMethod.create(
+        type="card",
+        card={"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+    )
+    stripe.PaymentIntent.modify(payment_intent_id, payment_method=card.id)
+    return stripe.PaymentIntent.confirm(payment_intent_id).status
+
+
 def usd_posted(api: str, auth: dict[str, str]) -> str:
     status, _, body = get(f"{api}/v1/accounts", auth)
     assert status == 200, body
@@ -46,16 +86,7 @@ def test_a_card_deposit_confirmed_in_localstripe_credits_the_wallet_once(stack: 
     import stripe
 
     api = f"http://{HOST}:{stack.api}"
-    status, body = post(
-        f"{api}/v1/auth/signup",
-        {"email": "carol@example.com", "password": PASSWORD, "accept_terms": True},
-    )
-    assert status == 201, body
-    status, tokens = post(
-        f"{api}/v1/auth/login", {"email": "carol@example.com", "password": PASSWORD}
-    )
-    assert status == 200, tokens
-    auth = {"Authorization": f"Bearer {tokens['access_token']}"}
+    auth = sign_in(api, "carol@example.com")
 
     status, body = post(
         f"{api}/v1/deposits/card",
@@ -66,15 +97,7 @@ def test_a_card_deposit_confirmed_in_localstripe_credits_the_wallet_once(stack: 
     deposit = body["deposit"]
     assert deposit["status"] == "pending"
 
-    # The customer's side: a card, attached to the intent, confirmed (what Stripe.js does).
-    stripe.api_key = "sk_test_local"
-    stripe.api_base = f"http://{HOST}:{stack.stripe}"
-    card = stripe.PaymentMethod.create(
-        type="card",
-        card={"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"},
-    )
-    stripe.PaymentIntent.modify(deposit["payment_intent_id"], payment_method=card.id)
-    assert stripe.PaymentIntent.confirm(deposit["payment_intent_id"]).status == "succeeded"
+    assert pay_in_localstripe(stack, deposit["payment_intent_id"]) == "succeeded"
 
     deadline = time.monotonic() + CREDIT_TIMEOUT_SECONDS
     while usd_posted(api, auth) != "25.00":
@@ -87,16 +110,7 @@ def test_a_card_deposit_confirmed_in_localstripe_credits_the_wallet_once(stack: 
     assert usd_posted(api, auth) == "25.00"
 
     # The admin refunds 10.00, then the rest; localstripe refunds at once, so each posts at once.
-    import pyotp
-
-    login = {
-        "email": ADMIN_EMAIL,
-        "password": ADMIN_PASSWORD,
-        "totp_code": pyotp.TOTP(ADMIN_TOTP_SECRET).now(),
-    }
-    status, admin_tokens = post(f"{api}/v1/auth/login", login)
-    assert status == 200, admin_tokens
-    admin = {"Authorization": f"Bearer {admin_tokens['access_token']}"}
+    admin = admin_sign_in(api)
     refunds_url = f"{api}/v1/admin/deposits/{deposit['id']}/refunds"
     for key, body, left in [
         ("e2e-refund-1", {"amount": "10.00", "reason": "partial"}, "15.00"),

@@ -8,15 +8,17 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-import pyotp
 import pytest
 
 from chalicelib.services import reconciliation as recon
-from tests.e2e.test_card_deposit import post, usd_posted
+from tests.e2e.test_card_deposit import (
+    admin_sign_in,
+    pay_in_localstripe,
+    post,
+    sign_in,
+    usd_posted,
+)
 from tests.e2e.test_local_stack import (
-    ADMIN_EMAIL,
-    ADMIN_PASSWORD,
-    ADMIN_TOTP_SECRET,
     HOST,
     Stack,
     get,
@@ -24,23 +26,10 @@ from tests.e2e.test_local_stack import (
 
 pytestmark = pytest.mark.e2e
 
-PASSWORD = "correct horse battery"
 CREDIT_TIMEOUT_SECONDS = 20
 
 
-def sign_in(api: str, email: str) -> dict[str, str]:
-    status, body = post(
-        f"{api}/v1/auth/signup", {"email": email, "password": PASSWORD, "accept_terms": True}
-    )
-    assert status == 201, body
-    status, tokens = post(f"{api}/v1/auth/login", {"email": email, "password": PASSWORD})
-    assert status == 200, tokens
-    return {"Authorization": f"Bearer {tokens['access_token']}"}
-
-
 def test_an_admin_reconciles_a_mixed_day_on_the_local_stack(stack: Stack):
-    import stripe
-
     api = f"http://{HOST}:{stack.api}"
     dora = sign_in(api, "dora@example.com")
     sign_in(api, "eve@example.com")
@@ -52,14 +41,7 @@ def test_an_admin_reconciles_a_mixed_day_on_the_local_stack(stack: Stack):
     )
     assert status == 201, body
     deposit = body["deposit"]
-    stripe.api_key = "sk_test_local"
-    stripe.api_base = f"http://{HOST}:{stack.stripe}"
-    card = stripe.PaymentMethod.create(
-        type="card",
-        card={"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"},
-    )
-    stripe.PaymentIntent.modify(deposit["payment_intent_id"], payment_method=card.id)
-    stripe.PaymentIntent.confirm(deposit["payment_intent_id"])
+    pay_in_localstripe(stack, deposit["payment_intent_id"])
     deadline = time.monotonic() + CREDIT_TIMEOUT_SECONDS
     while usd_posted(api, dora) != "40.00":
         assert time.monotonic() < deadline, stack.output()
@@ -72,14 +54,7 @@ def test_an_admin_reconciles_a_mixed_day_on_the_local_stack(stack: Stack):
     )
     assert status == 201, body
 
-    login = {
-        "email": ADMIN_EMAIL,
-        "password": ADMIN_PASSWORD,
-        "totp_code": pyotp.TOTP(ADMIN_TOTP_SECRET).now(),
-    }
-    status, tokens = post(f"{api}/v1/auth/login", login)
-    assert status == 200, tokens
-    admin = {"Authorization": f"Bearer {tokens['access_token']}"}
+    admin = admin_sign_in(api)
     status, body = post(
         f"{api}/v1/admin/deposits/{deposit['id']}/refunds",
         {"amount": "10.00", "reason": "partial"},
