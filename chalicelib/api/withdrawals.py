@@ -7,6 +7,7 @@ from typing import Any
 from chalice import Blueprint, Response
 
 from chalicelib.api.access import admin_only, current_principal, protected
+from chalicelib.api.accounts import parse_list_query, query_param
 from chalicelib.api.dependencies import (
     get_bound_settings,
     get_crypto_gateway,
@@ -81,15 +82,10 @@ def cancel_withdrawal(withdrawal_id: str) -> dict[str, Any]:
 @withdrawals.route("/v1/admin/withdrawals", methods=["GET"])
 @admin_only(withdrawals)
 def review_queue() -> dict[str, Any]:
-    params = withdrawals.current_request.query_params or {}
+    params = withdrawals.current_request.query_params
+    query = parse_list_query(params)
     try:
-        limit = int(params.get("limit", "20"))
-    except ValueError as exc:
-        raise InvalidRequest("limit must be an integer from 1 to 100") from exc
-    if not 1 <= limit <= 100:
-        raise InvalidRequest("limit must be an integer from 1 to 100")
-    try:
-        page = service().review_queue(params.get("status"), limit, params.get("cursor"))
+        page = service().review_queue(query_param(params, "status"), query.limit, query.cursor)
     except ValueError as exc:
         if isinstance(exc, InvalidRequest):
             raise

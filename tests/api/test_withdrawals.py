@@ -206,6 +206,23 @@ def test_other_users_withdrawals_answer_not_found(api_client, people):
     assert (response.status_code, answer["error"]["code"]) == (403, "forbidden")
 
 
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=ten", "limit"),
+        ("limit=5&limit=6", "limit"),
+        ("status=pending_review&status=processing", "status"),
+    ],
+)
+def test_the_review_queue_refuses_bad_query_parameters(api_client, people, query, field):
+    admin = people["tokens"]["admin"]
+    response, body = call(api_client, "GET", f"/v1/admin/withdrawals?{query}", admin)
+    assert (response.status_code, body["error"]["code"]) == (400, "invalid_request")
+    assert field in {d["field"] for d in body["error"]["details"]}
+
+
 def test_the_custody_account_receives_the_amount_only_when_paid_out(api_client, people):
     ask(api_client, people["tokens"]["alice"])
     custody = PlatformAccount(PlatformKind.CRYPTO_CUSTODY, "BTC")
