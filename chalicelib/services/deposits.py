@@ -43,6 +43,7 @@ from chalicelib.adapters.dynamo.transact import AtomicWrite
 from chalicelib.adapters.stripe_gateway import PaymentGateway, WebhookEvent
 from chalicelib.domain.accounts import OwnerType, PlatformAccount, PlatformKind, wallet_id
 from chalicelib.domain.errors import (
+    AlreadyReversed,
     DepositNotFound,
     InvalidState,
     NotReversible,
@@ -291,8 +292,9 @@ def _succeeded(ledger: LedgerService, gateway: PaymentGateway, event: WebhookEve
 
 def rollback_guard(transaction: Transaction, reversal_id: str) -> ExtraWrite | None:
     """For the rollback of a card deposit's transaction: marks the deposit rolled back in the
-    same write, and refuses (NotReversible) when a refund is reserved or made, so the money cannot
-    leave the wallet twice (once by the rollback, once by a refund or a lost dispute)."""
+    same write, and refuses (NotReversible) when a refund is reserved or made or the payment was
+    disputed, so the money cannot leave the wallet twice (once by the rollback, once by a refund
+    or a dispute)."""
     deposit_id = transaction.metadata.get("deposit_id")
     if transaction.type is not TransactionType.DEPOSIT or not deposit_id:
         return None
@@ -301,12 +303,29 @@ def rollback_guard(transaction: Transaction, reversal_id: str) -> ExtraWrite | N
         condition=(
             DepositItem.refund_reserved.does_not_exist() | (DepositItem.refund_reserved == 0)
         )
-        & DepositItem.rolled_back_by.does_not_exist(),
+        & DepositItem.rolled_back_by.does_not_exist()
+        & DepositItem.disputed_by.does_not_exist(),
         error=NotReversible(
-            f"deposit {deposit_id} has refunds: refund the rest instead of rolling it back"
+            f"deposit {deposit_id} has refunds or a dispute: refund the rest, or let the dispute"
+            " settle it, instead of rolling it back"
         ),
         actions=[
             DepositItem.rolled_back_by.set(reversal_id),
+            DepositItem.updated_at.set(now_iso()),
+        ],
+    )
+
+
+def dispute_mark(deposit_id: str, dispute_id: str, *, rolled_back: bool) -> ExtraWrite:
+    """For a dispute's opening write: marks the deposit disputed (so no rollback can follow) and,
+    unless it is known to be rolled back already, requires that it still is not (AlreadyReversed:
+    an admin rolled it back meanwhile, so the dispute must hold nothing)."""
+    return ExtraWrite(
+        model=_key(deposit_id),
+        condition=None if rolled_back else DepositItem.rolled_back_by.does_not_exist(),
+        error=AlreadyReversed(f"deposit {deposit_id} was rolled back"),
+        actions=[
+            DepositItem.disputed_by.set(dispute_id),
             DepositItem.updated_at.set(now_iso()),
         ],
     )

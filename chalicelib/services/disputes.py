@@ -28,6 +28,7 @@ from chalicelib.adapters.dynamo.transact import AtomicWrite
 from chalicelib.adapters.stripe_gateway import PaymentGateway, WebhookEvent
 from chalicelib.domain.accounts import OwnerType, PlatformAccount, PlatformKind, wallet_id
 from chalicelib.domain.errors import (
+    AlreadyReversed,
     HoldNotPending,
     InsufficientFunds,
     InvalidState,
@@ -114,10 +115,11 @@ def _open(
     wallet = wallet_id(OwnerType.USER, deposit.user_id, code)
     clearing = PlatformAccount(PlatformKind.STRIPE_CLEARING, code)
     txn_id = derive_transaction_id("dispute", dispute_id)
+    rolled_back = bool(deposit.rolled_back_by)
     for _ in range(MAX_ATTEMPTS):
         account = ledger.repository.read([wallet]).accounts.get(wallet)
         held = max(0, min(amount, account.available if account else 0))
-        if deposit.rolled_back_by:
+        if rolled_back:
             held = 0  # an admin already took the deposit back from the wallet
         item = DisputeItem(
             keys.dispute_pk(dispute_id),
@@ -137,6 +139,7 @@ def _open(
         extra = [
             ExtraWrite(item, DisputeItem.PK.does_not_exist(), InvalidState("dispute exists")),
             _audit("dispute.opened", item, shortfall=str(amount - held)),
+            deposits.dispute_mark(deposit.id, dispute_id, rolled_back=rolled_back),
         ]
         if marker:
             extra.append(inbox.entry(deposits.PROVIDER, event, "dispute_opened", dispute_id))
@@ -162,6 +165,9 @@ def _open(
                 _write(extra)
         except InsufficientFunds:
             continue  # the user spent between our read and the write: hold what is left
+        except AlreadyReversed:
+            rolled_back = True  # an admin rolled the deposit back between our read and the write
+            continue
         except (WebhookEventSeen, InvalidState, TransactionAlreadyExists):
             return None if not marker else inbox.DUPLICATE
         return "dispute_opened"

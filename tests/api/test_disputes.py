@@ -6,14 +6,18 @@ and verified by the real adapter, delivered in any order and more than once. The
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from chalicelib.services import deposits, disputes
 from tests.api.helpers import call
 from tests.api.test_deposits import deliver
 from tests.api.test_refunds import (  # noqa: F401 - fixtures
     audit_actions,
     credited,
     people,
+    rollback,
     stripe,
     stripe_event,
     usd,
@@ -135,3 +139,45 @@ def test_a_dispute_of_an_unknown_payment_is_acknowledged(api_client, people, str
     assert response.status_code == 200
     assert usd(people) == (2500, 2500)
     assert [i for i in scan(people["table"]) if i["item_type"] == "dispute"] == []
+
+
+# -- a dispute and a rollback never both take the money back --------------------------------------
+@pytest.mark.parametrize(("status", "after"), [("lost", (10000, 10000)), ("won", (12500, 12500))])
+def test_a_disputed_deposit_cannot_be_rolled_back(api_client, people, stripe, status, after):
+    """The bank already returned a lost dispute's money to the card: a rollback on top would
+    take it from the wallet a second time."""
+    d = credited(api_client, people, stripe)
+    credited(api_client, people, stripe, "100.00")  # the wallet alone would allow the rollback
+    assert opened(api_client, d).status_code == 200
+    txn_id = deposits.get(d["id"]).transaction_id
+
+    response, body = rollback(api_client, people["admin"], txn_id)
+    assert (response.status_code, body["error"]["code"]) == (409, "not_reversible")
+    assert usd(people) == (12500, 10000)
+
+    assert closed(api_client, d, status).status_code == 200
+    response, body = rollback(api_client, people["admin"], txn_id, key="rb2")
+    assert (response.status_code, body["error"]["code"]) == (409, "not_reversible")
+    assert usd(people) == after
+    assert not any(i.get("type") == "reversal" for i in scan(people["table"]))
+    check_guarantees(people["table"])
+
+
+def test_a_rollback_between_the_disputes_read_and_write_makes_it_hold_nothing(
+    api_client, people, stripe, monkeypatch
+):
+    """The dispute read the deposit before an admin rolled it back (a stale read, what a race
+    gives): the deposit's condition in the dispute's write catches it, and nothing is held."""
+    d = credited(api_client, people, stripe)
+    credited(api_client, people, stripe, "100.00")
+    stale = deposits.get(d["id"])
+    response, body = rollback(api_client, people["admin"], stale.transaction_id)
+    assert response.status_code == 201, body
+    assert usd(people) == (10000, 10000)
+    monkeypatch.setattr(disputes.deposits, "get", lambda _id: dataclasses.replace(stale))
+
+    assert opened(api_client, d).status_code == 200
+    assert closed(api_client, d, "lost").status_code == 200
+
+    assert (int(dispute_item(people["table"])["held_amount"]), usd(people)) == (0, (10000, 10000))
+    check_guarantees(people["table"])

@@ -411,9 +411,13 @@ class DepositItem(LedgerItem):
     # succeeded ones.
     refund_reserved = NumberAttribute(null=True)
     refunded_amount = NumberAttribute(null=True)
-    # An admin rolled the deposit's transaction back (only possible with no refund reserved;
-    # afterwards no refund or dispute hold can take the money from the wallet a second time).
+    # An admin rolled the deposit's transaction back (only possible with no refund reserved and
+    # no dispute; afterwards no refund or dispute hold can take the money from the wallet a
+    # second time).
     rolled_back_by = UnicodeAttribute(null=True)
+    # The card payment was disputed (the first dispute's id): the dispute settles the money, so
+    # the deposit can no longer be rolled back.
+    disputed_by = UnicodeAttribute(null=True)
 
     ITEM_TYPE = "deposit"
 
