@@ -367,10 +367,16 @@ def match_stripe(
     start = datetime.fromisoformat(day).replace(tzinfo=UTC)
     low, high = _epoch(start), _epoch(start + timedelta(days=1))
     candidates: dict[tuple[str, str], Transaction] = {}
+    # A second ledger transaction for one PaymentIntent or refund (money recorded twice) can never
+    # pair with a Stripe item of its own: it is reported unmatched, not hidden behind the first.
+    repeats: dict[str, tuple[tuple[str, str], Transaction]] = {}
     for txn in ledger:
         key = _ledger_card_key(txn)
-        if key is not None:
-            candidates.setdefault(key, txn)
+        if key is None:
+            continue
+        first = candidates.setdefault(key, txn)
+        if first.id != txn.id:
+            repeats[txn.id] = (key, txn)
     matched = 0
     mismatches: list[dict[str, Any]] = []
     unmatched_stripe: list[dict[str, Any]] = []
@@ -405,10 +411,13 @@ def match_stripe(
             )
             continue
         matched += 1
+    left = [(key, txn) for key, txn in candidates.items() if key not in used]
     unmatched_ledger = [
         _ledger_view(txn, key)
-        for key, txn in sorted(candidates.items(), key=lambda kv: (kv[1].created_at, kv[1].id))
-        if key not in used and txn.created_at[:10] == day
+        for key, txn in sorted(
+            [*left, *repeats.values()], key=lambda kt: (kt[1].created_at, kt[1].id)
+        )
+        if txn.created_at[:10] == day
     ]
     for view in unmatched_ledger:
         mismatches.append(

@@ -373,6 +373,29 @@ def test_a_stripe_charge_with_no_deposit_and_a_deposit_with_no_charge(store, two
     ]
 
 
+def test_a_payment_credited_twice_is_reported_not_hidden_behind_its_first_credit(
+    store, ledger, clock, two_days
+):
+    """Two ledger deposits for one PaymentIntent (money recorded twice, under another id): Stripe
+    has one charge, so the second credit is unmatched."""
+    clock.day = DAY1
+    twice = derive_transaction_id("deposit-again", "pi_b1")
+    ledger.ledger.record(
+        transaction_id=twice,
+        type=TransactionType.DEPOSIT,
+        postings=[
+            PostingRequest(CLEARING, USD, -20_000),
+            PostingRequest(two_days["bob"], USD, 20_000),
+        ],
+        metadata={"deposit_id": "dep_pi_b1", "payment_intent_id": "pi_b1"},
+    )
+    report = recon.run(DAY1, store=store, gateway=two_days["stripe"])
+    assert report.status == "mismatch"
+    assert report.stripe["matched"] == 2
+    assert [v["transaction_id"] for v in report.stripe["unmatched_ledger"]] == [twice]
+    assert checks(report) == [("stripe_unmatched_ledger", twice)]
+
+
 def test_amounts_are_compared_and_refunds_match_by_our_refund_id(store, two_days):
     stripe = two_days["stripe"]
     recon.run(DAY1, store=store, gateway=stripe)
