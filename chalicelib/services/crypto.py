@@ -45,6 +45,7 @@ from chalicelib.adapters.dynamo.models import (
     PayoutItem,
     WithdrawalItem,
 )
+from chalicelib.adapters.dynamo.transact import condition_failed
 from chalicelib.domain.accounts import OwnerType, PlatformAccount, PlatformKind, wallet_id
 from chalicelib.domain.errors import (
     HoldNotPending,
@@ -100,7 +101,7 @@ def deposit_address(gateway: CryptoGateway, user: User, currency_code: Any) -> t
     try:
         item.save(condition=CryptoAddressItem.PK.does_not_exist())
     except PutError as exc:
-        if not inbox.condition_failed(exc):
+        if not condition_failed(exc):
             raise
         owner = address_owner(code, address)
         if owner != user.id:

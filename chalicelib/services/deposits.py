@@ -39,7 +39,7 @@ from chalicelib.adapters.clock import now_iso
 from chalicelib.adapters.dynamo import keys
 from chalicelib.adapters.dynamo.ledger_repository import ExtraWrite
 from chalicelib.adapters.dynamo.models import DepositItem
-from chalicelib.adapters.dynamo.transact import AtomicWrite
+from chalicelib.adapters.dynamo.transact import AtomicWrite, condition_failed
 from chalicelib.adapters.stripe_gateway import PaymentGateway, WebhookEvent
 from chalicelib.domain.accounts import OwnerType, PlatformAccount, PlatformKind, wallet_id
 from chalicelib.domain.errors import (
@@ -199,7 +199,7 @@ def _create_pending(deposit_id: str, user_id: str, amount: int, code: str) -> De
     try:
         item.save(condition=DepositItem.PK.does_not_exist())
     except PutError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
+        if not condition_failed(exc):
             raise
         raced = get(deposit_id)  # a concurrent retry of the same request wrote it first
         if raced is None:

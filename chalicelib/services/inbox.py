@@ -12,6 +12,7 @@ from chalicelib.adapters.clock import now_iso
 from chalicelib.adapters.dynamo import keys
 from chalicelib.adapters.dynamo.ledger_repository import ExtraWrite
 from chalicelib.adapters.dynamo.models import WebhookEventItem
+from chalicelib.adapters.dynamo.transact import condition_failed
 from chalicelib.domain.errors import WebhookEventSeen
 
 DUPLICATE = "duplicate"
@@ -67,7 +68,3 @@ def record(provider: str, event: ProviderEvent, outcome: str, subject: str | Non
             return DUPLICATE
         raise
     return outcome
-
-
-def condition_failed(exc: PutError) -> bool:
-    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"

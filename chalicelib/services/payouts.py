@@ -35,6 +35,7 @@ from chalicelib.adapters.clock import now_iso
 from chalicelib.adapters.crypto_gateway import CryptoGateway, Payout
 from chalicelib.adapters.dynamo import keys
 from chalicelib.adapters.dynamo.models import PayoutItem, WithdrawalItem
+from chalicelib.adapters.dynamo.transact import condition_failed
 
 logger = Logger(child=True)
 
@@ -129,7 +130,7 @@ def _claim(item: PayoutItem, now: float) -> bool:
             condition=(PayoutItem.status == REQUESTED) & free,
         )
     except UpdateError as exc:
-        if _condition_failed(exc):
+        if condition_failed(exc):
             return False
         raise
     return True
@@ -141,12 +142,8 @@ def _conditional_update(item: PayoutItem, actions: list) -> None:
     try:
         item.update(actions=actions, condition=PayoutItem.status == REQUESTED)
     except UpdateError as exc:
-        if not _condition_failed(exc):
+        if not condition_failed(exc):
             raise
-
-
-def _condition_failed(exc: UpdateError) -> bool:
-    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
 
 
 @dataclass

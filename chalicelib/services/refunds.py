@@ -28,12 +28,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from aws_lambda_powertools import Logger
 from pynamodb.exceptions import UpdateError
 
 from chalicelib.adapters.clock import now_iso
 from chalicelib.adapters.dynamo import keys
 from chalicelib.adapters.dynamo.ledger_repository import ExtraWrite, audit_entry
 from chalicelib.adapters.dynamo.models import DepositItem, RefundItem
+from chalicelib.adapters.dynamo.transact import condition_failed
 from chalicelib.adapters.stripe_gateway import PaymentGateway, StripeRefund, WebhookEvent
 from chalicelib.domain.accounts import OwnerType, PlatformAccount, PlatformKind, wallet_id
 from chalicelib.domain.errors import (
@@ -52,6 +54,7 @@ from chalicelib.services import deposits, inbox
 from chalicelib.services.ledger import LedgerService, PostingRequest
 
 PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
+logger = Logger(child=True)
 STRIPE_DONE = {"succeeded"}
 STRIPE_FAILED = {"failed", "canceled"}
 PROVIDER_ACTOR = "stripe"  # audit actor of what Stripe reports
@@ -377,7 +380,7 @@ def _remember_stripe_id(refund: Refund, stripe_id: str) -> None:
             | (RefundItem.stripe_refund_id == stripe_id),
         )
     except UpdateError as exc:
-        if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
+        if not condition_failed(exc):
             raise
 
 
@@ -438,8 +441,11 @@ def finish_pending(
     """Finish refunds left pending: Stripe was unreachable when they were asked for (no Stripe
     refund id), or Stripe's event about them never came. Each is looked up at Stripe by its
     metadata before anything is created, and finishing is conditional on the hold, so this is
-    safe to run at any time, twice, or alongside the request and the webhook. Returns counts by
-    outcome (the refund's status afterwards, or ``unavailable``)."""
+    safe to run at any time, twice, or alongside the request and the webhook. One refund that
+    fails (Stripe refuses the lookup, a bug) is logged and counted as ``error``, not allowed to
+    stop the others; every refund still pending afterwards goes to the back of the queue, so
+    refunds that Stripe keeps pending for days do not starve the newer ones behind them. Returns
+    counts by outcome (the refund's status afterwards, ``unavailable`` or ``error``)."""
     from datetime import timedelta
 
     from chalicelib.adapters.clock import parse_iso, to_iso
@@ -459,5 +465,23 @@ def finish_pending(
             outcome = done.status
         except ProviderUnavailable:
             outcome = "unavailable"
+        except Exception:
+            logger.exception("finishing a pending refund failed", extra={"refund_id": refund.id})
+            outcome = "error"
+        if outcome not in (SUCCEEDED, FAILED):
+            _to_the_back(refund.id)
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     return outcomes
+
+
+def _to_the_back(refund_id: str) -> None:
+    """Re-queue a refund still pending behind the others (only while it is pending: a finished
+    refund has left the index and must not come back)."""
+    try:
+        _key(refund_id).update(
+            actions=[RefundItem.GSI2SK.set(keys.pending_refunds_gsi_sk(now_iso(), refund_id))],
+            condition=RefundItem.status == PENDING,
+        )
+    except UpdateError as exc:
+        if not condition_failed(exc):
+            raise

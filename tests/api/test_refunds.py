@@ -504,6 +504,49 @@ def test_a_refund_whose_stripe_event_never_came_is_finished_by_the_schedule(
     check_guarantees(people["table"])
 
 
+def test_one_refund_that_fails_to_finish_does_not_stop_the_others(
+    api_client, people, stripe, monkeypatch
+):
+    first = credited(api_client, people, stripe)
+    second = credited(api_client, people, stripe, "10.00")
+    stripe.down = True
+    assert refund(api_client, people["admin"], first["id"], key="r1")[0].status_code == 503
+    assert refund(api_client, people["admin"], second["id"], key="r2")[0].status_code == 503
+    stripe.down = False
+    looked_up = stripe.list_refunds
+
+    def list_refunds(payment_intent_id: str):
+        if payment_intent_id == first["payment_intent_id"]:
+            raise ProviderRefused("Stripe refused the lookup")
+        return looked_up(payment_intent_id)
+
+    monkeypatch.setattr(stripe, "list_refunds", list_refunds)
+
+    outcomes = refunds.finish_pending(get_ledger_service(), stripe, now=later())
+
+    assert outcomes == {"error": 1, "succeeded": 1}
+    assert usd(people) == (2500, 0)  # 25.00 still held for the first, 10.00 refunded
+    assert len(refunds.pending()) == 1
+    check_guarantees(people["table"])
+
+
+def test_a_refund_stripe_keeps_pending_goes_to_the_back_of_the_queue(api_client, people, stripe):
+    first = credited(api_client, people, stripe)
+    second = credited(api_client, people, stripe, "10.00")
+    stripe.outcome = "pending"  # Stripe holds the first refund (e.g. a low platform balance)
+    assert refund(api_client, people["admin"], first["id"], key="r1")[0].status_code == 201
+    stripe.down = True
+    assert refund(api_client, people["admin"], second["id"], key="r2")[0].status_code == 503
+    stripe.down, stripe.outcome = False, "succeeded"
+    ledger = get_ledger_service()
+
+    assert refunds.finish_pending(ledger, stripe, now=later(), limit=1) == {"pending": 1}
+    assert refunds.finish_pending(ledger, stripe, now=later(), limit=1) == {"succeeded": 1}
+
+    assert usd(people) == (2500, 0)  # the first still held, the second refunded
+    check_guarantees(people["table"])
+
+
 def test_the_schedule_runs_through_the_app(api_client, people, stripe, monkeypatch):
     from chalicelib.api import jobs
 

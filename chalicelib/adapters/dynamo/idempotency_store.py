@@ -23,6 +23,7 @@ from pynamodb.exceptions import PutError
 
 from chalicelib.adapters.dynamo import keys
 from chalicelib.adapters.dynamo.models import IdempotencyItem
+from chalicelib.adapters.dynamo.transact import condition_failed
 
 
 class DynamoIdempotencyStore(BasePersistenceLayer):
@@ -73,7 +74,7 @@ class DynamoIdempotencyStore(BasePersistenceLayer):
         try:
             item.save(condition=free)
         except PutError as exc:
-            if exc.cause_response_code == "ConditionalCheckFailedException":
+            if condition_failed(exc):
                 raise IdempotencyItemAlreadyExistsError from exc
             raise
 

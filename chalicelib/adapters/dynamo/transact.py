@@ -12,13 +12,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pynamodb.exceptions import TransactWriteError
+from pynamodb.exceptions import PynamoDBException, TransactWriteError
 from pynamodb.expressions.condition import Condition
 from pynamodb.models import Model
 
 from chalicelib.adapters.dynamo.models import AuditItem, LedgerItem
 from chalicelib.domain.errors import VersionConflict
 from chalicelib.domain.users import AuditEvent
+
+
+def condition_failed(exc: PynamoDBException) -> bool:
+    """A single-item conditional write (PutItem, UpdateItem) was refused by its condition."""
+    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
 
 
 def append_only_audit(event: AuditEvent) -> tuple[AuditItem, Condition, VersionConflict]:
