@@ -310,6 +310,9 @@ def _ledger_card_key(txn: Transaction) -> tuple[str, str] | None:
         and txn.status is not TransactionStatus.VOIDED
     ):
         return ("refund", txn.metadata["refund_id"])
+    if txn.type is TransactionType.REVERSAL and txn.metadata.get("refund_id"):
+        # A refund Stripe failed after it succeeded gives the money back (refunds.py).
+        return ("refund_failure", txn.metadata["refund_id"])
     return None
 
 
@@ -318,6 +321,8 @@ def _stripe_key(bt: BalanceTransaction) -> tuple[str, str] | None:
         return ("deposit", bt.payment_intent_id)
     if bt.type in ("refund", "payment_refund"):
         return ("refund", bt.refund_id or bt.source_id or bt.id)
+    if bt.type == "refund_failure":
+        return ("refund_failure", bt.refund_id or bt.source_id or bt.id)
     return None
 
 
@@ -332,7 +337,7 @@ def _ledger_view(txn: Transaction, key: tuple[str, str]) -> dict[str, Any]:
         "deposit_id": txn.metadata.get("deposit_id"),
         "payment_intent_id": txn.metadata.get("payment_intent_id"),
     }
-    if key[0] == "refund":
+    if key[0] in ("refund", "refund_failure"):
         view["refund_id"] = key[1]
     return view
 

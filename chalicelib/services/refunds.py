@@ -39,6 +39,7 @@ from chalicelib.adapters.dynamo.transact import condition_failed
 from chalicelib.adapters.stripe_gateway import PaymentGateway, StripeRefund, WebhookEvent
 from chalicelib.domain.accounts import OwnerType, PlatformAccount, PlatformKind, wallet_id
 from chalicelib.domain.errors import (
+    AlreadyReversed,
     DepositNotFound,
     HoldNotPending,
     InvalidRequest,
@@ -393,9 +394,71 @@ def on_refund_event(ledger: LedgerService, gateway: PaymentGateway, event: Webho
     if refund is None or refund.payment_intent_id != stripe_refund.payment_intent_id:
         # Not made through the ledger (e.g. from Stripe's dashboard): reconciliation lists it.
         return inbox.record(deposits.PROVIDER, event, deposits.UNMATCHED, stripe_refund.id)
+    if refund.status == SUCCEEDED and stripe_refund.status in STRIPE_FAILED:
+        return _failed_after_success(ledger, refund, stripe_refund, event)
     if refund.status != PENDING:
         return inbox.record(deposits.PROVIDER, event, inbox.DUPLICATE, refund.id)
     return apply(ledger, refund, stripe_refund, event).status
+
+
+def _failed_after_success(
+    ledger: LedgerService, refund: Refund, stripe_refund: StripeRefund, event: WebhookEvent
+) -> str:
+    """Stripe failed a refund it had reported succeeded (the card could not take it; Stripe puts
+    the money back in the platform balance with a ``refund_failure`` balance transaction). The
+    wallet gets the money back: the refund's transaction is reversed (clearing -> wallet), with
+    the refund marked failed, the deposit's refund totals given back, the audit event and the
+    inbox item in the same write, at most once (the reversal's id is derived from the refund's)."""
+    now = now_iso()
+    failure = (stripe_refund.failure_reason or stripe_refund.status)[:MAX_REASON]
+    extra = [
+        ExtraWrite(
+            _key(refund.id),
+            RefundItem.status == SUCCEEDED,
+            InvalidState(f"refund {refund.id} is not succeeded"),
+            [
+                RefundItem.status.set(FAILED),
+                RefundItem.failure_reason.set(failure),
+                RefundItem.updated_at.set(now),
+            ],
+        ),
+        ExtraWrite(
+            DepositItem(keys.deposit_pk(refund.deposit_id), keys.DEPOSIT_SK),
+            DepositItem.PK.exists(),
+            DepositNotFound(f"deposit {refund.deposit_id} disappeared"),
+            [
+                DepositItem.refunded_amount.add(-refund.amount),
+                DepositItem.refund_reserved.add(-refund.amount),
+                DepositItem.updated_at.set(now),
+            ],
+        ),
+        audit_event(
+            "refund.failed",
+            PROVIDER_ACTOR,
+            refund,
+            None,
+            stripe_refund_id=stripe_refund.id,
+            failure=failure,
+            after="succeeded",
+        ),
+        inbox.entry(deposits.PROVIDER, event, "refund_failed_after_success", refund.id),
+    ]
+    try:
+        ledger.reverse(
+            refund.transaction_id,
+            memo="card refund failed at Stripe after it succeeded",
+            metadata={
+                "refund_id": refund.id,
+                "deposit_id": refund.deposit_id,
+                "payment_intent_id": refund.payment_intent_id,
+            },
+            extra=extra,
+        )
+    except WebhookEventSeen:
+        return inbox.DUPLICATE
+    except (AlreadyReversed, InvalidState):
+        return inbox.record(deposits.PROVIDER, event, inbox.DUPLICATE, refund.id)
+    return "refund_failed_after_success"
 
 
 def on_charge_refunded(ledger: LedgerService, gateway: PaymentGateway, event: WebhookEvent) -> str:

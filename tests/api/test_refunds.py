@@ -330,6 +330,41 @@ def test_a_pending_stripe_refund_is_finished_by_its_event_once(
     check_guarantees(people["table"])
 
 
+@pytest.mark.parametrize("event_type", ["refund.failed", "refund.updated"])
+def test_a_refund_stripe_fails_after_it_succeeded_gives_the_money_back_once(
+    api_client, people, stripe, event_type
+):
+    """Stripe can fail a refund it reported succeeded (the card could not take it) and return
+    the money to the platform balance: the wallet must get it back, exactly once."""
+    d = credited(api_client, people, stripe)
+    response, body = refund(api_client, people["admin"], d["id"], amount="10.00")
+    assert (response.status_code, body["refund"]["status"]) == (201, "succeeded")
+    assert usd(people) == (1500, 1500)
+
+    stripe.set_status("re_fake1", "failed")
+    for event_id in ("evt_f1", "evt_f1", "evt_f2"):
+        payload = stripe_event(event_id, event_type, {"id": "re_fake1", "object": "refund"})
+        assert deliver(api_client, payload).status_code == 200
+
+    assert usd(people) == (2500, 2500)
+    [item] = [i for i in scan(people["table"]) if i["item_type"] == "refund"]
+    assert item["status"] == "failed"
+    got = deposit_of(api_client, people, d["id"])
+    assert (got["status"], got["refunded_amount"]) == ("succeeded", "0.00")
+    reversals = [
+        i
+        for i in scan(people["table"])
+        if (i["item_type"], i.get("type")) == ("transaction", "reversal")
+    ]
+    assert len(reversals) == 1
+    assert "refund.failed" in audit_actions(people["table"])
+    # The money can be refunded again, and only up to the deposit.
+    response, body = refund(api_client, people["admin"], d["id"], key="r2")
+    assert (response.status_code, body["refund"]["status"]) == (201, "succeeded")
+    assert usd(people) == (0, 0)
+    check_guarantees(people["table"])
+
+
 def test_a_refund_made_outside_the_ledger_is_acknowledged_not_applied(api_client, people, stripe):
     d = credited(api_client, people, stripe)
     stripe.refunds["re_dash"] = StripeRefund(

@@ -396,6 +396,40 @@ def test_a_payment_credited_twice_is_reported_not_hidden_behind_its_first_credit
     assert checks(report) == [("stripe_unmatched_ledger", twice)]
 
 
+def test_a_refund_failed_after_it_succeeded_matches_stripes_refund_failure(
+    store, ledger, clock, two_days
+):
+    """The ledger gives a refund's money back with a reversal of the refund (refunds.py); Stripe
+    records a ``refund_failure``. They pair by our refund id; either alone is reported."""
+    stripe = two_days["stripe"]
+    recon.run(DAY1, store=store, gateway=stripe)
+    clock.day = DAY2
+    refund_txn = derive_transaction_id("refund", "rf_1")
+    back = ledger.ledger.reverse(
+        refund_txn, memo="failed", metadata={"refund_id": "rf_1", "payment_intent_id": "pi_a1"}
+    )
+
+    report = recon.run(DAY2, store=store, gateway=stripe)
+    assert checks(report) == [("stripe_unmatched_ledger", back.id)]
+    assert report.stripe["unmatched_ledger"][0]["refund_id"] == "rf_1"
+
+    stripe.items.append(
+        BalanceTransaction(
+            id="txn_rf_1_failure",
+            type="refund_failure",
+            amount=4_000,
+            currency=USD,
+            created=_epoch(DAY2, 14),
+            source_id="re_rf_1",
+            payment_intent_id="pi_a1",
+            refund_id="rf_1",
+        )
+    )
+    report = recon.run(DAY2, store=store, gateway=stripe)
+    assert report.status == "ok", report.mismatches
+    assert report.stripe == {"matched": 3, "unmatched_ledger": [], "unmatched_stripe": []}
+
+
 def test_amounts_are_compared_and_refunds_match_by_our_refund_id(store, two_days):
     stripe = two_days["stripe"]
     recon.run(DAY1, store=store, gateway=stripe)
