@@ -662,20 +662,22 @@ def run(
     on_read: Callable[[str], None] | None = None,
     now: Callable[[], str] = now_iso,
 ) -> Report:
-    """Reconcile ``day``: write the checkpoints and the report, emit the metric, alert on a
-    mismatch. Running it again for the same day gives the same report."""
+    """Reconcile ``day``: emit the metric, alert on a mismatch, write the checkpoints and the
+    report. Running it again for the same day gives the same report. The metric and the alert go
+    first: a report that cannot be stored (a DynamoDB error, an item over 400 KB on a very bad
+    night) must not silence them."""
     from chalicelib.adapters.dynamo.reconciliation_store import StoredReport
 
     outcome = reconcile(store, day, gateway, on_read=on_read, now=now)
-    store.delete_checkpoints(outcome.failed, day)
-    store.put_checkpoints(outcome.checkpoints)
     report = outcome.report
-    store.put_report(
-        StoredReport(day, report.as_dict(), outcome.totals, outcome.open_holds), now_iso()
-    )
     emit_metric(report)
     if report.status == MISMATCH:
         publish_alert(report, alert_topic_arn, region)
+    store.delete_checkpoints(outcome.failed, day)
+    store.put_checkpoints(outcome.checkpoints)
+    store.put_report(
+        StoredReport(day, report.as_dict(), outcome.totals, outcome.open_holds), now_iso()
+    )
     return report
 
 

@@ -489,6 +489,27 @@ def test_a_mismatch_is_published_to_the_alert_topic_and_counted(store, two_days,
     assert metrics[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Ledger"
 
 
+def test_a_report_that_cannot_be_stored_still_alerts(store, two_days, monkeypatch, capsys):
+    """A very bad night can make the report item too large for DynamoDB (400 KB): the run fails,
+    but the alert and the metric have gone out first."""
+    published: list[str] = []
+    monkeypatch.setattr(recon, "publish_alert", lambda report, *_: published.append(report.date))
+
+    def too_large(*_args) -> None:
+        raise ValueError("Item size has exceeded the maximum allowed size")
+
+    monkeypatch.setattr(store, "put_report", too_large)
+    item = AccountItem.get(keys.account_pk(two_days["carol"]), keys.ACCOUNT_SK)
+    item.update(actions=[AccountItem.posted.set(1)])
+
+    with pytest.raises(ValueError, match="maximum allowed size"):
+        recon.run(DAY1, store=store)
+
+    assert published == [DAY1]
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
+    assert [m["ReconciliationMismatch"] for m in metrics] == [[1.0]]
+
+
 def test_the_run_never_changes_a_balance(store, two_days, table):
     before = _balances(table)
     recon.run(DAY1, store=store)
