@@ -136,8 +136,7 @@ def suspend(
     if user.id == admin.id:
         raise CannotSuspendSelf("an admin cannot suspend their own account")
     event = _event(SUSPEND_ACTION, admin, user.id, ip, reason=reason)
-    users.set_status(user, UserStatus.SUSPENDED, event)
-    return _user(users, user_id)
+    return users.set_status(user, UserStatus.SUSPENDED, event)
 
 
 def unsuspend(users: DynamoAuthRepository, admin: User, user_id: str, ip: str | None) -> User:
@@ -145,8 +144,7 @@ def unsuspend(users: DynamoAuthRepository, admin: User, user_id: str, ip: str | 
     user = _user(users, user_id)
     previous = user.suspension_reason or ""
     event = _event(UNSUSPEND_ACTION, admin, user.id, ip, previous_reason=previous)
-    users.set_status(user, UserStatus.ACTIVE, event)
-    return _user(users, user_id)
+    return users.set_status(user, UserStatus.ACTIVE, event)
 
 
 def list_users(

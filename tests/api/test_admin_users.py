@@ -55,6 +55,8 @@ def test_suspension_stops_an_existing_token_and_refresh_and_login_until_unsuspen
         "chargeback fraud",
     )
     assert user["suspended_by"] == people["admin"].id
+    response, listed = call(api_client, "GET", "/v1/admin/users?email=alice", admin)
+    assert listed["data"] == [user]  # the answer is what was stored, without a read-back
 
     # The token alice got before the suspension no longer moves money, nor reads.
     transfer = {"amount": "1.00", "currency": "USD", "to_email": "bob@example.com"}
@@ -80,6 +82,8 @@ def test_suspension_stops_an_existing_token_and_refresh_and_login_until_unsuspen
     response, body = call(api_client, "POST", f"/v1/admin/users/{alice_id}/unsuspend", admin)
     assert response.status_code == 200, body
     assert (body["user"]["status"], body["user"]["suspension_reason"]) == ("active", None)
+    response, listed = call(api_client, "GET", "/v1/admin/users?email=alice", admin)
+    assert listed["data"] == [body["user"]]
     response, body = call(api_client, "POST", "/v1/transfers", alice, transfer, "t2")
     assert response.status_code == 201, body
     response, body = post(api_client, "/v1/auth/refresh", {"refresh_token": login.refresh_token})

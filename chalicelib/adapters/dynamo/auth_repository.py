@@ -7,7 +7,7 @@ action is never done with its audit lost.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from chalicelib.adapters.dynamo import cursors, keys
 from chalicelib.adapters.dynamo.models import (
@@ -311,9 +311,10 @@ class DynamoAuthRepository:
         AuditItem.from_domain(event).save(AuditItem.SK.does_not_exist())
 
     # -- operators ------------------------------------------------------------------------------
-    def set_status(self, user: User, to: UserStatus, event: AuditEvent) -> None:
+    def set_status(self, user: User, to: UserStatus, event: AuditEvent) -> User:
         """Suspend or unsuspend ``user``, with its audit event, in one write; only from the other
-        status, so two admins acting at once cannot both succeed (nor audit twice).
+        status, so two admins acting at once cannot both succeed (nor audit twice). Returns the
+        user as the write left them (no read-back).
 
         Raises:
             InvalidState: the user is already in status ``to`` (or no longer exists).
@@ -327,6 +328,13 @@ class DynamoAuthRepository:
                 UserItem.suspension_reason.set(event.details.get("reason", "")),
             ]
             expected = UserStatus.ACTIVE
+            stored = replace(
+                user,
+                status=to,
+                suspended_at=event.at,
+                suspended_by=event.actor_id,
+                suspension_reason=event.details.get("reason", ""),
+            )
         else:
             actions = [
                 UserItem.status.set(to.value),
@@ -335,6 +343,9 @@ class DynamoAuthRepository:
                 UserItem.suspension_reason.remove(),
             ]
             expected = UserStatus.SUSPENDED
+            stored = replace(
+                user, status=to, suspended_at=None, suspended_by=None, suspension_reason=None
+            )
         write = AtomicWrite()
         write.update(
             item,
@@ -344,6 +355,7 @@ class DynamoAuthRepository:
         )
         write.append_audit(event)
         write.send_or_raise_tag()
+        return stored
 
     def list_users(self, email_prefix: str, limit: int, cursor: str | None) -> UserPage:
         """Users by lower-case email: a page of email claims from GSI2 (eventually consistent: a
