@@ -67,13 +67,8 @@ SUCCEEDED_EVENT = "payment_intent.succeeded"
 FAILED_EVENT = "payment_intent.payment_failed"
 
 # Outcomes recorded in the inbox (and returned to the webhook route for its log line).
-CREDITED, MARKED_FAILED, DUPLICATE, UNMATCHED, IGNORED = (
-    "credited",
-    "failed",
-    "duplicate",
-    "unmatched",
-    "ignored",
-)
+CREDITED, MARKED_FAILED, UNMATCHED, IGNORED = "credited", "failed", "unmatched", "ignored"
+DUPLICATE = inbox.DUPLICATE
 
 
 @dataclass(frozen=True)

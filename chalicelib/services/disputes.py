@@ -33,6 +33,7 @@ from chalicelib.domain.errors import (
     InsufficientFunds,
     InvalidState,
     TransactionAlreadyExists,
+    TransactionExistsWithDifferentFields,
     VersionConflict,
     WebhookEventSeen,
 )
@@ -43,8 +44,7 @@ from chalicelib.services.ledger import LedgerService, PostingRequest
 
 CREATED_EVENT = "charge.dispute.created"
 CLOSED_EVENT = "charge.dispute.closed"
-OPEN, WON, LOST = "open", "won", "lost"
-PROVIDER_ACTOR = "stripe"
+OPEN, LOST = "open", "lost"
 MAX_ATTEMPTS = 5
 
 
@@ -59,7 +59,7 @@ def _audit(action: str, item: DisputeItem, **details: str) -> ExtraWrite:
     event = AuditEvent.new(
         action,
         at=now_iso(),
-        actor_id=PROVIDER_ACTOR,
+        actor_id=deposits.PROVIDER,  # the audit actor of what Stripe reports
         target=item.dispute_id,
         ip=None,
         deposit_id=item.deposit_id,
@@ -145,7 +145,7 @@ def _open(
             extra.append(inbox.entry(deposits.PROVIDER, event, "dispute_opened", dispute_id))
         try:
             if held:
-                ledger.record(
+                recorded = ledger.record(
                     transaction_id=txn_id,
                     type=TransactionType.ADJUSTMENT,
                     postings=[
@@ -161,6 +161,12 @@ def _open(
                     pending=True,
                     extra=extra,
                 )
+                if not recorded.created:
+                    # A racing event for this dispute held it first; this write was a replay and
+                    # wrote none of the extras (no inbox item, no audit event of its own).
+                    if marker:
+                        return inbox.record(deposits.PROVIDER, event, inbox.DUPLICATE, dispute_id)
+                    return None
             else:
                 _write(extra)
         except InsufficientFunds:
@@ -170,6 +176,11 @@ def _open(
             continue
         except (WebhookEventSeen, InvalidState, TransactionAlreadyExists):
             return None if not marker else inbox.DUPLICATE
+        except TransactionExistsWithDifferentFields:
+            # A racing event held a different amount first (the wallet changed between reads).
+            if marker:
+                return inbox.record(deposits.PROVIDER, event, inbox.DUPLICATE, dispute_id)
+            return None
         return "dispute_opened"
     raise VersionConflict(f"could not hold the disputed amount of {dispute_id}")
 

@@ -58,7 +58,7 @@ PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
 logger = Logger(child=True)
 STRIPE_DONE = {"succeeded"}
 STRIPE_FAILED = {"failed", "canceled"}
-PROVIDER_ACTOR = "stripe"  # audit actor of what Stripe reports
+PROVIDER_ACTOR = deposits.PROVIDER  # the audit actor of what Stripe reports
 MAX_REASON = 500
 
 

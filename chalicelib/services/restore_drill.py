@@ -373,16 +373,6 @@ def record(client: Any, table: str, result: DrillResult) -> None:
     )
 
 
-def read_result(client: Any, table: str, drill_id: str) -> dict[str, Any] | None:
-    """A recorded drill's result, as ``DrillResult.as_dict()`` gave it; None if none."""
-    item = client.get_item(
-        TableName=table,
-        Key={"PK": {"S": keys.drill_pk(drill_id)}, "SK": {"S": keys.DRILL_SK}},
-        ConsistentRead=True,
-    ).get("Item")
-    return None if item is None else json.loads(item["result"]["S"])
-
-
 def dynamodb_client(settings: Settings) -> Any:
     """A low-level DynamoDB client for the configured region and endpoint (botocore only)."""
     import botocore.session

@@ -181,3 +181,22 @@ def test_a_rollback_between_the_disputes_read_and_write_makes_it_hold_nothing(
 
     assert (int(dispute_item(people["table"])["held_amount"]), usd(people)) == (0, (10000, 10000))
     check_guarantees(people["table"])
+
+
+def test_a_created_event_that_loses_a_race_is_recorded_as_a_duplicate(
+    api_client, people, stripe, monkeypatch
+):
+    """A second ``created`` delivery (another event id) that read no dispute yet (what a race
+    gives) finds the hold already written: its own write is a replay, and the event is still
+    recorded, as a duplicate, with nothing held twice."""
+    d = credited(api_client, people, stripe)
+    credited(api_client, people, stripe, "100.00")
+    assert opened(api_client, d).status_code == 200
+    monkeypatch.setattr(disputes, "get", lambda _id: None)
+
+    assert opened(api_client, d, "evt_open_again").status_code == 200
+
+    outcomes = {i["event_id"]: i["outcome"] for i in scan(people["table"]) if "outcome" in i}
+    assert (outcomes["evt_open"], outcomes["evt_open_again"]) == ("dispute_opened", "duplicate")
+    assert usd(people) == (12500, 10000)
+    check_guarantees(people["table"])

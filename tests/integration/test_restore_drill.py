@@ -22,6 +22,17 @@ from chalicelib.config import get_settings
 from chalicelib.services import restore_drill as drill
 from tests.support import LedgerWorld
 
+
+def read_result(client: Any, table: str, drill_id: str) -> dict[str, Any] | None:
+    """A recorded drill's result, as ``DrillResult.as_dict()`` gave it; None if none."""
+    item = client.get_item(
+        TableName=table,
+        Key={"PK": {"S": keys.drill_pk(drill_id)}, "SK": {"S": keys.DRILL_SK}},
+        ConsistentRead=True,
+    ).get("Item")
+    return None if item is None else json.loads(item["result"]["S"])
+
+
 START = datetime(2026, 11, 22, 3, 0, 0, tzinfo=UTC)
 
 
@@ -67,7 +78,7 @@ def test_a_healthy_ledger_restores_verifies_and_leaves_nothing_behind(busy, clie
     assert result.scratch_deleted
     assert result.backup_deleted
     assert client.list_backups(TableName=table)["BackupSummaries"] == []
-    recorded = drill.read_result(client, table, "20261122T030000Z")
+    recorded = read_result(client, table, "20261122T030000Z")
     assert recorded is not None
     assert recorded["status"] == "passed"
 
@@ -86,7 +97,7 @@ def test_a_missing_entry_in_the_restored_copy_fails_the_drill_loudly(busy, clien
     assert result.reconciliation["status"] == "mismatch"
     assert result.scratch_table not in tables(client)
     assert "FAILED" in str(failed.value)
-    recorded = drill.read_result(client, table, result.drill_id)
+    recorded = read_result(client, table, result.drill_id)
     assert recorded is not None
     assert recorded["status"] == "failed"
 
