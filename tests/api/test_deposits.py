@@ -364,3 +364,39 @@ def test_loading_the_app_does_not_import_stripe():
         cwd=Path(__file__).resolve().parents[2],
     )
     assert out.stdout.strip() == "False"
+
+
+def test_racing_deliveries_of_one_payment_credit_once(api_client, people, stripe_fake):
+    """Six deliveries at once (service level: the Chalice app holds current_request globally):
+    three of one event and three other events for the same PaymentIntent. One credits."""
+    import threading
+
+    from chalicelib.services import deposits as service
+
+    _, body = deposit(api_client, people["alice_token"])
+    intent_id = body["deposit"]["payment_intent_id"]
+    stripe_fake.settle(intent_id)
+    ledger = get_ledger_service()
+    start = threading.Barrier(6)
+    outcomes: list[str] = []
+
+    def go(n: int) -> None:
+        payload = event(f"evt_{n if n % 2 else 0}", "payment_intent.succeeded", intent_id)
+        start.wait()
+        try:
+            outcomes.append(
+                service.handle_stripe_event(ledger, stripe_fake, payload, sign(payload))
+            )
+        except Exception as exc:
+            outcomes.append(repr(exc))
+
+    threads = [threading.Thread(target=go, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert outcomes.count("credited") == 1, outcomes
+    assert set(outcomes) <= {"credited", "duplicate"}, outcomes
+    assert usd_balance(people["alice"].id) == 2500
+    check_guarantees(people["table"])

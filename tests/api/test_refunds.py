@@ -590,3 +590,50 @@ def test_the_schedule_runs_through_the_app(api_client, people, stripe, monkeypat
         "finish_refunds", api_client.events.generate_cw_event("Scheduled Event", "", [], {})
     )
     assert response.payload == {"outcomes": {}}
+
+
+def test_the_event_the_finisher_and_a_redelivery_racing_finish_a_refund_once(
+    api_client, people, stripe
+):
+    """Stripe's event, its redelivery under another id and the scheduled finisher all try to
+    finish one pending refund at once (service level): the hold is posted exactly once."""
+    from chalicelib.services.deposits import handle_stripe_event
+    from tests.api.test_deposits import sign
+
+    d = credited(api_client, people, stripe)
+    stripe.outcome = "pending"
+    assert refund(api_client, people["admin"], d["id"])[0].status_code == 201
+    stripe.set_status("re_fake1", "succeeded")
+    ledger = get_ledger_service()
+    start = threading.Barrier(3)
+    outcomes: list[str] = []
+
+    def deliver_event(event_id: str) -> str:
+        payload = stripe_event(event_id, "refund.updated", {"id": "re_fake1", "object": "refund"})
+        return handle_stripe_event(ledger, stripe, payload, sign(payload))
+
+    def finisher() -> str:
+        return str(refunds.finish_pending(ledger, stripe, now=later()))
+
+    def run(act) -> None:
+        start.wait()
+        try:
+            outcomes.append(act())
+        except Exception as exc:
+            outcomes.append(repr(exc))
+
+    acts = [lambda: deliver_event("evt_a"), lambda: deliver_event("evt_b"), finisher]
+    threads = [threading.Thread(target=run, args=(act,)) for act in acts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert not [o for o in outcomes if "Error" in o or "Exception" in o], outcomes
+    assert usd(people) == (0, 0)
+    [item] = [i for i in scan(people["table"]) if i["item_type"] == "refund"]
+    assert item["status"] == "succeeded"
+    got = deposit_of(api_client, people, d["id"])
+    assert (got["status"], got["refunded_amount"]) == ("refunded", "25.00")
+    assert audit_actions(people["table"]).count("refund.succeeded") == 1
+    check_guarantees(people["table"])
