@@ -169,22 +169,32 @@ class Verification:
         return asdict(self)
 
 
-def verify(repository: DynamoAuditRepository, first_day: str, last_day: str) -> Verification:
+def verify(
+    repository: DynamoAuditRepository,
+    first_day: str,
+    last_day: str,
+    *,
+    max_days: int = MAX_VERIFY_DAYS,
+) -> Verification:
     """Recompute the chain over the days [first_day, last_day] and name the first broken day.
 
     Days before the chain's first digest are skipped; once a digest is found every later day of
     the range up to the head must have one.
 
     Raises:
-        InvalidRequest: a day is not a date, the range is reversed or longer than 10 years.
+        InvalidRequest: a day is not a date, the range is reversed or longer than ``max_days``
+            (default 10 years; about five DynamoDB round trips per day).
     """
     first_day, last_day = as_day("from", first_day), as_day("to", last_day)
     if first_day > last_day:
         raise InvalidRequest(
             "from must not be after to", [{"field": "from", "message": "after to"}]
         )
-    if (date.fromisoformat(last_day) - date.fromisoformat(first_day)).days >= MAX_VERIFY_DAYS:
-        raise InvalidRequest(f"a verification covers at most {MAX_VERIFY_DAYS} days")
+    if (date.fromisoformat(last_day) - date.fromisoformat(first_day)).days >= max_days:
+        raise InvalidRequest(
+            f"a verification covers at most {max_days} days",
+            [{"field": "from", "message": f"at most {max_days} days before to"}],
+        )
     head = repository.get_head()
     end = min(last_day, head.day) if head else None
     unsealed = None

@@ -169,3 +169,8 @@ def test_the_chain_route_verifies_sealed_days_and_names_a_broken_one(api_client,
 
     response, body = call(api_client, "GET", "/v1/admin/audit/chain?from=nope", admin)
     assert (response.status_code, body["error"]["code"]) == (400, "invalid_request")
+    # More than a year cannot finish inside one API request: that is the command's job.
+    path = "/v1/admin/audit/chain?from=2020-01-01&to=2026-01-01"
+    response, body = call(api_client, "GET", path, admin)
+    assert (response.status_code, body["error"]["code"]) == (400, "invalid_request")
+    assert "366 days" in body["error"]["message"]
