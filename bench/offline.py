@@ -1,6 +1,7 @@
 """The environment every in-process benchmark sets before it imports the app: moto's fake
 credentials (they never reach AWS), one region, a bench stage and table, and no endpoint
-override, so every DynamoDB call lands in moto."""
+override, so every DynamoDB call lands in moto; and moto as the tests and the local stack run it
+(``infra.local.moto_dynamodb``: serialized, O(items) transactions, O(partition) queries)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,6 @@ def use_moto(table: str = "ledger-bench", **extra: str) -> None:
     )
     os.environ.update(extra)
     os.environ.pop("DYNAMODB_ENDPOINT", None)
+    from infra.local.moto_dynamodb import install
+
+    install()

@@ -28,11 +28,11 @@ os.environ.pop("DYNAMODB_ENDPOINT", None)
 
 from chalicelib.adapters.dynamo import models
 from chalicelib.config import get_settings
-from infra.local.moto_lock import serialize_dynamodb
+from infra.local.moto_dynamodb import install as patch_moto_dynamodb
 from infra.local.table import create_table
 from tests.support import LedgerWorld
 
-serialize_dynamodb()
+patch_moto_dynamodb()
 
 
 @pytest.fixture

@@ -618,27 +618,21 @@ def _on_stop_signals(action: Callable[[], Any]) -> None:
 
 
 def serve_dynamodb(port: int) -> int:
-    """moto's server with its DynamoDB serialized (moto's DynamoDB is not thread-safe)."""
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    from infra.local.moto_lock import serialize_dynamodb
+    """moto's server (``infra.local.moto_server``) with its DynamoDB serialized and made to
+    behave like DynamoDB under load (``infra.local.moto_dynamodb``)."""
+    from infra.local.moto_dynamodb import install as patch_moto_dynamodb
+    from infra.local.moto_server import create_server
 
     if not port_is_free(port):
-        # ThreadedMotoServer.start() would wait forever for a server that failed to bind.
         print(f"dynamodb: port {port} on {HOST} is already in use", file=sys.stderr)
         return 1
-    serialize_dynamodb()
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-    stopped = threading.Event()
-    _on_stop_signals(stopped.set)
+    patch_moto_dynamodb()
+    server = create_server(HOST, port)
+    # shutdown() waits for serve_forever() to return, so it must run on another thread.
+    _on_stop_signals(lambda: threading.Thread(target=server.shutdown, daemon=True).start())
     exit_with_supervisor()
-    server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
-    server.start()
-    while not stopped.wait(0.5):
-        pass
-    server.stop()
+    server.serve_forever()
+    server.server_close()
     return 0
 
 

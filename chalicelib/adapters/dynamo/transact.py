@@ -6,8 +6,7 @@ updates, so ``tags`` lists them in that order too and repositories can name the 
 
 from __future__ import annotations
 
-import hashlib
-import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,12 +65,12 @@ class AtomicWrite:
     def send(self) -> None:
         puts = [kwargs for kwargs, _ in self.puts]
         updates = [kwargs for kwargs, _ in self.updates]
-        # If botocore resends a write whose first response was lost, the token makes DynamoDB
-        # answer "done" instead of failing the (already satisfied) conditions. Retries of our own
-        # change the request (new versions, new times) and so get a new token.
-        token = hashlib.sha256(
-            json.dumps([puts, updates], sort_keys=True, default=str).encode()
-        ).hexdigest()[:36]
+        # If botocore resends a write whose first response was lost, the token (the same on
+        # botocore's resends) makes DynamoDB answer "done" instead of failing the already
+        # satisfied conditions. It is new for every send: two requests that happen to write the
+        # same items (two logins racing with one TOTP code in the same second) are two attempts,
+        # and a token derived from the content would let DynamoDB answer "done" to the second.
+        token = str(uuid.uuid4())
         LedgerItem._get_connection().connection.transact_write_items(
             condition_check_items=[],
             delete_items=[],
