@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from chalice.app import Chalice
 from chalice.config import Config
 from chalice.local import (
-    ChaliceRequestHandler,
     CustomLocalChalice,
     LocalChalice,
-    LocalDevServer,
     LocalGateway,
     RouteMatcher,
 )
@@ -47,7 +44,8 @@ class NotFoundAwareGateway(LocalGateway):
         except ValueError:
             return not_found_response(method, path)
         # The app object holds the request being handled (``app.current_request``), as in Lambda
-        # where a process serves one request at a time; the dev server's threads must take turns.
+        # where a process serves one request at a time: threads sharing one app (the test
+        # client's) must take turns. The local stack runs one app per worker process.
         with _ONE_REQUEST_AT_A_TIME:
             return super().handle_request(method, path, headers, body)
 
@@ -63,32 +61,8 @@ def not_found_response(method: str, path: str) -> dict[str, Any]:
     return middleware.with_boundary_headers(response, request_id).to_dict()
 
 
-class NotFoundAwareRequestHandler(ChaliceRequestHandler):
-    """The local dev server's request handler, with ``NotFoundAwareGateway``."""
-
-    def __init__(
-        self,
-        request: Any,
-        client_address: Any,
-        server: Any,
-        app_object: Chalice,
-        config: Config,
-    ) -> None:
-        # ChaliceRequestHandler.__init__ only builds its LocalGateway and then handles the
-        # request (BaseHTTPRequestHandler does so inside __init__): build ours instead.
-        self.local_gateway = NotFoundAwareGateway(app_object, config)
-        BaseHTTPRequestHandler.__init__(self, request, client_address, server)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silenced: the app's middleware logs every request as structured JSON instead."""
-
-
-def create_local_server(app: Chalice, config: Config, host: str, port: int) -> LocalDevServer:
-    """``chalice.local.create_local_server`` with the 404-aware gateway.
-
-    Like Chalice's, it makes ``app.current_request`` thread-local (the dev server handles each
-    connection on its own thread).
-    """
+def as_local_app(app: Chalice) -> Chalice:
+    """The app with ``app.current_request`` thread-local, as ``chalice local`` makes it."""
     CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
     app.__class__ = CustomLocalChalice
-    return LocalDevServer(app, config, host, port, handler_cls=NotFoundAwareRequestHandler)
+    return app

@@ -636,30 +636,66 @@ def serve_dynamodb(port: int) -> int:
     return 0
 
 
-def serve_api(port: int) -> int:
-    """``chalice local --stage local --port PORT``, with the 404-aware gateway and no reloader."""
+def _stage_config() -> Any:
     from chalice.cli.factory import CLIFactory
+
+    factory = CLIFactory(str(PROJECT_DIR), environ=os.environ)  # as `chalice local` builds it
+    return factory.create_config_obj(chalice_stage_name=API_STAGE)
+
+
+def load_api_gateway() -> Any:
+    """The app of stage ``local`` behind the 404-aware gateway, as ``chalice local`` loads it.
+
+    Runs in each API worker process (``infra.local.workers``).
+    """
     from chalice.deploy.validate import validate_routes
 
     stack_env = {name: os.environ[name] for name in API_ENV_NAMES if name in os.environ}
-    factory = CLIFactory(str(PROJECT_DIR), environ=os.environ)  # as `chalice local` builds it
-    config = factory.create_config_obj(chalice_stage_name=API_STAGE)
     # Loading the app applies the stage's environment_variables from .chalice/config.json to
     # os.environ (as `chalice local` does); the stack's endpoints, table and secrets win.
+    config = _stage_config()
     app = config.chalice_app
     os.environ.update(stack_env)
     # Only now: the gateway imports the app's logger, which reads its service name from the
     # environment the stage just set.
-    from infra.local.gateway import create_local_server
+    from infra.local.gateway import NotFoundAwareGateway, as_local_app
 
     validate_routes(app.routes)
-    server = create_local_server(app, config, HOST, port)
-    # shutdown() waits for serve_forever() to return, so it must run on another thread.
-    _on_stop_signals(lambda: threading.Thread(target=server.shutdown, daemon=True).start())
+    return NotFoundAwareGateway(as_local_app(app), config)
+
+
+def serve_api(port: int) -> int:
+    """The API on PORT: a front that hands each request to one of several worker processes,
+    each serving one request at a time like a Lambda container (``infra.local.workers``)."""
+    from infra.local.workers import WorkerPool, create_server, request_timeout, worker_count
+
+    try:
+        size, timeout = worker_count(os.environ), request_timeout(os.environ)
+    except ValueError as exc:
+        print(f"api: {exc}", file=sys.stderr)
+        return 1
+    # The front logs too (a worker that failed): with the stage's settings, the stack's win.
+    stack_env = {name: os.environ[name] for name in API_ENV_NAMES if name in os.environ}
+    os.environ.update({**_stage_config().environment_variables, **stack_env})
+    pool = WorkerPool(load_api_gateway, size, timeout)
+    stopped = threading.Event()
+    _on_stop_signals(stopped.set)
     exit_with_supervisor()
-    server.server.serve_forever()
-    server.server.server_close()
-    return 0
+    try:
+        pool.start()
+        if stopped.is_set():
+            return 0
+        server = create_server(pool, HOST, port)
+        print(f"api: {size} workers (pids {', '.join(map(str, pool.pids()))})", flush=True)
+        # shutdown() waits for serve_forever() to return, so it must run on another thread.
+        threading.Thread(
+            target=lambda: (stopped.wait(), server.shutdown()), name="api-stop", daemon=True
+        ).start()
+        server.serve_forever()
+        server.server_close()
+        return 0
+    finally:
+        pool.stop()
 
 
 SERVERS: dict[str, Callable[[int], int]] = {"dynamodb": serve_dynamodb, "api": serve_api}

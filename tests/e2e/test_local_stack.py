@@ -75,9 +75,9 @@ def post(url: str, body: dict) -> tuple[int, dict, dict]:
     return send(urllib.request.Request(url, json.dumps(body).encode(), headers))  # noqa: S310
 
 
-def send(request: urllib.request.Request) -> tuple[int, dict, dict]:
+def send(request: urllib.request.Request, timeout: float = 5) -> tuple[int, dict, dict]:
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             return response.status, dict(response.headers), json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), json.loads(exc.read() or b"{}")
@@ -126,7 +126,12 @@ NOT_INHERITED = ("STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE", "
 
 
 def start_stack(
-    tmp_path: Path, api: int, dynamodb: int, stripe: int, crypto: int | None = None
+    tmp_path: Path,
+    api: int,
+    dynamodb: int,
+    stripe: int,
+    crypto: int | None = None,
+    workers: int = 4,
 ) -> Stack:
     mail_dir = tmp_path / "mail"  # the stack creates it
     crypto = crypto or free_ports(1)[0]
@@ -138,6 +143,8 @@ def start_stack(
         "LEDGER_CRYPTO_PORT": str(crypto),
         "LEDGER_MAIL_DIR": str(mail_dir),
         "TABLE_NAME": "ledger-e2e",
+        # More API workers than cores: parallel requests interleave as on Lambda.
+        "LEDGER_API_WORKERS": str(workers),
     }
     log = tmp_path / "stack.log"
     with log.open("wb") as out:

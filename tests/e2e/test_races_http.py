@@ -1,0 +1,212 @@
+"""Races over real parallel HTTP against the local stack, whose API serves requests in parallel
+(several worker processes, each one request at a time, as Lambda containers do).
+
+Each test fires its requests from threads released together, so the requests really run at once
+in different workers, and asserts the guarantee that a race must not break: one wallet cannot
+be spent twice, a refresh token rotates once, a transaction is reversed once, a login limit holds,
+and a webhook delivered many times moves money once.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from decimal import Decimal
+
+import pyotp
+import pytest
+
+from chalicelib.config import LOCAL_CRYPTO_WEBHOOK_SECRET
+from infra.local.fake_gateway import deposit_event, signed_request
+from tests.e2e.test_local_stack import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    ADMIN_TOTP_SECRET,
+    HOST,
+    Stack,
+    authed,
+    require_running,
+    send,
+)
+
+# One worker of pytest-xdist runs the whole module (`--dist loadgroup`): one stack, file order.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-races-http")]
+
+PASSWORD = "correct horse battery"
+CURRENCY = "USDT"
+
+
+# Requests queue in the front while every worker is busy (as Lambda invocations wait for a
+# container): on 2 cores twenty logins (Argon2 each) take seconds, not a failure.
+TIMEOUT_SECONDS = 60
+
+
+def post(url: str, body: dict) -> tuple[int, dict, dict]:
+    request = urllib.request.Request(  # noqa: S310 (127.0.0.1)
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    return send(request, TIMEOUT_SECONDS)
+
+
+def at_once(copies: int, act: Callable[[int], tuple[int, dict]]) -> list[tuple[int, dict]]:
+    """Run ``act(i)`` for i in 0..copies-1 on threads released together; their answers."""
+    start = threading.Barrier(copies)
+    answers: list[tuple[int, dict]] = [(0, {})] * copies
+
+    def run(i: int) -> None:
+        start.wait()
+        answers[i] = act(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(copies)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return answers
+
+
+def statuses(answers: list[tuple[int, dict]]) -> Counter:
+    return Counter(
+        (status, body.get("error", {}).get("code")) if status >= 400 else (status, None)
+        for status, body in answers
+    )
+
+
+def api(stack: Stack) -> str:
+    return f"http://{HOST}:{stack.api}"
+
+
+def call(stack: Stack, path: str, token: str, body: dict | None = None, key: str | None = None):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{api(stack)}{path}", data, authed(token, key))  # noqa: S310
+    status, _, answer = send(request, TIMEOUT_SECONDS)
+    return status, answer
+
+
+def sign_up_and_log_in(stack: Stack, email: str) -> dict:
+    credentials = {"email": email, "password": PASSWORD}
+    status, _, body = post(f"{api(stack)}/v1/auth/signup", {**credentials, "accept_terms": True})
+    assert status == 201, body
+    status, _, tokens = post(f"{api(stack)}/v1/auth/login", credentials)
+    assert status == 200, tokens
+    return tokens
+
+
+def deposit_to(stack: Stack, token: str, amount: str, event_id: str, tx_hash: str) -> dict:
+    """The gateway's ``deposit.confirmed`` event for ``amount`` to the user's deposit address."""
+    status, body = call(stack, "/v1/deposits/crypto/address", token, {"currency": CURRENCY})
+    assert status == 200, body
+    return deposit_event(body["address"]["address"], CURRENCY, amount, tx_hash, event_id)
+
+
+def deliver(stack: Stack, event: dict) -> tuple[int, dict]:
+    url = f"{api(stack)}/v1/webhooks/crypto"
+    status, _, body = send(signed_request(url, LOCAL_CRYPTO_WEBHOOK_SECRET, event), TIMEOUT_SECONDS)
+    return status, body
+
+
+def wallet(stack: Stack, token: str) -> dict:
+    status, body = call(stack, "/v1/accounts", token)
+    assert status == 200, body
+    return next(a for a in body["data"] if a["currency"] == CURRENCY)
+
+
+@pytest.fixture(scope="module")
+def people(stack: Stack) -> dict:
+    """Ann, funded with 10 USDT by one deposit webhook delivered 8 times at once; Bob, empty."""
+    require_running(stack)
+    ann = sign_up_and_log_in(stack, "ann@example.com")
+    bob = sign_up_and_log_in(stack, "bob@example.com")
+    event = deposit_to(stack, ann["access_token"], "10", f"evt_{uuid.uuid4().hex}", "tx_race_in")
+    answers = at_once(8, lambda _i: deliver(stack, event))
+    return {"ann": ann, "bob": bob, "deposit_answers": answers}
+
+
+def test_a_webhook_delivered_eight_times_at_once_credits_once(stack: Stack, people):
+    assert {status for status, _ in people["deposit_answers"]} == {200}, people["deposit_answers"]
+    account = wallet(stack, people["ann"]["access_token"])
+    assert (account["posted"], account["available"]) == ("10.000000", "10.000000")
+
+
+def test_twelve_parallel_transfers_cannot_spend_one_wallet_twice(stack: Stack, people):
+    ann = people["ann"]["access_token"]
+
+    def transfer(i: int) -> tuple[int, dict]:
+        body = {"amount": "4", "currency": CURRENCY, "to_email": "bob@example.com"}
+        return call(stack, "/v1/transfers", ann, body, f"spend-{i}")
+
+    answers = at_once(12, transfer)
+    assert statuses(answers) == {(201, None): 2, (422, "insufficient_funds"): 10}, answers
+    assert wallet(stack, ann)["available"] == "2.000000"
+    assert wallet(stack, people["bob"]["access_token"])["posted"] == "8.000000"
+    people["spent"] = [body["transaction"]["id"] for status, body in answers if status == 201]
+
+
+def test_one_idempotency_key_sent_eight_times_at_once_moves_money_once(stack: Stack, people):
+    ann, bob = people["ann"]["access_token"], people["bob"]["access_token"]
+    before = Decimal(wallet(stack, bob)["posted"])
+    body = {"amount": "0.5", "currency": CURRENCY, "to_email": "bob@example.com"}
+    answers = at_once(8, lambda _i: call(stack, "/v1/transfers", ann, body, "one-key"))
+    counted = statuses(answers)
+    assert set(counted) <= {(201, None), (409, "idempotency_in_progress")}, answers
+    assert counted[(201, None)] >= 1
+    assert len({b["transaction"]["id"] for s, b in answers if s == 201}) == 1
+    assert Decimal(wallet(stack, bob)["posted"]) == before + Decimal("0.5")
+
+
+def test_a_refresh_token_presented_six_times_at_once_rotates_once(stack: Stack):
+    tokens = sign_up_and_log_in(stack, "rita@example.com")
+    url = f"{api(stack)}/v1/auth/refresh"
+    answers = at_once(6, lambda _i: post(url, {"refresh_token": tokens["refresh_token"]})[::2])
+    counted = statuses(answers)
+    assert set(counted) <= {(200, None), (401, "unauthenticated")}, answers
+    assert counted[(200, None)] <= 1
+    # Whoever lost presented a used token: the whole login is revoked, the winner's pair too.
+    for status, body in answers:
+        if status == 200:
+            again = post(url, {"refresh_token": body["refresh_token"]})
+            assert again[0] == 401, again
+
+
+def test_six_parallel_rollbacks_of_one_transfer_reverse_it_once(stack: Stack, people):
+    code = pyotp.TOTP(ADMIN_TOTP_SECRET).now()
+    credentials = {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD, "totp_code": code}
+    status, _, admin = post(f"{api(stack)}/v1/auth/login", credentials)
+    assert status == 200, admin
+    target = people["spent"][0]
+
+    def rollback(i: int) -> tuple[int, dict]:
+        path = f"/v1/admin/transactions/{target}/rollback"
+        return call(stack, path, admin["access_token"], {"reason": "race"}, f"rb-{i}")
+
+    answers = at_once(6, rollback)
+    assert statuses(answers) == {(201, None): 1, (409, "already_reversed"): 5}, answers
+    account = wallet(stack, people["ann"]["access_token"])
+    assert account["posted"] == account["available"]
+    status, body = call(stack, f"/v1/admin/transactions/{target}", admin["access_token"])
+    assert status == 200, body
+    assert body["transaction"]["reversed_by"]
+
+
+def test_twenty_parallel_wrong_logins_for_one_email_are_checked_at_most_five_times(stack: Stack):
+    sign_up_and_log_in(stack, "tess@example.com")
+    url = f"{api(stack)}/v1/auth/login"
+    wrong = {"email": "tess@example.com", "password": "not the password at all"}
+    answers = at_once(20, lambda _i: post(url, wrong)[::2])
+    counted = statuses(answers)
+    assert set(counted) <= {(401, "invalid_credentials"), (429, "too_many_attempts")}, answers
+    checked = counted[(401, "invalid_credentials")]
+    assert 1 <= checked <= 5
+    while checked < 5:  # a racer refused while the count was contended leaves room for more
+        status, _, body = post(url, wrong)
+        if status == 429:
+            break
+        assert (status, body["error"]["code"]) == (401, "invalid_credentials")
+        checked += 1
+    status, headers, body = post(url, {"email": "tess@example.com", "password": PASSWORD})
+    assert (status, body["error"]["code"]) == (429, "too_many_attempts"), body
+    assert int(headers["Retry-After"]) > 0
