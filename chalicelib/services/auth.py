@@ -199,19 +199,25 @@ class AuthService:
     # -- login ----------------------------------------------------------------------------------
     def login(self, email: str, password: str, totp_code: str | None, ip: str | None) -> TokenPair:
         """Raises TooManyAttempts, InvalidCredentials, AccountSuspended, MfaRequired,
-        InvalidTotp."""
+        InvalidTotp.
+
+        Every attempt is counted against the email's and the IP's limits *before* anything is
+        checked (``_claim_attempts``): of any number of parallel attempts, at most the limit
+        are checked. An attempt that does not fail gives its count back.
+        """
         now, _ = self._now()
         email = email.strip() if isinstance(email, str) else ""
-        self._check_throttle(email, ip, now)
+        claims = self._claim_attempts(email, ip, now)
         user = self.repository.find_user_by_email(email) if email else None
         if user is None:
             passwords.dummy_verify(password)
-            self._failed_login(email, ip, now, None, "unknown_email")
+            self._failed_login(ip, None, "unknown_email")
             raise InvalidCredentials("email or password is wrong")
         if not passwords.verify_password(user.password_hash, password):
-            self._failed_login(email, ip, now, user.id, "wrong_password")
+            self._failed_login(ip, user.id, "wrong_password")
             raise InvalidCredentials("email or password is wrong")
         if user.status is UserStatus.SUSPENDED:
+            self._give_back(claims, now)
             self.repository.append_audit(
                 self._event("auth.login_refused", actor=user.id, ip=ip, reason="suspended")
             )
@@ -219,14 +225,16 @@ class AuthService:
         used_mfa = False
         if user.mfa_enabled:
             if not totp_code:
+                self._give_back(claims, now)
                 raise MfaRequired("a TOTP code is required")
             try:
                 self._use_second_factor(user, totp_code, now)
             except InvalidTotp:
-                self._failed_login(email, ip, now, user.id, "wrong_totp")
+                self._failed_login(ip, user.id, "wrong_totp")
                 raise
             used_mfa = True
         self.repository.clear_failures("email", email)
+        self._give_back([claim for claim in claims if claim[0] != "email"], now)
         return self._open_session(user, used_mfa, ip, now)
 
     def _use_second_factor(self, user: User, code: str, now: int) -> None:
@@ -277,35 +285,61 @@ class AuthService:
             limits.append(("ip", ip, self.settings.login_ip_limit))
         return limits
 
-    def _check_throttle(self, email: str, ip: str | None, now: int) -> None:
+    def _claim_attempts(self, email: str, ip: str | None, now: int) -> list[tuple[str, str]]:
+        """Count this attempt against each limit (email, IP), or raise TooManyAttempts.
+
+        Each count is one conditional write on the subject's throttle item (the failure times
+        of the window, guarded by the item's version), made before the credentials are looked
+        at: parallel attempts race for the write, and once the window holds ``limit`` attempts
+        every further one is refused unchecked. An attempt refused by one limit gives back what
+        it counted against the others.
+        """
         window = self.settings.login_window_seconds
+        claimed: list[tuple[str, str]] = []
         for kind, value, limit in self._limits(email, ip):
-            failures, _ = self.repository.recent_failures(kind, value)
+            try:
+                self._claim(kind, value, limit, window, now)
+            except TooManyAttempts:
+                self._give_back(claimed, now)
+                raise
+            claimed.append((kind, value))
+        return claimed
+
+    def _claim(self, kind: str, value: str, limit: int, window: int, now: int) -> None:
+        for _attempt in range(_THROTTLE_ATTEMPTS):
+            failures, version = self.repository.recent_failures(kind, value)
             recent = sorted(t for t in failures if t > now - window)
             if len(recent) >= limit:
                 raise TooManyAttempts(max(1, recent[-limit] + window - now))
+            try:
+                self.repository.record_failure(kind, value, [*recent, now], version, now + window)
+                return
+            except VersionConflict:
+                continue
+        # Still contended after every try: refusing is safe, checking unlimited is not.
+        raise TooManyAttempts(1)
 
-    def _failed_login(
-        self, email: str, ip: str | None, now: int, user_id: str | None, reason: str
-    ) -> None:
+    def _give_back(self, claims: list[tuple[str, str]], now: int) -> None:
+        """Remove one count of ``now`` from each claimed limit (an attempt that did not fail)."""
         window = self.settings.login_window_seconds
-        event: AuditEvent | None = self._event(
-            "auth.login_failed", actor=user_id, ip=ip, reason=reason
-        )
-        for kind, value, limit in self._limits(email, ip):
+        for kind, value in claims:
             for _attempt in range(_THROTTLE_ATTEMPTS):
                 failures, version = self.repository.recent_failures(kind, value)
-                recent = [*sorted(t for t in failures if t > now - window), now]
+                if now not in failures:
+                    break
+                kept = sorted(t for t in failures if t > now - window)
+                kept.remove(now)
                 try:
-                    self.repository.record_failure(
-                        kind, value, recent[-limit:], version, now + window, event
-                    )
+                    self.repository.record_failure(kind, value, kept, version, now + window)
+                    break
                 except VersionConflict:
                     continue
-                event = None  # recorded with the first counter
-                break
-        if event is not None:
-            self.repository.append_audit(event)
+
+    def _failed_login(self, ip: str | None, user_id: str | None, reason: str) -> None:
+        """Audit a failed attempt; it was counted against the limits before it was checked."""
+        self.repository.append_audit(
+            self._event("auth.login_failed", actor=user_id, ip=ip, reason=reason)
+        )
 
     # -- refresh and logout ---------------------------------------------------------------------
     def refresh(self, refresh_token: str, ip: str | None) -> TokenPair:

@@ -12,6 +12,7 @@ from chalicelib.adapters.dynamo.auth_repository import DynamoAuthRepository
 from chalicelib.adapters.email import FolderMailer
 from chalicelib.auth import passwords
 from chalicelib.config import get_settings
+from chalicelib.domain.errors import InvalidCredentials, InvalidTotp, TooManyAttempts
 from chalicelib.services.auth import AuthService
 
 PASSWORD = "correct horse battery"
@@ -67,3 +68,58 @@ def test_a_totp_code_logs_in_once_even_when_raced(service):
 def test_racing_sign_ups_for_one_email_create_one_user(service, table):
     outcomes = together(4, lambda: service.sign_up("Same@Example.com", PASSWORD, True, None))
     assert outcomes == ["EmailTaken"] * 3 + ["ok"]
+
+
+def checked_until_refused(act) -> int:
+    """Attempts ``act`` one at a time until it is refused; how many were checked."""
+    checked = 0
+    for _ in range(10):
+        try:
+            act()
+        except TooManyAttempts:
+            return checked
+        except (InvalidCredentials, InvalidTotp):
+            checked += 1
+    raise AssertionError("never refused")
+
+
+def test_parallel_wrong_passwords_for_one_email_are_checked_at_most_five_times(service):
+    service.sign_up("t@example.com", PASSWORD, True, None)
+
+    def wrong() -> None:
+        service.login("t@example.com", "not the password", None, None)
+
+    outcomes = together(20, wrong)
+    assert set(outcomes) <= {"InvalidCredentials", "TooManyAttempts"}
+    # Counted before checked: the racers and the stragglers together get five checks.
+    assert outcomes.count("InvalidCredentials") + checked_until_refused(wrong) == 5
+    with pytest.raises(TooManyAttempts):
+        service.login("t@example.com", PASSWORD, None, None)
+
+
+def test_parallel_totp_guesses_are_checked_at_most_five_times(service):
+    _, secret = service.create_admin("guessed@example.com", PASSWORD)
+    right = pyotp.TOTP(secret).at(NOW)
+    wrong_code = f"{(int(right) + 1) % 1_000_000:06d}"
+
+    def guess() -> None:
+        service.login("guessed@example.com", PASSWORD, wrong_code, None)
+
+    outcomes = together(20, guess)
+    assert set(outcomes) <= {"InvalidTotp", "TooManyAttempts"}
+    assert outcomes.count("InvalidTotp") + checked_until_refused(guess) == 5
+    with pytest.raises(TooManyAttempts):
+        service.login("guessed@example.com", PASSWORD, right, None)
+
+
+def test_an_attempt_that_does_not_fail_gives_its_count_back(service):
+    service.sign_up("ok@example.com", PASSWORD, True, None)
+    for _ in range(4):
+        with pytest.raises(InvalidCredentials):
+            service.login("ok@example.com", "not the password", None, "203.0.113.9")
+    service.login("ok@example.com", PASSWORD, None, "203.0.113.9")
+    # The success cleared the email's count and gave back its own count of the IP.
+    failures, _ = service.repository.recent_failures("email", "ok@example.com")
+    assert failures == []
+    failures, _ = service.repository.recent_failures("ip", "203.0.113.9")
+    assert failures == [int(NOW)] * 4

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from pynamodb.exceptions import PutError
+
 from chalicelib.adapters.dynamo import cursors, keys
 from chalicelib.adapters.dynamo.models import (
     AccountItem,
@@ -19,7 +21,7 @@ from chalicelib.adapters.dynamo.models import (
     ThrottleItem,
     UserItem,
 )
-from chalicelib.adapters.dynamo.transact import AtomicWrite
+from chalicelib.adapters.dynamo.transact import AtomicWrite, condition_failed
 from chalicelib.domain.accounts import Account
 from chalicelib.domain.errors import (
     EmailTaken,
@@ -272,20 +274,13 @@ class DynamoAuthRepository:
         write.send_or_raise_tag()
 
     def record_failure(
-        self,
-        kind: str,
-        value: str,
-        failures: list[int],
-        version: int,
-        expires_at: int,
-        event: AuditEvent | None = None,
+        self, kind: str, value: str, failures: list[int], version: int, expires_at: int
     ) -> None:
-        """Store the failure times of one email or IP, if nobody else did since they were read.
+        """Store the attempt times of one email or IP, if nobody else did since they were read.
 
         Raises:
-            VersionConflict: a concurrent failure was recorded first (re-read and retry).
+            VersionConflict: a concurrent attempt was recorded first (re-read and retry).
         """
-        write = AtomicWrite()
         item = ThrottleItem(
             keys.throttle_pk(kind, value),
             keys.THROTTLE_SK,
@@ -297,10 +292,12 @@ class DynamoAuthRepository:
         condition = (
             ThrottleItem.PK.does_not_exist() if version == 0 else ThrottleItem.version == version
         )
-        write.put(item, condition, VersionConflict("throttle changed"))
-        if event is not None:
-            write.append_audit(event)
-        write.send_or_raise_tag()
+        try:
+            item.save(condition)
+        except PutError as exc:
+            if condition_failed(exc):
+                raise VersionConflict("throttle changed") from exc
+            raise
 
     def clear_failures(self, kind: str, value: str) -> None:
         ThrottleItem(keys.throttle_pk(kind, value), keys.THROTTLE_SK).delete()
