@@ -24,7 +24,7 @@ runs on it locally, in the tests and in the benchmarks:
 
 5. **Answers are serialized shape by shape**, a third of the server's time under load; the
    answers of the data plane (items, keys, counts) are already DynamoDB's JSON and are sent as
-   such.
+   such. (And the handler's method names are listed once, not with ``inspect`` on every call.)
 
 Also, **client request tokens** as DynamoDB keeps them: a ``TransactWriteItems`` repeated with the
 same ``ClientRequestToken`` within 10 minutes of a successful one succeeds without writing again
@@ -51,6 +51,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import moto
+from moto.core import responses as core_responses
 from moto.core.exceptions import JsonRESTError
 from moto.dynamodb import responses as dynamodb_responses
 from moto.dynamodb.exceptions import (
@@ -81,6 +82,7 @@ REPLACED = {
     "Table.delete_item": (Table.delete_item, "1594f7b0"),
     "DynamoHandler.transact_write_items": (DynamoHandler.transact_write_items, "61c163ff"),
     "DynamoHandler.serialized": (DynamoHandler.serialized, "af486a0e"),
+    "responses.method_names_from_class": (core_responses.method_names_from_class, "9dbac89d"),
 }
 # DynamoDB keeps a client request token for 10 minutes after the request that used it.
 CLIENT_TOKEN_SECONDS = 600.0
@@ -561,8 +563,28 @@ def serialized(self: DynamoHandler, action_result: Any) -> Any:
     return 200, headers, body
 
 
+# -- 6. the handler's method names, listed once --------------------------------------------------
+# moto lists the handler class's methods with ``inspect.getmembers`` on every call, to find the
+# action's method (half a millisecond each time); the names of DynamoHandler's methods never change.
+_METHOD_NAMES: dict[type, list[str]] = {}
+
+
+def method_names_from_class(clazz: Any) -> list[str]:
+    if clazz is not DynamoHandler:
+        return _ORIGINALS["responses.method_names_from_class"](clazz)
+    names = _METHOD_NAMES.get(clazz)
+    if names is None:
+        names = _METHOD_NAMES[clazz] = _ORIGINALS["responses.method_names_from_class"](clazz)
+    return names
+
+
 # -- install / stock ---------------------------------------------------------------------------
-_OWNERS = {"DynamoDBBackend": DynamoDBBackend, "Table": Table, "DynamoHandler": DynamoHandler}
+_OWNERS: dict[str, Any] = {
+    "DynamoDBBackend": DynamoDBBackend,
+    "Table": Table,
+    "DynamoHandler": DynamoHandler,
+    "responses": core_responses,
+}
 # What stock() swaps back: the behaviour the differential test compares.
 _COMPARED = (
     "DynamoDBBackend.transact_write_items",
@@ -597,6 +619,7 @@ def install() -> None:
             "Table.delete_item": delete_item,
             "DynamoHandler.transact_write_items": handle_transact_write_items,
             "DynamoHandler.serialized": serialized,
+            "responses.method_names_from_class": method_names_from_class,
         }
     )
     for name, function in _PATCHES.items():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.local import stack
+from infra.local import stack, workers
 from infra.local.stack import StackConfig, StackError, Supervisor, api_environment, read_config
 
 REAL = {"STRIPE_API_KEY": "sk_test_abc123", "STRIPE_WEBHOOK_SECRET": "whsec_from_stripe_listen"}
@@ -165,3 +165,25 @@ def test_with_localstripe_the_stack_starts_it_before_the_crypto_gateway_and_the_
     out = capsys.readouterr().out
     assert "stripe listen" not in out
     assert "crypto   http://127.0.0.1:8003" in out
+
+
+def test_the_api_runs_one_worker_per_core_and_at_least_two(monkeypatch):
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: 1)
+    assert workers.worker_count({}) == 2
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: 8)
+    assert workers.worker_count({}) == 8
+    assert workers.worker_count({"LEDGER_API_WORKERS": "3"}) == 3
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "two", "1.5"])
+def test_a_worker_count_that_is_not_a_positive_number_is_refused(raw):
+    with pytest.raises(ValueError, match="LEDGER_API_WORKERS"):
+        workers.worker_count({"LEDGER_API_WORKERS": raw})
+
+
+def test_the_request_timeout_is_sixty_seconds_unless_set():
+    assert workers.request_timeout({}) == 60.0
+    assert workers.request_timeout({"LEDGER_API_TIMEOUT": "2.5"}) == 2.5
+    for raw in ("0", "soon", "-3"):
+        with pytest.raises(ValueError, match="LEDGER_API_TIMEOUT"):
+            workers.request_timeout({"LEDGER_API_TIMEOUT": raw})
