@@ -115,15 +115,21 @@ def wallet(stack: Stack, token: str) -> dict:
     return next(a for a in body["data"] if a["currency"] == CURRENCY)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def people(stack: Stack) -> dict:
-    """Ann, funded with 10 USDT by one deposit webhook delivered 8 times at once; Bob, empty."""
+    """Ann, funded with 10 USDT by one deposit webhook delivered 8 times at once; Bob, empty.
+
+    New people for each test: a test relies on nothing an earlier one did (pytest may restart
+    the module's stack between two of its tests)."""
     require_running(stack)
-    ann = sign_up_and_log_in(stack, "ann@example.com")
-    bob = sign_up_and_log_in(stack, "bob@example.com")
-    event = deposit_to(stack, ann["access_token"], "10", f"evt_{uuid.uuid4().hex}", "tx_race_in")
+    ann_email, bob_email = (f"{name}-{uuid.uuid4().hex[:8]}@example.com" for name in "ab")
+    ann = sign_up_and_log_in(stack, ann_email)
+    bob = sign_up_and_log_in(stack, bob_email)
+    event = deposit_to(
+        stack, ann["access_token"], "10", f"evt_{uuid.uuid4().hex}", f"tx_{uuid.uuid4().hex}"
+    )
     answers = at_once(8, lambda _i: deliver(stack, event))
-    return {"ann": ann, "bob": bob, "deposit_answers": answers}
+    return {"ann": ann, "bob": bob, "bob_email": bob_email, "deposit_answers": answers}
 
 
 def test_a_webhook_delivered_eight_times_at_once_credits_once(stack: Stack, people):
@@ -136,20 +142,19 @@ def test_twelve_parallel_transfers_cannot_spend_one_wallet_twice(stack: Stack, p
     ann = people["ann"]["access_token"]
 
     def transfer(i: int) -> tuple[int, dict]:
-        body = {"amount": "4", "currency": CURRENCY, "to_email": "bob@example.com"}
+        body = {"amount": "4", "currency": CURRENCY, "to_email": people["bob_email"]}
         return call(stack, "/v1/transfers", ann, body, f"spend-{i}")
 
     answers = at_once(12, transfer)
     assert statuses(answers) == {(201, None): 2, (422, "insufficient_funds"): 10}, answers
     assert wallet(stack, ann)["available"] == "2.000000"
     assert wallet(stack, people["bob"]["access_token"])["posted"] == "8.000000"
-    people["spent"] = [body["transaction"]["id"] for status, body in answers if status == 201]
 
 
 def test_one_idempotency_key_sent_eight_times_at_once_moves_money_once(stack: Stack, people):
     ann, bob = people["ann"]["access_token"], people["bob"]["access_token"]
     before = Decimal(wallet(stack, bob)["posted"])
-    body = {"amount": "0.5", "currency": CURRENCY, "to_email": "bob@example.com"}
+    body = {"amount": "0.5", "currency": CURRENCY, "to_email": people["bob_email"]}
     answers = at_once(8, lambda _i: call(stack, "/v1/transfers", ann, body, "one-key"))
     counted = statuses(answers)
     assert set(counted) <= {(201, None), (409, "idempotency_in_progress")}, answers
@@ -177,7 +182,10 @@ def test_six_parallel_rollbacks_of_one_transfer_reverse_it_once(stack: Stack, pe
     credentials = {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD, "totp_code": code}
     status, _, admin = post(f"{api(stack)}/v1/auth/login", credentials)
     assert status == 200, admin
-    target = people["spent"][0]
+    body = {"amount": "4", "currency": CURRENCY, "to_email": people["bob_email"]}
+    status, answer = call(stack, "/v1/transfers", people["ann"]["access_token"], body, "to-undo")
+    assert status == 201, answer
+    target = answer["transaction"]["id"]
 
     def rollback(i: int) -> tuple[int, dict]:
         path = f"/v1/admin/transactions/{target}/rollback"
