@@ -59,6 +59,8 @@ bench: $(STAMP)
 	$(PY) bench/ledger_round_trips.py
 	$(PY) bench/cold_start.py
 	$(PY) bench/api_round_trips.py
+	$(PY) bench/moto_scale.py
+	$(PY) bench/load.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 import time
 import urllib.request
@@ -22,12 +21,10 @@ from tests.e2e.test_local_stack import (
     STOP_TIMEOUT_SECONDS,
     Stack,
     children_of,
-    free_ports,
     get,
     is_running,
+    running_stack,
     send,
-    start_stack,
-    wait_for_health,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-api-workers")]
@@ -68,18 +65,8 @@ def wait_for_workers(stack: Stack, count: int, gone: set[int] = frozenset()) -> 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = start_stack(tmp_path_factory.mktemp("workers"), *free_ports(3), workers=WORKERS)
-    try:
-        wait_for_health(running)
+    with running_stack(tmp_path_factory.mktemp("workers"), workers=WORKERS) as running:
         yield running
-    finally:
-        if running.process.poll() is None:
-            running.process.send_signal(signal.SIGINT)
-            try:
-                running.process.wait(timeout=STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                running.process.kill()
-                running.process.wait()
 
 
 def health(stack: Stack) -> int:

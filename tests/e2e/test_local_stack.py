@@ -11,6 +11,7 @@ the last one stops it.
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import json
@@ -23,6 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,6 +159,23 @@ def start_stack(
             stderr=subprocess.STDOUT,
         )
     return Stack(process, api, dynamodb, stripe, log, mail_dir, crypto)
+
+
+@contextlib.contextmanager
+def running_stack(tmp_path: Path, workers: int = 4) -> Iterator[Stack]:
+    """A healthy stack on free ports; stopped (Ctrl-C, then kill) unless a test stopped it."""
+    running = start_stack(tmp_path, *free_ports(3), workers=workers)
+    try:
+        wait_for_health(running)
+        yield running
+    finally:
+        if running.process.poll() is None:
+            running.process.send_signal(signal.SIGINT)
+            try:
+                running.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                running.process.kill()  # its children stop by themselves when it is gone
+                running.process.wait()
 
 
 def wait_for_health(stack: Stack) -> None:
