@@ -23,6 +23,7 @@ from chalice.app import Request, Response
 from chalicelib.api import errors
 from chalicelib.api.application import ViewRaised
 from chalicelib.api.log import logger
+from chalicelib.api.requests import check_body
 
 REQUEST_ID_HEADER = "X-Request-Id"
 # An API answers JSON to programs: no caching, no sniffing, no framing, no active content.
@@ -82,6 +83,7 @@ def _response_or_error(
     request: Request, get_response: Callable[[Request], Response], request_id: str
 ) -> Response:
     try:
+        check_body(request.raw_body or b"")
         return get_response(request)
     except ViewRaised as raised:
         error: BaseException = raised.__cause__ or raised

@@ -104,6 +104,10 @@ class InvalidRequest(LedgerError):
         self.details = details or []
 
 
+class PayloadTooLarge(LedgerError):
+    """The request body is larger than 256 KiB."""
+
+
 class InvalidState(LedgerError):
     """The resource is not in a state that allows this action."""
 

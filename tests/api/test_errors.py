@@ -39,6 +39,7 @@ DOMAIN_ERRORS: dict[str, Callable[[], domain.LedgerError]] = {
     "VersionConflict": domain.VersionConflict,
     "TransactionAlreadyExists": domain.TransactionAlreadyExists,
     "InvalidRequest": lambda: domain.InvalidRequest("email is not valid"),
+    "PayloadTooLarge": domain.PayloadTooLarge,
     "InvalidState": domain.InvalidState,
     "TermsNotAccepted": domain.TermsNotAccepted,
     "WeakPassword": domain.WeakPassword,
@@ -95,6 +96,7 @@ EXPECTED = {
     "VersionConflict": (409, "conflict"),
     "TransactionAlreadyExists": (409, "conflict"),
     "InvalidRequest": (400, "invalid_request"),
+    "PayloadTooLarge": (413, "payload_too_large"),
     "InvalidState": (409, "invalid_state"),
     "TermsNotAccepted": (400, "terms_not_accepted"),
     "WeakPassword": (400, "weak_password"),
@@ -365,3 +367,43 @@ def test_too_many_attempts_says_when_to_retry(client):
     response = client.http.get(f"{PROBE_PREFIX}/domain/TooManyAttempts")
     assert response.status_code == 429
     assert response.headers["Retry-After"] == "120"
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/v1/auth/login", {}),
+        ("/v1/auth/signup", {}),
+        ("/v1/transfers", {"Idempotency-Key": "deep"}),
+        ("/v1/webhooks/crypto", {"X-Signature": "t=1,v1=00"}),
+    ],
+)
+def test_json_nested_sixty_thousand_deep_is_a_400_on_any_route(api_client, path, headers):
+    for body in (b"[" * 60_000, b'{"a":' * 40_000):
+        response = api_client.http.post(
+            path, headers={"Content-Type": "application/json", **headers}, body=body
+        )
+        error = assert_envelope(response, 400, "invalid_request")
+        assert "nested deeper than 32 levels" in error["message"]
+
+
+def test_a_body_over_256_kib_is_a_413(api_client):
+    body = json.dumps({"email": "a@example.com", "password": "x" * (256 * 1024)}).encode()
+    response = api_client.http.post(
+        "/v1/auth/login", headers={"Content-Type": "application/json"}, body=body
+    )
+    assert_envelope(response, 413, "payload_too_large")
+
+
+def test_the_depth_check_counts_brackets_outside_strings_only():
+    from chalicelib.api.requests import MAX_JSON_DEPTH, check_body
+
+    check_body(b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH)
+    check_body(json.dumps({"memo": "[" * 1000 + '\\"{{{' + "{" * 100}).encode())
+    check_body(json.dumps(["a\\", "[[[[" * 20]).encode())
+    with pytest.raises(domain.InvalidRequest):
+        check_body(b"[" * (MAX_JSON_DEPTH + 1))
+    with pytest.raises(domain.InvalidRequest):
+        check_body(b'["\\"", ' + b"{" * (MAX_JSON_DEPTH + 1))
+    with pytest.raises(domain.PayloadTooLarge):
+        check_body(b" " * (256 * 1024 + 1))
