@@ -50,7 +50,7 @@ from chalicelib.domain.users import AuditEvent, Role, Session, User, UserStatus
 
 MAX_EMAIL_LENGTH = 254
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-_THROTTLE_ATTEMPTS = 5
+_THROTTLE_ATTEMPTS = 8
 
 
 @dataclass(frozen=True)
@@ -201,23 +201,27 @@ class AuthService:
         """Raises TooManyAttempts, InvalidCredentials, AccountSuspended, MfaRequired,
         InvalidTotp.
 
-        Every attempt is counted against the email's and the IP's limits *before* anything is
-        checked (``_claim_attempts``): of any number of parallel attempts, at most the limit
-        are checked. An attempt that does not fail gives its count back.
+        Every attempt is counted against the email's limit *before* anything is checked
+        (``_claim_email``): of any number of parallel attempts for one email, at most the limit
+        are checked. An attempt that does not fail gives its count back. The IP's limit counts
+        failures only, after the fact, so parallel logins of many users from one address (an
+        office, a NAT) never contend for it.
         """
         now, _ = self._now()
         email = email.strip() if isinstance(email, str) else ""
-        claims = self._claim_attempts(email, ip, now)
+        self._check_ip(ip, now)
+        if email:
+            self._claim_email(email, now)
         user = self.repository.find_user_by_email(email) if email else None
         if user is None:
             passwords.dummy_verify(password)
-            self._failed_login(ip, None, "unknown_email")
+            self._failed_login(ip, now, None, "unknown_email")
             raise InvalidCredentials("email or password is wrong")
         if not passwords.verify_password(user.password_hash, password):
-            self._failed_login(ip, user.id, "wrong_password")
+            self._failed_login(ip, now, user.id, "wrong_password")
             raise InvalidCredentials("email or password is wrong")
         if user.status is UserStatus.SUSPENDED:
-            self._give_back(claims, now)
+            self._give_back_email(email, now)
             self.repository.append_audit(
                 self._event("auth.login_refused", actor=user.id, ip=ip, reason="suspended")
             )
@@ -225,16 +229,15 @@ class AuthService:
         used_mfa = False
         if user.mfa_enabled:
             if not totp_code:
-                self._give_back(claims, now)
+                self._give_back_email(email, now)
                 raise MfaRequired("a TOTP code is required")
             try:
                 self._use_second_factor(user, totp_code, now)
             except InvalidTotp:
-                self._failed_login(ip, user.id, "wrong_totp")
+                self._failed_login(ip, now, user.id, "wrong_totp")
                 raise
             used_mfa = True
         self.repository.clear_failures("email", email)
-        self._give_back([claim for claim in claims if claim[0] != "email"], now)
         return self._open_session(user, used_mfa, ip, now)
 
     def _use_second_factor(self, user: User, code: str, now: int) -> None:
@@ -279,64 +282,70 @@ class AuthService:
         return TokenPair(access_token=access, refresh_token=refresh)
 
     # -- throttling -----------------------------------------------------------------------------
-    def _limits(self, email: str, ip: str | None) -> list[tuple[str, str, int]]:
-        limits = [("email", email, self.settings.login_email_limit)] if email else []
-        if ip:
-            limits.append(("ip", ip, self.settings.login_ip_limit))
-        return limits
-
-    def _claim_attempts(self, email: str, ip: str | None, now: int) -> list[tuple[str, str]]:
-        """Count this attempt against each limit (email, IP), or raise TooManyAttempts.
-
-        Each count is one conditional write on the subject's throttle item (the failure times
-        of the window, guarded by the item's version), made before the credentials are looked
-        at: parallel attempts race for the write, and once the window holds ``limit`` attempts
-        every further one is refused unchecked. An attempt refused by one limit gives back what
-        it counted against the others.
-        """
+    def _recent(self, kind: str, value: str, now: int) -> tuple[list[int], int]:
+        """The attempt times of one email or IP still inside the window, oldest first, and the
+        throttle item's version."""
+        failures, version = self.repository.recent_failures(kind, value)
         window = self.settings.login_window_seconds
-        claimed: list[tuple[str, str]] = []
-        for kind, value, limit in self._limits(email, ip):
-            try:
-                self._claim(kind, value, limit, window, now)
-            except TooManyAttempts:
-                self._give_back(claimed, now)
-                raise
-            claimed.append((kind, value))
-        return claimed
+        return sorted(t for t in failures if t > now - window), version
 
-    def _claim(self, kind: str, value: str, limit: int, window: int, now: int) -> None:
+    def _refuse_at(self, recent: list[int], limit: int, now: int) -> None:
+        if len(recent) >= limit:
+            window = self.settings.login_window_seconds
+            raise TooManyAttempts(max(1, recent[-limit] + window - now))
+
+    def _check_ip(self, ip: str | None, now: int) -> None:
+        if ip:
+            self._refuse_at(self._recent("ip", ip, now)[0], self.settings.login_ip_limit, now)
+
+    def _claim_email(self, email: str, now: int) -> None:
+        """Count this attempt against the email's limit, or raise TooManyAttempts.
+
+        One conditional write on the email's throttle item (the attempt times of the window,
+        guarded by the item's version) before the credentials are looked at: parallel attempts
+        race for the write, and once the window holds ``limit`` attempts every further one is
+        refused unchecked. Still contended after every try, it refuses too: refusing is safe,
+        checking without a count is not.
+        """
+        limit, window = self.settings.login_email_limit, self.settings.login_window_seconds
         for _attempt in range(_THROTTLE_ATTEMPTS):
-            failures, version = self.repository.recent_failures(kind, value)
-            recent = sorted(t for t in failures if t > now - window)
-            if len(recent) >= limit:
-                raise TooManyAttempts(max(1, recent[-limit] + window - now))
+            recent, version = self._recent("email", email, now)
+            self._refuse_at(recent, limit, now)
             try:
-                self.repository.record_failure(kind, value, [*recent, now], version, now + window)
+                claimed = [*recent, now]
+                self.repository.record_failure("email", email, claimed, version, now + window)
                 return
             except VersionConflict:
                 continue
-        # Still contended after every try: refusing is safe, checking unlimited is not.
         raise TooManyAttempts(1)
 
-    def _give_back(self, claims: list[tuple[str, str]], now: int) -> None:
-        """Remove one count of ``now`` from each claimed limit (an attempt that did not fail)."""
+    def _give_back_email(self, email: str, now: int) -> None:
+        """Remove this attempt's count from the email's limit (an attempt that did not fail)."""
         window = self.settings.login_window_seconds
-        for kind, value in claims:
+        for _attempt in range(_THROTTLE_ATTEMPTS):
+            recent, version = self._recent("email", email, now)
+            if now not in recent:
+                return
+            recent.remove(now)
+            try:
+                self.repository.record_failure("email", email, recent, version, now + window)
+                return
+            except VersionConflict:
+                continue
+
+    def _failed_login(self, ip: str | None, now: int, user_id: str | None, reason: str) -> None:
+        """Audit a failed attempt and count it against the IP (the email's count was taken
+        before the attempt was checked)."""
+        window = self.settings.login_window_seconds
+        if ip:
             for _attempt in range(_THROTTLE_ATTEMPTS):
-                failures, version = self.repository.recent_failures(kind, value)
-                if now not in failures:
-                    break
-                kept = sorted(t for t in failures if t > now - window)
-                kept.remove(now)
+                recent, version = self._recent("ip", ip, now)
+                kept = [*recent, now][-self.settings.login_ip_limit :]
                 try:
-                    self.repository.record_failure(kind, value, kept, version, now + window)
+                    self.repository.record_failure("ip", ip, kept, version, now + window)
                     break
                 except VersionConflict:
                     continue
-
-    def _failed_login(self, ip: str | None, user_id: str | None, reason: str) -> None:
-        """Audit a failed attempt; it was counted against the limits before it was checked."""
         self.repository.append_audit(
             self._event("auth.login_failed", actor=user_id, ip=ip, reason=reason)
         )

@@ -123,3 +123,28 @@ def test_an_attempt_that_does_not_fail_gives_its_count_back(service):
     assert failures == []
     failures, _ = service.repository.recent_failures("ip", "203.0.113.9")
     assert failures == [int(NOW)] * 4
+
+
+def test_parallel_logins_of_many_users_from_one_address_are_never_refused(service):
+    """Successful logins do not touch the IP's count: an office behind one address logs in."""
+    emails = [f"staff{n}@example.com" for n in range(24)]
+    for address in emails:
+        service.sign_up(address, PASSWORD, True, None)
+    results: list[str] = []
+    start = threading.Barrier(len(emails))
+
+    def log_in(address: str) -> None:
+        start.wait()
+        try:
+            service.login(address, PASSWORD, None, "198.51.100.7")
+            results.append("ok")
+        except Exception as exc:
+            results.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=log_in, args=(a,)) for a in emails]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == ["ok"] * len(emails)
+    assert service.repository.recent_failures("ip", "198.51.100.7")[0] == []
