@@ -141,6 +141,7 @@ def _untracked_new(cls: type, *args: Any, **kwargs: Any) -> Any:
 
 # -- 3. the index of global secondary index partitions -----------------------------------------
 Key = tuple[DynamoType, DynamoType | None]
+KEY_TYPES = frozenset({"S", "N", "B"})
 
 
 class GsiPartitions:
@@ -164,7 +165,9 @@ class GsiPartitions:
         joined: dict[str, DynamoType] = {}
         for name, attr in self.hash_attrs.items():
             value = item.attrs.get(attr)
-            if value is not None:
+            # Only a string, number or binary can be a key (and is hashable): moto stores an item
+            # with a set or a map there (DynamoDB refuses it), which no query can match.
+            if value is not None and value.type in KEY_TYPES:
                 self.partitions[name].setdefault(value, set()).add(key)
                 joined[name] = value
         if joined:

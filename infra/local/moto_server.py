@@ -17,9 +17,11 @@ The DynamoDB backend itself is the same moto, with ``infra.local.moto_dynamodb``
 from __future__ import annotations
 
 import io
+import json
 import socket
 import sys
 import threading
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
@@ -121,13 +123,18 @@ class KeepAliveHandler(BaseHTTPRequestHandler):
             answer["status"], answer["headers"] = status, headers
             return lambda _data: None
 
-        chunks = self.server.app(self._environ(body), start_response)
         try:
-            payload = b"".join(chunks)
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
+            chunks = self.server.app(self._environ(body), start_response)
+            try:
+                payload = b"".join(chunks)
+            finally:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
+        except Exception:  # moto's app runs in debug mode and lets its own errors through
+            traceback.print_exc()
+            self._internal_error()
+            return
         code, _, reason = answer["status"].partition(" ")
         self.send_response(int(code), reason)
         skip = ("content-length", "connection", "transfer-encoding")
@@ -138,6 +145,19 @@ class KeepAliveHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)
+
+    def _internal_error(self) -> None:
+        """DynamoDB's answer to a failure on its side (botocore retries it), then close."""
+        payload = json.dumps(
+            {"__type": "com.amazonaws.dynamodb.v20120810#InternalServerError", "message": "moto"}
+        ).encode()
+        self.send_response(500)
+        self.send_header("Content-Type", "application/x-amz-json-1.0")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(payload)
+        self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
 

@@ -217,7 +217,7 @@ class WorkerPool:
                 try:
                     self._await_ready(self._spawn())
                     return
-                except RuntimeError:
+                except Exception:  # cannot start one now (no memory, no file descriptors)
                     time.sleep(1)
 
         threading.Thread(target=start_another, name="api-worker-replace", daemon=True).start()
@@ -243,6 +243,9 @@ class WorkerPool:
                     break
             except (EOFError, OSError):
                 pass
+            except Exception:  # the request cannot be handed over (it does not pickle)
+                self.idle.put(worker)
+                return gateway_failure(502)
             self._replace(worker)  # died before it took the request: another worker takes it
         try:
             reply = self._answer(worker)
@@ -260,10 +263,14 @@ class WorkerPool:
 
     def _answer(self, worker: Worker) -> tuple[Any, ...]:
         try:
-            if not worker.connection.poll(self.timeout):
-                raise WorkerTimedOut
-            return worker.connection.recv()
+            answered = worker.connection.poll(self.timeout)
         except (EOFError, OSError) as exc:
+            raise WorkerDied from exc
+        if not answered:
+            raise WorkerTimedOut
+        try:
+            return worker.connection.recv()
+        except Exception as exc:  # gone, or an answer that does not unpickle: not trusted
             raise WorkerDied from exc
 
 

@@ -845,3 +845,18 @@ def test_a_failed_transaction_restores_the_index_partitions(
     assert gsi_keys(client, table, "GSI2", "G2#old") == [("P#0", "A#0")]
     assert n_of(client, table, "P#1", "A#0") == 1
     assert_index_matches_table(moto_table(table))
+
+
+def test_an_item_with_a_set_as_index_key_breaks_no_index_query(aws: None) -> None:
+    """moto stores it (DynamoDB would refuse it); no query can match it, and others still work."""
+    client = dynamodb()
+    table = new_table(client, "set-key")
+    gsi1 = {"TableName": table, "IndexName": "GSI1", "KeyConditionExpression": "GSI1PK = :p"}
+    client.query(**gsi1, ExpressionAttributeValues={":p": s("G")})  # the index state exists
+    client.put_item(TableName=table, Item={**key("A", "1"), "GSI1PK": s("G"), "GSI1SK": s("x")})
+    client.put_item(
+        TableName=table, Item={**key("A", "2"), "GSI1PK": {"SS": ["G"]}, "GSI1SK": s("y")}
+    )
+    found = client.query(**gsi1, ExpressionAttributeValues={":p": s("G")})["Items"]
+    assert [item["SK"]["S"] for item in found] == ["1"]
+    assert_index_matches_table(moto_table(table))
