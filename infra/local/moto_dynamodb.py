@@ -186,11 +186,11 @@ _STATE = "_ledger_gsi_partitions"
 
 
 def _gsi_partitions(table: Table) -> GsiPartitions:
+    """The table's index, built from the whole table on first use (and again after a write
+    path it does not follow, ``UNFOLLOWED_WRITERS``, update_table's index changes included)."""
     state = table.__dict__.get(_STATE)
-    index_names = {index.name for index in table.global_indexes or []}
-    if state is None or set(state.partitions) != {n for n in index_names if n in state.hash_attrs}:
-        state = GsiPartitions(table)
-        table.__dict__[_STATE] = state
+    if state is None:
+        state = table.__dict__[_STATE] = GsiPartitions(table)
     return state
 
 
@@ -485,9 +485,6 @@ class ClientTokens:
             if now - at < CLIENT_TOKEN_SECONDS:
                 return
             self.seen.popitem(last=False)
-
-    def clear(self) -> None:
-        self.seen.clear()
 
 
 TOKENS = ClientTokens()
