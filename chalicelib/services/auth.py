@@ -334,21 +334,20 @@ class AuthService:
                 continue
 
     def _failed_login(self, ip: str | None, now: int, user_id: str | None, reason: str) -> None:
-        """Audit a failed attempt and count it against the IP (the email's count was taken
-        before the attempt was checked)."""
+        """Count a failed attempt against the IP, with its audit event in the same write (the
+        email's count was taken before the attempt was checked)."""
         window = self.settings.login_window_seconds
+        event = self._event("auth.login_failed", actor=user_id, ip=ip, reason=reason)
         if ip:
             for _attempt in range(_THROTTLE_ATTEMPTS):
                 recent, version = self._recent("ip", ip, now)
                 kept = [*recent, now][-self.settings.login_ip_limit :]
                 try:
-                    self.repository.record_failure("ip", ip, kept, version, now + window)
-                    break
+                    self.repository.record_failure("ip", ip, kept, version, now + window, event)
+                    return
                 except VersionConflict:
                     continue
-        self.repository.append_audit(
-            self._event("auth.login_failed", actor=user_id, ip=ip, reason=reason)
-        )
+        self.repository.append_audit(event)
 
     # -- refresh and logout ---------------------------------------------------------------------
     def refresh(self, refresh_token: str, ip: str | None) -> TokenPair:

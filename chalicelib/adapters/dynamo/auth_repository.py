@@ -274,9 +274,16 @@ class DynamoAuthRepository:
         write.send_or_raise_tag()
 
     def record_failure(
-        self, kind: str, value: str, failures: list[int], version: int, expires_at: int
+        self,
+        kind: str,
+        value: str,
+        failures: list[int],
+        version: int,
+        expires_at: int,
+        event: AuditEvent | None = None,
     ) -> None:
-        """Store the attempt times of one email or IP, if nobody else did since they were read.
+        """Store the attempt times of one email or IP, if nobody else did since they were read;
+        with ``event``, the audit event of the failure in the same write (else one PutItem).
 
         Raises:
             VersionConflict: a concurrent attempt was recorded first (re-read and retry).
@@ -292,6 +299,12 @@ class DynamoAuthRepository:
         condition = (
             ThrottleItem.PK.does_not_exist() if version == 0 else ThrottleItem.version == version
         )
+        if event is not None:
+            write = AtomicWrite()
+            write.put(item, condition, VersionConflict("throttle changed"))
+            write.append_audit(event)
+            write.send_or_raise_tag()
+            return
         try:
             item.save(condition)
         except PutError as exc:
