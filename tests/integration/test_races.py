@@ -3,6 +3,7 @@ is stale or wrong. moto's DynamoDB is serialized by infra.local.moto_lock (see c
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from dataclasses import replace
@@ -10,6 +11,7 @@ from dataclasses import replace
 import pytest
 
 from chalicelib.adapters.clock import now_iso
+from chalicelib.adapters.dynamo.models import LedgerItem
 from chalicelib.domain.errors import InsufficientFunds, TransactionAlreadyExists, VersionConflict
 from chalicelib.domain.transactions import (
     Posting,
@@ -273,4 +275,32 @@ def test_a_copy_that_reads_between_the_winners_writes_still_gets_the_original(wo
     )
     assert (recorded.created, recorded.transaction.id) == (False, "txn_torn")
     assert (world.account(alice).posted, world.account(bob).posted) == (0, 5_00)
+    world.check_guarantees()
+
+
+def test_a_transaction_botocore_resends_after_a_lost_answer_is_written_once(world: LedgerWorld):
+    """Guarantee 5 below the ledger: the write went through but its answer was lost, so botocore
+    sends the same request again. Its client request token is the same on the resend, and
+    DynamoDB (the embedded one too) answers "done" without writing, instead of refusing the
+    already satisfied conditions: the transfer succeeds and moves the money once."""
+    alice, bob = world.open_user_account(), world.open_user_account()
+    world.fund(alice, 5_00)
+    client = LedgerItem._get_connection().connection.client
+    sent: list[str] = []
+
+    def lose_the_first_answer(request_dict, attempts, **_kwargs):
+        sent.append(json.loads(request_dict["body"])["ClientRequestToken"])
+        return 0 if attempts == 1 else None  # "retry now" once, as for a dropped connection
+
+    client.meta.events.register("needs-retry.dynamodb.TransactWriteItems", lose_the_first_answer)
+    try:
+        recorded = world.transfer(alice, bob, 2_00)
+    finally:
+        client.meta.events.unregister(
+            "needs-retry.dynamodb.TransactWriteItems", lose_the_first_answer
+        )
+    assert recorded.created
+    assert len(sent) == 2
+    assert sent[0] == sent[1]
+    assert (world.account(alice).posted, world.account(bob).posted) == (3_00, 2_00)
     world.check_guarantees()
