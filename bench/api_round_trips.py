@@ -105,6 +105,14 @@ def main() -> None:
             transfer = {"amount": "1.00", "currency": "USD", "to_email": "bob@example.com"}
             call("POST /v1/transfers", "POST", "/v1/transfers", transfer, keyed("k1"))
             call("POST /v1/transfers (replay)", "POST", "/v1/transfers", transfer, keyed("k1"))
+            short = {**transfer, "amount": "1000.00"}
+            call("POST /v1/transfers (422)", "POST", "/v1/transfers", short, keyed("k2"))
+            listed = call("GET /v1/accounts", "GET", "/v1/accounts", headers=token)
+            usd = next(a["id"] for a in listed["data"] if a["currency"] == "USD")
+            call("GET /v1/accounts/{id}", "GET", f"/v1/accounts/{usd}", headers=token)
+            history = f"/v1/accounts/{usd}/entries"
+            call("GET /v1/accounts/{id}/entries", "GET", history, headers=token)
+            call("GET /v1/transactions", "GET", "/v1/transactions", headers=token)
             ask = {"from_currency": "USD", "to_currency": "BTC", "from_amount": "20.00"}
             quote = call("POST /v1/fx/quotes", "POST", "/v1/fx/quotes", ask, token)["quote"]
             swap = {"quote_id": quote["id"]}

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from chalice import Blueprint
 
-from chalicelib.api.dependencies import get_auth_service
+from chalicelib.api.dependencies import get_auth_service, request_reads
 
 if TYPE_CHECKING:  # the auth service (and its JWT library) loads on the first protected call
+    from chalicelib.auth.tokens import AccessClaims
     from chalicelib.services.auth import Principal
 
 ACCESS_MARK = "_ledger_access"
@@ -28,29 +29,79 @@ PUBLIC_ROUTES = {
     "/v1/webhooks/crypto",
 }
 
-_principal: ContextVar[Principal | None] = ContextVar("principal", default=None)
+ACCESS_DEFERRED = "_ledger_access_deferred"
+
+
+class _Caller:
+    """The verified token of this request, and the principal once the table was read.
+
+    A route marked ``ACCESS_DEFERRED`` (``replayable``) names the other items it will read
+    before the principal is resolved, so they come back in the same batch read; it resolves the
+    principal itself before anything else can fail.
+    """
+
+    def __init__(self, claims: AccessClaims) -> None:
+        self.claims = claims
+        self._principal: Principal | None = None
+
+    def resolve(self) -> Principal:
+        if self._principal is None:
+            self._principal = get_auth_service().principal_for(self.claims)
+        return self._principal
+
+
+_caller: ContextVar[_Caller | None] = ContextVar("caller", default=None)
+
+
+def _current_caller() -> _Caller:
+    caller = _caller.get()
+    if caller is None:  # a route used current_principal() without a decorator: a bug
+        raise RuntimeError("route is not decorated with protected/admin_only")
+    return caller
 
 
 def current_principal() -> Principal:
-    principal = _principal.get()
-    if principal is None:  # a route used current_principal() without a decorator: a bug
-        raise RuntimeError("route is not decorated with protected/admin_only")
-    return principal
+    """The caller as stored now (reads the user and login on first use)."""
+    return _current_caller().resolve()
 
 
-def _guard(blueprint: Blueprint, *, admin: bool) -> Callable[[Callable[..., Any]], Callable]:
+def current_user_id() -> str:
+    """The caller's user id as the verified token names it (reads nothing)."""
+    return _current_caller().claims.user_id
+
+
+def want_principal() -> None:
+    """Read the caller's user and login in the request's next batch read."""
+    get_auth_service().want_principal(_current_caller().claims)
+
+
+ReadAhead = Callable[[Any, str], None]  # (request, caller's user id): names items to read
+
+
+def _guard(
+    blueprint: Blueprint, *, admin: bool, read_ahead: ReadAhead | None = None
+) -> Callable[[Callable[..., Any]], Callable]:
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        deferred = not admin and getattr(view, ACCESS_DEFERRED, False)
+
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            headers = blueprint.current_request.headers
-            principal = get_auth_service().authenticate(headers.get("authorization"))
-            if admin:
-                principal.require_admin()
-            token = _principal.set(principal)
-            try:
-                return view(*args, **kwargs)
-            finally:
-                _principal.reset(token)
+            request = blueprint.current_request
+            auth = get_auth_service()
+            caller = _Caller(auth.verify_access(request.headers.get("authorization")))
+            with request_reads():
+                if read_ahead is not None:
+                    auth.want_principal(caller.claims)
+                    read_ahead(request, caller.claims.user_id)
+                if not deferred:
+                    principal = caller.resolve()
+                    if admin:
+                        principal.require_admin()
+                token = _caller.set(caller)
+                try:
+                    return view(*args, **kwargs)
+                finally:
+                    _caller.reset(token)
 
         setattr(wrapper, ACCESS_MARK, "admin" if admin else "user")
         return wrapper
@@ -58,9 +109,15 @@ def _guard(blueprint: Blueprint, *, admin: bool) -> Callable[[Callable[..., Any]
     return decorate
 
 
-def protected(blueprint: Blueprint) -> Callable[[Callable[..., Any]], Callable]:
-    """Decorator factory: ``@protected(bp)`` below ``@bp.route(...)``."""
-    return _guard(blueprint, admin=False)
+def protected(
+    blueprint: Blueprint, read_ahead: ReadAhead | None = None
+) -> Callable[[Callable[..., Any]], Callable]:
+    """Decorator factory: ``@protected(bp)`` below ``@bp.route(...)``.
+
+    ``read_ahead(request, user_id)`` may name items the view will read first, so that they are
+    fetched in the same batch read as the caller's user and login.
+    """
+    return _guard(blueprint, admin=False, read_ahead=read_ahead)
 
 
 def admin_only(blueprint: Blueprint) -> Callable[[Callable[..., Any]], Callable]:

@@ -132,22 +132,30 @@ def _query() -> ListQuery:
     return parse_list_query(accounts.current_request.query_params)
 
 
+def _wallets_ahead(request: Any, user_id: str) -> None:
+    service.read_ahead_wallets(get_ledger_repository(), user_id)
+
+
+def _account_ahead(request: Any, user_id: str) -> None:
+    service.read_ahead_account(get_ledger_repository(), request.uri_params["account_id"])
+
+
 @accounts.route("/v1/accounts", methods=["GET"])
-@protected(accounts)
+@protected(accounts, read_ahead=_wallets_ahead)
 def list_accounts() -> dict[str, Any]:
     found = service.accounts_of_user(get_ledger_repository(), _caller_id())
     return {"data": [account_view(a) for a in found], "next_cursor": None}
 
 
 @accounts.route("/v1/accounts/{account_id}", methods=["GET"])
-@protected(accounts)
+@protected(accounts, read_ahead=_account_ahead)
 def get_account(account_id: str) -> dict[str, Any]:
     account = service.account_of_user(get_ledger_repository(), _caller_id(), account_id)
     return {"account": account_view(account)}
 
 
 @accounts.route("/v1/accounts/{account_id}/entries", methods=["GET"])
-@protected(accounts)
+@protected(accounts, read_ahead=_account_ahead)
 def list_entries(account_id: str) -> dict[str, Any]:
     query = _query()
     history = service.history_of_account(

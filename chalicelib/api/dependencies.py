@@ -97,6 +97,23 @@ def get_ledger_service():  # type: ignore[no-untyped-def]
 
 
 @cache
+def get_replay_store():  # type: ignore[no-untyped-def]
+    """Replay records written with the money (``adapters/dynamo/replay_store.py``)."""
+    from chalicelib.adapters.dynamo.replay_store import DynamoReplayStore
+
+    get_bound_settings()
+    return DynamoReplayStore()
+
+
+def request_reads():  # type: ignore[no-untyped-def]
+    """A context for one request in which the items it names ahead are read in one batch."""
+    from chalicelib.adapters.dynamo.read_ahead import request_scope
+
+    get_bound_settings()
+    return request_scope()
+
+
+@cache
 def get_idempotent_runner():  # type: ignore[no-untyped-def]
     """Powertools' idempotent_function over ``DynamoIdempotencyStore``, and its config.
 
@@ -168,5 +185,6 @@ def reset() -> None:
     get_auth_service.cache_clear()
     get_ledger_service.cache_clear()
     get_idempotent_runner.cache_clear()
+    get_replay_store.cache_clear()
     get_payment_gateway.cache_clear()
     get_crypto_gateway.cache_clear()

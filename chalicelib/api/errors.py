@@ -82,6 +82,7 @@ DOMAIN_ERRORS: Mapping[type[domain.LedgerError], HttpError] = {
     domain.IdempotencyKeyRequired: HttpError(400, "idempotency_key_required"),
     domain.IdempotencyKeyReused: HttpError(409, "idempotency_key_reused"),
     domain.IdempotencyInProgress: HttpError(409, "idempotency_in_progress"),
+    domain.IdempotencyRaced: HttpError(409, "idempotency_in_progress"),
     domain.RecipientNotFound: HttpError(404, "recipient_not_found"),
     domain.WithdrawalNotFound: HttpError(404, "not_found"),
     domain.AmountBelowMinimum: HttpError(422, "amount_below_minimum"),

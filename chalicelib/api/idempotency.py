@@ -1,5 +1,11 @@
 """``Idempotency-Key`` on every POST that moves or reserves money (API.md, "Conventions").
 
+Two ways to keep the answer. ``replayable`` (most routes, Powertools): claim the key, run, store
+the answer. ``replayed_with_money`` (the hot path, ``POST /v1/transfers``): read the key's record
+in the request's first batch read, and write the answer in the same ``TransactWriteItems`` as the
+money, so a transfer costs three round trips in all (DESIGN.md); see
+``adapters/dynamo/replay_store.py``.
+
 A retry with the same key, caller, path and body gets the original status and body back and moves
 no money; the same key with another body (or path) answers ``409 idempotency_key_reused``; while
 the first request runs, ``409 idempotency_in_progress``. Refusals (a 422, a 404) are replayed like
@@ -11,21 +17,37 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
-from typing import Any
+import time
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from chalice import Blueprint, Response
 
 from chalicelib.api import errors
-from chalicelib.api.access import current_principal
-from chalicelib.api.dependencies import get_idempotent_runner
+from chalicelib.api.access import (
+    ACCESS_DEFERRED,
+    current_principal,
+    current_user_id,
+    want_principal,
+)
+from chalicelib.api.dependencies import get_idempotent_runner, get_replay_store
 from chalicelib.api.middleware import request_id_of
 from chalicelib.domain.errors import (
     IdempotencyInProgress,
     IdempotencyKeyRequired,
     IdempotencyKeyReused,
+    IdempotencyRaced,
     LedgerError,
 )
+
+if TYPE_CHECKING:
+    from chalicelib.adapters.dynamo.replay_store import StoredAnswer
+    from chalicelib.domain.transactions import Transaction
+
+# Answers that say "safe to retry" are never a key's answer (API.md, "Conventions").
+RETRY_CODES = frozenset({"conflict", "idempotency_in_progress"})
 
 MAX_KEY_LENGTH = 255
 HEADER = "idempotency-key"
@@ -47,6 +69,13 @@ def _fingerprint(raw: bytes | None) -> str:
         return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
     except ValueError:
         return text
+
+
+def _request_fingerprint(request: Any) -> str:
+    # The path's parameters are part of what must match: the same key sent to refund another
+    # deposit is a reused key, not a replay of the first refund.
+    params = json.dumps(request.uri_params or {}, sort_keys=True)
+    return f"{params}\n{_fingerprint(request.raw_body)}"
 
 
 def replayable(blueprint: Blueprint, scope: str) -> Callable[[Callable[..., Any]], Callable]:
@@ -72,10 +101,7 @@ def replayable(blueprint: Blueprint, scope: str) -> Callable[[Callable[..., Any]
 
             run, config = get_idempotent_runner()
             config.register_lambda_context(blueprint.lambda_context)
-            # The path's parameters are part of what must match: the same key sent to refund
-            # another deposit is a reused key, not a replay of the first refund.
-            params = json.dumps(request.uri_params or {}, sort_keys=True)
-            fingerprint = f"{params}\n{_fingerprint(request.raw_body)}"
+            fingerprint = _request_fingerprint(request)
             payload = {"key": f"{scope}:{caller}:{key}", "body": fingerprint}
             from aws_lambda_powertools.utilities.idempotency.exceptions import (
                 IdempotencyAlreadyInProgressError,
@@ -97,3 +123,137 @@ def replayable(blueprint: Blueprint, scope: str) -> Callable[[Callable[..., Any]
         return wrapper
 
     return decorate
+
+
+# -- answers stored with the money ---------------------------------------------------------------
+Answer = tuple[int, Any]  # status, JSON body
+
+
+@dataclass
+class MoneyReplay:
+    """The replay record a route writes with its money (``replayed_with_money``)."""
+
+    record: str
+    request_hash: str
+    now: int
+    written: bool = False
+
+    def writes_for(
+        self, answer: Callable[[Transaction], Answer]
+    ) -> Callable[[Transaction], Sequence]:
+        """For ``LedgerService.record(extra_for=...)``: the record holding the answer the route
+        will give for the transaction about to be written."""
+        from chalicelib.adapters.dynamo.replay_store import StoredAnswer
+
+        def writes(txn: Transaction) -> Sequence:
+            status, body = answer(txn)
+            stored = StoredAnswer(status, body, self.request_hash)
+            return [get_replay_store().write_with_money(self.record, stored, self.now)]
+
+        return writes
+
+    def stored_with_money(self, created: bool) -> None:
+        """Tell the decorator whether the money (and with it the record) was written now."""
+        self.written = created
+
+
+_money_replay: ContextVar[MoneyReplay | None] = ContextVar("money_replay", default=None)
+
+
+def current_money_replay() -> MoneyReplay:
+    replay = _money_replay.get()
+    if replay is None:  # the view is not decorated with replayed_with_money: a bug
+        raise RuntimeError("route is not decorated with replayed_with_money")
+    return replay
+
+
+def replayed_with_money(
+    blueprint: Blueprint, scope: str, read_ahead: Callable[[Any], None] | None = None
+) -> Callable[[Callable[..., Any]], Callable]:
+    """Decorator for a money route whose answer is written with its money, below ``protected``.
+
+    ``read_ahead(request)`` may name items the view will read, for the same batch read as the
+    caller and the replay record. The view writes its money with
+    ``current_money_replay().writes_for(answer)`` and reports ``stored_with_money(created)``;
+    any other answer (a refusal, a transaction that existed already) is stored here afterwards.
+    """
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Response:
+            request = blueprint.current_request
+            store = get_replay_store()
+            key = request.headers.get(HEADER, "")
+            valid = 1 <= len(key) <= MAX_KEY_LENGTH
+            record = _record_key(scope, current_user_id(), key)
+            if valid:
+                store.want(record)
+                if read_ahead is not None:
+                    read_ahead(request)
+            want_principal()
+            current_principal()  # 401/403 come first; one batch read with the items above
+            if not valid:
+                idempotency_key(blueprint)  # raises IdempotencyKeyRequired
+            fingerprint = _request_hash(_request_fingerprint(request))
+            now = int(time.time())
+            found = store.find(record, now)
+            if found is not None:
+                return _replay(found, fingerprint)
+            replay = MoneyReplay(record, fingerprint, now)
+            token = _money_replay.set(replay)
+            try:
+                response = view(*args, **kwargs)
+            except IdempotencyRaced:
+                return _stored_answer(record, fingerprint, now)
+            except LedgerError as exc:
+                failure = errors.http_error_for(exc)
+                if failure.status >= 500 or failure.code in RETRY_CODES:
+                    raise
+                response = errors.exception_response(exc, request_id_of(request))
+            finally:
+                _money_replay.reset(token)
+            if not isinstance(response, Response):
+                response = Response(body=response)
+            if replay.written or response.status_code >= 500:
+                return response
+            answer = _answer_of(response.status_code, response.body, fingerprint)
+            if store.save(record, answer, now):
+                return response
+            return _stored_answer(record, fingerprint, now)
+
+        setattr(wrapper, ACCESS_DEFERRED, True)
+        return wrapper
+
+    return decorate
+
+
+def _record_key(scope: str, caller: str, key: str) -> str:
+    from chalicelib.adapters.dynamo.replay_store import record_key
+
+    return record_key(scope, caller, key)
+
+
+def _request_hash(fingerprint: str) -> str:
+    from chalicelib.adapters.dynamo.replay_store import request_hash
+
+    return request_hash(fingerprint)
+
+
+def _answer_of(status: int, body: Any, fingerprint: str) -> StoredAnswer:
+    from chalicelib.adapters.dynamo.replay_store import StoredAnswer
+
+    return StoredAnswer(status, body, fingerprint)
+
+
+def _replay(found: StoredAnswer, fingerprint: str) -> Response:
+    if found.request_hash != fingerprint:
+        raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
+    return Response(body=found.body, status_code=found.status)
+
+
+def _stored_answer(record: str, fingerprint: str, now: int) -> Response:
+    """Another request with the key stored its answer first: that is the key's answer."""
+    found = get_replay_store().find(record, now)
+    if found is None:  # stored and expired in between: nothing to replay, nothing written
+        raise IdempotencyInProgress("a request with this Idempotency-Key is still running")
+    return _replay(found, fingerprint)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import TYPE_CHECKING, Any
 
 from chalice import Blueprint, Response
 
 from chalicelib.api.access import admin_only, current_principal, protected
 from chalicelib.api.dependencies import get_auth_service, get_ledger_service
-from chalicelib.api.idempotency import idempotency_key, replayable
+from chalicelib.api.idempotency import current_money_replay, idempotency_key, replayed_with_money
 from chalicelib.api.requests import parse_body, source_ip
 from chalicelib.api.views import transaction_view
+
+if TYPE_CHECKING:
+    from chalicelib.domain.transactions import Transaction
 
 transfers = Blueprint(__name__)
 
@@ -21,16 +25,32 @@ def schemas():  # type: ignore[no-untyped-def]
     return money_schemas
 
 
+def _recipient_ahead(request: Any) -> None:
+    """The recipient's email claim is read in the same batch as the caller (DESIGN.md budget)."""
+    from chalicelib.services import transfers as service
+
+    try:
+        body = json.loads(request.raw_body or b"{}")
+    except (ValueError, RecursionError):
+        return  # parse_body answers 400 for it
+    if isinstance(body, dict):
+        service.read_ahead(get_auth_service().repository, body.get("to_email"))
+
+
+def _answer(txn: Transaction) -> tuple[int, dict[str, Any]]:
+    return 201, {"transaction": transaction_view(txn)}
+
+
 @transfers.route("/v1/transfers", methods=["POST"])
 @protected(transfers)
-@replayable(transfers, "transfer")
+@replayed_with_money(transfers, "transfer", read_ahead=_recipient_ahead)
 def create_transfer() -> Response:
     from chalicelib.services import transfers as service
 
     body = parse_body(transfers.current_request, schemas().Transfer)
-    ledger = get_ledger_service()
-    txn = service.transfer(
-        ledger,
+    replay = current_money_replay()
+    recorded = service.transfer(
+        get_ledger_service(),
         get_auth_service().repository,
         sender=current_principal().user,
         request=service.TransferRequest(
@@ -41,8 +61,11 @@ def create_transfer() -> Response:
             memo=body.memo,
         ),
         idempotency_key=idempotency_key(transfers),
+        extra_for=replay.writes_for(_answer),
     )
-    return Response({"transaction": transaction_view(txn)}, status_code=201)
+    replay.stored_with_money(recorded.created)
+    status, answer = _answer(recorded.transaction)
+    return Response(answer, status_code=status)
 
 
 @transfers.route("/v1/admin/facilities", methods=["POST"])

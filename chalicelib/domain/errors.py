@@ -178,6 +178,11 @@ class IdempotencyInProgress(LedgerError):
     """The first request with this Idempotency-Key is still running; retry shortly."""
 
 
+class IdempotencyRaced(IdempotencyInProgress):
+    """Another request with this Idempotency-Key stored its answer while this one ran; nothing
+    of this one was written (its answer is the stored one)."""
+
+
 class RecipientNotFound(LedgerError):
     """No user with that email, or no facility with that id, can receive the transfer."""
 

@@ -19,8 +19,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from chalicelib.domain.accounts import Account, OwnerType
+from chalicelib.domain.accounts import Account, OwnerType, wallet_id
 from chalicelib.domain.errors import AccountNotFound, InvalidRequest, TransactionNotFound
+from chalicelib.domain.money import CURRENCIES
 from chalicelib.domain.transactions import Entry, Transaction
 
 if TYPE_CHECKING:  # the adapter (and PynamoDB) loads with the repository, not with this module
@@ -32,7 +33,7 @@ MAX_ID_LENGTH = 128
 
 
 class AccountsRepository(Protocol):
-    def accounts_of_owner(self, owner_type: OwnerType, owner_id: str) -> list[Account]: ...
+    def want_accounts(self, account_ids: Iterable[str]) -> None: ...
     def get_accounts(self, account_ids: Iterable[str]) -> dict[str, Account]: ...
     def get_transaction(self, transaction_id: str) -> Transaction | None: ...
     def entries(
@@ -66,10 +67,28 @@ class AccountHistory:
     next_cursor: str | None
 
 
+def wallet_ids(user_id: str) -> list[str]:
+    """A user's accounts: one wallet per currency, opened at sign-up, with derived ids."""
+    return [wallet_id(OwnerType.USER, user_id, code) for code in CURRENCIES]
+
+
+def read_ahead_wallets(repository: AccountsRepository, user_id: str) -> None:
+    """Name the user's wallets for the request's first batch read (``accounts_of_user``)."""
+    repository.want_accounts(wallet_ids(user_id))
+
+
+def read_ahead_account(repository: AccountsRepository, account_id: str) -> None:
+    """Name an account for the request's first batch read (``account_of_user``)."""
+    if len(account_id) <= MAX_ID_LENGTH:
+        repository.want_accounts([account_id])
+
+
 def accounts_of_user(repository: AccountsRepository, user_id: str) -> list[Account]:
-    """The user's accounts, one per currency, sorted by currency code."""
-    accounts = repository.accounts_of_owner(OwnerType.USER, user_id)
-    return sorted(accounts, key=lambda account: account.currency)
+    """The user's accounts, one per currency, sorted by currency code; read by key (the ids are
+    derived), so in the same round trip as the caller when named ahead."""
+    found = repository.get_accounts(wallet_ids(user_id))
+    owned = [a for a in found.values() if _owned_by(a, user_id)]
+    return sorted(owned, key=lambda account: account.currency)
 
 
 def account_of_user(repository: AccountsRepository, user_id: str, account_id: str) -> Account:

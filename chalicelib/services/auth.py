@@ -406,21 +406,47 @@ class AuthService:
         """The caller behind an ``Authorization: Bearer`` header, as stored *now*.
 
         Raises:
-            Unauthenticated: no, malformed, forged, expired or voided token; unknown user.
+            Unauthenticated: no, malformed, forged, expired or voided token; unknown user; the
+                token's login was revoked (logout, refresh-token reuse) or has expired.
             AccountSuspended: the user is suspended (tokens issued before stop working at once).
+        """
+        return self.principal_for(self.verify_access(authorization))
+
+    def verify_access(self, authorization: str | None) -> tokens.AccessClaims:
+        """The claims of a valid, unexpired access token; reads nothing from the table.
+
+        Raises:
+            Unauthenticated: no, malformed, forged or expired token.
         """
         scheme, _, token = (authorization or "").strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("an access token is required: Authorization: Bearer <token>")
         now, _ = self._now()
         try:
-            claims = tokens.verify_access_token(self.keys, token.strip(), now=now)
+            return tokens.verify_access_token(self.keys, token.strip(), now=now)
         except tokens.InvalidAccessToken as exc:
             raise Unauthenticated("the access token is not valid") from exc
+
+    def want_principal(self, claims: tokens.AccessClaims) -> None:
+        """Read the caller's user and login in the request's first batch read (``read_ahead``)."""
+        self.repository.want_user(claims.user_id)
+        self.repository.want_session(claims.user_id, claims.session_id)
+
+    def principal_for(self, claims: tokens.AccessClaims) -> Principal:
+        """The caller of verified ``claims``, if their user and login still allow the token.
+
+        Raises:
+            Unauthenticated, AccountSuspended: as ``authenticate``.
+        """
+        self.want_principal(claims)
         user = self.repository.get_user(claims.user_id)
+        session = self.repository.get_session(claims.user_id, claims.session_id)
+        now, _ = self._now()
         # Access tokens carry whole seconds: one issued in the second of a reset survives it.
         if user is None or claims.issued_at < user.sessions_valid_after // 1000:
             raise Unauthenticated("the access token is not valid")
+        if session is None or session.revoked or session.expires_at <= now:
+            raise Unauthenticated("the access token's login has ended")
         if user.status is UserStatus.SUSPENDED:
             raise AccountSuspended("this account is suspended")
         return Principal(user=user, claims=claims)

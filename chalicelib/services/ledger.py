@@ -94,8 +94,13 @@ class LedgerService:
         metadata: Mapping[str, str] | None = None,
         pending: bool = False,
         extra: Sequence = (),
+        extra_for: Callable[[Transaction], Sequence] | None = None,
     ) -> Recorded:
         """Record a posted transaction, or a hold when ``pending``.
+
+        ``extra`` items are written with the transaction; ``extra_for(transaction)`` too, for
+        items that depend on the transaction as it will be written (a replay record holding the
+        answer). Neither is written when the transaction exists already (``created`` False).
 
         Raises:
             PostingsEmpty, TooManyPostings, PostingAmountZero, DuplicateAccountInPostings,
@@ -131,8 +136,9 @@ class LedgerService:
                 if transaction_id in done:
                     return self._replay(done[transaction_id], candidate)
                 raise
+            writes = [*extra, *extra_for(candidate)] if extra_for is not None else extra
             try:
-                self.repository.commit(plan, extra)
+                self.repository.commit(plan, writes)
             except TransactionAlreadyExists:
                 return self._replay(self._get(transaction_id), candidate)
             except VersionConflict:

@@ -6,6 +6,7 @@ request moves money once even after its replay record has expired.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from chalicelib.adapters.dynamo.auth_repository import DynamoAuthRepository
@@ -14,7 +15,7 @@ from chalicelib.domain.errors import AccountNotFound, InvalidRequest, RecipientN
 from chalicelib.domain.money import currency, parse_amount
 from chalicelib.domain.transactions import Transaction, TransactionType, derive_transaction_id
 from chalicelib.domain.users import User
-from chalicelib.services.ledger import LedgerService, PostingRequest
+from chalicelib.services.ledger import LedgerService, PostingRequest, Recorded
 
 MAX_MEMO_LENGTH = 500
 
@@ -28,6 +29,12 @@ class TransferRequest:
     memo: str
 
 
+def read_ahead(users: DynamoAuthRepository, to_email: object) -> None:
+    """Name the recipient's email claim for the request's first batch read."""
+    if isinstance(to_email, str) and to_email.strip():
+        users.want_email_claim(to_email.strip())
+
+
 def transfer(
     ledger: LedgerService,
     users: DynamoAuthRepository,
@@ -35,8 +42,11 @@ def transfer(
     sender: User,
     request: TransferRequest,
     idempotency_key: str,
-) -> Transaction:
+    extra_for: Callable[[Transaction], Sequence] | None = None,
+) -> Recorded:
     """Move ``amount`` from the sender's wallet to a user's wallet or a facility's account.
+
+    ``extra_for`` (the request's replay record) is written with the money (``LedgerService``).
 
     Raises (in order of precedence):
         UnsupportedCurrency, InvalidAmount, InvalidRequest (both or no recipient, oneself,
@@ -70,9 +80,10 @@ def transfer(
             ],
             memo=request.memo,
             metadata={"initiated_by": sender.id},
+            extra_for=extra_for,
         )
     except AccountNotFound as exc:
         if exc.account_id == target:
             raise RecipientNotFound("the recipient has no account in this currency") from exc
         raise
-    return recorded.transaction
+    return recorded

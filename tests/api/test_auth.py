@@ -250,6 +250,27 @@ def test_logout_revokes_the_refresh_token(client, table):
     assert "auth.logout" in [i["action"] for i in scan(table) if i["item_type"] == "audit"]
 
 
+def test_access_tokens_of_a_revoked_login_stop_working_at_once(client):
+    """Logout and refresh-token reuse end the login; its access tokens (15 minutes) end with it,
+    checked on every request in the same read as the user. Other logins keep working."""
+    sign_up(client)
+    logged_out, reused, other = tokens_for(client), tokens_for(client), tokens_for(client)
+    assert get(client, "/v1/me", logged_out["access_token"])[0].status_code == 200
+    post(client, "/v1/auth/logout", {"refresh_token": logged_out["refresh_token"]})
+    response, body = get(client, "/v1/me", logged_out["access_token"])
+    assert (response.status_code, code_of(body)) == (401, "unauthenticated")
+
+    _, rotated = post(client, "/v1/auth/refresh", {"refresh_token": reused["refresh_token"]})
+    post(client, "/v1/auth/refresh", {"refresh_token": reused["refresh_token"]})  # reuse
+    for token in (reused["access_token"], rotated["access_token"]):
+        response, body = get(client, "/v1/me", token)
+        assert (response.status_code, code_of(body)) == (401, "unauthenticated")
+    transfer = {"amount": "1.00", "currency": "USD", "to_email": "bob@example.com"}
+    response, body = post(client, "/v1/transfers", transfer, rotated["access_token"])
+    assert (response.status_code, code_of(body)) == (401, "unauthenticated")
+    assert get(client, "/v1/me", other["access_token"])[0].status_code == 200
+
+
 # -- access tokens ---------------------------------------------------------------------------------
 def _b64(data: dict) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()

@@ -233,9 +233,93 @@ def test_twenty_racing_transfers_spend_exactly_the_balance(people):
     people["world"].check_guarantees()
 
 
+def test_a_request_killed_after_its_money_moved_is_replayed_by_its_retry(
+    api_client, people, monkeypatch
+):
+    """A Lambda that times out (or dies) right after the money was written never gets to store
+    its answer separately; the answer was written with the money, so the retry replays it
+    instead of waiting out an in-progress claim or moving money again."""
+    from chalicelib.services.ledger import LedgerService
+
+    record = LedgerService.record
+
+    def write_then_die(self, **kwargs):
+        record(self, **kwargs)
+        raise SystemExit("the function was stopped")  # not an Exception: nothing cleans up
+
+    token = people["tokens"]["alice"]
+    with monkeypatch.context() as patched:
+        patched.setattr(LedgerService, "record", write_then_die)
+        with pytest.raises(SystemExit):
+            send(api_client, token, to_bob(), key="killed")
+    assert posted(people["usd"][people["bob"].id]) == 2_50
+    response, body = send(api_client, token, to_bob(), key="killed")
+    assert response.status_code == 201, body
+    assert body["transaction"]["status"] == "posted"
+    assert posted(people["usd"][people["bob"].id]) == 2_50
+    people["world"].check_guarantees()
+
+
+def test_a_stored_refusal_wins_over_a_racing_request_with_the_same_key(
+    api_client, people, monkeypatch
+):
+    """The retry read "no answer yet" just before the first request stored its refusal; its
+    money write carries the replay record with the condition that no live record exists, so it
+    is refused as a whole and the retry answers the stored refusal: one key, one answer."""
+    from chalicelib.adapters.dynamo.replay_store import DynamoReplayStore
+
+    token = people["tokens"]["alice"]
+    refused, refusal = send(api_client, token, to_bob("20.00"), key="once")
+    assert refused.status_code == 422
+    people["world"].fund(people["usd"][people["alice"].id], 50_00)
+    real_find = DynamoReplayStore.find
+    reads = []
+
+    def stale_first_read(self, record, now):
+        reads.append(record)
+        return None if len(reads) == 1 else real_find(self, record, now)
+
+    monkeypatch.setattr(DynamoReplayStore, "find", stale_first_read)
+    again, again_body = send(api_client, token, to_bob("20.00"), key="once")
+    assert (again.status_code, again_body) == (422, refusal)
+    assert len(reads) == 2
+    assert posted(people["usd"][people["bob"].id]) == 0
+    assert posted(people["usd"][people["alice"].id]) == 60_00
+    people["world"].check_guarantees()
+
+
+def test_a_transfer_and_its_replay_record_are_one_write(api_client, people, table):
+    response, body = send(api_client, people["tokens"]["alice"], to_bob(), key="atomic")
+    assert response.status_code == 201
+    records = [i for i in scan(table) if i["item_type"] == IdempotencyItem.ITEM_TYPE]
+    assert len(records) == 1
+    assert records[0]["status"] == "COMPLETED"
+    assert json.loads(records[0]["data"]) == {"status": 201, "body": body}
+
+
+def test_a_conflict_is_not_stored_as_the_keys_answer(api_client, people, monkeypatch):
+    """``409 conflict`` says "safe to retry" (API.md): the retry with the same key runs again."""
+    from chalicelib.domain.errors import VersionConflict
+    from chalicelib.services.ledger import LedgerService
+
+    token = people["tokens"]["alice"]
+    with monkeypatch.context() as patched:
+
+        def contended(self, **kwargs):
+            raise VersionConflict("the accounts kept changing")
+
+        patched.setattr(LedgerService, "record", contended)
+        busy, busy_body = send(api_client, token, to_bob(), key="busy")
+    assert (busy.status_code, busy_body["error"]["code"]) == (409, "conflict")
+    response, _ = send(api_client, token, to_bob(), key="busy")
+    assert response.status_code == 201
+    assert posted(people["usd"][people["bob"].id]) == 2_50
+
+
 @pytest.mark.filterwarnings("ignore:Couldn't determine the remaining time left")
-def test_a_key_whose_first_request_is_still_running_answers_in_progress(api_client, people):
-    """The first request is held inside its handler while the retry arrives."""
+def test_the_claiming_runner_answers_in_progress_while_the_first_request_runs(api_client, people):
+    """Routes that call a provider claim their key first (Powertools, ``replayable``): the first
+    request is held inside its handler while the retry arrives."""
     from aws_lambda_powertools.utilities.idempotency.exceptions import (
         IdempotencyAlreadyInProgressError,
     )

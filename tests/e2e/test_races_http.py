@@ -163,6 +163,29 @@ def test_one_idempotency_key_sent_eight_times_at_once_moves_money_once(stack: St
     assert Decimal(wallet(stack, bob)["posted"]) == before + Decimal("0.5")
 
 
+def test_one_key_sent_at_once_with_six_bodies_moves_one_of_them_once(stack: Stack, people):
+    """The replay record is written with the money: whichever body wins, the key has one answer
+    and the others are told the key was used for another request (or to retry)."""
+    ann, bob = people["ann"]["access_token"], people["bob"]["access_token"]
+    before = Decimal(wallet(stack, bob)["posted"])
+
+    def transfer(i: int) -> tuple[int, dict]:
+        body = {"amount": f"0.{i + 1}", "currency": CURRENCY, "to_email": people["bob_email"]}
+        return call(stack, "/v1/transfers", ann, body, "many-bodies")
+
+    answers = at_once(6, transfer)
+    counted = statuses(answers)
+    assert counted[(201, None)] == 1, answers
+    assert set(counted) <= {
+        (201, None),
+        (409, "idempotency_key_reused"),
+        (409, "idempotency_in_progress"),
+    }, answers
+    moved = next(b for s, b in answers if s == 201)["transaction"]["postings"]
+    amount = max(Decimal(p["amount"]) for p in moved)
+    assert Decimal(wallet(stack, bob)["posted"]) == before + amount
+
+
 def test_a_refresh_token_presented_six_times_at_once_rotates_once(stack: Stack):
     tokens = sign_up_and_log_in(stack, "rita@example.com")
     url = f"{api(stack)}/v1/auth/refresh"

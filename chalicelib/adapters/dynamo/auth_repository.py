@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 from pynamodb.exceptions import PutError
 
-from chalicelib.adapters.dynamo import cursors, keys
+from chalicelib.adapters.dynamo import cursors, keys, read_ahead
 from chalicelib.adapters.dynamo.models import (
     AccountItem,
     AuditItem,
@@ -42,22 +42,25 @@ class UserPage:
 
 class DynamoAuthRepository:
     # -- reads ----------------------------------------------------------------------------------
+    # ``want_*`` name an item the request will read soon, so that it is fetched in the same
+    # round trip as the others (``read_ahead``); the matching reads below take it from there.
+    def want_user(self, user_id: str) -> None:
+        read_ahead.want(keys.user_pk(user_id), keys.PROFILE_SK)
+
+    def want_session(self, user_id: str, session_id: str) -> None:
+        read_ahead.want(keys.user_pk(user_id), keys.session_sk(session_id))
+
+    def want_email_claim(self, email: str) -> None:
+        read_ahead.want(keys.email_pk(email), keys.EMAIL_SK)
+
     def get_user(self, user_id: str) -> User | None:
-        try:
-            return UserItem.get(
-                keys.user_pk(user_id), keys.PROFILE_SK, consistent_read=True
-            ).to_domain()
-        except UserItem.DoesNotExist:
-            return None
+        raw = read_ahead.get_raw(keys.user_pk(user_id), keys.PROFILE_SK)
+        return UserItem.from_raw_data(raw).to_domain() if raw is not None else None
 
     def user_id_for_email(self, email: str) -> str | None:
         """The id of the user who claimed this email (case-insensitively), from the claim alone."""
-        try:
-            return EmailClaimItem.get(
-                keys.email_pk(email), keys.EMAIL_SK, consistent_read=True
-            ).user_id
-        except EmailClaimItem.DoesNotExist:
-            return None
+        raw = read_ahead.get_raw(keys.email_pk(email), keys.EMAIL_SK)
+        return EmailClaimItem.from_raw_data(raw).user_id if raw is not None else None
 
     def find_user_by_email(self, email: str) -> User | None:
         try:
@@ -67,13 +70,8 @@ class DynamoAuthRepository:
         return self.get_user(claim.user_id)
 
     def get_session(self, user_id: str, session_id: str) -> Session | None:
-        try:
-            item = SessionItem.get(
-                keys.user_pk(user_id), keys.session_sk(session_id), consistent_read=True
-            )
-        except SessionItem.DoesNotExist:
-            return None
-        return item.to_domain()
+        raw = read_ahead.get_raw(keys.user_pk(user_id), keys.session_sk(session_id))
+        return SessionItem.from_raw_data(raw).to_domain() if raw is not None else None
 
     def get_reset(self, token_hash: str) -> ResetTokenItem | None:
         try:

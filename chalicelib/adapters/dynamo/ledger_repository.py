@@ -24,7 +24,7 @@ from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.condition import Condition
 from pynamodb.models import Model
 
-from chalicelib.adapters.dynamo import cursors, keys
+from chalicelib.adapters.dynamo import cursors, keys, read_ahead
 from chalicelib.adapters.dynamo.models import (
     AccountItem,
     EntryItem,
@@ -52,17 +52,12 @@ from chalicelib.domain.transactions import (
 from chalicelib.domain.users import AuditEvent
 
 MAX_PAGE = 100
-BATCH_GET_LIMIT = 100
 
 
 @dataclass
 class Snapshot:
     accounts: dict[str, Account] = field(default_factory=dict)
     transactions: dict[str, Transaction] = field(default_factory=dict)
-
-
-def _key(pk: str, sk: str) -> dict[str, dict[str, str]]:
-    return {"PK": {"S": pk}, "SK": {"S": sk}}
 
 
 @dataclass(frozen=True)
@@ -101,27 +96,25 @@ class DynamoLedgerRepository:
     def read(self, account_ids: Iterable[str], transaction_ids: Iterable[str] = ()) -> Snapshot:
         """Strongly consistent read of accounts and transactions in one BatchGetItem round trip
         (more only if DynamoDB leaves keys unprocessed); missing items are absent."""
-        wanted = [_key(keys.account_pk(a), keys.ACCOUNT_SK) for a in dict.fromkeys(account_ids)]
+        wanted = [(keys.account_pk(a), keys.ACCOUNT_SK) for a in dict.fromkeys(account_ids)]
         wanted += [
-            _key(keys.transaction_pk(t), keys.TRANSACTION_SK)
-            for t in dict.fromkeys(transaction_ids)
+            (keys.transaction_pk(t), keys.TRANSACTION_SK) for t in dict.fromkeys(transaction_ids)
         ]
         snapshot = Snapshot()
-        connection = AccountItem._get_connection()
-        table = AccountItem.Meta.table_name
-        while wanted:
-            page, wanted = wanted[:BATCH_GET_LIMIT], wanted[BATCH_GET_LIMIT:]
-            response = connection.batch_get_item(page, consistent_read=True)
-            for raw in response.get("Responses", {}).get(table, []):
-                item_type = raw.get("item_type", {}).get("S")
-                if item_type == AccountItem.ITEM_TYPE:
-                    account = AccountItem.from_raw_data(raw).to_domain()
-                    snapshot.accounts[account.id] = account
-                elif item_type == TransactionItem.ITEM_TYPE:
-                    txn = TransactionItem.from_raw_data(raw).to_domain()
-                    snapshot.transactions[txn.id] = txn
-            wanted += response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+        for raw in read_ahead.get_many(wanted).values():
+            item_type = raw.get("item_type", {}).get("S") if raw is not None else None
+            if item_type == AccountItem.ITEM_TYPE:
+                account = AccountItem.from_raw_data(raw).to_domain()
+                snapshot.accounts[account.id] = account
+            elif item_type == TransactionItem.ITEM_TYPE:
+                txn = TransactionItem.from_raw_data(raw).to_domain()
+                snapshot.transactions[txn.id] = txn
         return snapshot
+
+    def want_accounts(self, account_ids: Iterable[str]) -> None:
+        """Read these accounts in the request's first batch read (``read_ahead``)."""
+        for account_id in account_ids:
+            read_ahead.want(keys.account_pk(account_id), keys.ACCOUNT_SK)
 
     def get_accounts(self, account_ids: Iterable[str]) -> dict[str, Account]:
         return self.read(account_ids).accounts
