@@ -58,6 +58,13 @@ class Settings:
     # CRYPTO_GATEWAY_URL: the crypto gateway's HTTP API (HttpCryptoGateway); unset: the offline
     # LocalCryptoGateway (tests). The local stack points it at its fake gateway process.
     crypto_gateway_url: str | None = None
+    # ADMIN_MFA_MAX_AGE_SECONDS: an admin route needs a login whose TOTP is at most this old.
+    admin_mfa_max_age_seconds: int = 12 * 3600
+    # RESET_MAILS_PER_HOUR / VERIFY_MAILS_PER_HOUR: mails with a token per email per hour.
+    reset_mails_per_hour: int = 3
+    verify_mails_per_hour: int = 3
+    # EMAIL_VERIFY_TTL_SECONDS: how long a verification link works.
+    email_verify_ttl_seconds: int = 24 * 3600
 
     @property
     def is_local(self) -> bool:
@@ -168,4 +175,8 @@ def get_settings() -> Settings:
         secrets_id=os.environ.get("SECRETS_ID") or None,
         alert_topic_arn=os.environ.get("ALERT_TOPIC_ARN") or None,
         crypto_gateway_url=os.environ.get("CRYPTO_GATEWAY_URL") or None,
+        admin_mfa_max_age_seconds=_int("ADMIN_MFA_MAX_AGE_SECONDS", 12 * 3600, 60),
+        reset_mails_per_hour=_int("RESET_MAILS_PER_HOUR", 3, 1),
+        verify_mails_per_hour=_int("VERIFY_MAILS_PER_HOUR", 3, 1),
+        email_verify_ttl_seconds=_int("EMAIL_VERIFY_TTL_SECONDS", 24 * 3600, 60),
     )

@@ -52,8 +52,13 @@ def sign_up() -> Response:
 @auth.route("/v1/auth/login", methods=["POST"])
 def login() -> dict[str, Any]:
     body = parse_body(auth.current_request, schemas().Login)
+    request = auth.current_request
     pair = get_auth_service().login(
-        body.email, body.password, body.totp_code, source_ip(auth.current_request)
+        body.email,
+        body.password,
+        body.totp_code,
+        source_ip(request),
+        request.headers.get("user-agent"),
     )
     return tokens_view(pair)
 
@@ -75,9 +80,9 @@ def logout() -> Response:
 @auth.route("/v1/auth/mfa/totp/setup", methods=["POST"])
 @protected(auth)
 def totp_setup() -> dict[str, str]:
-    parse_body(auth.current_request, schemas().RequestBody)  # no fields: anything sent is refused
+    body = parse_body(auth.current_request, schemas().PasswordOnly)
     secret, uri = get_auth_service().start_totp_setup(
-        current_principal(), source_ip(auth.current_request)
+        current_principal(), body.password, source_ip(auth.current_request)
     )
     return {"secret": secret, "otpauth_uri": uri}
 
@@ -90,6 +95,16 @@ def totp_confirm() -> dict[str, Any]:
         current_principal(), body.code, source_ip(auth.current_request)
     )
     return {"mfa_enabled": True, "recovery_codes": codes}
+
+
+@auth.route("/v1/auth/mfa/totp/disable", methods=["POST"])
+@protected(auth)
+def totp_disable() -> dict[str, Any]:
+    body = parse_body(auth.current_request, schemas().PasswordAndCode)
+    get_auth_service().disable_totp(
+        current_principal(), body.password, body.code, source_ip(auth.current_request)
+    )
+    return {"mfa_enabled": False}
 
 
 @auth.route("/v1/auth/password/forgot", methods=["POST"])
@@ -112,3 +127,56 @@ def reset_password() -> Response:
 @protected(auth)
 def me() -> dict[str, Any]:
     return {"user": user_view(current_principal().user)}
+
+
+def session_view(session: Any, current_id: str) -> dict[str, Any]:
+    return {
+        "id": session.id,
+        "created_at": _iso_ms(session.created_at),
+        "last_used_at": _iso_ms(session.last_used_at or session.created_at),
+        "ip": session.ip,
+        "user_agent": session.user_agent,
+        "mfa": session.mfa,
+        "current": session.id == current_id,
+    }
+
+
+def _iso_ms(epoch_ms: int) -> str:
+    from datetime import UTC, datetime
+
+    from chalicelib.adapters.clock import to_iso
+
+    return to_iso(datetime.fromtimestamp(epoch_ms / 1000, UTC))
+
+
+@auth.route("/v1/me/sessions", methods=["GET"])
+@protected(auth)
+def list_sessions() -> dict[str, Any]:
+    from chalicelib.api.accounts import parse_list_query
+    from chalicelib.domain.errors import InvalidRequest
+
+    query = parse_list_query(auth.current_request.query_params)
+    principal = current_principal()
+    found = get_auth_service().live_sessions(principal)  # newest first; a user has few
+    start = 0
+    if query.cursor is not None:
+        ids = [s.id for s in found]
+        if query.cursor not in ids:
+            raise InvalidRequest("cursor is not valid for this list")
+        start = ids.index(query.cursor) + 1
+    page = found[start : start + query.limit]
+    more = start + query.limit < len(found)
+    return {
+        "data": [session_view(s, principal.session.id) for s in page],
+        "next_cursor": page[-1].id if more and page else None,
+    }
+
+
+@auth.route("/v1/me/sessions/{session_id}/revoke", methods=["POST"])
+@protected(auth)
+def revoke_session(session_id: str) -> Response:
+    parse_body(auth.current_request, schemas().RequestBody)  # no fields: anything sent is refused
+    get_auth_service().revoke_login(
+        current_principal(), session_id, source_ip(auth.current_request)
+    )
+    return Response(body="", status_code=204)

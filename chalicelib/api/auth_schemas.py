@@ -40,6 +40,19 @@ class TotpCode(RequestBody):
     code: Code
 
 
+class PasswordOnly(RequestBody):
+    password: Password
+
+
+class PasswordAndCode(RequestBody):
+    password: Password
+    code: Code
+
+
+class VerifyToken(RequestBody):
+    token: Secret
+
+
 class Forgot(RequestBody):
     email: Email
 

@@ -79,6 +79,7 @@ DOMAIN_ERRORS: Mapping[type[domain.LedgerError], HttpError] = {
     domain.Unauthenticated: HttpError(401, "unauthenticated"),
     domain.Forbidden: HttpError(403, "forbidden"),
     domain.InvalidToken: HttpError(400, "invalid_token"),
+    domain.SessionNotFound: HttpError(404, "not_found"),
     domain.IdempotencyKeyRequired: HttpError(400, "idempotency_key_required"),
     domain.IdempotencyKeyReused: HttpError(409, "idempotency_key_reused"),
     domain.IdempotencyInProgress: HttpError(409, "idempotency_in_progress"),

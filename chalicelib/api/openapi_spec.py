@@ -54,6 +54,16 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         terms_accepted_at=INSTANT,
         mfa_enabled={"type": "boolean"},
     ),
+    "Session": _obj(
+        ["id", "created_at", "last_used_at", "mfa", "current"],
+        id={"type": "string"},
+        created_at=INSTANT,
+        last_used_at=INSTANT,
+        ip={"type": ["string", "null"]},
+        user_agent={"type": ["string", "null"]},
+        mfa={"type": "boolean"},
+        current={"type": "boolean"},
+    ),
     "TokenPair": _obj(
         ["access_token", "refresh_token", "token_type", "expires_in"],
         access_token={"type": "string"},
@@ -258,9 +268,18 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "Log out (revoke the refresh token)", "auth", 204, f"{A}:RefreshToken", access="public"
     ),
     ("POST", "/v1/auth/mfa/totp/setup"): Op(
-        "Start TOTP set-up",
+        "Start TOTP set-up (needs the password)",
         "auth",
+        body=f"{A}:PasswordOnly",
         returns={"secret": {"type": "string"}, "otpauth_uri": {"type": "string"}},
+        errors=(400, 409),
+    ),
+    ("POST", "/v1/auth/mfa/totp/disable"): Op(
+        "Turn MFA off (password and a code); other logins end",
+        "auth",
+        body=f"{A}:PasswordAndCode",
+        returns={"mfa_enabled": {"type": "boolean"}},
+        errors=(400, 409),
     ),
     ("POST", "/v1/auth/mfa/totp/confirm"): Op(
         "Confirm TOTP and turn MFA on",
@@ -284,6 +303,12 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         access="public",
     ),
     ("GET", "/v1/me"): Op("The caller", "auth", returns={"user": _ref("User")}),
+    ("GET", "/v1/me/sessions"): Op(
+        "The caller's live logins", "auth", listing="Session", query=LIST_QUERY
+    ),
+    ("POST", "/v1/me/sessions/{session_id}/revoke"): Op(
+        "End one of the caller's logins at once", "auth", 204, errors=(404,)
+    ),
     # accounts and history
     ("GET", "/v1/accounts"): Op(
         "The caller's accounts, one per currency",

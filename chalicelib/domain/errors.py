@@ -161,6 +161,10 @@ class Forbidden(LedgerError):
     """The caller is authenticated but may not do this."""
 
 
+class SessionNotFound(LedgerError):
+    """The caller has no login with this id (another user's login answers the same)."""
+
+
 class InvalidToken(LedgerError):
     """The password reset token is unknown, used or expired."""
 

@@ -32,7 +32,8 @@ class User:
     totp_pending_secret: str | None = None
     totp_last_step: int = 0
     recovery_code_hashes: frozenset[str] = frozenset()
-    # Logins opened before this instant (epoch milliseconds) are void: a password reset sets it.
+    # Logins counting from before this instant (epoch ms) are void: a password reset, an
+    # unsuspension and an MFA change (which keeps the login that made it) set it.
     sessions_valid_after: int = 0
     version: int = 1
     # Set while suspended (by an admin, with a reason); cleared when unsuspended.
@@ -50,9 +51,27 @@ class Session:
     token_hash: str
     used_token_hashes: frozenset[str]
     mfa: bool
-    created_at: int
-    expires_at: int
+    created_at: int  # epoch milliseconds
+    expires_at: int  # epoch seconds (the refresh token family's end; the table's TTL)
     revoked: bool = False
+    # The login counts from this instant (ms) against the user's ``sessions_valid_after``: a
+    # change that keeps only the current login (MFA on or off) moves both to now.
+    valid_from: int = 0
+    mfa_at: int | None = None  # epoch seconds of the TOTP (or recovery) code the login passed
+    ip: str | None = None
+    user_agent: str | None = None
+    last_used_at: int = 0  # epoch milliseconds: opened or last refreshed
+
+    def is_live(self, user: User, now: int) -> bool:
+        """Its tokens work: not revoked, not expired, not voided by a reset, an MFA change or an
+        unsuspension (``User.sessions_valid_after``)."""
+        counts_from = max(self.valid_from, self.created_at)
+        return (
+            not self.revoked
+            and self.expires_at > now
+            and self.user_id == user.id
+            and counts_from >= user.sessions_valid_after
+        )
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from chalicelib.domain.errors import (
     InvalidToken,
     InvalidTotp,
     MfaRequired,
+    SessionNotFound,
     TermsNotAccepted,
     TooManyAttempts,
     TotpSetupCodeWrong,
@@ -49,6 +50,10 @@ from chalicelib.domain.money import CURRENCIES
 from chalicelib.domain.users import AuditEvent, Role, Session, User, UserStatus
 
 MAX_EMAIL_LENGTH = 254
+MAX_USER_AGENT_LENGTH = 256
+# A user id no user has (ids are ``usr_`` + hex): what a login for an unknown email reads.
+_NOBODY = "usr_nobody"
+_SESSION_ID = re.compile(r"ses_[A-Za-z0-9_]{1,64}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _THROTTLE_ATTEMPTS = 8
 
@@ -67,15 +72,21 @@ class Principal:
 
     user: User
     claims: tokens.AccessClaims
+    session: Session
+    now: int  # epoch seconds when the principal was read
+    admin_mfa_max_age: int = 12 * 3600
 
     @property
     def mfa(self) -> bool:
         return self.claims.mfa
 
     def require_admin(self) -> None:
-        """Raises Forbidden unless an admin signed in with a TOTP code."""
-        if self.user.role is not Role.ADMIN or not self.claims.mfa:
-            raise Forbidden("this route needs an admin signed in with MFA")
+        """Raises Forbidden unless an admin whose login passed a TOTP code within the last
+        ``admin_mfa_max_age`` seconds (refreshing the login does not renew it)."""
+        passed = self.session.mfa_at
+        recent = passed is not None and self.now - passed <= self.admin_mfa_max_age
+        if self.user.role is not Role.ADMIN or not self.claims.mfa or not recent:
+            raise Forbidden("this route needs an admin who signed in with a TOTP code recently")
 
 
 def normalize_email(raw: str) -> str:
@@ -197,7 +208,14 @@ class AuthService:
         return user, secret
 
     # -- login ----------------------------------------------------------------------------------
-    def login(self, email: str, password: str, totp_code: str | None, ip: str | None) -> TokenPair:
+    def login(
+        self,
+        email: str,
+        password: str,
+        totp_code: str | None,
+        ip: str | None,
+        user_agent: str | None = None,
+    ) -> TokenPair:
         """Raises TooManyAttempts, InvalidCredentials, AccountSuspended, MfaRequired,
         InvalidTotp.
 
@@ -212,7 +230,7 @@ class AuthService:
         self._check_ip(ip, now)
         if email:
             self._claim_email(email, now)
-        user = self.repository.find_user_by_email(email) if email else None
+        user = self._user_by_email_evenly(email)
         if user is None:
             passwords.dummy_verify(password)
             self._failed_login(ip, now, None, "unknown_email")
@@ -238,7 +256,14 @@ class AuthService:
                 raise
             used_mfa = True
         self.repository.clear_failures("email", email)
-        return self._open_session(user, used_mfa, ip, now)
+        return self._open_session(user, used_mfa, ip, now, user_agent)
+
+    def _user_by_email_evenly(self, email: str) -> User | None:
+        """The user of an email, with the same reads whether or not it exists (an unknown email
+        reads a user item nobody has), so the time of a login does not tell which it was."""
+        user_id = self.repository.user_id_for_email(email) if email else None
+        user = self.repository.get_user(user_id or _NOBODY)
+        return user if user_id is not None else None
 
     def _use_second_factor(self, user: User, code: str, now: int) -> None:
         if totp.is_recovery_code_shape(code):
@@ -254,17 +279,25 @@ class AuthService:
             raise InvalidTotp("the code is wrong or was already used")
         self.repository.use_totp_step(user, step)
 
-    def _open_session(self, user: User, mfa: bool, ip: str | None, now: int) -> TokenPair:
+    def _open_session(
+        self, user: User, mfa: bool, ip: str | None, now: int, user_agent: str | None
+    ) -> TokenPair:
         session_id = _new_id("ses")
         refresh, refresh_hash = tokens.new_refresh_token(user.id, session_id)
+        now_ms = int(self.clock() * 1000)
         session = Session(
             user_id=user.id,
             id=session_id,
             token_hash=refresh_hash,
             used_token_hashes=frozenset(),
             mfa=mfa,
-            created_at=int(self.clock() * 1000),
+            created_at=now_ms,
             expires_at=now + self.settings.refresh_ttl_seconds,
+            valid_from=now_ms,
+            mfa_at=now if mfa else None,
+            ip=ip,
+            user_agent=(user_agent or "")[:MAX_USER_AGENT_LENGTH] or None,
+            last_used_at=now_ms,
         )
         event = self._event("auth.login", actor=user.id, ip=ip, session=session_id, mfa=str(mfa))
         self.repository.open_session(session, event)
@@ -362,13 +395,13 @@ class AuthService:
         if not tokens.constant_time_equals(presented, session.token_hash):
             raise Unauthenticated("refresh token is not valid")
         user = self.repository.get_user(session.user_id)
-        if user is None or session.created_at < user.sessions_valid_after:
-            raise Unauthenticated("refresh token is not valid")
-        if user.status is UserStatus.SUSPENDED:
+        if user is not None and user.status is UserStatus.SUSPENDED:
             raise AccountSuspended("this account is suspended")
+        if user is None or not session.is_live(user, now):
+            raise Unauthenticated("refresh token is not valid")
         new_token, new_hash = tokens.new_refresh_token(user.id, session.id)
         try:
-            self.repository.rotate_session(session, presented, new_hash)
+            self.repository.rotate_session(session, presented, new_hash, int(self.clock() * 1000))
         except Unauthenticated:
             # Two requests raced with the same token: one of them is a replay.
             self._revoke(session, ip, "auth.refresh_token_reused")
@@ -442,23 +475,33 @@ class AuthService:
         user = self.repository.get_user(claims.user_id)
         session = self.repository.get_session(claims.user_id, claims.session_id)
         now, _ = self._now()
-        # Access tokens carry whole seconds: one issued in the second of a reset survives it.
-        if user is None or claims.issued_at < user.sessions_valid_after // 1000:
+        if user is None:
             raise Unauthenticated("the access token is not valid")
-        if session is None or session.revoked or session.expires_at <= now:
-            raise Unauthenticated("the access token's login has ended")
-        if user.status is UserStatus.SUSPENDED:
+        if user.status is UserStatus.SUSPENDED:  # 403 while suspended, 401 once unsuspended
             raise AccountSuspended("this account is suspended")
-        return Principal(user=user, claims=claims)
+        if session is None or not session.is_live(user, now):
+            raise Unauthenticated("the access token's login has ended")
+        return Principal(
+            user=user,
+            claims=claims,
+            session=session,
+            now=now,
+            admin_mfa_max_age=self.settings.admin_mfa_max_age_seconds,
+        )
 
     # -- MFA ------------------------------------------------------------------------------------
-    def start_totp_setup(self, principal: Principal, ip: str | None) -> tuple[str, str]:
-        """A new secret to enroll; MFA turns on only when a code from it is confirmed.
+    def start_totp_setup(
+        self, principal: Principal, password: str, ip: str | None
+    ) -> tuple[str, str]:
+        """A new secret to enroll; MFA turns on only when a code from it is confirmed. Needs the
+        password, so that a stolen access token cannot enrol its own second factor.
 
         Raises:
+            InvalidCredentials: the password is wrong.
             InvalidState: MFA is already on.
         """
         user = principal.user
+        self._require_password(user, password, ip, "mfa_setup")
         if user.mfa_enabled:
             raise InvalidState("MFA is already enabled")
         secret = totp.new_totp_secret()
@@ -469,6 +512,7 @@ class AuthService:
 
     def confirm_totp(self, principal: Principal, code: str, ip: str | None) -> list[str]:
         """Turn MFA on; returns the recovery codes, shown this once and stored only as hashes.
+        Every other login of the user ends (this one is kept, without ``mfa``).
 
         Raises:
             TotpSetupCodeWrong: no setup was started, or the code does not match it.
@@ -489,8 +533,74 @@ class AuthService:
             step,
             {tokens.hash_secret(c) for c in codes},
             self._event("mfa.enabled", actor=user.id, ip=ip, target=user.id),
+            keep=principal.session,
+            now_ms=self._void_mark(),
         )
         return codes
+
+    def disable_totp(self, principal: Principal, password: str, code: str, ip: str | None) -> None:
+        """Turn MFA off with the password and a current code (or a recovery code); every other
+        login of the user ends.
+
+        Raises:
+            InvalidCredentials: the password is wrong.
+            InvalidState: MFA is not on.
+            TotpSetupCodeWrong: the code is wrong or was used already.
+        """
+        user = principal.user
+        self._require_password(user, password, ip, "mfa_disable")
+        if not user.mfa_enabled:
+            raise InvalidState("MFA is not enabled")
+        now, _ = self._now()
+        try:
+            self._use_second_factor(user, code, now)
+        except InvalidTotp as exc:
+            raise TotpSetupCodeWrong("the code is wrong or was already used") from exc
+        fresh = self.repository.get_user(user.id) or user  # the code's step was just stored
+        self.repository.disable_mfa(
+            fresh,
+            self._event("mfa.disabled", actor=user.id, ip=ip, target=user.id),
+            keep=principal.session,
+            now_ms=self._void_mark(),
+        )
+
+    def _void_mark(self) -> int:
+        """An instant (ms) after every login opened so far: logins counting from before it end."""
+        return int(self.clock() * 1000) + 1
+
+    def _require_password(self, user: User, password: str, ip: str | None, why: str) -> None:
+        """Step-up: the password again before a change to the account's security. A wrong one
+        counts against the email's login limit (``429`` after 5 in 15 minutes)."""
+        now, _ = self._now()
+        self._claim_email(user.email, now)
+        if not passwords.verify_password(user.password_hash, password):
+            self._failed_login(ip, now, user.id, f"wrong_password_{why}")
+            raise InvalidCredentials("the password is wrong")
+        self._give_back_email(user.email, now)
+
+    # -- logins ---------------------------------------------------------------------------------
+    def live_sessions(self, principal: Principal) -> list[Session]:
+        """The caller's logins whose tokens work, newest first."""
+        now, _ = self._now()
+        found = self.repository.sessions_of(principal.user.id)
+        live = [s for s in found if s.is_live(principal.user, now)]
+        return sorted(live, key=lambda s: s.created_at, reverse=True)
+
+    def revoke_login(self, principal: Principal, session_id: str, ip: str | None) -> None:
+        """End one of the caller's logins (its refresh and access tokens) at once.
+
+        Raises:
+            SessionNotFound: the caller has no such login (another user's answers the same).
+        """
+        session = (
+            self.repository.get_session(principal.user.id, session_id)
+            if _SESSION_ID.fullmatch(session_id)
+            else None
+        )
+        if session is None:
+            raise SessionNotFound("no such login")
+        if not session.revoked:
+            self._revoke(session, ip, "auth.session_revoked")
 
     # -- password reset -------------------------------------------------------------------------
     def forgot_password(self, email: str, ip: str | None) -> None:

@@ -76,7 +76,8 @@ def test_suspension_stops_an_existing_token_and_refresh_and_login_until_unsuspen
     stored = WithdrawalItem.get(f"WITHDRAWAL#{pending['withdrawal']['id']}", "WITHDRAWAL")
     assert stored.status == "pending_review"
 
-    # Suspending twice is refused; unsuspending restores everything.
+    # Suspending twice is refused; unsuspending lets her log in again, but the logins of before
+    # the suspension stay ended (API.md revision 2).
     response, body = suspend(api_client, admin, alice_id)
     assert (response.status_code, body["error"]["code"]) == (409, "invalid_state")
     response, body = call(api_client, "POST", f"/v1/admin/users/{alice_id}/unsuspend", admin)
@@ -85,9 +86,15 @@ def test_suspension_stops_an_existing_token_and_refresh_and_login_until_unsuspen
     response, listed = call(api_client, "GET", "/v1/admin/users?email=alice", admin)
     assert listed["data"] == [body["user"]]
     response, body = call(api_client, "POST", "/v1/transfers", alice, transfer, "t2")
-    assert response.status_code == 201, body
+    assert (response.status_code, body["error"]["code"]) == (401, "unauthenticated")
     response, body = post(api_client, "/v1/auth/refresh", {"refresh_token": login.refresh_token})
+    assert (response.status_code, body["error"]["code"]) == (401, "unauthenticated")
+    response, body = post(
+        api_client, "/v1/auth/login", {"email": "alice@example.com", "password": PASSWORD}
+    )
     assert response.status_code == 200, body
+    response, body = call(api_client, "POST", "/v1/transfers", body["access_token"], transfer, "t2")
+    assert response.status_code == 201, body
     response, body = call(api_client, "POST", f"/v1/admin/users/{alice_id}/unsuspend", admin)
     assert (response.status_code, body["error"]["code"]) == (409, "invalid_state")
 

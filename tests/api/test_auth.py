@@ -86,7 +86,7 @@ def code_of(body) -> str:
 
 
 def enable_mfa(client, access_token: str) -> tuple[str, list[str]]:
-    _, setup = post(client, "/v1/auth/mfa/totp/setup", {}, access_token)
+    _, setup = post(client, "/v1/auth/mfa/totp/setup", {"password": PASSWORD}, access_token)
     code = pyotp.TOTP(setup["secret"]).at(CLOCK["now"])
     response, body = post(client, "/v1/auth/mfa/totp/confirm", {"code": code}, access_token)
     assert response.status_code == 200, body
@@ -196,6 +196,22 @@ def test_a_wrong_password_and_an_unknown_email_get_the_same_answer(client):
     assert wrong.status_code == unknown.status_code == 401
     assert code_of(wrong_body) == code_of(unknown_body) == "invalid_credentials"
     assert wrong_body["error"]["message"] == unknown_body["error"]["message"]
+
+
+def test_a_login_makes_the_same_calls_for_a_known_and_an_unknown_email(client):
+    from collections import Counter
+
+    from chalicelib.adapters.dynamo.models import LedgerItem
+
+    sign_up(client)
+    calls: Counter = Counter()
+    events = LedgerItem._get_connection().connection.client.meta.events
+    events.register("before-call.dynamodb", lambda model, **_: calls.update([model.name]))
+    log_in(client, "alice@example.com", "wrong password here")
+    known, calls = dict(calls), calls
+    calls.clear()
+    log_in(client, "nobody@example.com", "wrong password here")
+    assert dict(calls) == known
 
 
 def test_emails_log_in_case_insensitively(client):
@@ -319,7 +335,12 @@ def test_a_suspended_users_existing_token_stops_working(client):
 def test_mfa_setup_confirm_then_login_needs_a_code_used_once(client, table):
     sign_up(client)
     pair = tokens_for(client)
-    response, setup = post(client, "/v1/auth/mfa/totp/setup", {}, pair["access_token"])
+    setup_path = "/v1/auth/mfa/totp/setup"
+    response, body = post(client, setup_path, {}, pair["access_token"])
+    assert (response.status_code, code_of(body)) == (400, "invalid_request")
+    response, body = post(client, setup_path, {"password": "not it at all"}, pair["access_token"])
+    assert (response.status_code, code_of(body)) == (401, "invalid_credentials")
+    response, setup = post(client, setup_path, {"password": PASSWORD}, pair["access_token"])
     assert response.status_code == 200
     assert setup["otpauth_uri"].startswith("otpauth://totp/")
     response, body = post(
@@ -364,8 +385,87 @@ def test_mfa_cannot_be_set_up_twice(client):
     sign_up(client)
     pair = tokens_for(client)
     enable_mfa(client, pair["access_token"])
-    response, body = post(client, "/v1/auth/mfa/totp/setup", {}, pair["access_token"])
+    response, body = post(
+        client, "/v1/auth/mfa/totp/setup", {"password": PASSWORD}, pair["access_token"]
+    )
     assert (response.status_code, code_of(body)) == (409, "invalid_state")
+
+
+def test_turning_mfa_on_or_off_ends_every_other_login(client):
+    sign_up(client)
+    mine, other = tokens_for(client), tokens_for(client)
+    secret, _ = enable_mfa(client, mine["access_token"])
+    assert get(client, "/v1/me", mine["access_token"])[0].status_code == 200
+    for token in (other["access_token"],):
+        response, body = get(client, "/v1/me", token)
+        assert (response.status_code, code_of(body)) == (401, "unauthenticated")
+    response, _ = post(client, "/v1/auth/refresh", {"refresh_token": other["refresh_token"]})
+    assert response.status_code == 401
+    # The login that turned MFA on keeps working, refresh included.
+    response, mine = post(client, "/v1/auth/refresh", {"refresh_token": mine["refresh_token"]})
+    assert response.status_code == 200
+
+    _, again = log_in(client, code=pyotp.TOTP(secret).at(CLOCK["now"]))
+    CLOCK["now"] += 30
+    disable = "/v1/auth/mfa/totp/disable"
+    code = pyotp.TOTP(secret).at(CLOCK["now"])
+    wrong = {"password": "not it at all", "code": code}
+    response, body = post(client, disable, wrong, mine["access_token"])
+    assert (response.status_code, code_of(body)) == (401, "invalid_credentials")
+    response, body = post(
+        client, disable, {"password": PASSWORD, "code": "000000"}, mine["access_token"]
+    )
+    assert (response.status_code, code_of(body)) == (400, "invalid_totp")
+    response, body = post(
+        client, disable, {"password": PASSWORD, "code": code}, mine["access_token"]
+    )
+    assert (response.status_code, body) == (200, {"mfa_enabled": False})
+    assert get(client, "/v1/me", mine["access_token"])[1]["user"]["mfa_enabled"] is False
+    assert get(client, "/v1/me", again["access_token"])[0].status_code == 401
+    assert log_in(client)[0].status_code == 200  # no code needed any more
+
+
+def test_a_user_lists_and_revokes_their_own_logins(client):
+    sign_up(client)
+    first = tokens_for(client)
+    CLOCK["now"] += 1
+    second = tokens_for(client)
+    response, listed = get(client, "/v1/me/sessions", second["access_token"])
+    assert response.status_code == 200
+    assert listed["next_cursor"] is None
+    assert [s["current"] for s in listed["data"]] == [True, False]  # newest first
+    first_id = listed["data"][1]["id"]
+    assert set(listed["data"][0]) == {
+        "id",
+        "created_at",
+        "last_used_at",
+        "ip",
+        "user_agent",
+        "mfa",
+        "current",
+    }
+    response, page = get(client, "/v1/me/sessions?limit=1", second["access_token"])
+    assert len(page["data"]) == 1
+    assert page["next_cursor"] is not None
+    response, rest = get(
+        client, f"/v1/me/sessions?limit=1&cursor={page['next_cursor']}", second["access_token"]
+    )
+    assert [s["id"] for s in rest["data"]] == [first_id]
+
+    sign_up(client, "mallory@example.com")
+    mallory = tokens_for(client, "mallory@example.com")
+    revoke = f"/v1/me/sessions/{first_id}/revoke"
+    response, body = post(client, revoke, b"", mallory["access_token"])
+    assert (response.status_code, code_of(body)) == (404, "not_found")
+    assert get(client, "/v1/me", first["access_token"])[0].status_code == 200
+
+    response, _ = post(client, revoke, b"", second["access_token"])
+    assert response.status_code == 204
+    assert get(client, "/v1/me", first["access_token"])[0].status_code == 401
+    response, _ = post(client, "/v1/auth/refresh", {"refresh_token": first["refresh_token"]})
+    assert response.status_code == 401
+    _, listed = get(client, "/v1/me/sessions", second["access_token"])
+    assert [s["current"] for s in listed["data"]] == [True]
 
 
 # -- throttling ------------------------------------------------------------------------------------
@@ -520,6 +620,22 @@ def test_admin_routes_need_role_admin_and_an_mfa_backed_token(client):
     token = tokens_for(client, "no-mfa@example.com")["access_token"]
     response, body = get(client, "/v1/admin/_probe", token)
     assert (response.status_code, code_of(body)) == (403, "forbidden")
+
+
+@pytest.mark.usefixtures("_admin_probe_route")
+def test_admin_routes_need_a_totp_passed_within_12_hours_refreshing_does_not_extend_it(client):
+    _, secret = get_auth_service().create_admin("root@example.com", PASSWORD)
+    _, pair = log_in(client, "root@example.com", code=pyotp.TOTP(secret).at(CLOCK["now"]))
+    CLOCK["now"] += 12 * 3600 - 60
+    _, pair = post(client, "/v1/auth/refresh", {"refresh_token": pair["refresh_token"]})
+    assert get(client, "/v1/admin/_probe", pair["access_token"])[0].status_code == 200
+    CLOCK["now"] += 120
+    _, pair = post(client, "/v1/auth/refresh", {"refresh_token": pair["refresh_token"]})
+    response, body = get(client, "/v1/admin/_probe", pair["access_token"])
+    assert (response.status_code, code_of(body)) == (403, "forbidden")
+    assert get(client, "/v1/me", pair["access_token"])[0].status_code == 200  # still a user
+    _, fresh = log_in(client, "root@example.com", code=pyotp.TOTP(secret).at(CLOCK["now"]))
+    assert get(client, "/v1/admin/_probe", fresh["access_token"])[0].status_code == 200
 
 
 def test_every_v1_route_is_public_protected_or_admin_only():

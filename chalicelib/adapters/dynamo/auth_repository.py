@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 from pynamodb.exceptions import PutError
 
+from chalicelib.adapters.clock import parse_iso
 from chalicelib.adapters.dynamo import cursors, keys, read_ahead
 from chalicelib.adapters.dynamo.models import (
     AccountItem,
@@ -128,7 +129,9 @@ class DynamoAuthRepository:
         write.append_audit(event)
         write.send_or_raise_tag()
 
-    def rotate_session(self, session: Session, presented_hash: str, new_hash: str) -> None:
+    def rotate_session(
+        self, session: Session, presented_hash: str, new_hash: str, now_ms: int
+    ) -> None:
         """Replace the current refresh token; refused if it is no longer the current one.
 
         Raises:
@@ -140,6 +143,7 @@ class DynamoAuthRepository:
             [
                 SessionItem.token_hash.set(new_hash),
                 SessionItem.used_token_hashes.add({presented_hash}),
+                SessionItem.last_used_at.set(now_ms),
             ],
             (SessionItem.token_hash == presented_hash) & (SessionItem.revoked == False),  # noqa: E712
             Unauthenticated("refresh token already used"),
@@ -199,12 +203,21 @@ class DynamoAuthRepository:
         write.send_or_raise_tag()
 
     def enable_mfa(
-        self, user: User, secret: str, step: int, recovery_hashes: set[str], event: AuditEvent
+        self,
+        user: User,
+        secret: str,
+        step: int,
+        recovery_hashes: set[str],
+        event: AuditEvent,
+        *,
+        keep: Session,
+        now_ms: int,
     ) -> None:
-        """Turn MFA on with the secret that was set up, once.
+        """Turn MFA on with the secret that was set up, once, and end every login but ``keep``.
 
         Raises:
             InvalidState: MFA was enabled meanwhile, or another setup replaced the secret.
+            Unauthenticated: the kept login was revoked meanwhile.
         """
         write = AtomicWrite()
         write.update(
@@ -215,12 +228,56 @@ class DynamoAuthRepository:
                 UserItem.totp_pending_secret.remove(),
                 UserItem.totp_last_step.set(step),
                 UserItem.recovery_code_hashes.set(recovery_hashes),
+                UserItem.sessions_valid_after.set(now_ms),
             ],
             (UserItem.mfa_enabled == False) & (UserItem.totp_pending_secret == secret),  # noqa: E712
             InvalidState("MFA setup changed meanwhile; start again"),
         )
+        self._keep_login(write, keep, now_ms)
         write.append_audit(event)
         write.send_or_raise_tag()
+
+    def disable_mfa(self, user: User, event: AuditEvent, *, keep: Session, now_ms: int) -> None:
+        """Turn MFA off (secret and recovery codes gone) and end every login but ``keep``.
+
+        Raises:
+            InvalidState: MFA was turned off meanwhile.
+            Unauthenticated: the kept login was revoked meanwhile.
+        """
+        write = AtomicWrite()
+        write.update(
+            UserItem.from_domain(user),
+            [
+                UserItem.mfa_enabled.set(False),
+                UserItem.totp_secret.remove(),
+                UserItem.recovery_code_hashes.remove(),
+                UserItem.sessions_valid_after.set(now_ms),
+            ],
+            UserItem.mfa_enabled == True,  # noqa: E712
+            InvalidState("MFA is not enabled"),
+        )
+        self._keep_login(write, keep, now_ms)
+        write.append_audit(event)
+        write.send_or_raise_tag()
+
+    @staticmethod
+    def _keep_login(write: AtomicWrite, session: Session, now_ms: int) -> None:
+        """The login that made a change counts from now, like the user's other logins do not."""
+        write.update(
+            SessionItem.from_domain(session),
+            [SessionItem.valid_from.set(now_ms)],
+            SessionItem.revoked == False,  # noqa: E712
+            Unauthenticated("this login was revoked meanwhile"),
+        )
+
+    def sessions_of(self, user_id: str) -> list[Session]:
+        """Every login item of the user (live or not; expired ones go by TTL)."""
+        found = SessionItem.query(
+            keys.user_pk(user_id),
+            SessionItem.SK.startswith(keys.SESSION_PREFIX),
+            consistent_read=True,
+        )
+        return [item.to_domain() for item in found]
 
     def create_reset(
         self, token_hash: str, user_id: str, expires_at: int, event: AuditEvent
@@ -329,11 +386,15 @@ class DynamoAuthRepository:
         """
         item = UserItem.from_domain(user)
         if to is UserStatus.SUSPENDED:
+            # The logins of before the suspension end with it: an unsuspension does not bring
+            # them back.
+            void_before = int(parse_iso(event.at).timestamp() * 1000) + 1
             actions = [
                 UserItem.status.set(to.value),
                 UserItem.suspended_at.set(event.at),
                 UserItem.suspended_by.set(event.actor_id),
                 UserItem.suspension_reason.set(event.details.get("reason", "")),
+                UserItem.sessions_valid_after.set(void_before),
             ]
             expected = UserStatus.ACTIVE
             stored = replace(
@@ -342,6 +403,7 @@ class DynamoAuthRepository:
                 suspended_at=event.at,
                 suspended_by=event.actor_id,
                 suspension_reason=event.details.get("reason", ""),
+                sessions_valid_after=void_before,
             )
         else:
             actions = [

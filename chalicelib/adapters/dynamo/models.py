@@ -583,6 +583,11 @@ class SessionItem(LedgerItem):
     created_at = NumberAttribute()
     expires_at = NumberAttribute()  # the table's TTL attribute
     revoked = BooleanAttribute(default=False)
+    valid_from = NumberAttribute(null=True)
+    mfa_at = NumberAttribute(null=True)
+    ip = UnicodeAttribute(null=True)
+    user_agent = UnicodeAttribute(null=True)
+    last_used_at = NumberAttribute(null=True)
 
     ITEM_TYPE = "session"
 
@@ -600,6 +605,11 @@ class SessionItem(LedgerItem):
             created_at=session.created_at,
             expires_at=session.expires_at,
             revoked=session.revoked,
+            valid_from=session.valid_from or None,
+            mfa_at=session.mfa_at,
+            ip=session.ip,
+            user_agent=session.user_agent,
+            last_used_at=session.last_used_at or None,
         )
 
     def to_domain(self) -> Session:
@@ -612,6 +622,11 @@ class SessionItem(LedgerItem):
             created_at=int(self.created_at),
             expires_at=int(self.expires_at),
             revoked=bool(self.revoked),
+            valid_from=int(self.valid_from or 0),
+            mfa_at=int(self.mfa_at) if self.mfa_at is not None else None,
+            ip=self.ip,
+            user_agent=self.user_agent,
+            last_used_at=int(self.last_used_at or self.created_at),
         )
 
 
