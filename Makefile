@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench clean create-admin retry-payouts package deploy drill verify-audit seal-audit reconcile reconcile-full
+.PHONY: run test lint bench clean create-admin verify-existing-emails retry-payouts package deploy drill verify-audit seal-audit reconcile reconcile-full
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ reconcile-full: $(STAMP)
 create-admin: $(STAMP)
 	@test -n "$(EMAIL)" || { echo "usage: make create-admin EMAIL=ops@example.com" >&2; exit 2; }
 	$(PY) -m infra.create_admin --email $(EMAIL)
+
+verify-existing-emails: $(STAMP)
+	@case "$(MODE)" in mail|mark) ;; *) echo "usage: make verify-existing-emails MODE=mail|mark" >&2; exit 2;; esac
+	$(PY) -m infra.verify_existing_emails --$(MODE)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -33,7 +33,7 @@ from chalicelib.api.dependencies import get_auth_service  # noqa: E402
 from chalicelib.auth import passwords  # noqa: E402
 from chalicelib.domain.accounts import OwnerType, wallet_id  # noqa: E402
 from infra.local.table import create_table  # noqa: E402
-from tests.support import LedgerWorld  # noqa: E402
+from tests.support import LedgerWorld, verified  # noqa: E402
 
 PASSWORD = "correct horse battery"  # noqa: S105 - a benchmark user
 
@@ -86,7 +86,7 @@ def main() -> None:
             print(f"{'HTTP call':<30}{'status':>7}{'trips':>6}{'RCU':>5}{'WCU':>5}  calls")
             signup = {"email": "alice@example.com", "password": PASSWORD, "accept_terms": True}
             call("POST /v1/auth/signup", "POST", "/v1/auth/signup", signup)
-            service.sign_up("bob@example.com", PASSWORD, True, None)
+            verified(service.sign_up("bob@example.com", PASSWORD, True, None))
             _, secret = service.create_admin("root@example.com", PASSWORD)
             credentials = {"email": "alice@example.com", "password": PASSWORD}
             login = call("POST /v1/auth/login", "POST", "/v1/auth/login", credentials)

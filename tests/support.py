@@ -185,3 +185,24 @@ def check_guarantees(table: str) -> None:
     for txn in transactions.values():
         expected = len(txn["postings"]) if txn["status"] == "posted" else 0
         assert by_txn[txn["transaction_id"]] == expected, txn["transaction_id"]
+
+
+def verified(user):  # type: ignore[no-untyped-def]
+    """The user with their email marked verified, as the operators' migration does (tests whose
+    subject is not email verification need recipients that can receive money)."""
+    from dataclasses import replace
+
+    from chalicelib.adapters.dynamo.auth_repository import DynamoAuthRepository
+    from chalicelib.domain.users import AuditEvent
+
+    event = AuditEvent(
+        id=f"evt_test_verify_{user.id}",
+        at=user.created_at,
+        actor_id=None,
+        action="auth.email_verified",
+        ip=None,
+        target=user.id,
+        details={"by": "test"},
+    )
+    DynamoAuthRepository().mark_email_verified(user, event)
+    return replace(user, email_verified=True)

@@ -25,6 +25,7 @@ PUBLIC_ROUTES = {
     "/v1/auth/logout",
     "/v1/auth/password/forgot",
     "/v1/auth/password/reset",
+    "/v1/auth/email/verify",
     "/v1/webhooks/stripe",
     "/v1/webhooks/crypto",
 }

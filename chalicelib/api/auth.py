@@ -27,6 +27,7 @@ def user_view(user: Any) -> dict[str, Any]:
         "status": user.status.value,
         "terms_accepted_at": user.terms_accepted_at,
         "mfa_enabled": user.mfa_enabled,
+        "email_verified": user.email_verified,
         "created_at": user.created_at,
     }
 
@@ -105,6 +106,23 @@ def totp_disable() -> dict[str, Any]:
         current_principal(), body.password, body.code, source_ip(auth.current_request)
     )
     return {"mfa_enabled": False}
+
+
+@auth.route("/v1/auth/email/verify", methods=["POST"])
+def verify_email() -> dict[str, Any]:
+    body = parse_body(auth.current_request, schemas().VerifyToken)
+    user = get_auth_service().verify_email(body.token, source_ip(auth.current_request))
+    return {"user": user_view(user)}
+
+
+@auth.route("/v1/auth/email/verify/resend", methods=["POST"])
+@protected(auth)
+def resend_verification() -> Response:
+    parse_body(auth.current_request, schemas().RequestBody)  # no fields: anything sent is refused
+    get_auth_service().request_verification_mail(
+        current_principal(), source_ip(auth.current_request)
+    )
+    return Response({"status": "accepted"}, status_code=202)
 
 
 @auth.route("/v1/auth/password/forgot", methods=["POST"])

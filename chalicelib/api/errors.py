@@ -80,6 +80,7 @@ DOMAIN_ERRORS: Mapping[type[domain.LedgerError], HttpError] = {
     domain.Forbidden: HttpError(403, "forbidden"),
     domain.InvalidToken: HttpError(400, "invalid_token"),
     domain.SessionNotFound: HttpError(404, "not_found"),
+    domain.EmailUnverified: HttpError(403, "email_unverified"),
     domain.IdempotencyKeyRequired: HttpError(400, "idempotency_key_required"),
     domain.IdempotencyKeyReused: HttpError(409, "idempotency_key_reused"),
     domain.IdempotencyInProgress: HttpError(409, "idempotency_in_progress"),

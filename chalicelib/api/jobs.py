@@ -5,6 +5,8 @@ command, see docs/local-stack.md). Thin: each calls one service function.
   ``requested`` because the gateway failed at approval (``chalicelib/services/payouts.py``).
 - ``finish_refunds`` (every 15 minutes): finishes card refunds left pending, because Stripe was
   unreachable or its event never came (``chalicelib/services/refunds.py``).
+- ``deliver_mail`` (every minute): sends the mails requests asked for (verification, password
+  reset) outside those requests (``chalicelib/services/mail_outbox.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from chalice import Blueprint, Rate
 
 from chalicelib.api.dependencies import (
+    get_auth_service,
     get_bound_settings,
     get_crypto_gateway,
     get_ledger_service,
@@ -42,3 +45,22 @@ def finish_refunds(event: Any) -> dict[str, Any]:
     outcomes = refunds.finish_pending(get_ledger_service(), get_payment_gateway())
     logger.info("scheduled refund finishing", outcomes=outcomes)
     return {"outcomes": outcomes}
+
+
+@jobs.schedule(Rate(1, unit=Rate.MINUTES), name="deliver_mail")
+def deliver_mail(event: Any) -> dict[str, Any]:
+    return {"outcomes": dict(deliver_waiting_mail())}
+
+
+def deliver_waiting_mail():  # type: ignore[no-untyped-def]
+    """One run of the mail outbox (also what the local stack runs every second)."""
+    from chalicelib.services import mail_outbox
+
+    get_bound_settings()
+    auth = get_auth_service()
+    outcomes = mail_outbox.deliver_pending(
+        auth.outbox, auth.deliver, log=logger.warning, clock=auth.clock
+    )
+    if outcomes:
+        logger.info("mail outbox", outcomes=dict(outcomes))
+    return outcomes

@@ -53,6 +53,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         status={"type": "string", "enum": ["active", "suspended"]},
         terms_accepted_at=INSTANT,
         mfa_enabled={"type": "boolean"},
+        email_verified={"type": "boolean"},
     ),
     "Session": _obj(
         ["id", "created_at", "last_used_at", "mfa", "current"],
@@ -290,6 +291,17 @@ OPERATIONS: dict[tuple[str, str], Op] = {
             "recovery_codes": {"type": "array", "items": {"type": "string"}},
         },
         errors=(400,),
+    ),
+    ("POST", "/v1/auth/email/verify"): Op(
+        "Verify the email with a mailed token",
+        "auth",
+        body=f"{A}:VerifyToken",
+        returns={"user": _ref("User")},
+        errors=(400,),
+        access="public",
+    ),
+    ("POST", "/v1/auth/email/verify/resend"): Op(
+        "Mail another verification link (at most 3 per hour)", "auth", 202
     ),
     ("POST", "/v1/auth/password/forgot"): Op(
         "Mail a password reset token", "auth", 202, f"{A}:Forgot", access="public"

@@ -161,6 +161,10 @@ class Forbidden(LedgerError):
     """The caller is authenticated but may not do this."""
 
 
+class EmailUnverified(LedgerError):
+    """The caller's email is not verified yet, and this needs it (withdrawing)."""
+
+
 class SessionNotFound(LedgerError):
     """The caller has no login with this id (another user's login answers the same)."""
 

@@ -40,6 +40,7 @@ class User:
     suspended_at: str | None = None
     suspended_by: str | None = None
     suspension_reason: str | None = None
+    email_verified: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,3 +108,22 @@ class AuditEvent:
             ip=ip,
             details=details,
         )
+
+
+class MailKind(StrEnum):
+    VERIFY_EMAIL = "verify_email"
+    PASSWORD_RESET = "password_reset"  # noqa: S105 - a kind of mail, not a secret
+
+
+@dataclass(frozen=True)
+class OutboxMail:
+    """A mail a request asked for, sent later outside the request (the mail outbox). It names
+    its recipient only; tokens are made when it is sent, so none is ever stored in clear."""
+
+    id: str
+    kind: MailKind
+    created_at: str
+    email: str | None = None  # a password reset names the address as it was typed
+    user_id: str | None = None  # a verification names the user
+    ip: str | None = None
+    attempts: int = 0

@@ -20,11 +20,12 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from chalicelib.adapters.clock import to_iso
 from chalicelib.adapters.dynamo.auth_repository import DynamoAuthRepository
+from chalicelib.adapters.dynamo.outbox_repository import DynamoOutbox
 from chalicelib.adapters.email import Mailer
 from chalicelib.auth import passwords, tokens, totp
 from chalicelib.config import Settings
@@ -47,7 +48,15 @@ from chalicelib.domain.errors import (
     WeakPassword,
 )
 from chalicelib.domain.money import CURRENCIES
-from chalicelib.domain.users import AuditEvent, Role, Session, User, UserStatus
+from chalicelib.domain.users import (
+    AuditEvent,
+    MailKind,
+    OutboxMail,
+    Role,
+    Session,
+    User,
+    UserStatus,
+)
 
 MAX_EMAIL_LENGTH = 254
 MAX_USER_AGENT_LENGTH = 256
@@ -122,6 +131,7 @@ class AuthService:
     settings: Settings
     mailer: Mailer
     clock: Callable[[], float] = time.time
+    outbox: DynamoOutbox = field(default_factory=DynamoOutbox)
     _keys: tokens.SigningKeys | None = field(default=None, repr=False)
 
     @property
@@ -159,10 +169,13 @@ class AuthService:
         *,
         role: Role = Role.USER,
         totp_secret: str | None = None,
+        email_verified: bool = False,
     ) -> User:
-        """Create a user with one wallet per supported currency, in one atomic write.
+        """Create a user with one wallet per supported currency, in one atomic write, with the
+        verification mail in the outbox (sent outside the request).
 
-        With ``totp_secret`` the user starts with MFA on (admins created by an operator).
+        With ``totp_secret`` the user starts with MFA on, with ``email_verified`` verified (admins
+        created by an operator).
 
         Raises:
             TermsNotAccepted, InvalidRequest (email), WeakPassword, EmailTaken.
@@ -184,6 +197,7 @@ class AuthService:
             totp_secret=totp_secret,
             # Codes from the current time step on are accepted.
             totp_last_step=seconds // totp.TOTP_PERIOD - 2 if totp_secret else 0,
+            email_verified=email_verified,
         )
         wallets = [
             Account.open(
@@ -193,8 +207,13 @@ class AuthService:
         ]
         details = {"role": role.value, "mfa": str(user.mfa_enabled)}
         event = self._event("user.signed_up", actor=user.id, ip=ip, target=user.id, **details)
-        self.repository.sign_up(user, wallets, event)
+        mail = None if email_verified else self._mail(MailKind.VERIFY_EMAIL, user_id=user.id)
+        self.repository.sign_up(user, wallets, event, mail, seconds)
         return user
+
+    def _mail(self, kind: MailKind, **recipient: str | None) -> OutboxMail:
+        _, now = self._now()
+        return OutboxMail(id=_new_id("mail"), kind=kind, created_at=now, **recipient)
 
     def create_admin(
         self, email: str, password: str, totp_secret: str | None = None
@@ -204,7 +223,9 @@ class AuthService:
         Returns the user and the TOTP secret to enroll in an authenticator app.
         """
         secret = totp_secret or totp.new_totp_secret()
-        user = self.sign_up(email, password, True, None, role=Role.ADMIN, totp_secret=secret)
+        user = self.sign_up(
+            email, password, True, None, role=Role.ADMIN, totp_secret=secret, email_verified=True
+        )
         return user, secret
 
     # -- login ----------------------------------------------------------------------------------
@@ -604,15 +625,108 @@ class AuthService:
 
     # -- password reset -------------------------------------------------------------------------
     def forgot_password(self, email: str, ip: str | None) -> None:
-        """Mail a single-use reset link if the email belongs to an active user; say nothing
-        either way (the caller answers 202 regardless)."""
-        user = (
-            self.repository.find_user_by_email(email.strip())
-            if _EMAIL.fullmatch(email.strip())
-            else None
-        )
-        if user is None or user.status is UserStatus.SUSPENDED:
+        """Ask for a reset mail. The same work whether or not the email has an account: one
+        outbox item naming the address; ``deliver`` decides later, outside the request, whether
+        a mail goes out (the caller answers 202 regardless)."""
+        address = email.strip()
+        if not _EMAIL.fullmatch(address) or len(address) > MAX_EMAIL_LENGTH:
             return
+        self.outbox.add(self._mail(MailKind.PASSWORD_RESET, email=address, ip=ip), self._now()[0])
+
+    def request_verification_mail(self, principal: Principal, ip: str | None) -> None:
+        """Another verification mail (``deliver`` keeps to the hourly limit); nothing if the
+        email is verified."""
+        if not principal.user.email_verified:
+            mail = self._mail(MailKind.VERIFY_EMAIL, user_id=principal.user.id, ip=ip)
+            self.outbox.add(mail, self._now()[0])
+
+    def verify_email(self, token: str, ip: str | None) -> User:
+        """Prove the email with a mailed token (single use, 24 h).
+
+        Raises:
+            InvalidToken: unknown, used or expired token, or the user's email changed since.
+        """
+        now, _ = self._now()
+        token_hash = tokens.hash_secret(token) if token else ""
+        found = self.repository.get_verification(token_hash) if token else None
+        if found is None or found.used or int(found.expires_at) <= now:
+            raise InvalidToken("the verification token is not valid")
+        user = self.repository.get_user(found.user_id)
+        if user is None or user.email != found.email:
+            raise InvalidToken("the verification token is not valid")
+        if not user.email_verified:
+            event = self._event("auth.email_verified", actor=user.id, ip=ip, target=user.id)
+            self.repository.verify_email(token_hash, user, now, event)
+        return replace(user, email_verified=True)
+
+    def verify_existing_emails(self, *, mail: bool) -> int:
+        """The migration for users who signed up before email verification existed: each user
+        whose email is not verified is either mailed a verification link (``mail``) or marked
+        verified by the operator (audited ``auth.email_verified`` with ``by: migration``).
+        Returns how many users it acted on. Idempotent."""
+        done, cursor = 0, None
+        while True:
+            page = self.repository.list_users("", 100, cursor)
+            for user in page.users:
+                if user.email_verified:
+                    continue
+                if mail:
+                    self.outbox.add(
+                        self._mail(MailKind.VERIFY_EMAIL, user_id=user.id), self._now()[0]
+                    )
+                else:
+                    event = self._event(
+                        "auth.email_verified", actor=None, ip=None, target=user.id, by="migration"
+                    )
+                    self.repository.mark_email_verified(user, event)
+                done += 1
+            cursor = page.next_cursor
+            if cursor is None:
+                return done
+
+    # -- sending mails (outside requests: services/mail_outbox.py) -------------------------------
+    def deliver(self, mail: OutboxMail) -> str:
+        """Send one outbox mail, if it is still wanted and within its hourly limit. Returns what
+        happened (``sent``, ``skipped``, ``limited``). Raises what the mailer raises."""
+        if mail.kind is MailKind.VERIFY_EMAIL:
+            user = self.repository.get_user(mail.user_id or _NOBODY)
+            if user is None or user.email_verified:
+                return "skipped"
+            return self._send_verification(user)
+        user = self._user_by_email_evenly(mail.email or "")
+        if user is None or user.status is UserStatus.SUSPENDED:
+            return "skipped"
+        return self._send_reset(user, mail.ip)
+
+    def _within_limit(self, kind: MailKind, email: str, limit: int) -> bool:
+        now, _ = self._now()
+        hour = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H")
+        return self.outbox.count_mail(kind, email, hour, limit, now)
+
+    def _send_verification(self, user: User) -> str:
+        if not self._within_limit(
+            MailKind.VERIFY_EMAIL, user.email, self.settings.verify_mails_per_hour
+        ):
+            return "limited"
+        now, _ = self._now()
+        token, token_hash = tokens.new_reset_token()
+        ttl = self.settings.email_verify_ttl_seconds
+        self.repository.create_verification(token_hash, user, now + ttl)
+        link = f"{self.settings.public_base_url}/verify-email?token={token}"
+        self.mailer.send(
+            user.email,
+            "Verify your email",
+            f"Confirm that this address is yours to receive money with it.\n\n"
+            f"Verification token (valid {ttl // 3600} hours, usable once): {token}\n{link}\n\n"
+            f"If you did not sign up, ignore this message.\n",
+        )
+        return "sent"
+
+    def _send_reset(self, user: User, ip: str | None) -> str:
+        if not self._within_limit(
+            MailKind.PASSWORD_RESET, user.email, self.settings.reset_mails_per_hour
+        ):
+            return "limited"
         now, _ = self._now()
         token, token_hash = tokens.new_reset_token()
         self.repository.create_reset(
@@ -630,6 +744,7 @@ class AuthService:
             f"Reset token (valid {minutes} minutes, usable once): {token}\n{link}\n\n"
             f"If it was not you, ignore this message; your password is unchanged.\n",
         )
+        return "sent"
 
     def reset_password(self, token: str, new_password: str, ip: str | None) -> None:
         """Raises InvalidToken (unknown, used or expired) and WeakPassword."""

@@ -59,7 +59,8 @@ def transfer(
     if len(request.memo) > MAX_MEMO_LENGTH:
         raise InvalidRequest(f"memo has more than {MAX_MEMO_LENGTH} characters")
     if request.to_email is not None:
-        recipient_id = users.user_id_for_email(request.to_email.strip())
+        # An unverified email answers like an unknown one (API.md, "Email verification").
+        recipient_id = users.verified_user_id_for_email(request.to_email.strip())
         if recipient_id is None:
             raise RecipientNotFound("no user has this email")
         if recipient_id == sender.id:

@@ -37,6 +37,7 @@ from chalicelib.config import Settings
 from chalicelib.domain.accounts import OwnerType, PlatformAccount, PlatformKind, wallet_id
 from chalicelib.domain.errors import (
     AmountBelowMinimum,
+    EmailUnverified,
     HoldNotPending,
     InvalidRequest,
     InvalidState,
@@ -171,9 +172,11 @@ def request(
 ) -> Withdrawal:
     """Hold the amount and queue the withdrawal for review.
 
-    Raises (in order): UnsupportedCurrency, InvalidAmount, InvalidRequest (destination),
-    AmountBelowMinimum, WithdrawalLimitExceeded, InsufficientFunds.
+    Raises (in order): EmailUnverified, UnsupportedCurrency, InvalidAmount, InvalidRequest
+    (destination), AmountBelowMinimum, WithdrawalLimitExceeded, InsufficientFunds.
     """
+    if not user.email_verified:
+        raise EmailUnverified("verify your email before withdrawing")
     code = currency(currency_code).code
     minor = parse_amount(amount, code)
     if not isinstance(destination, str) or not _DESTINATION.fullmatch(destination):

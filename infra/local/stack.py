@@ -681,6 +681,7 @@ def serve_api(port: int) -> int:
     stopped = threading.Event()
     _on_stop_signals(stopped.set)
     exit_with_supervisor()
+    mail = _start_mail_sender()
     try:
         pool.start()
         if stopped.is_set():
@@ -696,6 +697,15 @@ def serve_api(port: int) -> int:
         return 0
     finally:
         pool.stop()
+        mail.terminate()
+
+
+def _start_mail_sender() -> subprocess.Popen:
+    """The mail outbox's sender, every second, in a process of its own (infra/local/mail_sender);
+    it stops when this process does."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "infra.local.mail_sender", str(os.getpid())], cwd=PROJECT_DIR
+    )
 
 
 SERVERS: dict[str, Callable[[int], int]] = {"dynamodb": serve_dynamodb, "api": serve_api}

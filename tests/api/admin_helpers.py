@@ -8,6 +8,7 @@ import pyotp
 from chalicelib.api.dependencies import get_auth_service
 from chalicelib.auth import passwords
 from chalicelib.domain.users import Role
+from tests.support import verified
 
 PASSWORD = "correct horse battery"
 
@@ -21,8 +22,8 @@ def operators() -> dict:
     """alice and bob (users), an admin with MFA, an admin without MFA in the token; tokens."""
     passwords.configure_for_tests()
     auth = get_auth_service()
-    alice = auth.sign_up("alice@example.com", PASSWORD, True, None)
-    bob = auth.sign_up("bob@example.com", PASSWORD, True, None)
+    alice = verified(auth.sign_up("alice@example.com", PASSWORD, True, None))
+    bob = verified(auth.sign_up("bob@example.com", PASSWORD, True, None))
     admin, secret = auth.create_admin("admin@example.com", PASSWORD)
     weak = auth.sign_up("weak-admin@example.com", PASSWORD, True, None, role=Role.ADMIN)
     return {

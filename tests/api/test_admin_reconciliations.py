@@ -16,7 +16,7 @@ from chalicelib.api import reconciliations as recon_api
 from chalicelib.api.dependencies import get_auth_service
 from chalicelib.auth import passwords
 from tests.api.helpers import call, wallet
-from tests.support import LedgerWorld
+from tests.support import LedgerWorld, verified
 
 PASSWORD = "correct horse battery"
 DAY = "2026-01-10"
@@ -41,7 +41,7 @@ def stripe_fake(monkeypatch) -> FakeStripe:
 def people(table, api_client, stripe_fake):
     passwords.configure_for_tests()
     auth = get_auth_service()
-    alice = auth.sign_up("alice@example.com", PASSWORD, True, None)
+    alice = verified(auth.sign_up("alice@example.com", PASSWORD, True, None))
     _, secret = auth.create_admin("admin@example.com", PASSWORD)
     world = LedgerWorld.create(table)
     ticks = itertools.count()

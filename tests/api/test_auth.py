@@ -20,6 +20,7 @@ from chalicelib.adapters.dynamo.ledger_repository import DynamoLedgerRepository
 from chalicelib.api import access
 from chalicelib.api.access import admin_only, current_principal
 from chalicelib.api.dependencies import get_auth_service
+from chalicelib.api.jobs import deliver_waiting_mail
 from chalicelib.auth import passwords
 from chalicelib.domain.accounts import OwnerType
 from chalicelib.domain.money import CURRENCIES
@@ -495,12 +496,16 @@ def test_the_per_ip_limit_applies_across_emails(client, monkeypatch):
 
 
 # -- password reset --------------------------------------------------------------------------------
-def sent_tokens() -> list[str]:
+def sent_tokens(kind: str = "Reset token", to: str | None = None) -> list[str]:
+    """Tokens mailed so far, after the mail outbox ran (as its scheduled function does)."""
+    deliver_waiting_mail()
     messages = ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages
     found = []
     for message in messages:
+        if to is not None and to not in message.destinations["ToAddresses"]:
+            continue
         for line in message.body.splitlines():
-            if line.startswith("Reset token"):
+            if line.startswith(kind):
                 found.append(line.rsplit(" ", 1)[1])
     return found
 
@@ -510,6 +515,52 @@ def test_forgot_always_answers_202_and_mails_only_real_users(client):
     for email in ("nobody@example.com", "alice@example.com", "not an email"):
         response, _ = post(client, "/v1/auth/password/forgot", {"email": email})
         assert response.status_code == 202
+    assert len(sent_tokens()) == 1
+
+
+def test_forgot_does_the_same_work_for_a_known_and_an_unknown_email(client):
+    from collections import Counter
+
+    from chalicelib.adapters.dynamo.models import LedgerItem
+
+    sign_up(client)
+    deliver_waiting_mail()  # the sign-up's verification mail
+    calls: Counter = Counter()
+    events = LedgerItem._get_connection().connection.client.meta.events
+    events.register("before-call.dynamodb", lambda model, **_: calls.update([model.name]))
+    post(client, "/v1/auth/password/forgot", {"email": "alice@example.com"})
+    known = dict(calls)
+    calls.clear()
+    post(client, "/v1/auth/password/forgot", {"email": "nobody@example.com"})
+    assert dict(calls) == known == {"PutItem": 1}
+
+
+def test_at_most_three_reset_mails_per_email_per_hour(client):
+    sign_up(client)
+    for _ in range(5):
+        response, _ = post(client, "/v1/auth/password/forgot", {"email": "alice@example.com"})
+        assert response.status_code == 202
+    assert len(sent_tokens()) == 3
+    CLOCK["now"] += 3600
+    post(client, "/v1/auth/password/forgot", {"email": "alice@example.com"})
+    assert len(sent_tokens()) == 4
+
+
+def test_a_mail_service_failure_never_reaches_the_caller_and_the_mail_is_sent_later(client):
+    sign_up(client)
+    deliver_waiting_mail()
+    service = get_auth_service()
+    working = service.mailer
+
+    class Down:
+        def send(self, to: str, subject: str, body: str) -> None:
+            raise RuntimeError("SES said no")
+
+    service.mailer = Down()
+    response, _ = post(client, "/v1/auth/password/forgot", {"email": "alice@example.com"})
+    assert response.status_code == 202
+    assert deliver_waiting_mail() == {"failed": 1}
+    service.mailer = working
     assert len(sent_tokens()) == 1
 
 
@@ -556,6 +607,107 @@ def test_a_reset_token_expires_after_30_minutes(client):
         {"token": token, "new_password": "a brand new passphrase"},
     )
     assert (response.status_code, code_of(body)) == (400, "invalid_token")
+
+
+# -- email verification ----------------------------------------------------------------------------
+def verification_tokens(to: str = "alice@example.com") -> list[str]:
+    return sent_tokens("Verification token", to)
+
+
+def test_a_new_email_is_verified_with_the_mailed_token_once(client, table):
+    user = sign_up(client)
+    assert user["email_verified"] is False
+    (token,) = verification_tokens()
+    response, body = post(client, "/v1/auth/email/verify", {"token": "nope"})
+    assert (response.status_code, code_of(body)) == (400, "invalid_token")
+    response, body = post(client, "/v1/auth/email/verify", {"token": token})
+    assert response.status_code == 200, body
+    assert (body["user"]["id"], body["user"]["email_verified"]) == (user["id"], True)
+    pair = tokens_for(client)
+    assert get(client, "/v1/me", pair["access_token"])[1]["user"]["email_verified"] is True
+    response, body = post(client, "/v1/auth/email/verify", {"token": token})
+    assert (response.status_code, code_of(body)) == (400, "invalid_token")  # used
+    assert "auth.email_verified" in [i["action"] for i in scan(table) if i["item_type"] == "audit"]
+    assert token not in json.dumps(scan(table), default=str)
+
+
+def test_a_verification_token_expires_after_24_hours(client):
+    sign_up(client)
+    (token,) = verification_tokens()
+    CLOCK["now"] += 24 * 3600 + 1
+    response, body = post(client, "/v1/auth/email/verify", {"token": token})
+    assert (response.status_code, code_of(body)) == (400, "invalid_token")
+
+
+def test_resending_the_verification_mail_is_limited_to_three_an_hour(client):
+    sign_up(client)
+    pair = tokens_for(client)
+    for _ in range(4):
+        response, _ = post(client, "/v1/auth/email/verify/resend", b"", pair["access_token"])
+        assert response.status_code == 202
+    assert len(verification_tokens()) == 3  # the sign-up's and two more
+    token = verification_tokens()[-1]
+    assert post(client, "/v1/auth/email/verify", {"token": token})[0].status_code == 200
+    post(client, "/v1/auth/email/verify/resend", b"", pair["access_token"])
+    CLOCK["now"] += 3600
+    assert len(verification_tokens()) == 3  # verified: nothing more is sent
+
+
+def test_an_unverified_user_cannot_receive_by_email_nor_withdraw(client, table):
+    from chalicelib.domain.accounts import OwnerType, wallet_id
+    from tests.support import LedgerWorld, verified
+
+    sign_up(client)
+    sign_up(client, "bob@example.com")
+    bob = get_auth_service().repository.find_user_by_email("bob@example.com")
+    alice = verified(get_auth_service().repository.find_user_by_email("alice@example.com"))
+    LedgerWorld.create(table).fund(wallet_id(OwnerType.USER, alice.id, "USD"), 50_00)
+    alice_token = tokens_for(client)["access_token"]
+    headers = {"idempotency-key": "t1"}
+    transfer = {"amount": "1.00", "currency": "USD", "to_email": "bob@example.com"}
+    unknown = {**transfer, "to_email": "nobody@example.com"}
+    answers = []
+    for n, body in enumerate((transfer, unknown)):
+        response = client.http.post(
+            "/v1/transfers",
+            body=json.dumps(body).encode(),
+            headers={
+                "content-type": "application/json",
+                "authorization": f"Bearer {alice_token}",
+                **headers,
+                "idempotency-key": f"t{n}",
+            },
+        )
+        answer = json.loads(response.body)
+        answers.append((response.status_code, code_of(answer), answer["error"]["message"]))
+    assert answers[0] == answers[1]
+    assert answers[0][:2] == (404, "recipient_not_found")
+
+    bob_token = tokens_for(client, "bob@example.com")["access_token"]
+    out = {"amount": "0.001", "currency": "BTC", "destination": "bc1qexample0000000000"}
+    response = client.http.post(
+        "/v1/withdrawals",
+        body=json.dumps(out).encode(),
+        headers={
+            "content-type": "application/json",
+            "authorization": f"Bearer {bob_token}",
+            "idempotency-key": "w1",
+        },
+    )
+    assert (response.status_code, code_of(json.loads(response.body))) == (403, "email_unverified")
+    (token,) = verification_tokens("bob@example.com")
+    post(client, "/v1/auth/email/verify", {"token": token})
+    response = client.http.post(
+        "/v1/transfers",
+        body=json.dumps(transfer).encode(),
+        headers={
+            "content-type": "application/json",
+            "authorization": f"Bearer {alice_token}",
+            "idempotency-key": "t-after",
+        },
+    )
+    assert response.status_code == 201
+    assert wallet_id(OwnerType.USER, bob.id, "USD") in response.body.decode()
 
 
 # -- audit -----------------------------------------------------------------------------------------
@@ -651,3 +803,24 @@ def test_every_v1_route_is_public_protected_or_admin_only():
             assert mark is not None, f"{method} {path} has no access decorator"
             if path.startswith("/v1/admin/"):
                 assert mark == "admin", f"{method} {path} must be admin_only"
+
+
+def test_users_of_before_verification_are_migrated_by_mail_or_by_mark(client, table):
+    from infra import verify_existing_emails
+
+    for name in ("old1", "old2"):
+        sign_up(client, f"{name}@example.com")
+    deliver_waiting_mail()
+    service = get_auth_service()
+    assert service.verify_existing_emails(mail=True) == 2
+    assert len(verification_tokens("old1@example.com")) == 2
+    assert verify_existing_emails.main(["--mark"]) == 0
+    for name in ("old1", "old2"):
+        user = service.repository.find_user_by_email(f"{name}@example.com")
+        assert user.email_verified
+        assert service.repository.verified_user_id_for_email(f"{name}@example.com") == user.id
+    assert service.verify_existing_emails(mail=False) == 0
+    marked = [
+        i for i in scan(table) if i["item_type"] == "audit" and i["action"] == "auth.email_verified"
+    ]
+    assert len(marked) == 2

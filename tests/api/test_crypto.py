@@ -22,7 +22,7 @@ from chalicelib.domain.accounts import OwnerType, PlatformAccount, PlatformKind,
 from chalicelib.services import crypto as crypto_service
 from chalicelib.services import withdrawals as withdrawal_service
 from tests.api.helpers import balances, call
-from tests.support import LedgerWorld, scan
+from tests.support import LedgerWorld, scan, verified
 
 PASSWORD = "correct horse battery"
 DESTINATION = "bc1qexampleaddress0000000000"
@@ -35,8 +35,8 @@ def people(table, api_client):
     dependencies.reset()
     passwords.configure_for_tests()
     auth = get_auth_service()
-    alice = auth.sign_up("alice@example.com", PASSWORD, True, None)
-    bob = auth.sign_up("bob@example.com", PASSWORD, True, None)
+    alice = verified(auth.sign_up("alice@example.com", PASSWORD, True, None))
+    bob = verified(auth.sign_up("bob@example.com", PASSWORD, True, None))
     _, secret = auth.create_admin("admin@example.com", PASSWORD)
     tokens = {
         "alice": auth.login("alice@example.com", PASSWORD, None, None).access_token,

@@ -23,7 +23,7 @@ from chalicelib.api.dependencies import get_auth_service, get_ledger_service
 from chalicelib.auth import passwords
 from chalicelib.domain.accounts import OwnerType, wallet_id
 from tests.api.helpers import call
-from tests.support import check_guarantees, scan
+from tests.support import check_guarantees, scan, verified
 
 PASSWORD = "correct horse battery"
 SECRET = "whsec_test_endpoint"
@@ -103,8 +103,8 @@ def stripe_fake(monkeypatch) -> FakeStripe:
 def people(table, api_client, stripe_fake):
     passwords.configure_for_tests()
     auth = get_auth_service()
-    alice = auth.sign_up("alice@example.com", PASSWORD, True, None)
-    auth.sign_up("bob@example.com", PASSWORD, True, None)
+    alice = verified(auth.sign_up("alice@example.com", PASSWORD, True, None))
+    verified(auth.sign_up("bob@example.com", PASSWORD, True, None))
     return {
         "alice": alice,
         "alice_token": auth.login("alice@example.com", PASSWORD, None, None).access_token,

@@ -25,7 +25,7 @@ from chalicelib.domain.fx import epoch_seconds
 from chalicelib.domain.transactions import TransactionType
 from chalicelib.services import fx as fx_service
 from chalicelib.services.ledger import PostingRequest
-from tests.support import LedgerWorld, scan
+from tests.support import LedgerWorld, scan, verified
 
 PASSWORD = "correct horse battery"
 
@@ -35,8 +35,8 @@ def people(table, api_client):
     """Alice (USD 100.00, funded through the engine) and Bob; their users, wallets and tokens."""
     passwords.configure_for_tests()
     service = get_auth_service()
-    alice = service.sign_up("alice@example.com", PASSWORD, True, None)
-    bob = service.sign_up("bob@example.com", PASSWORD, True, None)
+    alice = verified(service.sign_up("alice@example.com", PASSWORD, True, None))
+    bob = verified(service.sign_up("bob@example.com", PASSWORD, True, None))
     world = LedgerWorld.create(table)
     world.fund(wallet(alice.id, "USD"), 100_00)
     tokens = {

@@ -22,7 +22,7 @@ from chalicelib.domain.errors import ProviderRefused, ProviderUnavailable, Refun
 from chalicelib.services import deposits, refunds
 from tests.api.helpers import balances, call, wallet
 from tests.api.test_deposits import PASSWORD, FakeStripe, deliver, event
-from tests.support import check_guarantees, scan
+from tests.support import check_guarantees, scan, verified
 
 
 class RefundingStripe(FakeStripe):
@@ -80,8 +80,8 @@ def stripe(monkeypatch) -> RefundingStripe:
 def people(table, api_client, stripe):
     passwords.configure_for_tests()
     auth = get_auth_service()
-    alice = auth.sign_up("alice@example.com", PASSWORD, True, None)
-    bob = auth.sign_up("bob@example.com", PASSWORD, True, None)
+    alice = verified(auth.sign_up("alice@example.com", PASSWORD, True, None))
+    bob = verified(auth.sign_up("bob@example.com", PASSWORD, True, None))
     _, secret = auth.create_admin("admin@example.com", PASSWORD)
     return {
         "alice": alice,

@@ -11,7 +11,7 @@ from chalicelib.api.dependencies import get_auth_service, get_ledger_service
 from chalicelib.auth import passwords
 from chalicelib.domain.accounts import OwnerType, PlatformAccount, PlatformKind, wallet_id
 from chalicelib.domain.money import parse_amount
-from tests.support import LedgerWorld
+from tests.support import LedgerWorld, verified
 
 PASSWORD = "correct horse battery"
 
@@ -19,7 +19,7 @@ PASSWORD = "correct horse battery"
 def test_fund_pay_a_facility_swap_withdraw_and_cancel(table, api_client):
     passwords.configure_for_tests()
     auth = get_auth_service()
-    alice = auth.sign_up("alice@example.com", PASSWORD, True, None)
+    alice = verified(auth.sign_up("alice@example.com", PASSWORD, True, None))
     _, secret = auth.create_admin("admin@example.com", PASSWORD)
     alice_token = auth.login("alice@example.com", PASSWORD, None, None).access_token
     admin_token = auth.login(

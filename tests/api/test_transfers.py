@@ -15,7 +15,7 @@ from chalicelib.auth import passwords
 from chalicelib.domain.accounts import OwnerType
 from chalicelib.domain.errors import InsufficientFunds
 from chalicelib.services import transfers as transfer_service
-from tests.support import LedgerWorld, scan
+from tests.support import LedgerWorld, scan, verified
 
 PASSWORD = "correct horse battery"
 
@@ -25,8 +25,8 @@ def people(table, api_client):
     """Alice (USD 10.00, funded through the engine), Bob, and an MFA admin; their tokens."""
     passwords.configure_for_tests()
     service = get_auth_service()
-    alice = service.sign_up("alice@example.com", PASSWORD, True, None)
-    bob = service.sign_up("bob@example.com", PASSWORD, True, None)
+    alice = verified(service.sign_up("alice@example.com", PASSWORD, True, None))
+    bob = verified(service.sign_up("bob@example.com", PASSWORD, True, None))
     _, secret = service.create_admin("admin@example.com", PASSWORD)
     world = LedgerWorld.create(table)
     usd = {u.id: wallet(u.id) for u in (alice, bob)}

@@ -16,7 +16,7 @@ from chalicelib.domain.accounts import PlatformAccount, PlatformKind
 from chalicelib.domain.errors import WithdrawalLimitExceeded
 from chalicelib.services import withdrawals as service
 from tests.api.helpers import balances, call, wallet
-from tests.support import LedgerWorld, scan
+from tests.support import LedgerWorld, scan, verified
 
 PASSWORD = "correct horse battery"
 ADDRESS = "bc1qexampleaddress0000000000"
@@ -32,8 +32,8 @@ def people(table, api_client, monkeypatch):
     dependencies.reset()
     passwords.configure_for_tests()
     auth = get_auth_service()
-    alice = auth.sign_up("alice@example.com", PASSWORD, True, None)
-    bob = auth.sign_up("bob@example.com", PASSWORD, True, None)
+    alice = verified(auth.sign_up("alice@example.com", PASSWORD, True, None))
+    bob = verified(auth.sign_up("bob@example.com", PASSWORD, True, None))
     _, secret = auth.create_admin("admin@example.com", PASSWORD)
     world = LedgerWorld.create(table)
     btc = wallet(alice.id, "BTC")

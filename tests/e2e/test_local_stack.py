@@ -256,16 +256,42 @@ def test_the_seeded_admin_logs_in_with_totp_and_gets_a_reset_mail(stack: Stack, 
     assert me["user"]["mfa_enabled"] is True
 
     # Sent through moto's SES (which refuses unverified senders) and written to the folder.
+    # The mail goes out of the request (the outbox; the local stack sends it within a second).
     status, _, _ = post(f"{api}/v1/auth/password/forgot", {"email": ADMIN_EMAIL})
     assert status == 202
+    mails = wait_for_mail(stack, ADMIN_EMAIL)
     assert moto_client(stack, "ses").get_send_quota()["SentLast24Hours"] == 1
-    mails = sorted(stack.mail_dir.glob("*.eml"))
     assert len(mails) == 1, mails
     message = email.message_from_bytes(mails[0].read_bytes(), policy=email.policy.default)
     assert message["To"] == ADMIN_EMAIL
     body = message.get_content()
     assert re.search(r"Reset token \(valid 30 minutes, usable once\): \S{20,}", body), body
     assert f"{api}/reset-password?token=" in body
+
+
+def wait_for_mail(stack: Stack, to: str, count: int = 1, seconds: float = 15) -> list[Path]:
+    """The mail folder's messages to ``to`` once there are ``count`` of them (sent by the local
+    stack's mail sender, outside the request that asked for them)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = [
+            path
+            for path in sorted(stack.mail_dir.glob("*.eml"))
+            if email.message_from_bytes(path.read_bytes(), policy=email.policy.default)["To"] == to
+        ]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def mailed_token(stack: Stack, to: str, kind: str = "Verification token", count: int = 1) -> str:
+    """The token of the newest mail of ``kind`` to ``to``."""
+    for path in reversed(wait_for_mail(stack, to, count)):
+        body = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        match = re.search(rf"{kind} \(.*\): (\S+)", body.get_content())
+        if match:
+            return match.group(1)
+    raise AssertionError(f"no {kind} mailed to {to}")
 
 
 def authed(token: str, key: str | None = None) -> dict[str, str]:
@@ -321,6 +347,9 @@ def test_crypto_in_and_out_through_the_fake_gateway_process(stack: Stack, admin_
     credentials = {"email": "dave@example.com", "password": "correct horse battery"}
     status, _, body = post(f"{api}/v1/auth/signup", {**credentials, "accept_terms": True})
     assert status == 201, body
+    token = mailed_token(stack, "dave@example.com")  # only a verified email may withdraw
+    status, _, body = post(f"{api}/v1/auth/email/verify", {"token": token})
+    assert status == 200, body
     status, _, tokens = post(f"{api}/v1/auth/login", credentials)
     assert status == 200, tokens
     dave = tokens["access_token"]

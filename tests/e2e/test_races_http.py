@@ -29,6 +29,7 @@ from tests.e2e.test_local_stack import (
     HOST,
     Stack,
     authed,
+    mailed_token,
     require_running,
     send,
 )
@@ -88,9 +89,13 @@ def call(stack: Stack, path: str, token: str, body: dict | None = None, key: str
 
 
 def sign_up_and_log_in(stack: Stack, email: str) -> dict:
+    """A new user, email verified from the mailed link (only verified emails receive money)."""
     credentials = {"email": email, "password": PASSWORD}
     status, _, body = post(f"{api(stack)}/v1/auth/signup", {**credentials, "accept_terms": True})
     assert status == 201, body
+    token = mailed_token(stack, email)
+    status, _, body = post(f"{api(stack)}/v1/auth/email/verify", {"token": token})
+    assert status == 200, body
     status, _, tokens = post(f"{api(stack)}/v1/auth/login", credentials)
     assert status == 200, tokens
     return tokens

@@ -22,6 +22,7 @@ from tests.e2e.test_local_stack import (
     HOST,
     Stack,
     get,
+    mailed_token,
 )
 
 pytestmark = pytest.mark.e2e
@@ -33,6 +34,9 @@ def test_an_admin_reconciles_a_mixed_day_on_the_local_stack(stack: Stack):
     api = f"http://{HOST}:{stack.api}"
     dora = sign_in(api, "dora@example.com")
     sign_in(api, "eve@example.com")
+    token = mailed_token(stack, "eve@example.com")  # only a verified email receives money
+    status, body = post(f"{api}/v1/auth/email/verify", {"token": token}, {})
+    assert status == 200, body
 
     status, body = post(
         f"{api}/v1/deposits/card",

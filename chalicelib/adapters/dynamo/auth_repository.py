@@ -21,7 +21,9 @@ from chalicelib.adapters.dynamo.models import (
     SessionItem,
     ThrottleItem,
     UserItem,
+    VerifyTokenItem,
 )
+from chalicelib.adapters.dynamo.outbox_repository import DynamoOutbox
 from chalicelib.adapters.dynamo.transact import AtomicWrite, condition_failed
 from chalicelib.domain.accounts import Account
 from chalicelib.domain.errors import (
@@ -32,7 +34,7 @@ from chalicelib.domain.errors import (
     Unauthenticated,
     VersionConflict,
 )
-from chalicelib.domain.users import AuditEvent, Session, User, UserStatus
+from chalicelib.domain.users import AuditEvent, OutboxMail, Session, User, UserStatus
 
 
 @dataclass(frozen=True)
@@ -93,8 +95,16 @@ class DynamoAuthRepository:
         return [int(t) for t in item.failures or []], int(item.version)
 
     # -- writes ---------------------------------------------------------------------------------
-    def sign_up(self, user: User, accounts: Sequence[Account], event: AuditEvent) -> None:
-        """User, email claim, wallets and audit event, all or nothing.
+    def sign_up(
+        self,
+        user: User,
+        accounts: Sequence[Account],
+        event: AuditEvent,
+        mail: OutboxMail | None = None,
+        now: int = 0,
+    ) -> None:
+        """User, email claim, wallets, audit event and the verification mail's outbox item,
+        all or nothing.
 
         Raises:
             EmailTaken: the email (case-insensitively) is claimed already.
@@ -116,8 +126,80 @@ class DynamoAuthRepository:
                 AccountItem.PK.does_not_exist(),
                 VersionConflict("account id taken"),
             )
+        if mail is not None:
+            DynamoOutbox().put_in(write, mail, now)
         write.append_audit(event)
         write.send_or_raise_tag()
+
+    # -- email verification ---------------------------------------------------------------------
+    def verified_user_id_for_email(self, email: str) -> str | None:
+        """Like ``user_id_for_email``, for a verified email only (an unverified one answers like
+        an unknown one)."""
+        raw = read_ahead.get_raw(keys.email_pk(email), keys.EMAIL_SK)
+        if raw is None:
+            return None
+        claim = EmailClaimItem.from_raw_data(raw)
+        return claim.user_id if claim.verified else None
+
+    def create_verification(self, token_hash: str, user: User, expires_at: int) -> None:
+        VerifyTokenItem(
+            keys.verify_pk(token_hash),
+            keys.VERIFY_SK,
+            item_type=VerifyTokenItem.ITEM_TYPE,
+            user_id=user.id,
+            email=user.email,
+            expires_at=expires_at,
+            used=False,
+        ).save(VerifyTokenItem.PK.does_not_exist())
+
+    def get_verification(self, token_hash: str) -> VerifyTokenItem | None:
+        try:
+            return VerifyTokenItem.get(
+                keys.verify_pk(token_hash), keys.VERIFY_SK, consistent_read=True
+            )
+        except VerifyTokenItem.DoesNotExist:
+            return None
+
+    def verify_email(self, token_hash: str, user: User, now: int, event: AuditEvent) -> None:
+        """Use the token once and mark the user's email (profile and claim) verified.
+
+        Raises:
+            InvalidToken: the token was used or expired meanwhile, or the email changed.
+        """
+        write = AtomicWrite()
+        unused = VerifyTokenItem.used == False  # noqa: E712 - a DynamoDB condition
+        write.update(
+            VerifyTokenItem(keys.verify_pk(token_hash), keys.VERIFY_SK),
+            [VerifyTokenItem.used.set(True)],
+            unused & (VerifyTokenItem.expires_at > now) & (VerifyTokenItem.user_id == user.id),
+            InvalidToken("the verification token is not valid"),
+        )
+        self._mark_verified(write, user)
+        write.append_audit(event)
+        write.send_or_raise_tag()
+
+    def mark_email_verified(self, user: User, event: AuditEvent) -> None:
+        """Mark a user's email verified without a token (an operator's migration of users who
+        signed up before verification existed)."""
+        write = AtomicWrite()
+        self._mark_verified(write, user)
+        write.append_audit(event)
+        write.send_or_raise_tag()
+
+    @staticmethod
+    def _mark_verified(write: AtomicWrite, user: User) -> None:
+        write.update(
+            UserItem.from_domain(user),
+            [UserItem.email_verified.set(True)],
+            UserItem.PK.exists() & (UserItem.email == user.email),
+            InvalidToken("the verification token is not valid"),
+        )
+        write.update(
+            EmailClaimItem.for_user(user),
+            [EmailClaimItem.verified.set(True)],
+            EmailClaimItem.user_id == user.id,
+            InvalidToken("the verification token is not valid"),
+        )
 
     def open_session(self, session: Session, event: AuditEvent) -> None:
         write = AtomicWrite()

@@ -25,6 +25,10 @@
 - email claim: PK ``EMAIL#<lower-case email>``, SK ``EMAIL`` (makes emails unique)
 - session:     PK ``USER#<id>``, SK ``SESSION#<id>`` (one login: its refresh token family)
 - reset token: PK ``RESET#<sha256 of the token>``, SK ``RESET``
+- email verification token: PK ``VERIFY#<sha256 of the token>``, SK ``VERIFY``
+- mail outbox: PK ``OUTBOX#<shard>``, SK ``<at>#<id>`` (a mail to send, out of the request)
+- mail count:  PK ``MAILS#<kind>#<lower-case email>#<yyyy-mm-ddThh>``, SK ``MAILS`` (an hour's
+  mails of one kind to one address)
 - throttle:    PK ``THROTTLE#<email|ip>#<value>``, SK ``THROTTLE``
 - audit event: PK ``AUDIT#<yyyy-mm-dd>#<shard>``, SK ``<at>#<id>``
 - audit digest: PK ``AUDITDIGEST#<yyyy-mm-dd>``, SK ``DIGEST`` (a day's events, hash-chained);
@@ -130,6 +134,34 @@ def session_sk(session_id: str) -> str:
 
 def reset_pk(token_hash: str) -> str:
     return RESET_PREFIX + token_hash
+
+
+VERIFY_PREFIX = "VERIFY#"
+VERIFY_SK = "VERIFY"
+OUTBOX_PREFIX = "OUTBOX#"
+OUTBOX_SHARDS = 4
+MAILS_PREFIX = "MAILS#"
+MAILS_SK = "MAILS"
+
+
+def verify_pk(token_hash: str) -> str:
+    return VERIFY_PREFIX + token_hash
+
+
+def outbox_pk(shard: int) -> str:
+    return f"{OUTBOX_PREFIX}{shard}"
+
+
+def outbox_sk(at: str, message_id: str) -> str:
+    return f"{at}#{message_id}"
+
+
+def outbox_shard(message_id: str) -> int:
+    return zlib.crc32(message_id.encode()) % OUTBOX_SHARDS
+
+
+def mails_pk(kind: str, email: str, hour: str) -> str:
+    return f"{MAILS_PREFIX}{kind}#{email.lower()}#{hour}"
 
 
 def throttle_pk(kind: str, value: str) -> str:

@@ -493,6 +493,7 @@ class UserItem(LedgerItem):
     suspended_at = UnicodeAttribute(null=True)
     suspended_by = UnicodeAttribute(null=True)
     suspension_reason = UnicodeAttribute(null=True)
+    email_verified = BooleanAttribute(null=True)  # absent: a user of before verification
 
     ITEM_TYPE = "user"
 
@@ -519,6 +520,7 @@ class UserItem(LedgerItem):
             suspended_at=user.suspended_at,
             suspended_by=user.suspended_by,
             suspension_reason=user.suspension_reason,
+            email_verified=user.email_verified,
         )
 
     def to_domain(self) -> User:
@@ -540,6 +542,7 @@ class UserItem(LedgerItem):
             suspended_at=self.suspended_at,
             suspended_by=self.suspended_by,
             suspension_reason=self.suspension_reason,
+            email_verified=bool(self.email_verified),
         )
 
 
@@ -553,6 +556,8 @@ class EmailClaimItem(LedgerItem):
         pass
 
     user_id = UnicodeAttribute()
+    # Set with the user's when the email is verified: a transfer by email reads only the claim.
+    verified = BooleanAttribute(null=True)
     users_index = DayIndex()  # GSI2, overloaded: the admin list of users
     GSI2PK = UnicodeAttribute(null=True)
     GSI2SK = UnicodeAttribute(null=True)
@@ -566,6 +571,7 @@ class EmailClaimItem(LedgerItem):
             keys.EMAIL_SK,
             item_type=cls.ITEM_TYPE,
             user_id=user.id,
+            verified=user.email_verified or None,
             GSI2PK=keys.USERS_GSI_PK,
             GSI2SK=keys.users_gsi_sk(user.email, user.id),
         )
@@ -639,6 +645,51 @@ class ResetTokenItem(LedgerItem):
     used = BooleanAttribute(default=False)
 
     ITEM_TYPE = "reset_token"
+
+
+class VerifyTokenItem(LedgerItem):
+    """The hash of an email verification token (the token itself is only in the mail)."""
+
+    class Meta(_Meta):
+        pass
+
+    user_id = UnicodeAttribute()
+    email = UnicodeAttribute()  # the address it proves; a changed address voids it
+    expires_at = NumberAttribute()  # the table's TTL attribute
+    used = BooleanAttribute(default=False)
+
+    ITEM_TYPE = "verify_token"
+
+
+class OutboxItem(LedgerItem):
+    """A mail to send outside the request that asked for it (``services/mail_outbox.py``)."""
+
+    class Meta(_Meta):
+        pass
+
+    message_id = UnicodeAttribute()
+    kind = UnicodeAttribute()
+    email = UnicodeAttribute(null=True)
+    user_id = UnicodeAttribute(null=True)
+    ip = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    attempts = NumberAttribute(default=0)
+    claimed_until = NumberAttribute(default=0)
+    expires_at = NumberAttribute()  # the table's TTL attribute
+
+    ITEM_TYPE = "outbox"
+
+
+class MailCountItem(LedgerItem):
+    """How many mails of one kind went to one address in one hour."""
+
+    class Meta(_Meta):
+        pass
+
+    count = NumberAttribute(default=0)
+    expires_at = NumberAttribute()  # the table's TTL attribute
+
+    ITEM_TYPE = "mail_count"
 
 
 class ThrottleItem(LedgerItem):
@@ -803,6 +854,9 @@ MODELS: tuple[type[Model], ...] = (
     EmailClaimItem,
     SessionItem,
     ResetTokenItem,
+    VerifyTokenItem,
+    OutboxItem,
+    MailCountItem,
     ThrottleItem,
     AuditItem,
     QuoteItem,
