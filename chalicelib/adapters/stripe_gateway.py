@@ -148,17 +148,20 @@ class StripeGateway:
         """A PaymentIntent for a deposit; Stripe's idempotency key is the deposit id, so a
         retried request gets the same intent back (from real Stripe; localstripe ignores it)."""
         stripe = self._stripe()
-        intent = stripe.PaymentIntent.create(
-            amount=amount,
-            currency=currency.lower(),
-            metadata={"deposit_id": deposit_id, "user_id": user_id},
-            payment_method_types=["card"],
-            idempotency_key=deposit_id,
-        )
+        with _provider_errors(stripe):
+            intent = stripe.PaymentIntent.create(
+                amount=amount,
+                currency=currency.lower(),
+                metadata={"deposit_id": deposit_id, "user_id": user_id},
+                payment_method_types=["card"],
+                idempotency_key=deposit_id,
+            )
         return _intent(intent)
 
     def retrieve_payment_intent(self, payment_intent_id: str) -> PaymentIntent:
-        return _intent(self._stripe().PaymentIntent.retrieve(payment_intent_id))
+        stripe = self._stripe()
+        with _provider_errors(stripe):
+            return _intent(stripe.PaymentIntent.retrieve(payment_intent_id))
 
     def create_refund(
         self, *, payment_intent_id: str, amount: int, refund_id: str, deposit_id: str

@@ -38,6 +38,7 @@ def user_view(user: User) -> dict[str, Any]:
         "role": user.role.value,
         "status": user.status.value,
         "mfa_enabled": user.mfa_enabled,
+        "email_verified": user.email_verified,
         "created_at": user.created_at,
         "terms_accepted_at": user.terms_accepted_at,
         "suspended_at": user.suspended_at,
@@ -81,6 +82,20 @@ def unsuspend_user(user_id: str) -> dict[str, Any]:
         get_auth_service().repository,
         current_principal().user,
         user_id,
+        source_ip(admin.current_request),
+    )
+    return {"user": user_view(user)}
+
+
+@admin.route("/v1/admin/users/{user_id}/role", methods=["POST"])
+@admin_only(admin)
+def change_role(user_id: str) -> dict[str, Any]:
+    body = parse_body(admin.current_request, schemas().RoleChange)
+    user = service().set_role(
+        get_auth_service().repository,
+        current_principal().user,
+        user_id,
+        body.role,
         source_ip(admin.current_request),
     )
     return {"user": user_view(user)}

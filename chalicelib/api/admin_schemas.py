@@ -19,3 +19,7 @@ class Rollback(RequestBody):
 
 class Suspension(RequestBody):
     reason: Reason
+
+
+class RoleChange(RequestBody):
+    role: Annotated[str, StringConstraints(min_length=1, max_length=16)]

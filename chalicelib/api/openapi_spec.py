@@ -482,6 +482,14 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         errors=(409,),
         access="admin",
     ),
+    ("POST", "/v1/admin/users/{user_id}/role"): Op(
+        "Make a user an admin, or a user again (not one's own role)",
+        "admin",
+        body="chalicelib.api.admin_schemas:RoleChange",
+        returns={"user": _ref("User")},
+        errors=(400, 404, 409),
+        access="admin",
+    ),
     ("GET", "/v1/admin/transactions/{transaction_id}"): Op(
         "Any transaction", "admin", returns=TXN, access="admin"
     ),

@@ -52,7 +52,9 @@ def _filter(name: str, value: str | None) -> str | None:
 
 def _decode_cursor(cursor: str, low: str, high: str) -> str:
     try:
-        return cursors.decode(cursor, partition={}, ranges={"after": (low, high)})["after"]["S"]
+        after = cursors.decode(cursor, partition={}, ranges={"after": (low, high)})["after"]["S"]
+        date.fromisoformat(after[:10])  # a day that exists (not 2025-02-30): a cursor of ours
+        return after
     except ValueError as exc:
         raise InvalidRequest(
             "cursor is not valid",

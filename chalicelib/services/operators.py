@@ -26,12 +26,13 @@ from chalicelib.adapters.clock import now_iso
 from chalicelib.adapters.dynamo.ledger_repository import audit_entry
 from chalicelib.domain.errors import (
     CannotSuspendSelf,
+    Forbidden,
     InvalidRequest,
     TransactionNotFound,
     UserNotFound,
 )
 from chalicelib.domain.transactions import Transaction, derive_transaction_id
-from chalicelib.domain.users import AuditEvent, User, UserStatus
+from chalicelib.domain.users import AuditEvent, Role, User, UserStatus
 from chalicelib.services.ledger import LedgerService
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ MAX_ID_LENGTH = 128
 ROLLBACK_ACTION = "transaction.rollback"
 SUSPEND_ACTION = "user.suspended"
 UNSUSPEND_ACTION = "user.unsuspended"
+ROLE_ACTION = "user.role_changed"
 
 
 def _reason(reason: object) -> str:
@@ -145,6 +147,31 @@ def unsuspend(users: DynamoAuthRepository, admin: User, user_id: str, ip: str | 
     previous = user.suspension_reason or ""
     event = _event(UNSUSPEND_ACTION, admin, user.id, ip, previous_reason=previous)
     return users.set_status(user, UserStatus.ACTIVE, event)
+
+
+def set_role(
+    users: DynamoAuthRepository, admin: User, user_id: str, role: str, ip: str | None
+) -> User:
+    """Make a user an admin or a user again, audited with the old and the new role. The role is
+    read on every request, so it takes effect at once; a new admin still needs MFA (and a
+    login with a TOTP code) for admin routes. Setting the role a user has changes nothing.
+
+    Raises (in order): InvalidRequest (role), UserNotFound, Forbidden (one's own role),
+    InvalidState (the role changed meanwhile).
+    """
+    try:
+        wanted = Role(role)
+    except ValueError as exc:
+        raise InvalidRequest(
+            "role must be user or admin", [{"field": "role", "message": "user or admin"}]
+        ) from exc
+    user = _user(users, user_id)
+    if user.id == admin.id:
+        raise Forbidden("an admin cannot change their own role")
+    if user.role is wanted:
+        return user
+    event = _event(ROLE_ACTION, admin, user.id, ip, old=user.role.value, new=wanted.value)
+    return users.set_role(user, wanted, event)
 
 
 def list_users(

@@ -186,3 +186,38 @@ def test_the_users_index_holds_email_claims_never_profiles_or_their_secrets(peop
     assert indexed
     assert {i["item_type"] for i in indexed} == {"email_claim"}
     assert not any("password_hash" in i or "totp_secret" in i for i in indexed)
+
+
+def test_an_admin_changes_anothers_role_audited_but_not_their_own(api_client, people):
+    admin = people["tokens"]["admin"]
+    bob_id = people["bob"].id
+    path = f"/v1/admin/users/{bob_id}/role"
+    response, body = call(api_client, "POST", path, admin, {"role": "owner"})
+    assert (response.status_code, body["error"]["code"]) == (400, "invalid_request")
+    response, body = call(api_client, "POST", path, admin, {"role": "admin"})
+    assert response.status_code == 200, body
+    assert (body["user"]["id"], body["user"]["role"]) == (bob_id, "admin")
+    response, body = call(api_client, "POST", path, admin, {"role": "admin"})  # no change
+    assert (response.status_code, body["user"]["role"]) == (200, "admin")
+    own = f"/v1/admin/users/{people['admin'].id}/role"
+    response, body = call(api_client, "POST", own, admin, {"role": "user"})
+    assert (response.status_code, body["error"]["code"]) == (403, "forbidden")
+    response, body = call(
+        api_client, "POST", "/v1/admin/users/usr_nobody/role", admin, {"role": "user"}
+    )
+    assert (response.status_code, body["error"]["code"]) == (404, "not_found")
+    response, body = call(api_client, "POST", path, admin, {"role": "user"})
+    assert (response.status_code, body["user"]["role"]) == (200, "user")
+    changes = [
+        (i.actor_id, i.target, i.details.as_dict())
+        for i in AuditItem.scan(AuditItem.item_type == "audit")
+        if i.action == "user.role_changed"
+    ]
+    admin_id = people["admin"].id
+    assert sorted(changes, key=lambda c: c[2]["new"]) == [
+        (admin_id, bob_id, {"old": "user", "new": "admin"}),
+        (admin_id, bob_id, {"old": "admin", "new": "user"}),
+    ]
+    user_token = people["tokens"]["alice"]
+    response, body = call(api_client, "POST", path, user_token, {"role": "admin"})
+    assert (response.status_code, body["error"]["code"]) == (403, "forbidden")

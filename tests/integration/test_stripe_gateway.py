@@ -98,3 +98,14 @@ def test_an_event_signed_with_the_endpoint_secret_verifies(gateway: StripeGatewa
     )
     with pytest.raises(InvalidWebhook):
         gateway.verify_event(payload + b" ", f"t={at},v1={mac}")
+
+
+def test_a_payment_intent_stripe_refuses_is_a_provider_refusal(gateway: StripeGateway):
+    """A 4xx from Stripe when creating the intent is ``ProviderRefused`` (422 provider_refused),
+    not an unhandled error (once a 500)."""
+    from chalicelib.domain.errors import ProviderRefused
+
+    with pytest.raises(ProviderRefused):
+        gateway.create_payment_intent(
+            amount=-5, currency="USD", deposit_id="dep_refused", user_id="usr_x"
+        )

@@ -34,7 +34,7 @@ from chalicelib.domain.errors import (
     Unauthenticated,
     VersionConflict,
 )
-from chalicelib.domain.users import AuditEvent, OutboxMail, Session, User, UserStatus
+from chalicelib.domain.users import AuditEvent, OutboxMail, Role, Session, User, UserStatus
 
 
 @dataclass(frozen=True)
@@ -458,6 +458,23 @@ class DynamoAuthRepository:
         AuditItem.from_domain(event).save(AuditItem.SK.does_not_exist())
 
     # -- operators ------------------------------------------------------------------------------
+    def set_role(self, user: User, role: Role, event: AuditEvent) -> User:
+        """Change the user's role from the one read, with its audit event, in one write.
+
+        Raises:
+            InvalidState: the role changed meanwhile (or the user no longer exists).
+        """
+        write = AtomicWrite()
+        write.update(
+            UserItem.from_domain(user),
+            [UserItem.role.set(role.value)],
+            UserItem.PK.exists() & (UserItem.role == user.role.value),
+            InvalidState("the user's role changed meanwhile"),
+        )
+        write.append_audit(event)
+        write.send_or_raise_tag()
+        return replace(user, role=role)
+
     def set_status(self, user: User, to: UserStatus, event: AuditEvent) -> User:
         """Suspend or unsuspend ``user``, with its audit event, in one write; only from the other
         status, so two admins acting at once cannot both succeed (nor audit twice). Returns the
