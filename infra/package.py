@@ -13,10 +13,10 @@ Chalice takes one merge template, so this module first assembles it from:
 - ``infra/table.json``: the table and its KMS key, unchanged (the local stack reads the same file);
 - ``infra/operations.json``: the alert topic, backup vault/plan/selection and alarms;
 - ``infra/api-gateway-responses.json``: API Gateway's own errors in the contract's envelope;
-- per function Chalice will package (read from Chalice's own application graph, so a new
-  ``@app.schedule`` is covered without touching this file): its role's policy from
-  ``infra/iam.json`` (profile ``restore_drill`` for the drill, ``app`` otherwise) plus its own log
-  group, an alarm on its Lambda errors, and the environment that points it at the stack's
+- per function Chalice will package (read from Chalice's own application graph): its role's
+  policy, the statements ``infra/iam.json`` lists for that function (a function it does not list
+  fails the packaging, so a new ``@app.schedule`` must be given its own least privilege), its
+  own log group, an alarm on its Lambda errors, and the environment that points it at the stack's
   resources (``TABLE_NAME``, ``ALERT_TOPIC_ARN``, ``SECRETS_ID``, ``MAIL_FROM``, ...) by
   ``Ref``, so the code and the template cannot disagree on a name.
 
@@ -44,7 +44,6 @@ INFRA = PROJECT_DIR / "infra"
 FRAGMENTS = ("table.json", "operations.json", "api-gateway-responses.json")
 IAM_PROFILES = INFRA / "iam.json"
 STAGES = ("dev", "prod")
-DRILL_FUNCTION = "restore_drill"
 API_HANDLER = "api_handler"
 DESCRIPTION = "Ledger ({stage}): the Chalice app, its DynamoDB table, backups, alarms and IAM."
 # What every function learns from the stack rather than from .chalice/config.json.
@@ -159,6 +158,15 @@ def merge_fragments(stage: str) -> dict[str, Any]:
     return merged
 
 
+def function_policy(policies: dict[str, Any], function: str) -> list[dict[str, Any]]:
+    """The statements ``infra/iam.json`` lists for ``function``; every function must be listed,
+    so a new scheduled function gets no permission by accident (nor the API's)."""
+    names = policies["Functions"].get(function)
+    if names is None:
+        raise SystemExit(f"infra/iam.json: no policy for the function {function!r} (Functions)")
+    return [copy.deepcopy(policies["Statements"][name]) for name in names]
+
+
 def function_resources(function: str, role: str, profile: list[dict]) -> dict[str, Any]:
     """The merge-template entries for one function: its role's policy, environment and alarm."""
     fn, role_name = cfn_name(function), cfn_name(role)
@@ -220,9 +228,9 @@ def merge_template(stage: str) -> dict[str, Any]:
     if stage not in STAGES:
         raise SystemExit(f"unknown stage {stage!r}: one of {', '.join(STAGES)}")
     template = merge_fragments(stage)
-    profiles = json.loads(IAM_PROFILES.read_text())["Profiles"]
+    policies = json.loads(IAM_PROFILES.read_text())
     for function, role in chalice_functions(stage):
-        profile = profiles["restore_drill" if function == DRILL_FUNCTION else "app"]
+        profile = function_policy(policies, function)
         for name, body in function_resources(function, role, profile).items():
             if name in template["Resources"]:
                 raise SystemExit(f"resource {name} is defined twice")

@@ -236,7 +236,10 @@ def test_the_api_may_delete_only_replay_records_throttles_and_checkpoints(templa
 
 
 def test_only_the_drill_may_back_up_restore_or_delete_and_only_scratch_tables(template):
-    scratch = '{"Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/ledger-${Stage}*-drill-*"}'  # noqa: E501
+    # Only tables named after the active table (<table>-drill-<id>), not any "ledger-<stage>*".
+    scratch = json.dumps(
+        {"Fn::Sub": ["${ActiveTableArn}-drill-*", {"ActiveTableArn": package.ACTIVE_TABLE_ARN}]}
+    )
     drill = dynamodb_grants(template, "RestoreDrillRole")
     others = [
         dynamodb_grants(template, name)
@@ -314,3 +317,41 @@ def test_the_nightly_reconciliation_runs_at_two_with_time_for_a_busy_day(templat
 
     assert event["Properties"]["Schedule"] == "cron(0 2 * * ? *)"
     assert function["Timeout"] == 900  # a scheduled job is not bound by API Gateway's 29 s
+
+
+def granted_actions(template: dict[str, Any], role: str) -> set[str]:
+    return {
+        action
+        for name, statement in role_statements(template)
+        if name in (role, f"{role}LogsPolicy")
+        for action in as_list(statement["Action"])
+    }
+
+
+def test_each_scheduled_function_gets_only_what_it_uses(template):
+    """Not the API's whole profile (IAM finding of the hardening issue): only the mail sender
+    sends mail, only it deletes outbox items; the audit sealer touches audit partitions only;
+    the payout and refund jobs neither scan, delete, alert nor mail."""
+    for role in ("ApiHandlerRole", "RetryPayoutsRole", "FinishRefundsRole", "SealAuditDaysRole"):
+        assert "ses:SendEmail" not in granted_actions(template, role), role
+    assert "ses:SendEmail" in granted_actions(template, "DeliverMailRole")
+    for role in ("RetryPayoutsRole", "FinishRefundsRole"):
+        actions = granted_actions(template, role)
+        assert not {"dynamodb:Scan", "dynamodb:DeleteItem", "sns:Publish"} & actions, role
+        assert "secretsmanager:GetSecretValue" in actions
+    mail = [s for name, s in role_statements(template) if name == "DeliverMailRole"]
+    [deleting] = [s for s in mail if "dynamodb:DeleteItem" in as_list(s["Action"])]
+    assert deleting["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == ["OUTBOX#*"]
+    sealer = [s for name, s in role_statements(template) if name == "SealAuditDaysRole"]
+    table = [s for s in sealer if any(a.startswith("dynamodb:") for a in as_list(s["Action"]))]
+    assert [s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] for s in table] == [
+        ["AUDIT#*", "AUDITDIGEST#*"]
+    ]
+    assert not {"secretsmanager:GetSecretValue", "sns:Publish"} & granted_actions(
+        template, "SealAuditDaysRole"
+    )
+
+
+def test_a_function_without_a_policy_in_iam_json_fails_the_packaging():
+    with pytest.raises(SystemExit, match="no policy for the function 'new_job'"):
+        package.function_policy({"Statements": {}, "Functions": {}}, "new_job")
