@@ -92,8 +92,9 @@ def replayable(blueprint: Blueprint, scope: str) -> Callable[[Callable[..., Any]
                 try:
                     response = view(*args, **kwargs)
                 except LedgerError as exc:
-                    if errors.http_error_for(exc).status >= 500:
-                        raise  # not a refusal: the record is dropped so a retry runs again
+                    failure = errors.http_error_for(exc)
+                    if failure.status >= 500 or failure.code in RETRY_CODES:
+                        raise  # "safe to retry": the record is dropped so a retry runs again
                     response = errors.exception_response(exc, request_id_of(request))
                 if not isinstance(response, Response):
                     response = Response(body=response)

@@ -266,7 +266,14 @@ def _plan(
         changes.append(change)
         if entry is not None:
             entries.append(entry)
-    forced = any(c.after.forced_negative and not c.before.forced_negative for c in changes)
+    # Forced: some account was overdrawn by this very change (so DynamoDB's own overdraft check
+    # must be skipped for it), whether or not it was flagged by an earlier forced reversal.
+    forced = any(
+        c.after.overdraft_forbidden
+        and c.after.available < 0
+        and c.after.available < c.before.available
+        for c in changes
+    )
     if forced:
         transaction = replace(transaction, forced=True)
     return Plan(

@@ -254,7 +254,7 @@ def _settle_withdrawal(ledger: LedgerService, event: Event, *, completed: bool) 
         inbox.entry(PROVIDER, event, status, w.id),
     ]
     if not completed:
-        extra.append(withdrawals.give_back(w))
+        extra += withdrawals.give_back(w)
     try:
         if completed:
             ledger.post_pending(w.transaction_id, extra=extra)

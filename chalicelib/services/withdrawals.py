@@ -119,14 +119,27 @@ def _limit_item(user_id: str, code: str, day: str) -> WithdrawalLimitItem:
     )
 
 
-def give_back(w: Withdrawal) -> ExtraWrite:
-    """Return a voided (or failed) withdrawal's amount to its day's total."""
-    return ExtraWrite(
-        model=_limit_item(w.user_id, w.currency, w.created_at[:10]),
-        condition=WithdrawalLimitItem.PK.exists(),
-        error=VersionConflict("limit counter missing"),
-        actions=[WithdrawalLimitItem.total.add(-w.amount)],
-    )
+def give_back(w: Withdrawal) -> list[ExtraWrite]:
+    """Return a voided (or failed) withdrawal's amount to its day's total, when that total
+    still counts: the day is today and its counter exists. A withdrawal of a past day (its
+    counter expires by TTL after 3 days), or of a currency without a daily limit (no counter),
+    gives nothing back, so releasing its hold never depends on the counter being there."""
+    day = w.created_at[:10]
+    if day != now_iso()[:10]:
+        return []
+    counter = _limit_item(w.user_id, w.currency, day)
+    try:
+        counter.refresh(consistent_read=True)
+    except WithdrawalLimitItem.DoesNotExist:
+        return []
+    return [
+        ExtraWrite(
+            model=counter,
+            condition=WithdrawalLimitItem.PK.exists(),
+            error=VersionConflict("limit counter changed; retry"),
+            actions=[WithdrawalLimitItem.total.add(-w.amount)],
+        )
+    ]
 
 
 def _event(action: str, actor: str, w: Withdrawal, ip: str | None, **details: str) -> AuditEvent:
@@ -281,7 +294,7 @@ def _void(
 ) -> Withdrawal:
     if w.status != PENDING_REVIEW:
         raise InvalidState(f"withdrawal {w.id} is {w.status}, not pending review")
-    extra = [_transition(w, status, by=by, reason=reason), give_back(w)]
+    extra = [_transition(w, status, by=by, reason=reason), *give_back(w)]
     if event is not None:
         extra.append(audit_entry(event))
     try:

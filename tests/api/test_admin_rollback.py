@@ -104,6 +104,24 @@ def test_rollback_after_the_money_was_spent_needs_force_and_flags_the_account(ap
     check_guarantees(people["world"].table)
 
 
+def test_a_second_forced_rollback_works_on_an_account_already_flagged(api_client, people):
+    """Issue: the second forced rollback on a ``forced_negative`` account was refused, because
+    only a newly flagged account marked the reversal forced (DynamoDB's own check then held)."""
+    admin, alice, bob = (people["tokens"][n] for n in ("admin", "alice", "bob"))
+    b_usd = wallet(people["bob"].id, "USD")
+    first = transfer(api_client, alice, "bob@example.com", "30.00", "t1")
+    second = transfer(api_client, alice, "bob@example.com", "10.00", "t2")
+    transfer(api_client, bob, "alice@example.com", "40.00", "t3")  # bob spends all of it
+    response, body = rollback(api_client, admin, first["id"], "r1", force=True)
+    assert response.status_code == 201, body
+    assert balances(b_usd) == (-30_00, -30_00)
+    response, body = rollback(api_client, admin, second["id"], "r2", force=True)
+    assert response.status_code == 201, body
+    assert body["transaction"]["forced"] is True
+    assert balances(b_usd) == (-40_00, -40_00)
+    check_guarantees(people["world"].table)
+
+
 def test_a_pending_transaction_is_voided_not_rolled_back(api_client, people):
     world = people["world"]
     a_usd, b_usd = wallet(people["alice"].id, "USD"), wallet(people["bob"].id, "USD")

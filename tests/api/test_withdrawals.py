@@ -227,3 +227,62 @@ def test_the_custody_account_receives_the_amount_only_when_paid_out(api_client, 
     ask(api_client, people["tokens"]["alice"])
     custody = PlatformAccount(PlatformKind.CRYPTO_CUSTODY, "BTC")
     assert get_ledger_service().platform_balance(custody) == 0
+
+
+def test_a_hold_is_released_whatever_became_of_the_days_limit_counter(api_client, people, table):
+    """Issue: the give-back once required the day's counter, which exists only for currencies
+    with a daily limit and expires after 3 days; such withdrawals could never be cancelled,
+    rejected or failed (409 every time, the money locked)."""
+    from chalicelib.adapters.dynamo.models import WithdrawalItem, WithdrawalLimitItem
+
+    people["world"].fund(wallet(people["alice"].id, "ETH"), 10**18, currency="ETH")
+    # ETH has no daily limit here: no counter is ever written for it.
+    body = {"amount": "0.5", "currency": "ETH", "destination": ADDRESS}
+    response, eth = call(
+        api_client, "POST", "/v1/withdrawals", people["tokens"]["alice"], body, "e1"
+    )
+    assert response.status_code == 201, eth
+    cancel = f"/v1/withdrawals/{eth['withdrawal']['id']}/cancel"
+    response, body = call(api_client, "POST", cancel, people["tokens"]["alice"])
+    assert (response.status_code, body["withdrawal"]["status"]) == (200, "cancelled"), body
+
+    # A BTC withdrawal left in review past its counter's TTL (the counter is gone).
+    response, btc = ask(api_client, people["tokens"]["alice"], key="old")
+    assert response.status_code == 201, btc
+    w = btc["withdrawal"]
+    counters = WithdrawalLimitItem.scan(
+        WithdrawalLimitItem.item_type == WithdrawalLimitItem.ITEM_TYPE
+    )
+    for counter in counters:
+        counter.delete()  # as if its 3-day TTL had passed
+    stored = WithdrawalItem.get(f"WITHDRAWAL#{w['id']}", "WITHDRAWAL")
+    stored.update(actions=[WithdrawalItem.created_at.set("2026-01-01T00:00:00.000000Z")])
+    response, body = call(
+        api_client,
+        "POST",
+        f"/v1/admin/withdrawals/{w['id']}/reject",
+        people["tokens"]["admin"],
+        {"reason": "stale"},
+    )
+    assert (response.status_code, body["withdrawal"]["status"]) == (200, "rejected"), body
+    assert balances(people["btc"]) == (100_000_000, 100_000_000)
+    people["world"].check_guarantees()
+
+
+def test_a_conflict_is_not_the_keys_answer_the_retry_runs_again(api_client, people, monkeypatch):
+    """``409 conflict`` says "safe to retry" (API.md): it was stored as the Idempotency-Key's
+    answer and replayed for 24 hours, so the retry never retried."""
+    from chalicelib.domain.errors import VersionConflict
+    from chalicelib.services.ledger import LedgerService
+
+    with monkeypatch.context() as patched:
+
+        def contended(self, **kwargs):
+            raise VersionConflict("the accounts kept changing")
+
+        patched.setattr(LedgerService, "record", contended)
+        response, body = ask(api_client, people["tokens"]["alice"], key="busy")
+    assert (response.status_code, body["error"]["code"]) == (409, "conflict")
+    response, body = ask(api_client, people["tokens"]["alice"], key="busy")
+    assert response.status_code == 201, body
+    assert balances(people["btc"]) == (100_000_000, 75_000_000)
