@@ -311,6 +311,21 @@ def plan_resolve_hold(
     return _plan(resolved, accounts, effect, now, is_new_transaction=False)
 
 
+def settled_with_provider(transaction: Transaction) -> str | None:
+    """Why an operator may not roll ``transaction`` back, if it moved money with a provider that
+    a ledger reversal cannot call back (a rollback would pay the user twice): a card refund, a
+    withdrawal (posted once the payout completed), a card dispute's hold or loss. None otherwise.
+    Correct those with an adjustment. (A card deposit with a refund or dispute is refused by its
+    deposit item, in the rollback's own write.)"""
+    if transaction.type is TransactionType.REFUND:
+        return "a card refund Stripe has made"
+    if transaction.type is TransactionType.WITHDRAWAL:
+        return "a withdrawal paid out on chain"
+    if "dispute_id" in transaction.metadata:
+        return "a card dispute's outcome"
+    return None
+
+
 def reversal_of(
     original: Transaction, reversal_id: str, now: str, memo: str, metadata: Mapping[str, str]
 ) -> Transaction:

@@ -28,10 +28,15 @@ from chalicelib.domain.errors import (
     CannotSuspendSelf,
     Forbidden,
     InvalidRequest,
+    NotReversible,
     TransactionNotFound,
     UserNotFound,
 )
-from chalicelib.domain.transactions import Transaction, derive_transaction_id
+from chalicelib.domain.transactions import (
+    Transaction,
+    derive_transaction_id,
+    settled_with_provider,
+)
 from chalicelib.domain.users import AuditEvent, Role, User, UserStatus
 from chalicelib.services.ledger import LedgerService
 
@@ -83,8 +88,9 @@ def rollback(
 ) -> Transaction:
     """Reverse a posted transaction, audited in the same write; returns the reversal.
 
-    Raises (in order): InvalidRequest (reason), TransactionNotFound, NotReversible (pending,
-    voided, or a reversal), AlreadyReversed, InsufficientFunds (unless ``force``),
+    Raises (in order): InvalidRequest (reason), TransactionNotFound, NotReversible (settled
+    with a provider: a refund, a completed withdrawal, a dispute; pending, voided, or a
+    reversal), AlreadyReversed, InsufficientFunds (unless ``force``),
     VersionConflict.
     """
     reason = _reason(reason)
@@ -102,6 +108,9 @@ def rollback(
     )
     extra = [audit_entry(event)]
     original = ledger.repository.read([], [transaction_id]).transactions.get(transaction_id)
+    settled = settled_with_provider(original) if original is not None else None
+    if settled is not None:
+        raise NotReversible(f"{transaction_id} is {settled}; correct it with an adjustment")
     if original is not None:
         from chalicelib.services.deposits import rollback_guard
 

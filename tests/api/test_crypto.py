@@ -295,6 +295,25 @@ def test_a_completed_payout_posts_the_hold(api_client, people):
     people["world"].check_guarantees()
 
 
+def test_a_completed_withdrawal_cannot_be_rolled_back(api_client, people):
+    """The coins left on chain; a rollback would hand them to the user a second time."""
+    w = approved_withdrawal(api_client, people)
+    completed = event("evt_c", "withdrawal.completed", withdrawal_id=w["id"], tx_hash="tx_out")
+    assert deliver(api_client, completed)[1]["outcome"] == "completed"
+    txn_id = withdrawal_service.get(w["id"]).transaction_id
+    response, body = call(
+        api_client,
+        "POST",
+        f"/v1/admin/transactions/{txn_id}/rollback",
+        people["tokens"]["admin"],
+        {"reason": "user says it never arrived"},
+        "rb1",
+    )
+    assert (response.status_code, body["error"]["code"]) == (409, "not_reversible")
+    assert balances(people["btc"]) == (75_000_000, 75_000_000)
+    people["world"].check_guarantees()
+
+
 def test_a_failed_payout_releases_the_hold_and_the_days_limit(api_client, people):
     w = approved_withdrawal(api_client, people)
     failed = event("evt_f", "withdrawal.failed", withdrawal_id=w["id"], reason="node down")

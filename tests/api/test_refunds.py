@@ -493,6 +493,26 @@ def test_a_refunded_deposit_cannot_be_rolled_back(api_client, people, stripe):
     check_guarantees(people["table"])
 
 
+def test_a_succeeded_refund_cannot_be_rolled_back(api_client, people, stripe):
+    """Issue: rolling back a refund Stripe had made gave the user the money again, while the
+    card already had it back: paid twice, and reconciliation said ok."""
+    from chalicelib.adapters.dynamo.models import RefundItem
+
+    d = credited(api_client, people, stripe)
+    credited(api_client, people, stripe, "100.00")
+    response, body = refund(api_client, people["admin"], d["id"], amount="5.00")
+    assert response.status_code == 201, body
+    stored = RefundItem.get(f"REFUND#{body['refund']['id']}", "REFUND")
+    assert usd(people) == (12000, 12000)
+
+    response, body = rollback(api_client, people["admin"], stored.transaction_id)
+
+    assert (response.status_code, body["error"]["code"]) == (409, "not_reversible")
+    assert usd(people) == (12000, 12000)
+    assert not any(i.get("type") == "reversal" for i in scan(people["table"]))
+    check_guarantees(people["table"])
+
+
 # -- the scheduled finisher ----------------------------------------------------------------------
 def later(minutes: int = 10) -> str:
     from datetime import UTC, datetime, timedelta
