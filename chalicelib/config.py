@@ -65,6 +65,8 @@ class Settings:
     verify_mails_per_hour: int = 3
     # EMAIL_VERIFY_TTL_SECONDS: how long a verification link works.
     email_verify_ttl_seconds: int = 24 * 3600
+    # PAYOUT_MAX_ATTEMPTS: a payout the gateway refuses this many times fails (hold released).
+    payout_max_attempts: int = 10
 
     @property
     def is_local(self) -> bool:
@@ -179,4 +181,5 @@ def get_settings() -> Settings:
         reset_mails_per_hour=_int("RESET_MAILS_PER_HOUR", 3, 1),
         verify_mails_per_hour=_int("VERIFY_MAILS_PER_HOUR", 3, 1),
         email_verify_ttl_seconds=_int("EMAIL_VERIFY_TTL_SECONDS", 24 * 3600, 60),
+        payout_max_attempts=_int("PAYOUT_MAX_ATTEMPTS", 10, 1),
     )

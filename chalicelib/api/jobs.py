@@ -29,12 +29,39 @@ jobs = Blueprint(__name__)
 
 @jobs.schedule(Rate(5, unit=Rate.MINUTES), name="retry_payouts")
 def retry_payouts(event: Any) -> dict[str, Any]:
-    from chalicelib.services import payouts
+    report = run_payout_retry()
+    return {"outcomes": report.outcomes, "sent": report.sent, "given_up": report.given_up}
 
-    get_bound_settings()
-    report = payouts.retry_requested(get_crypto_gateway())
+
+def run_payout_retry():  # type: ignore[no-untyped-def]
+    """One payout retry run; the payouts it gives up are logged as an error and published to
+    the alert topic (``ALERT_TOPIC_ARN``), so operators hear of them."""
+    from chalicelib.services import payouts, withdrawals
+
+    settings = get_bound_settings()
+    ledger = get_ledger_service()
+    report = payouts.retry_requested(
+        get_crypto_gateway(),
+        max_attempts=settings.payout_max_attempts,
+        give_up=lambda withdrawal_id, attempts: withdrawals.fail_undeliverable(
+            ledger, withdrawal_id, attempts
+        ),
+    )
     logger.info("scheduled payout retry", outcomes=report.outcomes)
-    return {"outcomes": report.outcomes, "sent": report.sent}
+    if report.given_up:
+        summary = {"given_up": report.given_up, "max_attempts": settings.payout_max_attempts}
+        logger.error("payouts given up: withdrawals failed, holds released", **summary)
+        if settings.alert_topic_arn:
+            import json
+
+            import boto3
+
+            boto3.client("sns", region_name=settings.region).publish(
+                TopicArn=settings.alert_topic_arn,
+                Subject=f"Ledger: {len(report.given_up)} payout(s) given up",
+                Message=json.dumps(summary, sort_keys=True),
+            )
+    return report
 
 
 @jobs.schedule(Rate(15, unit=Rate.MINUTES), name="finish_refunds")

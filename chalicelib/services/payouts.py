@@ -26,6 +26,7 @@ stack's ``python -m infra.local.retry_payouts`` run.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aws_lambda_powertools import Logger
@@ -50,6 +51,7 @@ ALREADY_SENT = "already_sent"  # sent (or settled) before
 IN_FLIGHT = "in_flight"  # another sender holds the claim
 GATEWAY_FAILED = "gateway_failed"  # the gateway failed: still requested, retried later
 NOT_OWED = "not_owed"  # no request, or its withdrawal is not processing: nothing sent
+GIVEN_UP = "given_up"  # refused too many times: the withdrawal failed, its hold released
 
 
 def requested_index_keys(requested_at: str, withdrawal_id: str) -> dict[str, str]:
@@ -112,6 +114,14 @@ def hand_off(gateway: CryptoGateway, withdrawal_id: str, now: float | None = Non
     return HANDED_OVER
 
 
+def _failed_attempts(withdrawal_id: str) -> int:
+    try:
+        item = PayoutItem.get(keys.payout_pk(withdrawal_id), keys.PAYOUT_SK, consistent_read=True)
+    except PayoutItem.DoesNotExist:
+        return 0
+    return int(item.failed_attempts or 0)
+
+
 def _withdrawal_status(withdrawal_id: str) -> str | None:
     try:
         found = WithdrawalItem.get(
@@ -152,6 +162,7 @@ class RetryReport:
 
     outcomes: dict[str, int] = field(default_factory=dict)
     sent: list[str] = field(default_factory=list)
+    given_up: list[str] = field(default_factory=list)
 
     def count(self, outcome: str) -> int:
         return self.outcomes.get(outcome, 0)
@@ -167,15 +178,28 @@ def requested(limit: int = RETRY_BATCH) -> list[str]:
 
 
 def retry_requested(
-    gateway: CryptoGateway, limit: int = RETRY_BATCH, now: float | None = None
+    gateway: CryptoGateway,
+    limit: int = RETRY_BATCH,
+    now: float | None = None,
+    *,
+    max_attempts: int | None = None,
+    give_up: Callable[[str, int], bool] | None = None,
 ) -> RetryReport:
     """Hand every payout still ``requested`` to the gateway (up to ``limit``, oldest first).
 
+    A payout the gateway has refused ``max_attempts`` times is given up: ``give_up(withdrawal
+    id, attempts)`` fails the withdrawal and releases its hold (``withdrawals.
+    fail_undeliverable``), and the report names it in ``given_up`` so that operators are told.
     Safe to run at any time, twice, or concurrently with itself and with approvals.
     """
     report = RetryReport()
     for withdrawal_id in requested(limit):
         outcome = hand_off(gateway, withdrawal_id, now)
+        if outcome == GATEWAY_FAILED and max_attempts is not None and give_up is not None:
+            attempts = _failed_attempts(withdrawal_id)
+            if attempts >= max_attempts and give_up(withdrawal_id, attempts):
+                outcome = GIVEN_UP
+                report.given_up.append(withdrawal_id)
         report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
         if outcome == HANDED_OVER:
             report.sent.append(withdrawal_id)

@@ -53,8 +53,8 @@ from chalicelib.services.ledger import LedgerService, PostingRequest
 
 logger = Logger(child=True)
 PENDING_REVIEW, PROCESSING = "pending_review", "processing"
-CANCELLED, REJECTED = "cancelled", "rejected"
-STATUSES = (PENDING_REVIEW, PROCESSING, "completed", REJECTED, CANCELLED, "failed")
+CANCELLED, REJECTED, FAILED = "cancelled", "rejected", "failed"
+STATUSES = (PENDING_REVIEW, PROCESSING, "completed", REJECTED, CANCELLED, FAILED)
 _DESTINATION = re.compile(r"[A-Za-z0-9:._-]{8,128}")
 MAX_REASON_LENGTH = 500
 
@@ -320,6 +320,44 @@ def reject(
     reason = _reason(reason)
     event = _event("withdrawal.rejected", admin.id, w, ip, reason=reason)
     return _void(ledger, w, REJECTED, by=admin.id, reason=reason, event=event)
+
+
+def fail_undeliverable(ledger: LedgerService, withdrawal_id: str, attempts: int) -> bool:
+    """Give up a payout the gateway refused ``attempts`` times: the withdrawal turns ``failed``,
+    its hold is released and its amount given back to the day's total, the payout request leaves
+    the "still to send" index, with an audit event, all in one write. False if it was settled
+    meanwhile (a webhook) or is not processing: nothing is written then.
+    """
+    w = get(withdrawal_id)
+    if w is None or w.status != PROCESSING:
+        return False
+    reason = f"the crypto gateway refused the payout {attempts} times"
+    event = _event("withdrawal.payout_given_up", "system", w, None, attempts=str(attempts))
+    extra = [
+        ExtraWrite(
+            model=WithdrawalItem(keys.withdrawal_pk(w.id), keys.WITHDRAWAL_SK),
+            condition=_status_is(PROCESSING),
+            error=InvalidState(f"withdrawal {w.id} is no longer processing"),
+            actions=[
+                WithdrawalItem.status.set(FAILED),
+                WithdrawalItem.decided_at.set(now_iso()),
+                WithdrawalItem.reason.set(reason),
+            ],
+        ),
+        ExtraWrite(
+            model=PayoutItem(keys.payout_pk(w.id), keys.PAYOUT_SK),
+            condition=PayoutItem.status == payouts.REQUESTED,
+            error=InvalidState(f"payout {w.id} is no longer requested"),
+            actions=[PayoutItem.status.set(FAILED), *payouts.leave_index_actions()],
+        ),
+        *give_back(w),
+        audit_entry(event),
+    ]
+    try:
+        ledger.void_pending(w.transaction_id, extra=extra)
+    except (HoldNotPending, InvalidState):
+        return False
+    return True
 
 
 def approve(

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from app import app
 from chalicelib.api import deposits as deposits_api
+from chalicelib.api import reconciliations as reconciliations_api
 from tests.api.admin_helpers import operators
 from tests.api.test_deposits import FakeStripe
 
@@ -62,9 +63,18 @@ segments = st.one_of(
 )
 
 
+class QuietStripe(FakeStripe):
+    """Stripe's fake, with a balance history (the admin's reconciliation reads it)."""
+
+    def list_balance_transactions(self, start: int, end: int) -> list:
+        return []
+
+
 @pytest.fixture
 def people(table, api_client, monkeypatch):
-    monkeypatch.setattr(deposits_api, "get_payment_gateway", FakeStripe)
+    stripe = QuietStripe()
+    monkeypatch.setattr(deposits_api, "get_payment_gateway", lambda: stripe)
+    monkeypatch.setattr(reconciliations_api, "get_payment_gateway", lambda: stripe)
     return operators()
 
 

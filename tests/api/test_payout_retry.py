@@ -14,6 +14,7 @@ from app import app
 from chalicelib.adapters.crypto_gateway import CryptoGatewayError, LocalCryptoGateway, Payout
 from chalicelib.adapters.dynamo import keys
 from chalicelib.adapters.dynamo.models import PayoutItem, WithdrawalItem
+from chalicelib.api import dependencies
 from chalicelib.api.dependencies import get_crypto_gateway
 from chalicelib.services import payouts
 from tests.api import test_crypto
@@ -198,7 +199,11 @@ def test_the_scheduled_function_runs_the_retry(api_client, people):
             "retry_payouts",
             client.events.generate_cw_event("Scheduled Event", "aws.events", {}, []),
         )
-    assert result.payload == {"outcomes": {payouts.HANDED_OVER: 1}, "sent": [w["id"]]}
+    assert result.payload == {
+        "outcomes": {payouts.HANDED_OVER: 1},
+        "sent": [w["id"]],
+        "given_up": [],
+    }
     assert [p.withdrawal_id for p in get_crypto_gateway().payouts] == [w["id"]]
     assert payout_status(w["id"]) == "sent"
 
@@ -237,3 +242,32 @@ def test_a_payout_the_gateway_keeps_failing_does_not_hold_up_the_ones_behind_it(
     assert payouts.requested() == [second, first["id"]]
     assert payouts.retry_requested(gateway, limit=1).sent == [second]
     assert payout_item(first["id"]).failed_attempts == 2  # at approval, then the retry
+
+
+def test_a_payout_refused_too_many_times_fails_releases_its_hold_once_and_alerts(
+    api_client, people, monkeypatch
+):
+    """Issue: a payout the gateway refused for good was retried every 5 minutes for ever, the
+    user's money held. After ``PAYOUT_MAX_ATTEMPTS`` refusals the withdrawal fails, its hold is
+    released (and the day's total given back), the request leaves the index, operators hear."""
+    from chalicelib.api import jobs
+    from chalicelib.config import get_settings
+
+    monkeypatch.setenv("PAYOUT_MAX_ATTEMPTS", "3")
+    get_settings.cache_clear()
+    dependencies.reset()
+    w = failed_approval(api_client, people)  # refusal 1, at approval
+    get_crypto_gateway().fail = True
+    assert jobs.run_payout_retry().outcomes == {payouts.GATEWAY_FAILED: 1}  # refusal 2
+    assert balances(people["btc"]) == (100_000_000, 75_000_000)
+    report = jobs.run_payout_retry()  # refusal 3: given up
+    assert (report.outcomes, report.given_up) == ({payouts.GIVEN_UP: 1}, [w["id"]])
+    assert balances(people["btc"]) == (100_000_000, 100_000_000)
+    assert (status_of(w["id"]), payout_status(w["id"])) == ("failed", "failed")
+    assert payouts.requested() == []
+    assert jobs.run_payout_retry().outcomes == {}  # nothing left to send or release
+    limits = [i for i in scan(people["world"].table) if i["item_type"] == "withdrawal_limit"]
+    assert [int(i["total"]) for i in limits] == [0]
+    audit = [i for i in scan(people["world"].table) if i["item_type"] == "audit"]
+    assert [i["action"] for i in audit].count("withdrawal.payout_given_up") == 1
+    people["world"].check_guarantees()
