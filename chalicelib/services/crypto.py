@@ -204,7 +204,12 @@ def _deposit_confirmed(ledger: LedgerService, event: Event) -> str:
     owner = address_owner(code, address)
     if owner is None:
         return inbox.record(PROVIDER, event, UNMATCHED, subject=f"{code}:{address}")
-    txn_id = derive_transaction_id("crypto-deposit", code, tx_hash)
+    # One credit per (transaction, output address): one blockchain transaction may pay several
+    # users' addresses, and each is credited once.
+    txn_id = derive_transaction_id("crypto-deposit", code, tx_hash, address)
+    legacy = _legacy_credit(ledger, code, tx_hash, address)
+    if legacy is not None:
+        return inbox.record(PROVIDER, event, DUPLICATE_TX, subject=legacy)
     try:
         recorded = ledger.record(
             transaction_id=txn_id,
@@ -223,6 +228,17 @@ def _deposit_confirmed(ledger: LedgerService, event: Event) -> str:
     if recorded.created:
         return CREDITED
     return inbox.record(PROVIDER, event, DUPLICATE_TX, subject=txn_id)
+
+
+def _legacy_credit(ledger: LedgerService, code: str, tx_hash: str, address: str) -> str | None:
+    """The id of a credit of this (transaction, address) made before credits were per address
+    (their id was derived from the transaction alone), so that a redelivery of such a deposit
+    under a new event id does not credit it again."""
+    legacy_id = derive_transaction_id("crypto-deposit", code, tx_hash)
+    found = ledger.repository.read([], [legacy_id]).transactions.get(legacy_id)
+    if found is not None and found.metadata.get("address") == address:
+        return legacy_id
+    return None
 
 
 def _settle_withdrawal(ledger: LedgerService, event: Event, *, completed: bool) -> str:

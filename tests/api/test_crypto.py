@@ -190,6 +190,43 @@ def test_a_deposit_is_credited_once_per_tx_hash(api_client, people):
     people["world"].check_guarantees()
 
 
+def test_one_blockchain_transaction_paying_two_users_credits_both_once(api_client, people):
+    """Issue: credits were once per tx_hash, so the second output of one transaction (another
+    user's address) was taken for a duplicate and never credited."""
+    alice_address = address_of(api_client, people["tokens"]["alice"])
+    bob_address = address_of(api_client, people["tokens"]["bob"])
+    bob_btc = wallet_id(OwnerType.USER, people["bob"].id, "BTC")
+    response, body = deliver(api_client, deposit_event("evt_a", alice_address, "tx_two", "0.01"))
+    assert body["outcome"] == "credited"
+    response, body = deliver(api_client, deposit_event("evt_b", bob_address, "tx_two", "0.02"))
+    assert (response.status_code, body["outcome"]) == (200, "credited")
+    response, body = deliver(api_client, deposit_event("evt_c", bob_address, "tx_two", "0.02"))
+    assert body["outcome"] == "duplicate_tx"
+    assert balances(people["btc"]) == (1_000_000, 1_000_000)
+    assert balances(bob_btc) == (2_000_000, 2_000_000)
+    people["world"].check_guarantees()
+
+
+def test_a_deposit_credited_under_the_old_per_tx_hash_id_is_not_credited_again(api_client, people):
+    from chalicelib.domain.transactions import TransactionType, derive_transaction_id
+    from chalicelib.services.ledger import PostingRequest
+
+    address = address_of(api_client, people["tokens"]["alice"])
+    get_ledger_service().record(  # as the previous build wrote it
+        transaction_id=derive_transaction_id("crypto-deposit", "BTC", "tx_old"),
+        type=TransactionType.DEPOSIT,
+        postings=[
+            PostingRequest(PlatformAccount(PlatformKind.CRYPTO_CUSTODY, "BTC"), "BTC", -1_000_000),
+            PostingRequest(people["btc"], "BTC", 1_000_000),
+        ],
+        metadata={"tx_hash": "tx_old", "address": address, "event_id": "evt_old"},
+    )
+    response, body = deliver(api_client, deposit_event("evt_new", address, "tx_old"))
+    assert (response.status_code, body["outcome"]) == (200, "duplicate_tx")
+    assert balances(people["btc"]) == (1_000_000, 1_000_000)
+    people["world"].check_guarantees()
+
+
 def test_a_deposit_to_an_unknown_address_credits_nobody(api_client, people):
     address_of(api_client, people["tokens"]["alice"])
     response, body = deliver(api_client, deposit_event("evt_1", "bc1qnobodyhasthisaddress", "tx_1"))
