@@ -248,7 +248,7 @@ class AuthService:
         """
         now, _ = self._now()
         email = email.strip() if isinstance(email, str) else ""
-        self._check_ip(ip, now)
+        ip_window = self._claim_ip(ip, now)
         if email:
             self._claim_email(email, now)
         user = self._user_by_email_evenly(email)
@@ -261,6 +261,7 @@ class AuthService:
             raise InvalidCredentials("email or password is wrong")
         if user.status is UserStatus.SUSPENDED:
             self._give_back_email(email, now)
+            self._give_back_ip(ip, ip_window)
             self.repository.append_audit(
                 self._event("auth.login_refused", actor=user.id, ip=ip, reason="suspended")
             )
@@ -269,6 +270,7 @@ class AuthService:
         if user.mfa_enabled:
             if not totp_code:
                 self._give_back_email(email, now)
+                self._give_back_ip(ip, ip_window)
                 raise MfaRequired("a TOTP code is required")
             try:
                 self._use_second_factor(user, totp_code, now)
@@ -277,6 +279,7 @@ class AuthService:
                 raise
             used_mfa = True
         self.repository.clear_failures("email", email)
+        self._give_back_ip(ip, ip_window)
         return self._open_session(user, used_mfa, ip, now, user_agent)
 
     def _user_by_email_evenly(self, email: str) -> User | None:
@@ -348,9 +351,28 @@ class AuthService:
             window = self.settings.login_window_seconds
             raise TooManyAttempts(max(1, recent[-limit] + window - now))
 
-    def _check_ip(self, ip: str | None, now: int) -> None:
-        if ip:
-            self._refuse_at(self._recent("ip", ip, now)[0], self.settings.login_ip_limit, now)
+    def _claim_ip(self, ip: str | None, now: int) -> int | None:
+        """Count this attempt against the IP's limit before anything is checked, or raise
+        TooManyAttempts; returns the window it was counted in (None without an IP).
+
+        A fixed window of ``login_window_seconds`` and one conditional ``ADD``: parallel
+        attempts from one address never contend (an office behind one NAT logs in at once), and
+        at most ``login_ip_limit`` attempts per window are checked. Attempts that do not fail
+        give their count back, so the limit is on failures (and attempts in flight).
+        """
+        if not ip:
+            return None
+        window = self.settings.login_window_seconds
+        start = now - now % window
+        if not self.repository.claim_attempt(
+            "ipw", ip, start, self.settings.login_ip_limit, start + 2 * window
+        ):
+            raise TooManyAttempts(max(1, start + window - now))
+        return start
+
+    def _give_back_ip(self, ip: str | None, window_start: int | None) -> None:
+        if ip and window_start is not None:
+            self.repository.give_back_attempt("ipw", ip, window_start)
 
     def _claim_email(self, email: str, now: int) -> None:
         """Count this attempt against the email's limit, or raise TooManyAttempts.
@@ -388,20 +410,11 @@ class AuthService:
                 continue
 
     def _failed_login(self, ip: str | None, now: int, user_id: str | None, reason: str) -> None:
-        """Count a failed attempt against the IP, with its audit event in the same write (the
-        email's count was taken before the attempt was checked)."""
-        window = self.settings.login_window_seconds
-        event = self._event("auth.login_failed", actor=user_id, ip=ip, reason=reason)
-        if ip:
-            for _attempt in range(_THROTTLE_ATTEMPTS):
-                recent, version = self._recent("ip", ip, now)
-                kept = [*recent, now][-self.settings.login_ip_limit :]
-                try:
-                    self.repository.record_failure("ip", ip, kept, version, now + window, event)
-                    return
-                except VersionConflict:
-                    continue
-        self.repository.append_audit(event)
+        """Audit a failed attempt (its counts, of the email and of the IP, were taken before the
+        attempt was checked)."""
+        self.repository.append_audit(
+            self._event("auth.login_failed", actor=user_id, ip=ip, reason=reason)
+        )
 
     # -- refresh and logout ---------------------------------------------------------------------
     def refresh(self, refresh_token: str, ip: str | None) -> TokenPair:

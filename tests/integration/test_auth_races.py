@@ -122,8 +122,8 @@ def test_an_attempt_that_does_not_fail_gives_its_count_back(service):
     # The success cleared the email's count and gave back its own count of the IP.
     failures, _ = service.repository.recent_failures("email", "ok@example.com")
     assert failures == []
-    failures, _ = service.repository.recent_failures("ip", "203.0.113.9")
-    assert failures == [int(NOW)] * 4
+    window = int(NOW) - int(NOW) % service.settings.login_window_seconds
+    assert service.repository.counted_attempts("ipw", "203.0.113.9", window) == 4
 
 
 def test_parallel_logins_of_many_users_from_one_address_are_never_refused(service):
@@ -134,4 +134,25 @@ def test_parallel_logins_of_many_users_from_one_address_are_never_refused(servic
     waiting = list(emails)
     outcomes = together(len(emails), lambda: service.login(waiting.pop(), PASSWORD, None, OFFICE))
     assert outcomes == ["ok"] * len(emails)
-    assert service.repository.recent_failures("ip", OFFICE)[0] == []
+    window = int(NOW) - int(NOW) % service.settings.login_window_seconds
+    assert service.repository.counted_attempts("ipw", OFFICE, window) == 0
+
+
+def test_parallel_wrong_logins_from_one_address_are_checked_at_most_the_ip_limit(table, tmp_path):
+    """The per-IP limit is counted before the check too (one atomic ADD per attempt): of 30
+    parallel wrong logins for 30 different emails from one address, at most the limit (5 here)
+    are checked; the rest get TooManyAttempts unchecked."""
+    from dataclasses import replace
+
+    passwords.configure_for_tests()
+    settings = replace(get_settings(), login_ip_limit=5)
+    service = AuthService(
+        DynamoAuthRepository(), settings, FolderMailer("no-reply@x", tmp_path), lambda: NOW
+    )
+    emails = [f"target{n}@example.com" for n in range(30)]
+    waiting = list(emails)
+    outcomes = together(
+        30, lambda: service.login(waiting.pop(), "wrong password!", None, "192.0.2.66")
+    )
+    assert outcomes.count("InvalidCredentials") == 5, outcomes
+    assert outcomes.count("TooManyAttempts") == 25

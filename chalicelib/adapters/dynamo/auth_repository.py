@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from pynamodb.exceptions import PutError
+from pynamodb.exceptions import PutError, UpdateError
 
 from chalicelib.adapters.clock import parse_iso
 from chalicelib.adapters.dynamo import cursors, keys, read_ahead
@@ -448,6 +448,45 @@ class DynamoAuthRepository:
             if condition_failed(exc):
                 raise VersionConflict("throttle changed") from exc
             raise
+
+    def claim_attempt(
+        self, kind: str, value: str, window_start: int, limit: int, expires_at: int
+    ) -> bool:
+        """Count one attempt in the window starting at ``window_start``, unless ``limit`` are
+        counted already (then False): one conditional ``ADD``, so parallel attempts never
+        contend for a version and can never pass the limit together."""
+        item = ThrottleItem(keys.throttle_pk(kind, f"{value}#{window_start}"), keys.THROTTLE_SK)
+        try:
+            item.update(
+                actions=[
+                    ThrottleItem.attempts.add(1),
+                    ThrottleItem.item_type.set(ThrottleItem.ITEM_TYPE),
+                    ThrottleItem.expires_at.set(expires_at),
+                ],
+                condition=ThrottleItem.attempts.does_not_exist() | (ThrottleItem.attempts < limit),
+            )
+        except UpdateError as exc:
+            if condition_failed(exc):
+                return False
+            raise
+        return True
+
+    def give_back_attempt(self, kind: str, value: str, window_start: int) -> None:
+        """Uncount one attempt of that window (an attempt that did not fail)."""
+        item = ThrottleItem(keys.throttle_pk(kind, f"{value}#{window_start}"), keys.THROTTLE_SK)
+        try:
+            item.update(
+                actions=[ThrottleItem.attempts.add(-1)], condition=ThrottleItem.attempts > 0
+            )
+        except UpdateError as exc:
+            if not condition_failed(exc):
+                raise
+
+    def counted_attempts(self, kind: str, value: str, window_start: int) -> int:
+        raw = read_ahead.get_raw(
+            keys.throttle_pk(kind, f"{value}#{window_start}"), keys.THROTTLE_SK
+        )
+        return int(ThrottleItem.from_raw_data(raw).attempts or 0) if raw is not None else 0
 
     def clear_failures(self, kind: str, value: str) -> None:
         ThrottleItem(keys.throttle_pk(kind, value), keys.THROTTLE_SK).delete()

@@ -701,6 +701,8 @@ class ThrottleItem(LedgerItem):
     failures = ListAttribute(of=NumberAttribute, default=list)
     version = NumberAttribute(default=0)
     expires_at = NumberAttribute()
+    # A fixed window's count of attempts (``claim_attempt``): per IP, one atomic ADD each.
+    attempts = NumberAttribute(null=True)
 
     ITEM_TYPE = "throttle"
 
