@@ -71,11 +71,6 @@ def current_user_id() -> str:
     return _current_caller().claims.user_id
 
 
-def want_principal() -> None:
-    """Read the caller's user and login in the request's next batch read."""
-    get_auth_service().want_principal(_current_caller().claims)
-
-
 ReadAhead = Callable[[Any, str], None]  # (request, caller's user id): names items to read
 
 
@@ -91,8 +86,7 @@ def _guard(
             auth = get_auth_service()
             caller = _Caller(auth.verify_access(request.headers.get("authorization")))
             with request_reads():
-                if read_ahead is not None:
-                    auth.want_principal(caller.claims)
+                if read_ahead is not None:  # read with the caller's user and login, below
                     read_ahead(request, caller.claims.user_id)
                 if not deferred:
                     principal = caller.resolve()

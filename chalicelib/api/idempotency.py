@@ -30,7 +30,6 @@ from chalicelib.api.access import (
     ACCESS_DEFERRED,
     current_principal,
     current_user_id,
-    want_principal,
 )
 from chalicelib.api.dependencies import get_idempotent_runner, get_replay_store
 from chalicelib.api.middleware import request_id_of
@@ -191,7 +190,6 @@ def replayed_with_money(
                 store.want(record)
                 if read_ahead is not None:
                     read_ahead(request)
-            want_principal()
             current_principal()  # 401/403 come first; one batch read with the items above
             if not valid:
                 idempotency_key(blueprint)  # raises IdempotencyKeyRequired
