@@ -417,10 +417,8 @@ class DynamoAuthRepository:
         failures: list[int],
         version: int,
         expires_at: int,
-        event: AuditEvent | None = None,
     ) -> None:
-        """Store the attempt times of one email or IP, if nobody else did since they were read;
-        with ``event``, the audit event of the failure in the same write (else one PutItem).
+        """Store the attempt times of one email, if nobody else did since they were read.
 
         Raises:
             VersionConflict: a concurrent attempt was recorded first (re-read and retry).
@@ -436,12 +434,6 @@ class DynamoAuthRepository:
         condition = (
             ThrottleItem.PK.does_not_exist() if version == 0 else ThrottleItem.version == version
         )
-        if event is not None:
-            write = AtomicWrite()
-            write.put(item, condition, VersionConflict("throttle changed"))
-            write.append_audit(event)
-            write.send_or_raise_tag()
-            return
         try:
             item.save(condition)
         except PutError as exc:
