@@ -39,11 +39,8 @@ from chalicelib.adapters.crypto_gateway import (
     signature,
 )
 from chalicelib.adapters.dynamo import keys
-from chalicelib.adapters.dynamo.ledger_repository import ExtraWrite
 from chalicelib.adapters.dynamo.models import (
     CryptoAddressItem,
-    PayoutItem,
-    WithdrawalItem,
 )
 from chalicelib.adapters.dynamo.transact import condition_failed
 from chalicelib.domain.accounts import OwnerType, PlatformAccount, PlatformKind, wallet_id
@@ -60,7 +57,7 @@ from chalicelib.domain.errors import (
 from chalicelib.domain.money import currency, parse_amount
 from chalicelib.domain.transactions import TransactionType, derive_transaction_id
 from chalicelib.domain.users import User
-from chalicelib.services import inbox, payouts, withdrawals
+from chalicelib.services import inbox, withdrawals
 from chalicelib.services.ledger import LedgerService, PostingRequest
 
 PROVIDER = "crypto"
@@ -249,26 +246,9 @@ def _settle_withdrawal(ledger: LedgerService, event: Event, *, completed: bool) 
     if w is None or w.status != withdrawals.PROCESSING:
         return inbox.record(PROVIDER, event, IGNORED, subject=withdrawal_id)
     status = COMPLETED if completed else FAILED
-    actions = [WithdrawalItem.status.set(status), WithdrawalItem.decided_at.set(now_iso())]
     reason = event.data.get("reason")
-    if not completed and isinstance(reason, str) and reason:
-        actions.append(WithdrawalItem.reason.set(reason[: withdrawals.MAX_REASON_LENGTH]))
-    extra = [
-        ExtraWrite(
-            model=WithdrawalItem(keys.withdrawal_pk(w.id), keys.WITHDRAWAL_SK),
-            condition=WithdrawalItem.status == withdrawals.PROCESSING,
-            error=InvalidState(f"withdrawal {w.id} is no longer processing"),
-            actions=actions,
-        ),
-        ExtraWrite(
-            model=PayoutItem(keys.payout_pk(w.id), keys.PAYOUT_SK),
-            condition=PayoutItem.PK.exists(),
-            error=InvalidState(f"withdrawal {w.id} has no payout request"),
-            # Settled: out of the "still to send" index (the retry must not send it).
-            actions=[PayoutItem.status.set(status), *payouts.leave_index_actions()],
-        ),
-        inbox.entry(PROVIDER, event, status, w.id),
-    ]
+    reason = reason if not completed and isinstance(reason, str) else None
+    extra = [*withdrawals.settled(w, status, reason), inbox.entry(PROVIDER, event, status, w.id)]
     if not completed:
         extra += withdrawals.give_back(w)
     try:

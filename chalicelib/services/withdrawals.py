@@ -322,6 +322,29 @@ def reject(
     return _void(ledger, w, REJECTED, by=admin.id, reason=reason, event=event)
 
 
+def settled(w: Withdrawal, status: str, reason: str | None) -> list[ExtraWrite]:
+    """The writes that end a ``processing`` withdrawal as ``completed`` or ``failed``: its
+    status (only from processing) and its payout request's, out of the "still to send" index
+    (the retry must not send it). Written with the posting or the release of its hold."""
+    actions = [WithdrawalItem.status.set(status), WithdrawalItem.decided_at.set(now_iso())]
+    if reason:
+        actions.append(WithdrawalItem.reason.set(reason[:MAX_REASON_LENGTH]))
+    return [
+        ExtraWrite(
+            model=WithdrawalItem(keys.withdrawal_pk(w.id), keys.WITHDRAWAL_SK),
+            condition=_status_is(PROCESSING),
+            error=InvalidState(f"withdrawal {w.id} is no longer processing"),
+            actions=actions,
+        ),
+        ExtraWrite(
+            model=PayoutItem(keys.payout_pk(w.id), keys.PAYOUT_SK),
+            condition=PayoutItem.PK.exists(),
+            error=InvalidState(f"withdrawal {w.id} has no payout request"),
+            actions=[PayoutItem.status.set(status), *payouts.leave_index_actions()],
+        ),
+    ]
+
+
 def fail_undeliverable(ledger: LedgerService, withdrawal_id: str, attempts: int) -> bool:
     """Give up a payout the gateway refused ``attempts`` times: the withdrawal turns ``failed``,
     its hold is released and its amount given back to the day's total, the payout request leaves
@@ -333,26 +356,7 @@ def fail_undeliverable(ledger: LedgerService, withdrawal_id: str, attempts: int)
         return False
     reason = f"the crypto gateway refused the payout {attempts} times"
     event = _event("withdrawal.payout_given_up", "system", w, None, attempts=str(attempts))
-    extra = [
-        ExtraWrite(
-            model=WithdrawalItem(keys.withdrawal_pk(w.id), keys.WITHDRAWAL_SK),
-            condition=_status_is(PROCESSING),
-            error=InvalidState(f"withdrawal {w.id} is no longer processing"),
-            actions=[
-                WithdrawalItem.status.set(FAILED),
-                WithdrawalItem.decided_at.set(now_iso()),
-                WithdrawalItem.reason.set(reason),
-            ],
-        ),
-        ExtraWrite(
-            model=PayoutItem(keys.payout_pk(w.id), keys.PAYOUT_SK),
-            condition=PayoutItem.status == payouts.REQUESTED,
-            error=InvalidState(f"payout {w.id} is no longer requested"),
-            actions=[PayoutItem.status.set(FAILED), *payouts.leave_index_actions()],
-        ),
-        *give_back(w),
-        audit_entry(event),
-    ]
+    extra = [*settled(w, FAILED, reason), *give_back(w), audit_entry(event)]
     try:
         ledger.void_pending(w.transaction_id, extra=extra)
     except (HoldNotPending, InvalidState):
