@@ -11,10 +11,12 @@ command, see docs/local-stack.md). Thin: each calls one service function.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from chalice import Blueprint, Rate
 
+from chalicelib.adapters import alerts
 from chalicelib.api.dependencies import (
     get_auth_service,
     get_bound_settings,
@@ -51,16 +53,12 @@ def run_payout_retry():  # type: ignore[no-untyped-def]
     if report.given_up:
         summary = {"given_up": report.given_up, "max_attempts": settings.payout_max_attempts}
         logger.error("payouts given up: withdrawals failed, holds released", **summary)
-        if settings.alert_topic_arn:
-            import json
-
-            import boto3
-
-            boto3.client("sns", region_name=settings.region).publish(
-                TopicArn=settings.alert_topic_arn,
-                Subject=f"Ledger: {len(report.given_up)} payout(s) given up",
-                Message=json.dumps(summary, sort_keys=True),
-            )
+        alerts.publish(
+            settings.alert_topic_arn,
+            settings.region,
+            f"Ledger: {len(report.given_up)} payout(s) given up",
+            json.dumps(summary, sort_keys=True),
+        )
     return report
 
 

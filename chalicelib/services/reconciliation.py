@@ -638,18 +638,13 @@ def publish_alert(report: Report, topic_arn: str | None, region: str) -> bool:
         "mismatches": len(report.mismatches),
         "first": report.mismatches[:10],
     }
-    if not topic_arn:
-        logger.warning("reconciliation mismatch (no ALERT_TOPIC_ARN)", extra=summary)
-        return False
-    import boto3
+    from chalicelib.adapters import alerts
 
-    boto3.client("sns", region_name=region).publish(
-        TopicArn=topic_arn,
-        Subject=f"Ledger reconciliation mismatch {report.date}"[:100],
-        Message=json.dumps(summary, sort_keys=True),
-    )
-    logger.warning("reconciliation mismatch", extra=summary)
-    return True
+    subject = f"Ledger reconciliation mismatch {report.date}"
+    sent = alerts.publish(topic_arn, region, subject, json.dumps(summary, sort_keys=True))
+    note = "" if sent else " (no ALERT_TOPIC_ARN)"
+    logger.warning(f"reconciliation mismatch{note}", extra=summary)
+    return sent
 
 
 def run(

@@ -384,14 +384,7 @@ def dynamodb_client(settings: Settings) -> Any:
 
 def alert(settings: Settings, topic_arn: str | None, result: DrillResult) -> bool:
     """Publish a failed drill to the alert topic; False when no topic is configured."""
-    if not topic_arn:
-        return False
-    import botocore.session
+    from chalicelib.adapters import alerts
 
-    client = botocore.session.get_session().create_client("sns", region_name=settings.region)
-    client.publish(
-        TopicArn=topic_arn,
-        Subject=f"ledger {settings.stage}: restore drill {result.drill_id} FAILED"[:100],
-        Message=result.summary(),
-    )
-    return True
+    subject = f"ledger {settings.stage}: restore drill {result.drill_id} FAILED"
+    return alerts.publish(topic_arn, settings.region, subject, result.summary())

@@ -250,9 +250,19 @@ def test_a_payout_refused_too_many_times_fails_releases_its_hold_once_and_alerts
     """Issue: a payout the gateway refused for good was retried every 5 minutes for ever, the
     user's money held. After ``PAYOUT_MAX_ATTEMPTS`` refusals the withdrawal fails, its hold is
     released (and the day's total given back), the request leaves the index, operators hear."""
+    import json
+
+    import boto3
+
     from chalicelib.api import jobs
     from chalicelib.config import get_settings
 
+    sns, sqs = boto3.client("sns", "us-east-1"), boto3.client("sqs", "us-east-1")
+    topic = sns.create_topic(Name="ledger-alerts")["TopicArn"]
+    queue = sqs.create_queue(QueueName="alerts")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn["Attributes"]["QueueArn"])
+    monkeypatch.setenv("ALERT_TOPIC_ARN", topic)
     monkeypatch.setenv("PAYOUT_MAX_ATTEMPTS", "3")
     get_settings.cache_clear()
     dependencies.reset()
@@ -265,6 +275,8 @@ def test_a_payout_refused_too_many_times_fails_releases_its_hold_once_and_alerts
     assert balances(people["btc"]) == (100_000_000, 100_000_000)
     assert (status_of(w["id"]), payout_status(w["id"])) == ("failed", "failed")
     assert payouts.requested() == []
+    [message] = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0)["Messages"]
+    assert json.loads(json.loads(message["Body"])["Message"])["given_up"] == [w["id"]]
     assert jobs.run_payout_retry().outcomes == {}  # nothing left to send or release
     limits = [i for i in scan(people["world"].table) if i["item_type"] == "withdrawal_limit"]
     assert [int(i["total"]) for i in limits] == [0]
