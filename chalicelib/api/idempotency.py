@@ -146,8 +146,7 @@ class MoneyReplay:
         from chalicelib.adapters.dynamo.replay_store import StoredAnswer
 
         def writes(txn: Transaction) -> Sequence:
-            status, body = answer(txn)
-            stored = StoredAnswer(status, body, self.request_hash)
+            stored = StoredAnswer(*answer(txn), self.request_hash)
             return [get_replay_store().write_with_money(self.record, stored, self.now)]
 
         return writes
@@ -185,7 +184,7 @@ def replayed_with_money(
             store = get_replay_store()
             key = request.headers.get(HEADER, "")
             valid = 1 <= len(key) <= MAX_KEY_LENGTH
-            record = _record_key(scope, current_user_id(), key)
+            record = store.record_key(scope, current_user_id(), key)
             if valid:
                 store.want(record)
                 if read_ahead is not None:
@@ -193,7 +192,7 @@ def replayed_with_money(
             current_principal()  # 401/403 come first; one batch read with the items above
             if not valid:
                 idempotency_key(blueprint)  # raises IdempotencyKeyRequired
-            fingerprint = _request_hash(_request_fingerprint(request))
+            fingerprint = store.request_hash(_request_fingerprint(request))
             now = int(time.time())
             found = store.find(record, now)
             if found is not None:
@@ -215,7 +214,9 @@ def replayed_with_money(
                 response = Response(body=response)
             if replay.written or response.status_code >= 500:
                 return response
-            answer = _answer_of(response.status_code, response.body, fingerprint)
+            from chalicelib.adapters.dynamo.replay_store import StoredAnswer
+
+            answer = StoredAnswer(response.status_code, response.body, fingerprint)
             if store.save(record, answer, now):
                 return response
             return _stored_answer(record, fingerprint, now)
@@ -224,24 +225,6 @@ def replayed_with_money(
         return wrapper
 
     return decorate
-
-
-def _record_key(scope: str, caller: str, key: str) -> str:
-    from chalicelib.adapters.dynamo.replay_store import record_key
-
-    return record_key(scope, caller, key)
-
-
-def _request_hash(fingerprint: str) -> str:
-    from chalicelib.adapters.dynamo.replay_store import request_hash
-
-    return request_hash(fingerprint)
-
-
-def _answer_of(status: int, body: Any, fingerprint: str) -> StoredAnswer:
-    from chalicelib.adapters.dynamo.replay_store import StoredAnswer
-
-    return StoredAnswer(status, body, fingerprint)
 
 
 def _replay(found: StoredAnswer, fingerprint: str) -> Response:

@@ -39,16 +39,17 @@ class StoredAnswer:
     request_hash: str
 
 
-def record_key(scope: str, caller: str, key: str) -> str:
-    """The record's id for one caller's key on one kind of request."""
-    return hashlib.sha256(f"replay\n{scope}\n{caller}\n{key}".encode()).hexdigest()
-
-
-def request_hash(fingerprint: str) -> str:
-    return hashlib.sha256(fingerprint.encode()).hexdigest()
-
-
 class DynamoReplayStore:
+    @staticmethod
+    def record_key(scope: str, caller: str, key: str) -> str:
+        """The record's id for one caller's key on one kind of request."""
+        return hashlib.sha256(f"replay\n{scope}\n{caller}\n{key}".encode()).hexdigest()
+
+    @staticmethod
+    def request_hash(fingerprint: str) -> str:
+        """What a record keeps of its request, to tell a replay from a reused key."""
+        return hashlib.sha256(fingerprint.encode()).hexdigest()
+
     def want(self, record: str) -> None:
         """Read this record in the request's first batch read."""
         read_ahead.want(keys.idempotency_pk(record), keys.IDEMPOTENCY_SK)
