@@ -655,6 +655,7 @@ def test_resending_the_verification_mail_is_limited_to_three_an_hour(client):
 
 def test_an_unverified_user_cannot_receive_by_email_nor_withdraw(client, table):
     from chalicelib.domain.accounts import OwnerType, wallet_id
+    from tests.api.helpers import call
     from tests.support import LedgerWorld, verified
 
     sign_up(client)
@@ -663,49 +664,22 @@ def test_an_unverified_user_cannot_receive_by_email_nor_withdraw(client, table):
     alice = verified(get_auth_service().repository.find_user_by_email("alice@example.com"))
     LedgerWorld.create(table).fund(wallet_id(OwnerType.USER, alice.id, "USD"), 50_00)
     alice_token = tokens_for(client)["access_token"]
-    headers = {"idempotency-key": "t1"}
     transfer = {"amount": "1.00", "currency": "USD", "to_email": "bob@example.com"}
     unknown = {**transfer, "to_email": "nobody@example.com"}
     answers = []
     for n, body in enumerate((transfer, unknown)):
-        response = client.http.post(
-            "/v1/transfers",
-            body=json.dumps(body).encode(),
-            headers={
-                "content-type": "application/json",
-                "authorization": f"Bearer {alice_token}",
-                **headers,
-                "idempotency-key": f"t{n}",
-            },
-        )
-        answer = json.loads(response.body)
+        response, answer = call(client, "POST", "/v1/transfers", alice_token, body, f"t{n}")
         answers.append((response.status_code, code_of(answer), answer["error"]["message"]))
     assert answers[0] == answers[1]
     assert answers[0][:2] == (404, "recipient_not_found")
 
     bob_token = tokens_for(client, "bob@example.com")["access_token"]
     out = {"amount": "0.001", "currency": "BTC", "destination": "bc1qexample0000000000"}
-    response = client.http.post(
-        "/v1/withdrawals",
-        body=json.dumps(out).encode(),
-        headers={
-            "content-type": "application/json",
-            "authorization": f"Bearer {bob_token}",
-            "idempotency-key": "w1",
-        },
-    )
-    assert (response.status_code, code_of(json.loads(response.body))) == (403, "email_unverified")
+    response, body = call(client, "POST", "/v1/withdrawals", bob_token, out, "w1")
+    assert (response.status_code, code_of(body)) == (403, "email_unverified")
     (token,) = verification_tokens("bob@example.com")
     post(client, "/v1/auth/email/verify", {"token": token})
-    response = client.http.post(
-        "/v1/transfers",
-        body=json.dumps(transfer).encode(),
-        headers={
-            "content-type": "application/json",
-            "authorization": f"Bearer {alice_token}",
-            "idempotency-key": "t-after",
-        },
-    )
+    response, _ = call(client, "POST", "/v1/transfers", alice_token, transfer, "t-after")
     assert response.status_code == 201
     assert wallet_id(OwnerType.USER, bob.id, "USD") in response.body.decode()
 
