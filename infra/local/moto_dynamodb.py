@@ -25,6 +25,13 @@ runs on it locally, in the tests and in the benchmarks:
 5. **Answers are serialized shape by shape**, a third of the server's time under load; the
    answers of the data plane (items, keys, counts) are already DynamoDB's JSON and are sent as
    such. (And the handler's method names are listed once, not with ``inspect`` on every call.)
+6. **Every request is set up as if it could be a form, a query string or an S3 upload**: moto's
+   ``BaseResponse.setup_class`` parses a JSON body as a query string and as a form before
+   botocore's parser reads it as JSON. A DynamoDB request is JSON only: here it is read once.
+7. **An expression is parsed two or three times per item**, by the handler and by the backend,
+   on every call. The same update expression always gives the same tree (moto works on a deep
+   copy of it), and the same condition with the same names and values the same condition (which
+   moto only evaluates), so each is parsed once.
 
 Also, **client request tokens** as DynamoDB keeps them: a ``TransactWriteItems`` repeated with the
 same ``ClientRequestToken`` within 10 minutes of a successful one succeeds without writing again
@@ -41,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 import inspect
 import json
@@ -49,10 +57,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlparse
 
 import moto
 from moto.core import responses as core_responses
 from moto.core.exceptions import JsonRESTError
+from moto.core.utils import utcnow
+from moto.dynamodb import comparisons
+from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb import responses as dynamodb_responses
 from moto.dynamodb.exceptions import (
     ERROR_TYPE_PREFIX,
@@ -66,7 +78,10 @@ from moto.dynamodb.exceptions import (
 from moto.dynamodb.models import DynamoDBBackend, get_filter_expression
 from moto.dynamodb.models.dynamo_type import DynamoType, Item
 from moto.dynamodb.models.table import StreamRecord, Table
+from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 from moto.dynamodb.responses import DynamoHandler
+from moto.utilities.utils import get_partition
+from werkzeug.http import http_date
 
 from infra.local.moto_lock import serialize_dynamodb
 
@@ -83,6 +98,16 @@ REPLACED = {
     "DynamoHandler.transact_write_items": (DynamoHandler.transact_write_items, "61c163ff"),
     "DynamoHandler.serialized": (DynamoHandler.serialized, "af486a0e"),
     "responses.method_names_from_class": (core_responses.method_names_from_class, "9dbac89d"),
+    "DynamoHandler.setup_class": (core_responses.BaseResponse.setup_class, "0045fc77"),
+    "models.UpdateExpressionParser.make": (UpdateExpressionParser.make, "2c00ed96"),
+    "comparisons.create_condition_expression_parser": (
+        comparisons.create_condition_expression_parser,
+        "a6679867",
+    ),
+    "comparisons.ConditionExpressionParser.parse": (
+        comparisons.ConditionExpressionParser.parse,
+        "5c9b63c5",
+    ),
 }
 # DynamoDB keeps a client request token for 10 minutes after the request that used it.
 CLIENT_TOKEN_SECONDS = 600.0
@@ -578,6 +603,111 @@ def method_names_from_class(clazz: Any) -> list[str]:
     return names
 
 
+# -- 7. a DynamoDB request set up as the JSON it is ----------------------------------------------
+def setup_class(
+    self: DynamoHandler,
+    request: Any,
+    full_url: str | None = None,
+    headers: Any = None,
+    use_raw_body: bool | None = None,
+) -> None:
+    """moto's ``BaseResponse.setup_class`` for a JSON request, without its form, query-string and
+    S3 branches (which a JSON body only feeds garbage); anything else goes to moto's own."""
+    if not request.content_type.startswith("application/x-amz-json"):
+        original = _ORIGINALS["DynamoHandler.setup_class"]
+        return original(self, request, full_url, headers, use_raw_body)
+    from moto.iam.models import mark_account_as_visited
+
+    full_url = request.raw_url if full_url is None else full_url
+    self.is_werkzeug_request = request.from_wsgi_server
+    self.decompress_request_body(request)
+    self.normalized_request = request
+    self.parsed_url = urlparse(full_url)
+    self.raw_body = request.get_data()
+    self.body = self.raw_body.decode("utf-8")
+    self.form_data = request.form
+    self.querystring = self.data = OrderedDict()
+    self.uri = full_url
+    self.path = self.parsed_url.path
+    self.raw_path = request.raw_path
+    self.method = request.method
+    self.region = self.get_region_from_url(request, full_url)
+    self.partition = get_partition(self.region)
+    self.uri_match = {}
+    self.headers = request.headers
+    self.response_headers = {"server": "amazon.com"}
+    if not self.is_werkzeug_request:
+        self.response_headers["date"] = http_date(utcnow())
+    if self._get_action():
+        self.parse_parameters(request)
+    self.access_key = self.get_access_key()
+    self.current_account = self.get_current_account()
+    mark_account_as_visited(
+        account_id=self.current_account,
+        access_key=self.access_key,
+        service=self.service_name,
+        region=self.region,
+    )
+
+
+# -- 8. each update expression parsed once -----------------------------------------------------
+class CachedUpdateExpressionParser:
+    """What moto's DynamoDB uses of ``UpdateExpressionParser``: ``make``, remembered per string.
+
+    The tree is only read (``find_clauses``) or deep-copied before it is validated and executed
+    (``Validator.__init__``), so one tree can serve every call. A malformed expression raises,
+    and is not remembered."""
+
+    make = staticmethod(functools.lru_cache(maxsize=2048)(UpdateExpressionParser.make))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_condition(
+    expression: str, names: str, values: str
+) -> tuple[Any, tuple[str, ...], tuple[str, ...]]:
+    parser = comparisons.ConditionExpressionParser(
+        expression, json.loads(names), json.loads(values)
+    )
+    op = parser.parse()
+    return op, tuple(parser.expr_attr_names_found), tuple(parser.expr_attr_values_found)
+
+
+class CachedCondition:
+    """What moto uses of a ``ConditionExpressionParser``: ``parse()``, then the names and values
+    it found. The parse is shared by every call with the same expression, names and values; it
+    happens on ``parse()``, so a malformed expression raises where moto's parser does (and is
+    not remembered). Each caller gets lists of its own (some extend them)."""
+
+    def __init__(self, key: tuple[str, str, str]) -> None:
+        self._key = key
+        self.expr_attr_names_found: list[str] = []
+        self.expr_attr_values_found: list[str] = []
+
+    def parse(self) -> Any:
+        op, names, values = _parsed_condition(*self._key)
+        self.expr_attr_names_found.extend(names)
+        self.expr_attr_values_found.extend(values)
+        return op
+
+
+def create_condition_expression_parser(
+    expression: str | None, names: dict[str, str] | None, values: dict[str, Any] | None
+) -> Any:
+    """moto's ``create_condition_expression_parser``, parsed once per expression, names and
+    values."""
+    try:
+        key = (
+            expression or "",
+            json.dumps(names or {}, sort_keys=True),
+            json.dumps(values or {}, sort_keys=True),
+        )
+    except TypeError:
+        key = None
+    if not expression or key is None:
+        return comparisons.ConditionExpressionParser(expression, names, values)
+    return CachedCondition(key)
+
+
 # -- install / stock ---------------------------------------------------------------------------
 _OWNERS: dict[str, Any] = {
     "DynamoDBBackend": DynamoDBBackend,
@@ -620,10 +750,15 @@ def install() -> None:
             "DynamoHandler.transact_write_items": handle_transact_write_items,
             "DynamoHandler.serialized": serialized,
             "responses.method_names_from_class": method_names_from_class,
+            "DynamoHandler.setup_class": setup_class,
         }
     )
     for name, function in _PATCHES.items():
         _set(name, function)
+    dynamodb_models.UpdateExpressionParser = CachedUpdateExpressionParser
+    dynamodb_responses.UpdateExpressionParser = CachedUpdateExpressionParser
+    for module in (comparisons, dynamodb_models, dynamodb_responses):
+        module.create_condition_expression_parser = create_condition_expression_parser
     for name in UNFOLLOWED_WRITERS:
         setattr(DynamoDBBackend, name, _forgetting(name))
     for model in (Item, StreamRecord):
