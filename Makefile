@@ -64,6 +64,7 @@ bench: $(STAMP)
 	$(PY) bench/cold_start.py
 	$(PY) bench/api_round_trips.py
 	$(PY) bench/moto_scale.py
+	$(PY) bench/moto_server.py
 	$(PY) bench/load.py
 
 clean:

@@ -40,8 +40,8 @@ other items is ``IdempotentParameterMismatchException``.
 
 ``install()`` applies all of it, idempotently; it checks the moto version and the source of every
 function it replaces first, and refuses to start if moto changed under it. ``stock()`` puts moto's
-own transactions, queries and token handling back for a block (the differential test compares
-the two).
+own transactions, queries, token handling, serialization, request set-up and expression parsing
+back for a block (the differential test compares the two).
 """
 
 from __future__ import annotations
@@ -661,7 +661,7 @@ class CachedUpdateExpressionParser:
     make = staticmethod(functools.lru_cache(maxsize=2048)(UpdateExpressionParser.make))
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=1024)
 def _parsed_condition(
     expression: str, names: str, values: str
 ) -> tuple[Any, tuple[str, ...], tuple[str, ...]]:
@@ -722,7 +722,21 @@ _COMPARED = (
     "Table.all_items",
     "DynamoHandler.transact_write_items",
     "DynamoHandler.serialized",
+    "DynamoHandler.setup_class",
 )
+# Names moto's modules import from each other, swapped in those modules (and back by stock()).
+_MODULE_SWAPS = (
+    (dynamodb_models, "UpdateExpressionParser", CachedUpdateExpressionParser),
+    (dynamodb_responses, "UpdateExpressionParser", CachedUpdateExpressionParser),
+    (comparisons, "create_condition_expression_parser", create_condition_expression_parser),
+    (dynamodb_models, "create_condition_expression_parser", create_condition_expression_parser),
+    (
+        dynamodb_responses,
+        "create_condition_expression_parser",
+        create_condition_expression_parser,
+    ),
+)
+_MODULE_ORIGINALS = [getattr(module, name) for module, name, _ in _MODULE_SWAPS]
 
 
 def _set(name: str, function: Any) -> None:
@@ -755,10 +769,8 @@ def install() -> None:
     )
     for name, function in _PATCHES.items():
         _set(name, function)
-    dynamodb_models.UpdateExpressionParser = CachedUpdateExpressionParser
-    dynamodb_responses.UpdateExpressionParser = CachedUpdateExpressionParser
-    for module in (comparisons, dynamodb_models, dynamodb_responses):
-        module.create_condition_expression_parser = create_condition_expression_parser
+    for module, name, replacement in _MODULE_SWAPS:
+        setattr(module, name, replacement)
     for name in UNFOLLOWED_WRITERS:
         setattr(DynamoDBBackend, name, _forgetting(name))
     for model in (Item, StreamRecord):
@@ -769,15 +781,19 @@ def install() -> None:
 
 @contextlib.contextmanager
 def stock() -> Iterator[None]:
-    """moto's own transactions, queries, client-token handling and serialization inside the
-    block."""
+    """moto's own transactions, queries, client-token handling, serialization, request set-up
+    and expression parsing inside the block."""
     if not _INSTALLED:
         yield
         return
     for name in _COMPARED:
         _set(name, _ORIGINALS[name])
+    for (module, name, _), original in zip(_MODULE_SWAPS, _MODULE_ORIGINALS, strict=True):
+        setattr(module, name, original)
     try:
         yield
     finally:
         for name in _COMPARED:
             _set(name, _PATCHES[name])
+        for module, name, replacement in _MODULE_SWAPS:
+            setattr(module, name, replacement)

@@ -176,7 +176,8 @@ class KeepAliveHandler(BaseHTTPRequestHandler):
 
     def parse_request(self) -> bool:
         """The request line and the header lines; False (after an error answer) when malformed."""
-        words = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n").split()
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = self.requestline.split()
         if len(words) != 3 or not words[2].startswith("HTTP/1."):
             self.request_version = "HTTP/1.0"
             self.send_error(400, "Bad request line")
