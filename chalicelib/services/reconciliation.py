@@ -31,6 +31,7 @@ that verified. The run writes only reports and checkpoints; it never changes a b
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -58,6 +59,7 @@ CUTOFF_MARGIN = timedelta(seconds=1)  # see closing_cutoff
 # A card payment and the ledger's record of it can fall on either side of midnight (the webhook
 # arrives seconds after the charge); pairs are matched across this much of the next/previous day.
 STRIPE_SLACK = timedelta(hours=1)
+SWEEP_DAYS = 7  # every account is fully re-verified at least once in this many nights
 METRIC_NAMESPACE = "Ledger"
 METRIC_NAME = "ReconciliationMismatch"
 
@@ -169,6 +171,7 @@ class AccountResult:
     base_posted: int  # the checkpoint's balance (0 without one)
     closing: Checkpoint | None  # the state at the end of the day, None when it did not move
     closing_posted: int  # the balance at the end of the day (or the last entry, without a day)
+    account: Account | None = None  # the item as read for this check
 
     @property
     def ok(self) -> bool:
@@ -252,6 +255,13 @@ def verify_account(
             expected=str(at_last_seq),
             actual=str(account.posted),
         )
+    if account.pending_out < 0 or account.pending_in < 0:
+        problem(
+            "pending_sign",
+            f"pending_outgoing {account.pending_out} and pending_incoming {account.pending_in} "
+            "must not be negative",
+            actual=f"{account.pending_out}/{account.pending_in}",
+        )
     if account.overdraft_forbidden and account.available < 0 and not account.forced_negative:
         problem(
             "overdraft",
@@ -270,6 +280,7 @@ def verify_account(
             Checkpoint(account.id, day, seq, posted, sk) if moved and day is not None else None
         ),
         closing_posted=posted,
+        account=account,
     )
 
 
@@ -362,15 +373,24 @@ def match_stripe(
     day: str,
     ledger: Iterable[Transaction],
     stripe_items: Iterable[BalanceTransaction],
+    *,
+    first_day: str | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Pair the ledger's card deposits and refunds with Stripe's balance transactions by
-    PaymentIntent / refund id, one to one, amounts and currencies compared.
+    PaymentIntent / refund id, one to one, amounts and currencies compared, for the days from
+    ``first_day`` (default: ``day``) through ``day``: a run after a missed night covers it.
 
     ``ledger`` and ``stripe_items`` may reach into the neighbouring days by ``STRIPE_SLACK``; only
-    the items of ``day`` itself are reported unmatched (a pair is counted on the ledger's day).
+    the items of the window itself are reported unmatched (a pair is counted on the ledger's day).
     """
-    start = datetime.fromisoformat(day).replace(tzinfo=UTC)
-    low, high = _epoch(start), _epoch(start + timedelta(days=1))
+    first_day = first_day or day
+    start = datetime.fromisoformat(first_day).replace(tzinfo=UTC)
+    end = datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(days=1)
+    low, high = _epoch(start), _epoch(end)
+
+    def in_window(txn: Transaction) -> bool:
+        return first_day <= txn.created_at[:10] <= day
+
     candidates: dict[tuple[str, str], Transaction] = {}
     # A second ledger transaction for one PaymentIntent or refund (money recorded twice) can never
     # pair with a Stripe item of its own: it is reported unmatched, not hidden behind the first.
@@ -397,7 +417,7 @@ def match_stripe(
                 unmatched_stripe.append(_stripe_view(bt))
             continue
         used.add(key)
-        if txn.created_at[:10] != day:
+        if not in_window(txn):
             continue  # the pair belongs to the neighbouring day's report
         view = _ledger_view(txn, key)
         amount = sum(p.amount for p in txn.postings if p.amount > 0)
@@ -422,7 +442,7 @@ def match_stripe(
         for key, txn in sorted(
             [*left, *repeats.values()], key=lambda kt: (kt[1].created_at, kt[1].id)
         )
-        if txn.created_at[:10] == day
+        if in_window(txn)
     ]
     for view in unmatched_ledger:
         mismatches.append(
@@ -460,9 +480,12 @@ class Outcome:
     totals: dict[str, int] = field(default_factory=dict)
     open_holds: list[str] = field(default_factory=list)
     # Accounts that did not verify: a checkpoint of this day left by an earlier run of it (a
-    # partial day, or a run before the data changed) must go, or the next day would start from
-    # a balance the totals do not include.
+    # run before the data changed) must go, or the next day would start from a balance the
+    # totals do not include.
     failed: list[str] = field(default_factory=list)
+    # False when the day had not ended at the run's cut-off: the report is provisional, writes
+    # no checkpoint, and no later run starts from it.
+    final: bool = True
 
 
 def _touched(transactions: Iterable[Transaction]) -> list[str]:
@@ -470,15 +493,33 @@ def _touched(transactions: Iterable[Transaction]) -> list[str]:
 
 
 def _previous(store: ReconciliationStore, day: str) -> StoredReport | None:
-    """The report of the latest day before ``day`` (yesterday's by key; else a look back)."""
+    """The final report of the latest day before ``day`` (yesterday's by key; else a look back).
+    A partial report (a run before its day ended) is never a starting point: what was written
+    after its cut-off would never be checked."""
     start = date.fromisoformat(day)
     yesterday = (start - timedelta(days=1)).isoformat()
     found = store.reports([yesterday])
-    if yesterday in found:
+    if yesterday in found and found[yesterday].final:
         return found[yesterday]
     earlier = [(start - timedelta(days=n)).isoformat() for n in range(2, LOOKBACK_DAYS + 1)]
-    found = store.reports(earlier)
-    return found[max(found)] if found else None
+    finals = {d: r for d, r in store.reports(earlier).items() if r.final}
+    return finals[max(finals)] if finals else None
+
+
+def sweep_bucket(account_id: str) -> int:
+    """The night of the week (0..6) on which the rolling sweep fully re-verifies the account."""
+    digest = hashlib.sha256(account_id.encode()).digest()
+    return int.from_bytes(digest[:4], "big") % SWEEP_DAYS
+
+
+def _swept(store: ReconciliationStore, days: list[str]) -> list[str]:
+    """The accounts the rolling sweep re-verifies from their first entry in a run covering
+    ``days``: one seventh of all accounts per day covered, so a run after a missed night sweeps
+    that night's share too, and every account is fully verified at least once every 7 days."""
+    buckets = {date.fromisoformat(d).toordinal() % SWEEP_DAYS for d in days}
+    if not buckets:
+        return []
+    return [a for a in store.all_account_ids() if sweep_bucket(a) in buckets]
 
 
 def _check_accounts(
@@ -486,10 +527,12 @@ def _check_accounts(
     account_ids: list[str],
     day: str | None,
     *,
-    from_checkpoints: bool,
+    checkpoints_before: str | None,
     on_read: Callable[[str], None] | None,
     cutoff: str | None = None,
 ) -> tuple[list[AccountResult], list[dict[str, Any]]]:
+    """Verify each account: from its newest checkpoint dated before ``checkpoints_before`` (the
+    day after the report the run starts from), or from its first entry when that is None."""
     accounts = store.accounts(account_ids)  # read before any entry: see verify_account
     results, missing = [], []
     for account_id in account_ids:
@@ -503,7 +546,9 @@ def _check_accounts(
                 )
             )
             continue
-        checkpoint = store.latest_checkpoint(account_id, day) if from_checkpoints and day else None
+        checkpoint = (
+            store.latest_checkpoint(account_id, checkpoints_before) if checkpoints_before else None
+        )
         results.append(
             verify_account(store, account, checkpoint, day, on_read=on_read, cutoff=cutoff)
         )
@@ -525,6 +570,68 @@ def _trial_balance(totals: Mapping[str, int]) -> tuple[dict[str, str], list[dict
     return shown, problems
 
 
+def _expected_pending(holds: Iterable[Transaction]) -> dict[str, tuple[int, int]]:
+    """Per account, what its open holds put in ``pending_out`` and ``pending_in``."""
+    pending: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for txn in holds:
+        if txn.status is not TransactionStatus.PENDING:
+            continue
+        for p in txn.postings:
+            pending[p.account_id][0 if p.amount < 0 else 1] += abs(p.amount)
+    return {account_id: (out, inc) for account_id, (out, inc) in pending.items()}
+
+
+def _pending_differences(
+    accounts: Mapping[str, Account], expected: Mapping[str, tuple[int, int]]
+) -> dict[str, tuple[int, int]]:
+    return {
+        account_id: expected.get(account_id, (0, 0))
+        for account_id, account in accounts.items()
+        if (account.pending_out, account.pending_in) != expected.get(account_id, (0, 0))
+    }
+
+
+def _check_pending(
+    store: ReconciliationStore,
+    accounts: Mapping[str, Account],
+    holds: Mapping[str, Transaction],
+    last_read_day: str,
+    today: str,
+) -> list[dict[str, Any]]:
+    """Each account's ``pending_out`` / ``pending_in`` against the holds open now.
+
+    ``holds`` are the transactions the run read, up to ``last_read_day``, their status as then.
+    An account that disagrees with them is looked at once more before it is reported: money moves
+    while the run reads (a hold made or resolved after its transactions were read), so its item,
+    the status of every hold and the transactions created from ``last_read_day`` to ``today`` are
+    read again. Only accounts that disagree cost that second look; normally none."""
+    differing = _pending_differences(accounts, _expected_pending(holds.values()))
+    if not differing:
+        return []
+    fresh_accounts = store.accounts(list(differing))
+    known = [i for i, t in holds.items() if t.status is TransactionStatus.PENDING]
+    fresh_holds = store.transactions(known)
+    for day in [last_read_day, *_days(last_read_day, today)]:
+        fresh_holds.update({t.id: t for t in store.transactions_created(day)})
+    expected = _expected_pending(fresh_holds.values())
+    problems = []
+    for account_id, (want_out, want_in) in sorted(
+        _pending_differences(fresh_accounts, expected).items()
+    ):
+        account = fresh_accounts[account_id]
+        problems.append(
+            _mismatch(
+                "pending_amount",
+                f"pending_outgoing {account.pending_out} and pending_incoming "
+                f"{account.pending_in}, its open holds give {want_out} and {want_in}",
+                account_id=account_id,
+                expected=f"{want_out}/{want_in}",
+                actual=f"{account.pending_out}/{account.pending_in}",
+            )
+        )
+    return problems
+
+
 def reconcile(
     store: ReconciliationStore,
     day: str,
@@ -535,28 +642,45 @@ def reconcile(
 ) -> Outcome:
     """Compute the report of ``day`` and what to write; reads only."""
     cutoff = closing_cutoff(now())
+    final = cutoff[:10] > day
     previous = _previous(store, day)
+    swept: list[AccountResult] = []
     if previous is None:
         # First run: every transaction and account up to the end of the day, from the start.
         transactions = [t for t in store.all_transactions() if t.created_at[:10] <= day]
         account_ids = store.all_account_ids()
         results, missing = _check_accounts(
-            store, account_ids, day, from_checkpoints=False, on_read=on_read, cutoff=cutoff
+            store, account_ids, day, checkpoints_before=None, on_read=on_read, cutoff=cutoff
         )
+        read = results  # the pending check looks at all of them
         # Accounts opened after the day have no entries by its end: not part of it.
         results = [r for r in results if r.closing is not None or r.mismatches]
         totals: dict[str, int] = defaultdict(int)
         holds = transactions
+        first_day = min((t.created_at[:10] for t in transactions), default=day)
     else:
+        first_day = _day_after(previous.day)
+        window = _days(previous.day, day)
         transactions = []
-        for window_day in _days(previous.day, day):
+        for window_day in window:
             transactions += store.transactions_created(window_day)
         carried = list(store.transactions(previous.open_holds).values())
         resolved = [t for t in carried if t.resolved_at and t.resolved_at[:10] <= day]
         account_ids = _touched([*transactions, *resolved])
         results, missing = _check_accounts(
-            store, account_ids, day, from_checkpoints=True, on_read=on_read, cutoff=cutoff
+            store,
+            account_ids,
+            day,
+            checkpoints_before=first_day,
+            on_read=on_read,
+            cutoff=cutoff,
         )
+        # The rolling sweep: untouched accounts too, from their first entry (mismatches only).
+        swept, swept_missing = _check_accounts(
+            store, _swept(store, window), day, checkpoints_before=None, on_read=None
+        )
+        missing += [m for m in swept_missing if m not in missing]
+        read = [*results, *swept]
         totals = defaultdict(int, previous.totals)
         holds = [*carried, *transactions]
 
@@ -575,12 +699,18 @@ def reconcile(
         elif result.closing is not None:
             checkpoints.append(result.closing)
             totals[result.currency] += result.closing.posted - result.base_posted
+    for result in swept:
+        mismatches += [m for m in result.mismatches if m not in mismatches]
+        if not result.ok and result.account_id not in failed:
+            failed.append(result.account_id)
     trial_balance, problems = _trial_balance(totals)
     mismatches += problems
+    accounts = {r.account_id: r.account for r in read if r.account is not None}
+    mismatches += _check_pending(store, accounts, {t.id: t for t in holds}, day, cutoff[:10])
 
     stripe = _no_stripe()
     if gateway is not None:
-        stripe, stripe_problems = _stripe_check(store, day, transactions, gateway)
+        stripe, stripe_problems = _stripe_check(store, first_day, day, transactions, gateway)
         mismatches += stripe_problems
 
     open_holds = sorted({t.id for t in holds if _open_at_end_of(t, day)})
@@ -588,21 +718,30 @@ def reconcile(
         date=day,
         status=MISMATCH if mismatches else OK,
         transactions_checked=len(transactions),
-        accounts_checked=len(results) + len(missing),
+        accounts_checked=len(
+            {r.account_id for r in [*results, *swept]} | {m["account_id"] for m in missing}
+        ),
         trial_balance=trial_balance,
         mismatches=mismatches,
         stripe=stripe,
     )
-    return Outcome(report, checkpoints, dict(totals), open_holds, failed)
+    return Outcome(report, checkpoints, dict(totals), open_holds, failed, final)
 
 
 def _stripe_check(
-    store: ReconciliationStore, day: str, transactions: list[Transaction], gateway: Any
+    store: ReconciliationStore,
+    first_day: str,
+    day: str,
+    transactions: list[Transaction],
+    gateway: Any,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    start = datetime.fromisoformat(day).replace(tzinfo=UTC)
-    end = start + timedelta(days=1)
+    """Stripe's balance transactions of the days ``first_day`` through ``day`` against the
+    ledger's card transactions of those days (and an hour either side, for pairs that straddle
+    midnight)."""
+    start = datetime.fromisoformat(first_day).replace(tzinfo=UTC)
+    end = datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(days=1)
     before, after = (start - STRIPE_SLACK), (end + STRIPE_SLACK)
-    ledger = [t for t in transactions if t.created_at[:10] == day]
+    ledger = [t for t in transactions if first_day <= t.created_at[:10] <= day]
     ledger += store.transactions_created(
         before.date().isoformat(), since=before.strftime("%Y-%m-%dT%H:%M:%S")
     )
@@ -610,7 +749,7 @@ def _stripe_check(
         end.date().isoformat(), until=after.strftime("%Y-%m-%dT%H:%M:%S")
     )
     items = gateway.list_balance_transactions(_epoch(before), _epoch(after))
-    return match_stripe(day, ledger, items)
+    return match_stripe(day, ledger, items, first_day=first_day)
 
 
 # -- side effects ---------------------------------------------------------------------------------
@@ -668,11 +807,13 @@ def run(
     emit_metric(report)
     if report.status == MISMATCH:
         publish_alert(report, alert_topic_arn, region)
-    store.delete_checkpoints(outcome.failed, day)
-    store.put_checkpoints(outcome.checkpoints)
-    store.put_report(
-        StoredReport(day, report.as_dict(), outcome.totals, outcome.open_holds), now_iso()
+    if outcome.final:  # a partial day leaves the checkpoints to the run after it
+        store.delete_checkpoints(outcome.failed, day)
+        store.put_checkpoints(outcome.checkpoints)
+    stored = StoredReport(
+        day, report.as_dict(), outcome.totals, outcome.open_holds, final=outcome.final
     )
+    store.put_report(stored, now_iso())
     return report
 
 
@@ -707,14 +848,15 @@ def full_check(table_name: str | None = None) -> Report:
 def full_report(
     store: ReconciliationStore, *, today: str | None = None, now: Callable[[], str] = now_iso
 ) -> Report:
+    cutoff = closing_cutoff(now())
     transactions = store.all_transactions()
     results, missing = _check_accounts(
         store,
         store.all_account_ids(),
         None,
-        from_checkpoints=False,
+        checkpoints_before=None,
         on_read=None,
-        cutoff=closing_cutoff(now()),
+        cutoff=cutoff,
     )
     mismatches = [m for m in map(_unbalanced, transactions) if m is not None] + missing
     totals: dict[str, int] = defaultdict(int)
@@ -723,6 +865,9 @@ def full_report(
         totals[result.currency] += result.closing_posted
     trial_balance, problems = _trial_balance(totals)
     mismatches += problems
+    accounts = {r.account_id: r.account for r in results if r.account is not None}
+    holds = {t.id: t for t in transactions}
+    mismatches += _check_pending(store, accounts, holds, cutoff[:10], cutoff[:10])
     return Report(
         date=today or today_utc().isoformat(),
         status=MISMATCH if mismatches else OK,

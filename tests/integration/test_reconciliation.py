@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import boto3
 import pytest
@@ -216,8 +216,16 @@ def test_the_second_day_reads_only_the_accounts_it_touched(store, ledger, clock)
     report = recon.run(DAY2, store=store)
     assert report.status == "ok", report.mismatches
     assert report.transactions_checked == 1
-    assert report.accounts_checked == 2  # the wallet and one clearing shard
-    assert busy in _checked_accounts(store, DAY2)
+    touched = _checked_accounts(store, DAY2)
+    assert busy in touched
+    assert len(touched) == 2  # the wallet and one clearing shard
+    # and the rolling sweep's share of the night: about a seventh of all accounts
+    assert report.accounts_checked == len(touched | _swept_on(store, DAY2))
+
+
+def _swept_on(store: ReconciliationStore, day: str) -> set[str]:
+    night = date.fromisoformat(day).toordinal() % recon.SWEEP_DAYS
+    return {a for a in store.all_account_ids() if recon.sweep_bucket(a) == night}
 
 
 def test_writes_during_the_run_cause_no_false_mismatch(store, two_days, ledger, clock):
@@ -639,3 +647,133 @@ def test_money_moving_between_two_account_reads_does_not_unbalance_the_run(
 
     assert report.status == "ok", report.mismatches
     assert len(seen) >= 2
+
+
+# -- pending amounts, the rolling sweep, missed nights and partial days ----------------------------
+def _plant(account_id: str, **values: int) -> None:
+    """Change an account item behind the ledger's back."""
+    item = AccountItem.get(keys.account_pk(account_id), keys.ACCOUNT_SK)
+    item.update(actions=[getattr(AccountItem, name).set(v) for name, v in values.items()])
+
+
+def test_a_pending_amount_that_its_open_holds_do_not_give_is_named(store, ledger, clock):
+    alice, bob = ledger.open_user_account(), ledger.open_user_account()
+    clock.day = DAY1
+    ledger.fund(alice, 5_000)
+    recon.run(DAY1, store=store)
+    clock.day = DAY2
+    ledger.transfer(alice, bob, 1_000, pending=True)  # a hold, open at the end of day 2
+    _plant(alice, pending_out=0)  # would let Alice spend the held money again
+    report = recon.run(DAY2, store=store)
+    assert ("pending_amount", alice) in checks(report)
+    [m] = [m for m in report.mismatches if m["check"] == "pending_amount"]
+    assert (m["expected"], m["actual"]) == ("1000/0", "0/0")
+    assert ("pending_amount", bob) not in checks(report)  # Bob's 1000 incoming is right
+
+
+def test_a_negative_pending_amount_is_named(store, ledger, clock):
+    alice = ledger.open_user_account()
+    clock.day = DAY1
+    ledger.fund(alice, 5_000)
+    recon.run(DAY1, store=store)
+    clock.day = DAY2
+    ledger.fund(alice, 1)
+    _plant(alice, pending_in=-5)
+    assert ("pending_sign", alice) in checks(recon.run(DAY2, store=store))
+
+
+def test_holds_made_and_posted_while_the_run_reads_cause_no_false_pending_mismatch(
+    store, two_days, ledger, clock, monkeypatch
+):
+    """The run reads the transactions, then the accounts: holds made, posted and voided in
+    between are in the accounts' pending amounts but not in what the run read."""
+    recon.run(DAY1, store=store)
+    alice, bob = two_days["alice"], two_days["bob"]
+    clock.day = DAY2
+    held = ledger.transfer(alice, bob, 20, pending=True).transaction.id  # read as pending
+    clock.day = DAY3  # the run of day 2 happens on day 3, while money keeps moving
+    moves: list[str] = []
+    read_accounts = store.accounts
+
+    def accounts_after_moves(account_ids):
+        if not moves:
+            moves.append(ledger.transfer(alice, bob, 10, pending=True).transaction.id)
+            moves.append(ledger.transfer(bob, alice, 5, pending=True).transaction.id)
+            ledger.ledger.post_pending(moves[1])
+            ledger.ledger.void_pending(held)
+        return read_accounts(account_ids)
+
+    monkeypatch.setattr(store, "accounts", accounts_after_moves)
+    report = recon.run(DAY2, store=store)
+    assert moves
+    assert not [m for m in report.mismatches if m["check"].startswith("pending")]
+
+
+def test_tampering_with_an_untouched_account_is_found_within_seven_nights(store, ledger, clock):
+    quiet = [ledger.open_user_account() for _ in range(8)]
+    busy = ledger.open_user_account()
+    clock.day = DAY1
+    for account in quiet:
+        ledger.fund(account, 1_000)
+    recon.run(DAY1, store=store)
+    victim = quiet[3]
+    _plant(victim, posted=100_000_000, available=100_000_000)  # +1,000,000.00, no entry
+    _plant(quiet[5], pending_out=700)  # a hold that does not exist
+    found: dict[str, str] = {}
+    for n in range(1, 8):
+        day = date.fromisoformat(DAY1).toordinal() + n
+        clock.day = date.fromordinal(day).isoformat()
+        ledger.fund(busy, 1)  # the night has activity, none on the quiet accounts
+        report = recon.run(clock.day, store=store)
+        for check, subject in checks(report):
+            found.setdefault(f"{check} {subject}", clock.day)
+    assert f"account_balance {victim}" in found
+    assert f"pending_amount {quiet[5]}" in found
+
+
+def test_a_missed_night_is_checked_by_the_next_run_stripe_included(store, ledger, clock):
+    alice = ledger.open_user_account()
+    clock.day = DAY1
+    card_deposit(ledger, alice, 1_000, "pi_1")
+    stripe = FakeStripe()
+    stripe.charge("pi_1", 1_000, DAY1)
+    assert recon.run(DAY1, store=store, gateway=stripe).status == "ok"
+    clock.day = DAY2  # the night of day 2 never ran
+    card_deposit(ledger, alice, 2_000, "pi_2")
+    stripe.charge("pi_2", 2_000, DAY2)
+    stripe.charge("pi_lost", 3_000, DAY2)  # Stripe took money the ledger never credited
+    card_deposit(ledger, alice, 4_000, "pi_nocharge")  # and the ledger credited a ghost
+    clock.day = DAY3
+    card_deposit(ledger, alice, 5_000, "pi_3")
+    stripe.charge("pi_3", 5_000, DAY3)
+    report = recon.run(DAY3, store=store, gateway=stripe)
+    assert report.transactions_checked == 3
+    assert report.stripe["matched"] == 2
+    assert [v["id"] for v in report.stripe["unmatched_stripe"]] == ["txn_pi_lost"]
+    assert [v["payment_intent_id"] for v in report.stripe["unmatched_ledger"]] == ["pi_nocharge"]
+    assert stripe.calls[-1][0] == _epoch(DAY2, 0) - 3600  # from the missed day, with slack
+
+
+def test_a_partial_day_is_never_the_start_of_the_next_run(store, ledger, clock):
+    alice, bob = ledger.open_user_account(), ledger.open_user_account()
+    clock.day = DAY1
+    ledger.fund(alice, 5_000)
+    recon.run(DAY1, store=store)
+    clock.day = DAY2
+    ledger.transfer(alice, bob, 1_000)
+    partial = recon.run(DAY2, store=store, now=lambda: f"{DAY2}T12:30:00.000000Z")
+    assert partial.status == "ok"
+    assert _checked_accounts(store, DAY2) == set()  # a partial day writes no checkpoint
+    forged = Transaction(  # written after the partial run's cut-off
+        id="txn_late_forged",
+        type=TransactionType.TRANSFER,
+        status=TransactionStatus.POSTED,
+        postings=(Posting(alice, USD, -100), Posting(bob, USD, 150)),
+        created_at=f"{DAY2}T23:00:00.000000Z",
+    )
+    TransactionItem.from_domain(forged).save()
+    clock.day = DAY3  # the night of day 2 never ran
+    ledger.transfer(bob, alice, 1)
+    report = recon.run(DAY3, store=store)
+    assert ("transaction_unbalanced", "txn_late_forged") in checks(report)
+    assert report.transactions_checked == 3  # day 2's two (the forged one too), day 3's one

@@ -46,6 +46,8 @@ class StoredReport:
     report: dict[str, Any]
     totals: dict[str, int]  # per currency: the sum of every account's checkpointed balance
     open_holds: list[str]  # holds still pending at the end of ``day``
+    # False for a run made before ``day`` ended (a partial day): never the start of a later run.
+    final: bool = True
 
 
 def _key(pk: str, sk: str) -> dict[str, dict[str, str]]:
@@ -227,6 +229,7 @@ class ReconciliationStore:
                 "report": {"S": json.dumps(stored.report, sort_keys=True)},
                 "totals": {"S": json.dumps({k: str(v) for k, v in stored.totals.items()})},
                 "open_holds": {"S": json.dumps(stored.open_holds)},
+                "final": {"BOOL": stored.final},
                 "ran_at": {"S": ran_at},
             },
         )
@@ -241,5 +244,7 @@ class ReconciliationStore:
                 report=json.loads(raw["report"]["S"]),
                 totals={k: int(v) for k, v in json.loads(raw["totals"]["S"]).items()},
                 open_holds=list(json.loads(raw["open_holds"]["S"])),
+                # Reports written before the flag existed: final when they ran after their day.
+                final=raw["final"]["BOOL"] if "final" in raw else raw["ran_at"]["S"][:10] > day,
             )
         return found
