@@ -67,6 +67,9 @@ class Settings:
     email_verify_ttl_seconds: int = 24 * 3600
     # PAYOUT_MAX_ATTEMPTS: a payout the gateway refuses this many times fails (hold released).
     payout_max_attempts: int = 10
+    # ADJUSTMENT_APPROVAL_THRESHOLD: an adjustment worth this much (USD-equivalent) or more
+    # waits for a second admin's approval.
+    adjustment_approval_threshold: str = "1000.00"
 
     @property
     def is_local(self) -> bool:
@@ -182,4 +185,5 @@ def get_settings() -> Settings:
         verify_mails_per_hour=_int("VERIFY_MAILS_PER_HOUR", 3, 1),
         email_verify_ttl_seconds=_int("EMAIL_VERIFY_TTL_SECONDS", 24 * 3600, 60),
         payout_max_attempts=_int("PAYOUT_MAX_ATTEMPTS", 10, 1),
+        adjustment_approval_threshold=os.environ.get("ADJUSTMENT_APPROVAL_THRESHOLD") or "1000.00",
     )

@@ -1,6 +1,6 @@
-"""Operator routes (API.md, "Admin"): users and their suspension, any transaction, and the
-rollback of a posted transaction. Every route needs an admin signed in with MFA (``admin_only``);
-parse, call ``chalicelib.services.operators``, answer."""
+"""Operator routes (API.md, "Admin"): users and their suspension, any transaction, the
+rollback of a posted transaction and adjustments. Every route needs an admin signed in with MFA
+(``admin_only``); parse, call ``chalicelib.services.operators`` (or ``.adjustments``), answer."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from chalice import Blueprint, Response
 
 from chalicelib.api.access import admin_only, current_principal
 from chalicelib.api.accounts import parse_list_query, query_param
-from chalicelib.api.dependencies import get_auth_service, get_ledger_service
+from chalicelib.api.dependencies import get_auth_service, get_bound_settings, get_ledger_service
 from chalicelib.api.idempotency import replayable
 from chalicelib.api.requests import parse_body, source_ip
 from chalicelib.api.views import transaction_view
+from chalicelib.domain.adjustments import Adjustment
+from chalicelib.domain.money import format_amount
 from chalicelib.domain.users import User
 
 admin = Blueprint(__name__)
@@ -122,3 +124,66 @@ def rollback_transaction(transaction_id: str) -> Response:
         ip=source_ip(admin.current_request),
     )
     return Response({"transaction": transaction_view(reversal)}, status_code=201)
+
+
+def adjustment_view(adjustment: Adjustment) -> dict[str, Any]:
+    return {
+        "id": adjustment.id,
+        "status": adjustment.status.value,
+        "account_id": adjustment.account_id,
+        "amount": format_amount(adjustment.amount, adjustment.currency),
+        "currency": adjustment.currency,
+        "reason": adjustment.reason,
+        "requested_by": adjustment.requested_by,
+        "requested_at": adjustment.requested_at,
+        "approved_by": adjustment.approved_by,
+        "approved_at": adjustment.approved_at,
+        "transaction_id": adjustment.transaction_id,
+    }
+
+
+def _adjustments():  # type: ignore[no-untyped-def]
+    from chalicelib.adapters.dynamo.adjustment_repository import DynamoAdjustmentRepository
+    from chalicelib.services import adjustments
+
+    return adjustments, DynamoAdjustmentRepository()
+
+
+@admin.route("/v1/admin/adjustments", methods=["POST"])
+@admin_only(admin)
+@replayable(admin, "adjustment")
+def create_adjustment() -> Response:
+    from chalicelib.adapters.rates import rate_source_for
+
+    body = parse_body(admin.current_request, schemas().NewAdjustment)
+    settings = get_bound_settings()
+    adjustments, repository = _adjustments()
+    requested = adjustments.request(
+        get_ledger_service(),
+        repository,
+        rate_source_for(settings),
+        current_principal().user,
+        account_id=body.account_id,
+        amount=body.amount,
+        reason=body.reason,
+        threshold=adjustments.threshold_minor(settings.adjustment_approval_threshold),
+        ip=source_ip(admin.current_request),
+    )
+    if requested.transaction is None:
+        return Response({"adjustment": adjustment_view(requested.adjustment)}, status_code=202)
+    return Response({"transaction": transaction_view(requested.transaction)}, status_code=201)
+
+
+@admin.route("/v1/admin/adjustments/{adjustment_id}/approve", methods=["POST"])
+@admin_only(admin)
+def approve_adjustment(adjustment_id: str) -> Response:
+    parse_body(admin.current_request, schemas().RequestBody)
+    adjustments, repository = _adjustments()
+    txn = adjustments.approve(
+        get_ledger_service(),
+        repository,
+        current_principal().user,
+        adjustment_id,
+        source_ip(admin.current_request),
+    )
+    return Response({"transaction": transaction_view(txn)}, status_code=201)

@@ -23,3 +23,11 @@ class Suspension(RequestBody):
 
 class RoleChange(RequestBody):
     role: Annotated[str, StringConstraints(min_length=1, max_length=16)]
+
+
+class NewAdjustment(RequestBody):
+    account_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    # A signed decimal string in the account's currency ("-12.50" takes money out); checked
+    # against the currency by the service.
+    amount: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+    reason: Reason

@@ -87,6 +87,7 @@ DOMAIN_ERRORS: Mapping[type[domain.LedgerError], HttpError] = {
     domain.IdempotencyRaced: HttpError(409, "idempotency_in_progress"),
     domain.RecipientNotFound: HttpError(404, "recipient_not_found"),
     domain.WithdrawalNotFound: HttpError(404, "not_found"),
+    domain.AdjustmentNotFound: HttpError(404, "not_found"),
     domain.AmountBelowMinimum: HttpError(422, "amount_below_minimum"),
     domain.WithdrawalLimitExceeded: HttpError(422, "withdrawal_limit_exceeded"),
     domain.RateUnavailable: HttpError(422, "rate_unavailable"),

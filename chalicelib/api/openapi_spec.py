@@ -503,6 +503,29 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "admin",
         idempotent=True,
     ),
+    ("POST", "/v1/admin/adjustments"): Op(
+        "Adjust an account against the platform's adjustment account (four eyes above a threshold)",
+        "admin",
+        201,
+        "chalicelib.api.admin_schemas:NewAdjustment",
+        TXN,
+        (404, 422),
+        "admin",
+        idempotent=True,
+        extra={
+            "description": "At or above the approval threshold (USD-equivalent) the answer is "
+            '202 {"adjustment": {id, status: "pending_approval", ...}} and no money moves '
+            "until another admin approves it."
+        },
+    ),
+    ("POST", "/v1/admin/adjustments/{adjustment_id}/approve"): Op(
+        "Approve another admin's adjustment: it posts, once",
+        "admin",
+        201,
+        returns=TXN,
+        errors=(403, 404, 409, 422),
+        access="admin",
+    ),
     ("GET", "/v1/admin/audit"): Op(
         "Audit events, oldest first (from defaults to 24 h before to; to to now)",
         "admin",

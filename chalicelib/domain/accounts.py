@@ -32,6 +32,7 @@ class PlatformKind(StrEnum):
     CRYPTO_CUSTODY = "crypto_custody"
     FX_POOL = "fx_pool"
     FEES = "fees"
+    ADJUSTMENTS = "adjustments"  # the other side of operators' adjustments
 
 
 PLATFORM_PREFIX = "plat"

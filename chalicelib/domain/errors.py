@@ -200,6 +200,10 @@ class WithdrawalNotFound(LedgerError):
     """No withdrawal with this id belongs to the caller."""
 
 
+class AdjustmentNotFound(LedgerError):
+    """No adjustment with this id."""
+
+
 class AmountBelowMinimum(LedgerError):
     """The withdrawal is smaller than the currency's minimum."""
 

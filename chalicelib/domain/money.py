@@ -73,6 +73,17 @@ def parse_amount(raw: Any, code: str) -> int:
     return minor
 
 
+def parse_signed_amount(raw: Any, code: str) -> int:
+    """``parse_amount`` with an optional leading ``-``: a signed, non-zero amount.
+
+    Raises:
+        UnsupportedCurrency, InvalidAmount: as ``parse_amount``.
+    """
+    if isinstance(raw, str) and raw.startswith("-"):
+        return -parse_amount(raw[1:], code)
+    return parse_amount(raw, code)
+
+
 def format_amount(minor: int, code: str) -> str:
     """Render minor units as a decimal string with all of the currency's decimals (signed)."""
     cur = currency(code)

@@ -52,7 +52,7 @@ UNSUSPEND_ACTION = "user.unsuspended"
 ROLE_ACTION = "user.role_changed"
 
 
-def _reason(reason: object) -> str:
+def reason_text(reason: object) -> str:
     text = reason.strip() if isinstance(reason, str) else ""
     if not text or len(text) > MAX_REASON_LENGTH:
         raise InvalidRequest(
@@ -93,7 +93,7 @@ def rollback(
     reversal), AlreadyReversed, InsufficientFunds (unless ``force``),
     VersionConflict.
     """
-    reason = _reason(reason)
+    reason = reason_text(reason)
     if not 0 < len(transaction_id) <= MAX_ID_LENGTH:
         raise TransactionNotFound(f"transaction {transaction_id} does not exist")
     reversal_id = derive_transaction_id("reversal", transaction_id)
@@ -142,7 +142,7 @@ def suspend(
     Raises (in order): InvalidRequest (reason), UserNotFound, CannotSuspendSelf, InvalidState
     (already suspended).
     """
-    reason = _reason(reason)
+    reason = reason_text(reason)
     user = _user(users, user_id)
     if user.id == admin.id:
         raise CannotSuspendSelf("an admin cannot suspend their own account")

@@ -11,6 +11,7 @@
 - facility:    PK ``FACILITIES``, SK ``FAC#<id>`` (few, rarely written: one directory partition)
 - withdrawal:  PK ``WITHDRAWAL#<id>``, SK ``WITHDRAWAL``;
   GSI2 (review queue) ``WITHDRAWALS`` / ``<created_at>#<id>``
+- adjustment:  PK ``ADJUSTMENT#<id>``, SK ``ADJUSTMENT`` (an operator's correction of an account)
 - withdrawal limit: PK ``WDLIMIT#<user>#<currency>#<yyyy-mm-dd>``, SK ``WDLIMIT`` (a day's total)
 - payout request:   PK ``PAYOUT#<withdrawal id>``, SK ``PAYOUT`` (outbox for the crypto gateway);
   GSI2 (still to send) ``PAYOUTS#requested`` / ``<requested_at>#<withdrawal id>``, removed once sent
@@ -222,6 +223,14 @@ def withdrawal_pk(withdrawal_id: str) -> str:
 
 def withdrawals_gsi_sk(created_at: str, withdrawal_id: str) -> str:
     return f"{created_at}#{withdrawal_id}"
+
+
+ADJUSTMENT_PREFIX = "ADJUSTMENT#"
+ADJUSTMENT_SK = "ADJUSTMENT"
+
+
+def adjustment_pk(adjustment_id: str) -> str:
+    return ADJUSTMENT_PREFIX + adjustment_id
 
 
 def withdrawal_limit_pk(user_id: str, currency: str, day: str) -> str:

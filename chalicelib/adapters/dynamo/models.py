@@ -325,6 +325,26 @@ class WithdrawalItem(LedgerItem):
     ITEM_TYPE = "withdrawal"
 
 
+class AdjustmentItem(LedgerItem):
+    """An operator's adjustment of one account (chalicelib/domain/adjustments.py)."""
+
+    class Meta(_Meta):
+        pass
+
+    adjustment_id = UnicodeAttribute()
+    account_id = UnicodeAttribute()
+    currency = UnicodeAttribute()
+    amount = NumberAttribute()  # signed minor units
+    reason = UnicodeAttribute()
+    status = UnicodeAttribute()
+    requested_by = UnicodeAttribute()
+    requested_at = UnicodeAttribute()
+    approved_by = UnicodeAttribute(null=True)
+    approved_at = UnicodeAttribute(null=True)
+
+    ITEM_TYPE = "adjustment"
+
+
 class WithdrawalLimitItem(LedgerItem):
     class Meta(_Meta):
         pass
@@ -846,6 +866,7 @@ MODELS: tuple[type[Model], ...] = (
     FacilityItem,
     WithdrawalItem,
     WithdrawalLimitItem,
+    AdjustmentItem,
     PayoutItem,
     WebhookEventItem,
     CryptoAddressItem,
