@@ -70,6 +70,12 @@ class Settings:
     # ADJUSTMENT_APPROVAL_THRESHOLD: an adjustment worth this much (USD-equivalent) or more
     # waits for a second admin's approval.
     adjustment_approval_threshold: str = "1000.00"
+    # RECONCILIATION_FUNCTION: the function an admin's reconciliation runs in (asynchronously);
+    # unset (local stack, tests): a thread of the API process.
+    reconciliation_function: str | None = None
+    # RECONCILIATION_WAIT_SECONDS: how long POST /v1/admin/reconciliations waits for the run to
+    # finish before it answers 202 (running).
+    reconciliation_wait_seconds: int = 10
 
     @property
     def is_local(self) -> bool:

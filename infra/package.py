@@ -60,6 +60,13 @@ STACK_ENVIRONMENT: dict[str, Any] = {
 }
 
 
+# What one function learns from the stack besides STACK_ENVIRONMENT.
+FUNCTION_ENVIRONMENT: dict[str, dict[str, Any]] = {
+    # The API hands an admin's reconciliation run to this function (asynchronously).
+    API_HANDLER: {"RECONCILIATION_FUNCTION": {"Ref": "ReconciliationRun"}},
+}
+
+
 # The table the functions use: the stack's own, or after a restore the one named by ActiveTableName
 # (docs/runbooks/restore.md, "Cut-over"). Outside infra/table.json every reference to LedgerTable
 # (Ref, GetAtt Arn, ${LedgerTable.Arn} in a Sub) is rewritten to these, so the functions'
@@ -200,7 +207,15 @@ def function_resources(function: str, role: str, profile: list[dict]) -> dict[st
                 "PolicyDocument": {"Version": "2012-10-17", "Statement": [logs]},
             },
         },
-        fn: {"Properties": {"Environment": {"Variables": follow_active_table(STACK_ENVIRONMENT)}}},
+        fn: {
+            "Properties": {
+                "Environment": {
+                    "Variables": follow_active_table(
+                        {**STACK_ENVIRONMENT, **FUNCTION_ENVIRONMENT.get(function, {})}
+                    )
+                }
+            }
+        },
         # Chalice names the API handler's group after ``ApiHandler``, a function it renamed.
         log_group: {"Properties": {"LogGroupName": {"Fn::Sub": f"/aws/lambda/${{{fn}}}"}}},
         f"{fn}ErrorsAlarm": {

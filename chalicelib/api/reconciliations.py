@@ -3,12 +3,18 @@ the previous UTC day, and ``/v1/admin/reconciliations`` to run one now or read a
 
 ``date`` may be today at the latest: today runs as a partial, provisional day (the nightly run
 replaces it once the day has ended); a future or malformed date is ``400 invalid_request`` (see
-``reconciliation.parse_day``). A run is an admin action: it leaves an audit event. Running a day
-that has ended again overwrites its report with the same report.
+``reconciliation.parse_day``). Starting a run is an admin action: it leaves an audit event.
+Running a day that has ended again overwrites its report with the same report.
+
+The run never happens in the request: ``POST`` marks the day running and hands the run to another
+invocation (``reconciliation_run``, asynchronously; a thread locally), then waits up to
+``RECONCILIATION_WAIT_SECONDS`` for it: ``201`` with the report if it ended by then, else ``202``
+with ``status: running``, and ``GET`` polls. A second ``POST`` while the day runs starts nothing.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from chalice import Blueprint, Cron, Response
@@ -68,6 +74,36 @@ def nightly_reconciliation(event: Any) -> dict[str, Any]:
     return report.as_dict()
 
 
+def run_started(day: str, run_id: str) -> Any:
+    """The separate invocation's work: reconcile ``day`` and close the run's marker."""
+    settings = get_bound_settings()
+    return service().run_started(
+        day,
+        run_id,
+        store=_store(),
+        gateway=get_payment_gateway(),
+        alert_topic_arn=settings.alert_topic_arn,
+        region=settings.region,
+    )
+
+
+@reconciliations.lambda_function(name="reconciliation_run")
+def reconciliation_run(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """A run an admin started (``POST /v1/admin/reconciliations``), invoked asynchronously."""
+    report = run_started(str(event["date"]), str(event["run_id"]))
+    logger.info("reconciliation finished", date=report.date, status=report.status)
+    return {"date": report.date, "status": report.status}
+
+
+def _starter():  # type: ignore[no-untyped-def]
+    from chalicelib.adapters.run_starters import LambdaRunStarter, ThreadRunStarter
+
+    settings = get_bound_settings()
+    if settings.reconciliation_function:
+        return LambdaRunStarter(settings.reconciliation_function, settings.region)
+    return ThreadRunStarter(run_started)
+
+
 @reconciliations.route("/v1/admin/reconciliations", methods=["POST"])
 @admin_only(reconciliations)
 def run_reconciliation() -> Response:
@@ -78,9 +114,16 @@ def run_reconciliation() -> Response:
         if body.date is None
         else module.parse_day(body.date, module.today_utc())
     )
-    report = run_for(day)
-    _audit(day, report.status)
-    return Response({"report": report.as_dict()}, status_code=201)
+    store = _store()
+    started = module.start(store, day, _starter(), by=current_principal().user.id)
+    _audit(day, "started" if started else "already_running")
+    deadline = time.monotonic() + get_bound_settings().reconciliation_wait_seconds
+    while module.is_running(store, day):
+        if time.monotonic() >= deadline:
+            return Response({"report": module.running_report(day)}, status_code=202)
+        time.sleep(0.1)
+    module.raise_if_failed(store, day)
+    return Response({"report": module.get_report(store, day).as_dict()}, status_code=201)
 
 
 @reconciliations.route("/v1/admin/reconciliations/{date}", methods=["GET"])
@@ -93,7 +136,10 @@ def get_reconciliation(date: str) -> dict[str, Any]:
         if not _is_date(date):
             raise
         day = date  # a well-formed future date: no run exists for it (404)
-    return {"report": module.get_report(_store(), day).as_dict()}
+    store = _store()
+    if module.is_running(store, day):
+        return {"report": module.running_report(day)}
+    return {"report": module.get_report(store, day).as_dict()}
 
 
 def _is_date(text: str) -> bool:

@@ -79,7 +79,7 @@ def test_an_admin_runs_a_day_and_reads_its_report(api_client, people):
 
     audits = [a for a in AuditItem.scan() if a.action == "reconciliation.run"]
     assert len(audits) == 2
-    assert {(a.target, a.details.as_dict()["status"]) for a in audits} == {(DAY, "ok")}
+    assert {(a.target, a.details.as_dict()["status"]) for a in audits} == {(DAY, "started")}
 
 
 def test_a_corrupted_balance_is_reported_over_http(api_client, people):
@@ -198,3 +198,101 @@ def test_the_schedule_reconciles_the_previous_utc_day(api_client, people, monkey
     assert schedule.schedule_expression.to_string() == "cron(0 2 * * ? *)"
     result = recon_api.nightly_reconciliation.func({})
     assert (result["date"], result["status"]) == (yesterday, "ok")
+
+
+# -- runs outside the request ---------------------------------------------------------------------
+def _settings(monkeypatch, **env: str) -> None:
+    from chalicelib.api import dependencies
+    from chalicelib.config import get_settings
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    dependencies.reset()
+
+
+class HeldStarter:
+    """Starts nothing until told: the run stays ``running`` meanwhile."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, str]] = []
+
+    def start(self, day: str, run_id: str) -> None:
+        self.started.append((day, run_id))
+
+    def finish(self) -> None:
+        for day, run_id in self.started:
+            recon_api.run_started(day, run_id)
+
+
+def test_a_run_that_outlasts_the_wait_answers_202_and_get_polls_it(api_client, people, monkeypatch):
+    _settings(monkeypatch, RECONCILIATION_WAIT_SECONDS="0")
+    starter = HeldStarter()
+    monkeypatch.setattr(recon_api, "_starter", lambda: starter)
+    admin = people["tokens"]["admin"]
+    path = "/v1/admin/reconciliations"
+    response, body = call(api_client, "POST", path, admin, {"date": DAY})
+    assert (response.status_code, body) == (202, {"report": {"date": DAY, "status": "running"}})
+    response, body = call(api_client, "GET", f"{path}/{DAY}", admin)
+    assert (response.status_code, body["report"]["status"]) == (200, "running")
+
+    again, body = call(api_client, "POST", path, admin, {"date": DAY})  # a second click
+    assert (again.status_code, body["report"]["status"]) == (202, "running")
+    assert len(starter.started) == 1  # the day is not run twice at once
+    statuses = {a.details.as_dict()["status"] for a in AuditItem.scan() if a.target == DAY}
+    assert statuses == {"started", "already_running"}
+
+    starter.finish()
+    response, body = call(api_client, "GET", f"{path}/{DAY}", admin)
+    assert (response.status_code, body["report"]["status"]) == (200, "ok")
+    assert body["report"]["transactions_checked"] == 1
+
+
+def test_the_run_happens_in_another_thread_and_the_post_waits_for_it(
+    api_client, people, monkeypatch
+):
+    import threading
+
+    threads: list[str] = []
+    real = recon_api.run_started
+
+    def recording(day: str, run_id: str):
+        threads.append(threading.current_thread().name)
+        return real(day, run_id)
+
+    monkeypatch.setattr(recon_api, "run_started", recording)
+    admin = people["tokens"]["admin"]
+    response, body = call(api_client, "POST", "/v1/admin/reconciliations", admin, {"date": DAY})
+    assert (response.status_code, body["report"]["status"]) == (201, "ok")
+    assert threads == [f"reconciliation-{DAY}"]
+
+
+def test_a_run_that_cannot_reach_stripe_answers_503(api_client, people, monkeypatch):
+    from chalicelib.domain.errors import ProviderUnavailable
+
+    class DownStripe:
+        def list_balance_transactions(self, start: int, end: int):
+            raise ProviderUnavailable("stripe is down")
+
+    monkeypatch.setattr(recon_api, "get_payment_gateway", lambda: DownStripe())
+    admin = people["tokens"]["admin"]
+    response, body = call(api_client, "POST", "/v1/admin/reconciliations", admin, {"date": DAY})
+    assert (response.status_code, body["error"]["code"]) == (503, "provider_unavailable")
+    response, body = call(api_client, "GET", f"/v1/admin/reconciliations/{DAY}", admin)
+    assert response.status_code == 404  # nothing was written
+
+
+def test_a_run_that_died_does_not_block_the_next_one(table, people):
+    from chalicelib.adapters.dynamo.reconciliation_store import ReconciliationStore
+    from chalicelib.services import reconciliation as module
+
+    store = ReconciliationStore(table)
+    starter = HeldStarter()
+    first = module.start(store, DAY, starter, by="admin", now=lambda: "2026-01-11T00:00:00.000000Z")
+    assert first is not None
+    assert (
+        module.start(store, DAY, starter, by="admin", now=lambda: "2026-01-11T00:15:00.000000Z")
+        is None
+    )
+    later = module.start(store, DAY, starter, by="admin", now=lambda: "2026-01-11T00:16:01.000000Z")
+    assert later not in (None, first)

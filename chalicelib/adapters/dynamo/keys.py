@@ -349,6 +349,7 @@ def audit_digest_pk(day: str) -> str:
 
 RECON_PREFIX = "RECON#"
 RECON_REPORT_SK = "REPORT"
+RECON_RUN_SK = "RUN"  # the day's latest run started on demand: running, or how it ended
 
 
 def recon_pk(day: str) -> str:

@@ -11,6 +11,7 @@ items: reports (``RECON#<date>`` / ``REPORT``) and per-account checkpoints (``CK
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ BATCH_GET_LIMIT = 100
 BATCH_WRITE_LIMIT = 25
 CHECKPOINT_TYPE = "recon_checkpoint"
 REPORT_TYPE = "recon_report"
+RUN_TYPE = "recon_run"
+RUNNING = "running"
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,14 @@ class StoredReport:
     open_holds: list[str]  # holds still pending at the end of ``day``
     # False for a run made before ``day`` ended (a partial day): never the start of a later run.
     final: bool = True
+
+
+@dataclass(frozen=True)
+class RunMarker:
+    run_id: str
+    status: str  # running, ok, mismatch or failed
+    started_at: str
+    error: str | None  # a failed run's error class
 
 
 def _key(pk: str, sk: str) -> dict[str, dict[str, str]]:
@@ -216,6 +227,69 @@ class ReconciliationStore:
             page, requests = requests[:BATCH_WRITE_LIMIT], requests[BATCH_WRITE_LIMIT:]
             response = self.client.batch_write_item(RequestItems={self.table_name: page})
             requests += response.get("UnprocessedItems", {}).get(self.table_name, [])
+
+    # -- runs started on demand -----------------------------------------------------------------
+    def begin_run(self, day: str, run_id: str, started_at: str, by: str, stale_before: str) -> bool:
+        """Mark a run of ``day`` as running; False when another one is running (started after
+        ``stale_before``: an older one died without ending, e.g. a Lambda timeout)."""
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item={
+                    **_key(keys.recon_pk(day), keys.RECON_RUN_SK),
+                    "item_type": {"S": RUN_TYPE},
+                    "day": {"S": day},
+                    "run_id": {"S": run_id},
+                    "status": {"S": RUNNING},
+                    "started_at": {"S": started_at},
+                    "started_by": {"S": by},
+                },
+                ConditionExpression="attribute_not_exists(PK) OR #s <> :running "
+                "OR started_at < :stale",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":running": {"S": RUNNING},
+                    ":stale": {"S": stale_before},
+                },
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def end_run(
+        self, day: str, run_id: str, status: str, ended_at: str, error: str | None = None
+    ) -> None:
+        """Record how the run ``run_id`` ended (nothing if a later run has taken the marker)."""
+        with contextlib.suppress(self.client.exceptions.ConditionalCheckFailedException):
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=_key(keys.recon_pk(day), keys.RECON_RUN_SK),
+                UpdateExpression="SET #s = :status, ended_at = :at, #e = :error",
+                ConditionExpression="run_id = :run",
+                ExpressionAttributeNames={"#s": "status", "#e": "error"},
+                ExpressionAttributeValues={
+                    ":status": {"S": status},
+                    ":at": {"S": ended_at},
+                    ":error": {"S": error or ""},
+                    ":run": {"S": run_id},
+                },
+            )
+
+    def run_marker(self, day: str) -> RunMarker | None:
+        """The day's latest run started on demand, as its marker says now."""
+        raw = self.client.get_item(
+            TableName=self.table_name,
+            Key=_key(keys.recon_pk(day), keys.RECON_RUN_SK),
+            ConsistentRead=True,
+        ).get("Item")
+        if raw is None:
+            return None
+        return RunMarker(
+            run_id=raw["run_id"]["S"],
+            status=raw["status"]["S"],
+            started_at=raw["started_at"]["S"],
+            error=raw.get("error", {}).get("S") or None,
+        )
 
     # -- reports --------------------------------------------------------------------------------
     def put_report(self, stored: StoredReport, ran_at: str) -> None:
