@@ -76,6 +76,9 @@ class Settings:
     # RECONCILIATION_WAIT_SECONDS: how long POST /v1/admin/reconciliations waits for the run to
     # finish before it answers 202 (running).
     reconciliation_wait_seconds: int = 10
+    # WITHDRAWAL_REVIEW_DAYS: a withdrawal still pending review this many days after it was made
+    # expires (its hold is released) by the hourly expire_withdrawals job.
+    withdrawal_review_days: int = 7
 
     @property
     def is_local(self) -> bool:

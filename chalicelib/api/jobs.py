@@ -7,6 +7,9 @@ command, see docs/local-stack.md). Thin: each calls one service function.
   unreachable or its event never came (``chalicelib/services/refunds.py``).
 - ``deliver_mail`` (every minute): sends the mails requests asked for (verification, password
   reset) outside those requests (``chalicelib/services/mail_outbox.py``).
+- ``expire_withdrawals`` (every hour): withdrawals left in ``pending_review`` for
+  ``WITHDRAWAL_REVIEW_DAYS`` (7) expire and their holds are released
+  (``chalicelib/services/withdrawals.py``).
 """
 
 from __future__ import annotations
@@ -60,6 +63,16 @@ def run_payout_retry():  # type: ignore[no-untyped-def]
             json.dumps(summary, sort_keys=True),
         )
     return report
+
+
+@jobs.schedule(Rate(1, unit=Rate.HOURS), name="expire_withdrawals")
+def expire_withdrawals(event: Any) -> dict[str, Any]:
+    from chalicelib.services import withdrawals
+
+    settings = get_bound_settings()
+    expired = withdrawals.expire_stale(get_ledger_service(), settings.withdrawal_review_days)
+    logger.info("scheduled withdrawal expiry", expired=len(expired))
+    return {"expired": expired}
 
 
 @jobs.schedule(Rate(15, unit=Rate.MINUTES), name="finish_refunds")

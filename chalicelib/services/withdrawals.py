@@ -19,11 +19,12 @@ import json
 import re
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 from aws_lambda_powertools import Logger
 
-from chalicelib.adapters.clock import now_iso
+from chalicelib.adapters.clock import now_iso, parse_iso, to_iso
 from chalicelib.adapters.crypto_gateway import CryptoGateway
 from chalicelib.adapters.dynamo import cursors, keys
 from chalicelib.adapters.dynamo.ledger_repository import ExtraWrite, audit_entry
@@ -54,7 +55,11 @@ from chalicelib.services.ledger import LedgerService, PostingRequest
 logger = Logger(child=True)
 PENDING_REVIEW, PROCESSING = "pending_review", "processing"
 CANCELLED, REJECTED, FAILED = "cancelled", "rejected", "failed"
-STATUSES = (PENDING_REVIEW, PROCESSING, "completed", REJECTED, CANCELLED, FAILED)
+EXPIRED = "expired"  # left in pending_review past the review window; hold released
+STATUSES = (PENDING_REVIEW, PROCESSING, "completed", REJECTED, CANCELLED, FAILED, EXPIRED)
+# How far back the expiry job looks past the review window: a withdrawal older than window +
+# lookback would have been expired by one of the job's hourly runs over those days.
+EXPIRY_LOOKBACK_DAYS = 30
 _DESTINATION = re.compile(r"[A-Za-z0-9:._-]{8,128}")
 MAX_REASON_LENGTH = 500
 
@@ -419,6 +424,32 @@ def _reason(reason: str) -> str:
             [{"field": "reason", "message": "blank or too long"}],
         )
     return reason
+
+
+def expire_stale(ledger: LedgerService, review_days: int, now: str | None = None) -> list[str]:
+    """Expire every withdrawal still ``pending_review`` ``review_days`` after it was made: status
+    ``expired``, hold released (and the day's total given back when it still counts), audited,
+    in one write each. Safe to run again and alongside an admin's decision (whichever writes
+    first wins; the other finds it no longer pending). Returns the ids expired by this run."""
+    moment = parse_iso(now or now_iso())
+    cutoff = to_iso(moment - timedelta(days=review_days))
+    oldest = to_iso(moment - timedelta(days=review_days + EXPIRY_LOOKBACK_DAYS))
+    stale = WithdrawalItem.review_index.query(
+        keys.WITHDRAWALS_GSI_PK,
+        WithdrawalItem.GSI2SK.between(oldest, cutoff),
+        filter_condition=WithdrawalItem.status == PENDING_REVIEW,
+    )
+    expired = []
+    for item in stale:
+        w = _from_item(item)
+        reason = f"not reviewed within {review_days} days"
+        event = _event("withdrawal.expired", "system", w, None, reason=reason)
+        try:
+            _void(ledger, w, EXPIRED, by="system", reason=reason, event=event)
+        except InvalidState:
+            continue  # decided meanwhile
+        expired.append(w.id)
+    return expired
 
 
 @dataclass(frozen=True)

@@ -286,3 +286,35 @@ def test_a_conflict_is_not_the_keys_answer_the_retry_runs_again(api_client, peop
     response, body = ask(api_client, people["tokens"]["alice"], key="busy")
     assert response.status_code == 201, body
     assert balances(people["btc"]) == (100_000_000, 75_000_000)
+
+
+def test_a_withdrawal_left_in_review_expires_and_releases_its_hold_once(api_client, people):
+    from chalicelib.adapters.clock import now_iso, parse_iso, to_iso
+    from chalicelib.api import jobs
+
+    alice, admin = people["tokens"]["alice"], people["tokens"]["admin"]
+    _, body = ask(api_client, alice, amount="0.25", key="old")
+    old = body["withdrawal"]
+    _, body = ask(api_client, alice, amount="0.1", key="decided")
+    decided = body["withdrawal"]
+    call(api_client, "POST", f"/v1/admin/withdrawals/{decided['id']}/approve", admin, {})
+    assert balances(people["btc"]) == (100_000_000, 65_000_000)
+
+    ledger = get_ledger_service()
+    assert jobs.expire_withdrawals.func({}) == {"expired": []}  # not 7 days old yet
+    eight_days_on = to_iso(parse_iso(now_iso()) + service.timedelta(days=8))
+    assert service.expire_stale(ledger, 7, now=eight_days_on) == [old["id"]]
+    assert service.expire_stale(ledger, 7, now=eight_days_on) == []  # once
+    response, body = call(api_client, "GET", f"/v1/withdrawals/{old['id']}", alice)
+    assert (body["withdrawal"]["status"], body["withdrawal"]["reason"]) == (
+        "expired",
+        "not reviewed within 7 days",
+    )
+    # The expired hold is released; the approved one (processing) is untouched.
+    assert balances(people["btc"]) == (100_000_000, 90_000_000)
+    response, body = call(api_client, "POST", f"/v1/withdrawals/{old['id']}/cancel", alice, {})
+    assert (response.status_code, body["error"]["code"]) == (409, "invalid_state")
+    response, body = call(api_client, "GET", "/v1/admin/withdrawals?status=expired", admin)
+    assert [w["id"] for w in body["data"]] == [old["id"]]
+    assert [e for e in scan(people["world"].table) if e.get("action") == "withdrawal.expired"]
+    people["world"].check_guarantees()
