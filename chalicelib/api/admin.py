@@ -11,7 +11,7 @@ from chalice import Blueprint, Response
 from chalicelib.api.access import admin_only, current_principal
 from chalicelib.api.accounts import parse_list_query, query_param
 from chalicelib.api.dependencies import get_auth_service, get_bound_settings, get_ledger_service
-from chalicelib.api.idempotency import replayable
+from chalicelib.api.idempotency import replayable, request_mark
 from chalicelib.api.requests import parse_body, source_ip
 from chalicelib.api.views import transaction_view
 from chalicelib.domain.adjustments import Adjustment
@@ -115,13 +115,15 @@ def get_any_transaction(transaction_id: str) -> dict[str, Any]:
 @replayable(admin, "rollback")
 def rollback_transaction(transaction_id: str) -> Response:
     body = parse_body(admin.current_request, schemas().Rollback)
+    user = current_principal().user
     reversal = service().rollback(
         get_ledger_service(),
-        current_principal().user,
+        user,
         transaction_id,
         reason=body.reason,
         force=body.force,
         ip=source_ip(admin.current_request),
+        request_mark=request_mark(admin, "rollback", user.id),
     )
     return Response({"transaction": transaction_view(reversal)}, status_code=201)
 

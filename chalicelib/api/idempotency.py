@@ -16,6 +16,7 @@ past that, the engine's derived transaction ids still keep money from moving twi
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -59,6 +60,14 @@ def idempotency_key(blueprint: Blueprint) -> str:
             f"send an Idempotency-Key header of 1 to {MAX_KEY_LENGTH} characters"
         )
     return key
+
+
+def request_mark(blueprint: Blueprint, scope: str, caller_id: str) -> str:
+    """A mark of this request (scope, caller, Idempotency-Key) to store on what it writes, so
+    that its retry, after an answer lost once the write had committed, recognises its own write
+    instead of refusing it as done by someone else."""
+    material = f"{scope}\x1f{caller_id}\x1f{idempotency_key(blueprint)}".encode()
+    return hashlib.sha256(material).hexdigest()[:32]
 
 
 def _fingerprint(raw: bytes | None) -> str:

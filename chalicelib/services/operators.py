@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from chalicelib.adapters.clock import now_iso
 from chalicelib.adapters.dynamo.ledger_repository import audit_entry
 from chalicelib.domain.errors import (
+    AlreadyReversed,
     CannotSuspendSelf,
     Forbidden,
     InvalidRequest,
@@ -85,8 +86,13 @@ def rollback(
     reason: str,
     force: bool,
     ip: str | None,
+    request_mark: str | None = None,
 ) -> Transaction:
     """Reverse a posted transaction, audited in the same write; returns the reversal.
+
+    ``request_mark`` (``api.idempotency.request_mark``) is stored on the reversal: the same
+    request sent again after its answer was lost (the reversal committed) gets that reversal
+    back, where any other request gets ``AlreadyReversed``.
 
     Raises (in order): InvalidRequest (reason), TransactionNotFound, NotReversible (settled
     with a provider: a refund, a completed withdrawal, a dispute; pending, voided, or a
@@ -117,13 +123,22 @@ def rollback(
         guard = rollback_guard(original, reversal_id)
         if guard is not None:
             extra.append(guard)
-    return ledger.reverse(
-        transaction_id,
-        memo=f"rollback: {reason}",
-        metadata={"reason": reason, "rolled_back_by": admin.id, "force": str(force).lower()},
-        allow_overdraft=force,
-        extra=extra,
-    )
+    metadata = {"reason": reason, "rolled_back_by": admin.id, "force": str(force).lower()}
+    if request_mark:
+        metadata["request"] = request_mark
+    try:
+        return ledger.reverse(
+            transaction_id,
+            memo=f"rollback: {reason}",
+            metadata=metadata,
+            allow_overdraft=force,
+            extra=extra,
+        )
+    except AlreadyReversed:
+        earlier = ledger.repository.read([], [reversal_id]).transactions.get(reversal_id)
+        if request_mark and earlier is not None and earlier.metadata.get("request") == request_mark:
+            return earlier  # this request's own reversal, whose first answer was lost
+        raise
 
 
 # -- users --------------------------------------------------------------------------------------

@@ -183,3 +183,40 @@ def test_an_admin_sees_any_transaction(api_client, people):
     assert (txn["id"], txn["type"], txn["reversed_by"]) == (people["deposit"], "deposit", None)
     alice_usd = wallet_id(OwnerType.USER, people["alice"].id, "USD")
     assert alice_usd in {p["account_id"] for p in txn["postings"]}
+
+
+def test_a_rollback_whose_answer_was_lost_after_it_committed_gets_its_reversal_back(
+    api_client, people, monkeypatch
+):
+    """Fault injection: the reversal's TransactWriteItems commits, then its answer is lost (a
+    reset connection). The client sends the same request again: it must get that reversal,
+    not ``409 already_reversed``; another request (another key) still gets 409."""
+    from botocore.exceptions import ConnectionClosedError
+
+    from chalicelib.adapters.dynamo.transact import AtomicWrite
+
+    admin, alice = people["tokens"]["admin"], people["tokens"]["alice"]
+    a_usd, b_usd = wallet(people["alice"].id, "USD"), wallet(people["bob"].id, "USD")
+    sent = transfer(api_client, alice, "bob@example.com", "30.00", "t-lost")
+    real_send = AtomicWrite.send
+    lost: list[int] = []
+
+    def send_then_lose_the_answer(self):
+        real_send(self)
+        if not lost:
+            lost.append(1)
+            raise ConnectionClosedError(endpoint_url="http://dynamodb")
+
+    monkeypatch.setattr(AtomicWrite, "send", send_then_lose_the_answer)
+    first, _ = rollback(api_client, admin, sent["id"], "lost-key")
+    assert first.status_code == 500  # the write happened; its answer did not come back
+    assert lost
+    assert (balances(a_usd), balances(b_usd)) == ((100_00, 100_00), (0, 0))
+
+    again, body = rollback(api_client, admin, sent["id"], "lost-key")
+    assert again.status_code == 201, body
+    assert body["transaction"]["reverses"] == sent["id"]
+    assert (balances(a_usd), balances(b_usd)) == ((100_00, 100_00), (0, 0))  # moved once
+    other, body = rollback(api_client, admin, sent["id"], "another-key")
+    assert (other.status_code, body["error"]["code"]) == (409, "already_reversed")
+    check_guarantees(people["world"].table)
