@@ -160,16 +160,18 @@ def create_adjustment() -> Response:
     body = parse_body(admin.current_request, schemas().NewAdjustment)
     settings = get_bound_settings()
     adjustments, repository = _adjustments()
+    user = current_principal().user
     requested = adjustments.request(
         get_ledger_service(),
         repository,
         rate_source_for(settings),
-        current_principal().user,
+        user,
         account_id=body.account_id,
         amount=body.amount,
         reason=body.reason,
         threshold=adjustments.threshold_minor(settings.adjustment_approval_threshold),
         ip=source_ip(admin.current_request),
+        request_mark=request_mark(admin, "adjustment", user.id),
     )
     if requested.transaction is None:
         return Response({"adjustment": adjustment_view(requested.adjustment)}, status_code=202)

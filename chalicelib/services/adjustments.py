@@ -27,6 +27,7 @@ from chalicelib.domain.adjustments import Adjustment, AdjustmentStatus, needs_ap
 from chalicelib.domain.errors import (
     AccountNotFound,
     AdjustmentNotFound,
+    IdempotencyKeyReused,
     InvalidRequest,
     InvalidState,
     RateUnavailable,
@@ -97,9 +98,15 @@ def request(
     reason: str,
     threshold: int,
     ip: str | None,
+    request_mark: str | None = None,
 ) -> Requested:
     """Raises InvalidRequest, AccountNotFound, InvalidAmount, InsufficientFunds,
-    VersionConflict."""
+    VersionConflict.
+
+    The adjustment's id is derived from ``request_mark`` (``api.idempotency.request_mark``: the
+    admin and the Idempotency-Key) when there is one: the same request sent again after its
+    answer was lost (the write committed) finds its own adjustment and answers as the first
+    time, instead of adjusting the account a second time."""
     reason = reason_text(reason)
     account = None
     if 0 < len(account_id) <= MAX_ID_LENGTH:
@@ -113,8 +120,14 @@ def request(
         )
     minor = parse_signed_amount(amount, account.currency)
     waits = needs_approval(usd_equivalent(minor, account.currency, rates), threshold)
+    adjustment_id = f"adj_{request_mark or uuid.uuid4().hex}"
+    earlier = adjustments.get(adjustment_id) if request_mark else None
+    if earlier is not None:
+        if (earlier.account_id, earlier.amount, earlier.reason) != (account.id, minor, reason):
+            raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
+        return _again(ledger, earlier)
     adjustment = Adjustment(
-        id=f"adj_{uuid.uuid4().hex}",
+        id=adjustment_id,
         account_id=account.id,
         currency=account.currency,
         amount=minor,
@@ -123,11 +136,25 @@ def request(
         requested_by=admin.id,
         requested_at=now_iso(),
     )
-    if waits:
-        adjustments.request(adjustment, _event(REQUESTED_ACTION, admin, adjustment, ip))
-        return Requested(adjustment, None)
-    recorded = _post(ledger, adjustments, adjustment, _event(POSTED_ACTION, admin, adjustment, ip))
+    try:
+        if waits:
+            adjustments.request(adjustment, _event(REQUESTED_ACTION, admin, adjustment, ip))
+            return Requested(adjustment, None)
+        event = _event(POSTED_ACTION, admin, adjustment, ip)
+        recorded = _post(ledger, adjustments, adjustment, event)
+    except InvalidState:  # the same request, racing itself: the first one wrote it
+        earlier = adjustments.get(adjustment_id)
+        if earlier is None:
+            raise
+        return _again(ledger, earlier)
     return Requested(adjustment, recorded.transaction)
+
+
+def _again(ledger: LedgerService, earlier: Adjustment) -> Requested:
+    """The answer a request that already wrote ``earlier`` gave (or would have given)."""
+    if earlier.status is AdjustmentStatus.PENDING_APPROVAL or earlier.approved_by is not None:
+        return Requested(earlier, None)  # still waiting, or approved since: the 202 it got
+    return Requested(earlier, _posted(ledger, earlier))
 
 
 def approve(

@@ -18,7 +18,7 @@ from chalicelib.domain.errors import InvalidState
 from chalicelib.services import adjustments
 from tests.api.admin_helpers import PASSWORD, operators, sign_in
 from tests.api.helpers import balances, call, wallet
-from tests.support import LedgerWorld, check_guarantees
+from tests.support import LedgerWorld, check_guarantees, scan
 
 ADJUST = "/v1/admin/adjustments"
 
@@ -168,4 +168,40 @@ def test_parallel_approvals_post_the_adjustment_once(api_client, people):
     assert balances(usd) == (2100_00, 2100_00)
     assert adjustment_balance() == -2000_00
     assert audit_actions() == ["adjustment.approved", "adjustment.requested"]
+    check_guarantees(people["table"])
+
+
+@pytest.mark.parametrize(("amount", "status"), [("12.50", 201), ("1500.00", 202)])
+def test_an_adjustment_whose_answer_was_lost_after_it_committed_moves_money_once(
+    api_client, people, monkeypatch, amount, status
+):
+    """Fault injection: the adjustment's write commits, then its answer is lost. The same request
+    sent again (same Idempotency-Key) finds its own adjustment: one adjustment, money moved once.
+    The same key with another amount is refused."""
+    from botocore.exceptions import ConnectionClosedError
+
+    from chalicelib.adapters.dynamo.transact import AtomicWrite
+
+    admin, usd = people["tokens"]["admin"], people["usd"]
+    real_send = AtomicWrite.send
+    lost: list[int] = []
+
+    def send_then_lose_the_answer(self):
+        real_send(self)
+        if not lost:
+            lost.append(1)
+            raise ConnectionClosedError(endpoint_url="http://dynamodb")
+
+    monkeypatch.setattr(AtomicWrite, "send", send_then_lose_the_answer)
+    first, _ = adjust(api_client, admin, usd, amount, "lost-key")
+    assert first.status_code == 500
+    again, body = adjust(api_client, admin, usd, amount, "lost-key")
+    assert again.status_code == status, body
+    stored = [i for i in scan(people["table"]) if i["item_type"] == "adjustment"]
+    assert len(stored) == 1
+    expected = 112_50 if status == 201 else 100_00
+    assert balances(usd) == (expected, expected)
+    other, body = adjust(api_client, admin, usd, "1.00", "lost-key")
+    assert (other.status_code, body["error"]["code"]) == (409, "idempotency_key_reused")
+    assert balances(usd) == (expected, expected)
     check_guarantees(people["table"])

@@ -161,10 +161,26 @@ def start_stack(
     return Stack(process, api, dynamodb, stripe, log, mail_dir, crypto)
 
 
+START_ATTEMPTS = 3
+
+
 @contextlib.contextmanager
 def running_stack(tmp_path: Path, workers: int = 4) -> Iterator[Stack]:
-    """A healthy stack on free ports; stopped (Ctrl-C, then kill) unless a test stopped it."""
-    running = start_stack(tmp_path, *free_ports(3), workers=workers)
+    """A healthy stack on free ports; stopped (Ctrl-C, then kill) unless a test stopped it.
+
+    A port found free can be taken by another test process (xdist workers start stacks at the
+    same time) before this stack binds it: the stack then refuses to start, saying so, and it
+    is started again on other ports."""
+    for attempt in range(START_ATTEMPTS):
+        folder = tmp_path / f"stack-{attempt}"
+        folder.mkdir()
+        running = start_stack(folder, *free_ports(3), workers=workers)
+        try:
+            running.process.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            break  # still up after a second: past the port checks
+        if "already in use" not in running.output() or attempt == START_ATTEMPTS - 1:
+            break
     try:
         wait_for_health(running)
         yield running
