@@ -88,6 +88,7 @@ deploy: package
 		--s3-bucket $(DEPLOY_BUCKET) --s3-prefix ledger-$(STAGE) \
 		--output-template-file build/$(STAGE)/packaged.yaml
 	aws cloudformation deploy --region $(DEPLOY_REGION) --template-file build/$(STAGE)/packaged.yaml \
+		--s3-bucket $(DEPLOY_BUCKET) --s3-prefix ledger-$(STAGE) \
 		--stack-name ledger-$(STAGE) --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \
 		--no-fail-on-empty-changeset --parameter-overrides Stage=$(STAGE) $(PARAMS)
 	aws cloudformation describe-stacks --region $(DEPLOY_REGION) --stack-name ledger-$(STAGE) \
