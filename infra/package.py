@@ -67,6 +67,13 @@ FUNCTION_ENVIRONMENT: dict[str, dict[str, Any]] = {
 }
 
 
+# Retries of a failed asynchronous invocation (schedules, the admin's reconciliation run) before
+# its event goes to the failed-invocations queue; Lambda's default is 2. A restore drill retried
+# would make three full backup/restore cycles, and an admin restarts a reconciliation herself.
+ASYNC_RETRIES: dict[str, int] = {"restore_drill": 0, "reconciliation_run": 0}
+DEFAULT_ASYNC_RETRIES = 2
+
+
 # The table the functions use: the stack's own, or after a restore the one named by ActiveTableName
 # (docs/runbooks/restore.md, "Cut-over"). Outside infra/table.json every reference to LedgerTable
 # (Ref, GetAtt Arn, ${LedgerTable.Arn} in a Sub) is rewritten to these, so the functions'
@@ -184,7 +191,20 @@ def function_resources(function: str, role: str, profile: list[dict]) -> dict[st
         "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
         "Resource": {"Fn::GetAtt": [log_group, "Arn"]},
     }
-    return {
+    resources: dict[str, Any] = {}
+    if function != API_HANDLER:  # invoked asynchronously: bounded retries, then the queue
+        resources[f"{fn}InvokeConfig"] = {
+            "Type": "AWS::Lambda::EventInvokeConfig",
+            "Properties": {
+                "FunctionName": {"Ref": fn},
+                "Qualifier": "$LATEST",
+                "MaximumRetryAttempts": ASYNC_RETRIES.get(function, DEFAULT_ASYNC_RETRIES),
+                "DestinationConfig": {
+                    "OnFailure": {"Destination": {"Fn::GetAtt": ["FailedInvocations", "Arn"]}}
+                },
+            },
+        }
+    return resources | {
         role_name: {
             "Properties": {
                 "Policies": [

@@ -357,3 +357,46 @@ def test_each_scheduled_function_gets_only_what_it_uses(template):
 def test_a_function_without_a_policy_in_iam_json_fails_the_packaging():
     with pytest.raises(SystemExit, match="no policy for the function 'new_job'"):
         package.function_policy({"Statements": {}, "Functions": {}}, "new_job")
+
+
+def test_asynchronous_failures_are_retried_boundedly_then_queued_and_alarmed(template):
+    functions = resources(template, "AWS::Serverless::Function") or resources(
+        template, "AWS::Lambda::Function"
+    )
+    configs = {
+        c["Properties"]["FunctionName"]["Ref"]: c["Properties"]
+        for c in resources(template, "AWS::Lambda::EventInvokeConfig").values()
+    }
+    assert set(configs) == set(functions) - {"APIHandler"}
+    for config in configs.values():
+        assert config["DestinationConfig"]["OnFailure"]["Destination"] == {
+            "Fn::GetAtt": ["FailedInvocations", "Arn"]
+        }
+    # A drill retried would run three full backup/restore cycles; an admin restarts a run.
+    assert configs["RestoreDrill"]["MaximumRetryAttempts"] == 0
+    assert configs["ReconciliationRun"]["MaximumRetryAttempts"] == 0
+    assert configs["NightlyReconciliation"]["MaximumRetryAttempts"] == 2
+    alarm = template["Resources"]["FailedInvocationsAlarm"]["Properties"]
+    assert alarm["AlarmActions"] == [{"Ref": "AlertTopic"}]
+    senders = {
+        name
+        for name, statement in role_statements(template)
+        if "sqs:SendMessage" in as_list(statement["Action"])
+    }
+    assert "ApiHandlerRole" not in senders
+
+
+def test_the_alert_topic_key_lets_alarms_and_backup_publish(template):
+    topic = template["Resources"]["AlertTopic"]["Properties"]
+    assert topic["KmsMasterKeyId"] == {"Ref": "AlertKey"}  # not aws/sns: alarms could not use it
+    key = template["Resources"]["AlertKey"]["Properties"]
+    assert key["EnableKeyRotation"] is True
+    services = {
+        service
+        for statement in key["KeyPolicy"]["Statement"]
+        for service in as_list(statement["Principal"].get("Service", []))
+    }
+    assert services == {"cloudwatch.amazonaws.com", "backup.amazonaws.com"}
+    policy = template["Resources"]["AlertTopicPolicy"]["Properties"]["PolicyDocument"]
+    publishers = {s["Principal"]["Service"] for s in policy["Statement"]}
+    assert publishers == {"cloudwatch.amazonaws.com", "backup.amazonaws.com"}
