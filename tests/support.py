@@ -6,6 +6,7 @@ import random
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer
@@ -206,3 +207,24 @@ def verified(user):  # type: ignore[no-untyped-def]
     )
     DynamoAuthRepository().mark_email_verified(user, event)
     return replace(user, email_verified=True)
+
+
+def lose_the_first_answer(monkeypatch: Any) -> list[int]:
+    """Fault injection: the next atomic write (``AtomicWrite.send``) commits, then its answer is
+    lost (a reset connection), as DynamoDB's answer can be after it committed. Returns a list
+    that holds one element once that happened."""
+    from botocore.exceptions import ConnectionClosedError
+
+    from chalicelib.adapters.dynamo.transact import AtomicWrite
+
+    real_send = AtomicWrite.send
+    lost: list[int] = []
+
+    def send_then_lose_the_answer(self: Any) -> None:
+        real_send(self)
+        if not lost:
+            lost.append(1)
+            raise ConnectionClosedError(endpoint_url="http://dynamodb")
+
+    monkeypatch.setattr(AtomicWrite, "send", send_then_lose_the_answer)
+    return lost

@@ -18,7 +18,7 @@ from chalicelib.domain.errors import InvalidState
 from chalicelib.services import adjustments
 from tests.api.admin_helpers import PASSWORD, operators, sign_in
 from tests.api.helpers import balances, call, wallet
-from tests.support import LedgerWorld, check_guarantees, scan
+from tests.support import LedgerWorld, check_guarantees, lose_the_first_answer, scan
 
 ADJUST = "/v1/admin/adjustments"
 
@@ -178,23 +178,11 @@ def test_an_adjustment_whose_answer_was_lost_after_it_committed_moves_money_once
     """Fault injection: the adjustment's write commits, then its answer is lost. The same request
     sent again (same Idempotency-Key) finds its own adjustment: one adjustment, money moved once.
     The same key with another amount is refused."""
-    from botocore.exceptions import ConnectionClosedError
-
-    from chalicelib.adapters.dynamo.transact import AtomicWrite
-
     admin, usd = people["tokens"]["admin"], people["usd"]
-    real_send = AtomicWrite.send
-    lost: list[int] = []
-
-    def send_then_lose_the_answer(self):
-        real_send(self)
-        if not lost:
-            lost.append(1)
-            raise ConnectionClosedError(endpoint_url="http://dynamodb")
-
-    monkeypatch.setattr(AtomicWrite, "send", send_then_lose_the_answer)
+    lost = lose_the_first_answer(monkeypatch)
     first, _ = adjust(api_client, admin, usd, amount, "lost-key")
     assert first.status_code == 500
+    assert lost
     again, body = adjust(api_client, admin, usd, amount, "lost-key")
     assert again.status_code == status, body
     stored = [i for i in scan(people["table"]) if i["item_type"] == "adjustment"]

@@ -10,7 +10,7 @@ from chalicelib.api import dependencies
 from chalicelib.domain.accounts import OwnerType, wallet_id
 from tests.api.admin_helpers import operators
 from tests.api.helpers import balances, call, wallet
-from tests.support import LedgerWorld, check_guarantees
+from tests.support import LedgerWorld, check_guarantees, lose_the_first_answer
 
 
 @pytest.fixture
@@ -191,23 +191,10 @@ def test_a_rollback_whose_answer_was_lost_after_it_committed_gets_its_reversal_b
     """Fault injection: the reversal's TransactWriteItems commits, then its answer is lost (a
     reset connection). The client sends the same request again: it must get that reversal,
     not ``409 already_reversed``; another request (another key) still gets 409."""
-    from botocore.exceptions import ConnectionClosedError
-
-    from chalicelib.adapters.dynamo.transact import AtomicWrite
-
     admin, alice = people["tokens"]["admin"], people["tokens"]["alice"]
     a_usd, b_usd = wallet(people["alice"].id, "USD"), wallet(people["bob"].id, "USD")
     sent = transfer(api_client, alice, "bob@example.com", "30.00", "t-lost")
-    real_send = AtomicWrite.send
-    lost: list[int] = []
-
-    def send_then_lose_the_answer(self):
-        real_send(self)
-        if not lost:
-            lost.append(1)
-            raise ConnectionClosedError(endpoint_url="http://dynamodb")
-
-    monkeypatch.setattr(AtomicWrite, "send", send_then_lose_the_answer)
+    lost = lose_the_first_answer(monkeypatch)
     first, _ = rollback(api_client, admin, sent["id"], "lost-key")
     assert first.status_code == 500  # the write happened; its answer did not come back
     assert lost
