@@ -400,3 +400,17 @@ def test_the_alert_topic_key_lets_alarms_and_backup_publish(template):
     policy = template["Resources"]["AlertTopicPolicy"]["Properties"]["PolicyDocument"]
     publishers = {s["Principal"]["Service"] for s in policy["Statement"]}
     assert publishers == {"cloudwatch.amazonaws.com", "backup.amazonaws.com"}
+
+
+def test_the_money_checking_jobs_have_reserved_concurrency(template):
+    """The API can use every unreserved slot of the account; the drill and the reconciliations
+    keep their own (one run of each at a time; two admin runs)."""
+    functions = resources(template, "AWS::Serverless::Function") or resources(
+        template, "AWS::Lambda::Function"
+    )
+    reserved = {
+        name: f["Properties"]["ReservedConcurrentExecutions"]
+        for name, f in functions.items()
+        if "ReservedConcurrentExecutions" in f["Properties"]
+    }
+    assert reserved == {"RestoreDrill": 1, "NightlyReconciliation": 1, "ReconciliationRun": 2}
