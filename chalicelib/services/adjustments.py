@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from chalicelib.adapters.clock import now_iso
-from chalicelib.adapters.dynamo.ledger_repository import audit_entry
 from chalicelib.domain.accounts import OwnerType, PlatformAccount, PlatformKind
 from chalicelib.domain.adjustments import Adjustment, AdjustmentStatus, needs_approval
 from chalicelib.domain.errors import (
@@ -47,7 +46,7 @@ APPROVED_ACTION = "adjustment.approved"
 class AdjustmentRepository(Protocol):
     def get(self, adjustment_id: str) -> Adjustment | None: ...
     def request(self, adjustment: Adjustment, event: AuditEvent) -> None: ...
-    def posted_write(self, adjustment: Adjustment) -> object: ...
+    def posted_writes(self, adjustment: Adjustment, event: AuditEvent) -> list: ...
 
 
 @dataclass(frozen=True)
@@ -209,5 +208,5 @@ def _post(
             "reason": adjustment.reason,
             "requested_by": adjustment.requested_by,
         },
-        extra=[adjustments.posted_write(adjustment), audit_entry(event)],
+        extra=adjustments.posted_writes(adjustment, event),
     )

@@ -4,7 +4,7 @@ request of one that needs approval; the adjustment written with its money)."""
 from __future__ import annotations
 
 from chalicelib.adapters.dynamo import keys
-from chalicelib.adapters.dynamo.ledger_repository import ExtraWrite
+from chalicelib.adapters.dynamo.ledger_repository import ExtraWrite, audit_entry
 from chalicelib.adapters.dynamo.models import AdjustmentItem
 from chalicelib.adapters.dynamo.transact import AtomicWrite
 from chalicelib.domain.adjustments import Adjustment, AdjustmentStatus
@@ -66,10 +66,14 @@ class DynamoAdjustmentRepository:
         write.append_audit(event)
         write.send_or_raise_tag()
 
-    def posted_write(self, adjustment: Adjustment) -> ExtraWrite:
-        """The adjustment, posted, to write with its money: a new item for one that needed no
-        approval, else the approval of one that must still be pending (two approvals racing:
-        one writes the money, the other's condition fails)."""
+    def posted_writes(self, adjustment: Adjustment, event: AuditEvent) -> list[ExtraWrite]:
+        """The adjustment, posted, and its audit event, to write with its money."""
+        return [self._posted_write(adjustment), audit_entry(event)]
+
+    def _posted_write(self, adjustment: Adjustment) -> ExtraWrite:
+        """A new item for an adjustment that needed no approval, else the approval of one that
+        must still be pending (two approvals racing: one writes the money, the other's condition
+        fails)."""
         if adjustment.approved_by is None:
             return ExtraWrite(
                 _item(adjustment),
