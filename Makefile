@@ -1,17 +1,25 @@
 # Two commands matter: `make run` (the local stack) and `make test` (lint + the whole suite).
 # Both create or reuse .venv and install what the requirements files pin.
 
-PYTHON ?= $(shell command -v python3.11 >/dev/null 2>&1 && echo python3.11 || echo python3)
+# One Python for everything: the Lambda runtime (infra/package.py, RUNTIME), `make run` and
+# `make test`. Found on PATH, else in pyenv's versions; `make package` fails on any other.
+PYTHON_VERSION := 3.12
+PYTHON ?= $(firstword $(foreach p,python$(PYTHON_VERSION) $(wildcard $(HOME)/.pyenv/versions/$(PYTHON_VERSION).*/bin/python$(PYTHON_VERSION)) /usr/local/bin/python$(PYTHON_VERSION) /usr/bin/python$(PYTHON_VERSION),$(shell $(p) -c 'import sys; print(sys.executable)' 2>/dev/null)))
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# Rebuilds .venv when it was made by another Python.
+MADE_BY := $(VENV)/.python$(PYTHON_VERSION)
 
 .PHONY: run test lint bench clean create-admin verify-existing-emails retry-payouts package deploy drill verify-audit seal-audit reconcile reconcile-full
 
-$(PY):
+$(MADE_BY):
+	@test -n "$(PYTHON)" || { echo "Python $(PYTHON_VERSION) is needed (the Lambda runtime) and was not found: install it (e.g. pyenv install $(PYTHON_VERSION)) or pass PYTHON=/path/to/python$(PYTHON_VERSION)" >&2; exit 2; }
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
+	touch $@
 
-$(STAMP): $(PY) requirements.txt requirements-dev.txt constraints.txt
+$(STAMP): $(MADE_BY) requirements.txt requirements-dev.txt constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip -c constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
 	touch $(STAMP)
@@ -56,8 +64,19 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint
-	$(PY) -m pytest -n auto --dist loadgroup
+# checkov (the packaged template's static check, tests/unit/test_package.py) in a venv of its own:
+# its pins (boto3, packaging) conflict with the app's.
+CHECKOV_VENV := $(VENV)/checkov
+CHECKOV      := $(CHECKOV_VENV)/bin/checkov
+
+$(CHECKOV): $(MADE_BY) infra/checkov-requirements.txt
+	rm -rf $(CHECKOV_VENV)
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r infra/checkov-requirements.txt
+	touch $@
+
+test: lint $(CHECKOV)
+	LEDGER_CHECKOV=$(CHECKOV) $(PY) -m pytest -n auto --dist loadgroup
 
 bench: $(STAMP)
 	$(PY) bench/ledger_round_trips.py
@@ -78,21 +97,17 @@ DEPLOY_REGION ?= $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
 package: $(STAMP)
 	AWS_DEFAULT_REGION=$(DEPLOY_REGION) $(PY) -m infra.package --stage $(STAGE)
 
-# Upload and deploy the stack ledger-$(STAGE). Needs the AWS CLI, credentials, an S3 bucket for
-# the code (DEPLOY_BUCKET) and, the first time, the stage's secret. PARAMS: more
-# Name=Value overrides (AlertEmail, MailFrom, PublicBaseUrl, SecretsName).
-deploy: package
-	@command -v aws >/dev/null 2>&1 || { echo "make deploy needs the AWS CLI (aws) on PATH, and credentials: it is not installed here. See docs/deploy.md." >&2; exit 2; }
-	@test -n "$(DEPLOY_BUCKET)" || { echo "usage: make deploy STAGE=dev|prod DEPLOY_BUCKET=<s3 bucket> [PARAMS='AlertEmail=ops@example.com ...']" >&2; exit 2; }
-	aws cloudformation package --region $(DEPLOY_REGION) --template-file build/$(STAGE)/sam.json \
-		--s3-bucket $(DEPLOY_BUCKET) --s3-prefix ledger-$(STAGE) \
-		--output-template-file build/$(STAGE)/packaged.yaml
-	aws cloudformation deploy --region $(DEPLOY_REGION) --template-file build/$(STAGE)/packaged.yaml \
-		--s3-bucket $(DEPLOY_BUCKET) --s3-prefix ledger-$(STAGE) \
-		--stack-name ledger-$(STAGE) --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \
-		--no-fail-on-empty-changeset --parameter-overrides Stage=$(STAGE) $(PARAMS)
-	aws cloudformation describe-stacks --region $(DEPLOY_REGION) --stack-name ledger-$(STAGE) \
-		--query 'Stacks[0].Outputs' --output table
+# Deploy the stack ledger-$(STAGE) (infra/deploy.py: preflight, S3, a change set that prod asks
+# about, termination protection). Needs the AWS CLI and credentials, a bucket for the code
+# (DEPLOY_BUCKET), the stage's secret, and its parameters: PARAMS_FILE (a JSON object) and/or
+# PARAMS='Name=Value ...'. YES=1 executes prod's change set without asking. See docs/deploy.md.
+DEPLOY_ARGS = --stage $(STAGE) --region $(DEPLOY_REGION) --bucket "$(DEPLOY_BUCKET)" \
+	$(if $(PARAMS_FILE),--parameters-file $(PARAMS_FILE)) $(if $(YES),--yes) $(PARAMS)
+
+deploy: $(STAMP)
+	$(PY) -m infra.deploy --preflight $(DEPLOY_ARGS)
+	$(MAKE) package STAGE=$(STAGE)
+	$(PY) -m infra.deploy $(DEPLOY_ARGS)
 
 # The restore drill against the running local stack (`make run` in another terminal): back up,
 # restore to a scratch table, verify, delete; prints PASSED or FAILED (exit 1).

@@ -79,6 +79,13 @@ class Settings:
     # WITHDRAWAL_REVIEW_DAYS: a withdrawal still pending review this many days after it was made
     # expires (its hold is released) by the hourly expire_withdrawals job.
     withdrawal_review_days: int = 7
+    # BACKUP_VAULT_NAME: the AWS Backup vault of the table's daily plan; the restore drill restores
+    # its newest recovery point in odd ISO weeks. Unset (the local stack, the tests): the drill
+    # always restores to a point in time.
+    backup_vault_name: str | None = None
+    # BACKUP_RESTORE_ROLE_ARN: the role AWS Backup assumes to restore a recovery point (the stack's
+    # BackupRole); the drill passes it to StartRestoreJob.
+    backup_restore_role_arn: str | None = None
 
     @property
     def is_local(self) -> bool:
@@ -195,4 +202,9 @@ def get_settings() -> Settings:
         email_verify_ttl_seconds=_int("EMAIL_VERIFY_TTL_SECONDS", 24 * 3600, 60),
         payout_max_attempts=_int("PAYOUT_MAX_ATTEMPTS", 10, 1),
         adjustment_approval_threshold=os.environ.get("ADJUSTMENT_APPROVAL_THRESHOLD") or "1000.00",
+        reconciliation_function=os.environ.get("RECONCILIATION_FUNCTION") or None,
+        reconciliation_wait_seconds=_int("RECONCILIATION_WAIT_SECONDS", 10, 0),
+        withdrawal_review_days=_int("WITHDRAWAL_REVIEW_DAYS", 7, 1),
+        backup_vault_name=os.environ.get("BACKUP_VAULT_NAME") or None,
+        backup_restore_role_arn=os.environ.get("BACKUP_RESTORE_ROLE_ARN") or None,
     )

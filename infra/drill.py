@@ -3,6 +3,9 @@
     python -m infra.drill                 # the running local stack (make run): moto on :8001
     python -m infra.drill --deployed      # a deployed stage: STAGE, TABLE_NAME, AWS_REGION and
                                           # AWS credentials from the environment
+    python -m infra.drill --deployed --method backup
+                                          # this restore path whatever the week: "pitr" (point
+                                          # in time) or "backup" (the newest recovery point)
     python -m infra.drill --deployed --counts TABLE [TABLE ...]
                                           # only count items per item_type, side by side (to
                                           # compare a restored table with the live one)
@@ -10,7 +13,10 @@
 Exit status 0 when the drill passed, 1 when it failed (the summary says why; the result is also
 recorded in the table as ``DRILL#<drill id>``), 2 when it could not start (nothing answering on
 the local port). For a deployed stage, ``ALERT_TOPIC_ARN`` (if set) also gets the failure, and
-``TABLE_KMS_KEY_ARN`` (the stack's ``KeyArn`` output) keeps the scratch table on the table's key.
+``TABLE_KMS_KEY_ARN`` (the stack's ``KeyArn`` output) keeps the scratch table on the table's key,
+and ``BACKUP_VAULT_NAME`` with ``BACKUP_RESTORE_ROLE_ARN`` (the stack's vault and ``BackupRole``)
+let odd ISO weeks, or ``--method backup``, restore AWS Backup's newest recovery point; without a
+vault (always, on the local stack) the drill restores to a point in time.
 A run from a machine has no 15-minute limit: ``--wait-minutes`` bounds the restore instead.
 See chalicelib/services/restore_drill.py for what is compared and why.
 """
@@ -41,7 +47,14 @@ def local_environment() -> None:
         }
     )
     os.environ.setdefault("TABLE_NAME", LOCAL_TABLE)
-    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION", "ALERT_TOPIC_ARN"):
+    for name in (
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_REGION",
+        "ALERT_TOPIC_ARN",
+        "BACKUP_VAULT_NAME",  # moto has no AWS Backup restore jobs
+        "BACKUP_RESTORE_ROLE_ARN",
+    ):
         os.environ.pop(name, None)
 
 
@@ -72,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         "--deployed", action="store_true", help="drill the stage named by the environment"
     )
     parser.add_argument("--wait-minutes", type=float, default=60.0, help="restore deadline")
+    parser.add_argument(
+        "--method",
+        choices=("pitr", "backup"),
+        help="restore path (default: even ISO weeks pitr, odd ones backup; pitr without a vault)",
+    )
     parser.add_argument("--counts", nargs="+", metavar="TABLE", help="count items, no drill")
     args = parser.parse_args(argv)
     if not args.deployed:
@@ -100,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         result = drill.run_drill(
             client,
             settings.table_name,
+            method=args.method,
+            vault=drill.backup_vault(settings),
             deadline_seconds=args.wait_minutes * 60,
             kms_key_arn=os.environ.get("TABLE_KMS_KEY_ARN") or None,
         )

@@ -36,12 +36,18 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 INFRA = PROJECT_DIR / "infra"
-FRAGMENTS = ("table.json", "operations.json", "api-gateway-responses.json")
+FRAGMENTS = ("table.json", "operations.json", "api.json")
+# API Gateway's own errors, written into the API's definition (so each change redeploys the stage).
+GATEWAY_RESPONSES = INFRA / "api-gateway-responses.json"
+# The one Lambda runtime: the Python that runs `make run`, `make test` and `make package` (the
+# Makefile picks it; Chalice takes the runtime from the interpreter that packages).
+RUNTIME = "python3.12"
 IAM_PROFILES = INFRA / "iam.json"
 STAGES = ("dev", "prod")
 API_HANDLER = "api_handler"
@@ -57,6 +63,8 @@ STACK_ENVIRONMENT: dict[str, Any] = {
     "MAIL_FROM": {"Ref": "MailFrom"},
     "PUBLIC_BASE_URL": {"Ref": "PublicBaseUrl"},
     "TABLE_KMS_KEY_ARN": {"Fn::GetAtt": ["LedgerKey", "Arn"]},
+    "CRYPTO_GATEWAY_URL": {"Ref": "CryptoGatewayUrl"},
+    "FX_RATES": {"Ref": "FxRates"},
 }
 
 
@@ -64,14 +72,59 @@ STACK_ENVIRONMENT: dict[str, Any] = {
 FUNCTION_ENVIRONMENT: dict[str, dict[str, Any]] = {
     # The API hands an admin's reconciliation run to this function (asynchronously).
     API_HANDLER: {"RECONCILIATION_FUNCTION": {"Ref": "ReconciliationRun"}},
+    # The drill restores the latest AWS Backup recovery point every other week.
+    "restore_drill": {
+        "BACKUP_VAULT_NAME": {"Ref": "BackupVault"},
+        "BACKUP_RESTORE_ROLE_ARN": {"Fn::GetAtt": ["BackupRole", "Arn"]},
+    },
 }
+
+# Parameters whose default depends on the stage packaged (prod: WAF on, a compliance-mode vault
+# lock, the stage throttle sized for production; see docs/deploy.md, "Sizing").
+STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "dev": {},
+    "prod": {
+        "EnableWaf": "true",
+        "VaultLockMode": "compliance",
+        "ApiThrottleRate": 400,
+        "ApiThrottleBurst": 800,
+        "DeploymentType": "Canary10Percent5Minutes",
+    },
+}
+
+# The API's alias: a deploy publishes a version and CodeDeploy shifts the alias to it (in prod 10%
+# for 5 minutes first), rolled back by these alarms.
+API_ALIAS = "live"
+ROLLBACK_ALARMS = ("Api5xxAlarm", "APIHandlerErrorsAlarm")
 
 
 # Retries of a failed asynchronous invocation (schedules, the admin's reconciliation run) before
 # its event goes to the failed-invocations queue; Lambda's default is 2. A restore drill retried
-# would make three full backup/restore cycles, and an admin restarts a reconciliation herself.
+# would make three full restores of the table, and an admin restarts a reconciliation herself.
 ASYNC_RETRIES: dict[str, int] = {"restore_drill": 0, "reconciliation_run": 0}
 DEFAULT_ASYNC_RETRIES = 2
+# checkov's function checks that do not apply, each with its reason (docs/deploy.md, "Static
+# checks"): the template's other suppressions sit on their resources in infra/*.json.
+FUNCTION_CHECKOV_SKIPS = [
+    {
+        "id": "CKV_AWS_116",
+        "comment": "No DLQ: asynchronous invocations go to the FailedInvocations queue through "
+        "EventInvokeConfig on-failure destinations (alarmed); the API is invoked synchronously",
+    },
+    {
+        "id": "CKV_AWS_117",
+        "comment": "No VPC: the functions reach only AWS public endpoints, Stripe and the crypto "
+        "gateway; a VPC would add NAT gateways or endpoints and no protection",
+    },
+    {
+        "id": "CKV_AWS_173",
+        "comment": "No secret in the environment (secrets are read from Secrets Manager); Lambda "
+        "encrypts variables at rest with its own key",
+    },
+]
+
+# A function's Duration alarm fires past this share of its timeout.
+DURATION_ALARM_SHARE = 0.8
 
 
 # The table the functions use: the stack's own, or after a restore the one named by ActiveTableName
@@ -110,15 +163,25 @@ def follow_active_table(node: Any) -> Any:
     return {key: follow_active_table(value) for key, value in node.items()}
 
 
-def chalice_functions(stage: str) -> list[tuple[str, str]]:
-    """``(function name, role name)`` of each Lambda function Chalice packages for ``stage``."""
+@dataclass(frozen=True)
+class Function:
+    """One Lambda function Chalice packages: its name, its role's name, its timeout (seconds)."""
+
+    name: str
+    role: str
+    timeout: int
+    runtime: str
+
+
+def chalice_functions(stage: str) -> list[Function]:
+    """Each Lambda function Chalice packages for ``stage``, by name."""
     from chalice.cli.factory import CLIFactory
     from chalice.deploy import models
     from chalice.deploy.appgraph import ApplicationGraphBuilder
 
     config = CLIFactory(str(PROJECT_DIR)).create_config_obj(chalice_stage_name=stage)
     graph = ApplicationGraphBuilder().build(config, stage)
-    found: dict[str, str] = {}
+    found: dict[str, Function] = {}
     pending: list[Any] = [graph]
     seen: set[int] = set()
     while pending:
@@ -134,9 +197,11 @@ def chalice_functions(stage: str) -> list[tuple[str, str]]:
                     f"{resource.resource_name}: set autogen_policy false and let Chalice manage "
                     "the role (.chalice/config.json); the policy comes from infra/iam.json"
                 )
-            found[resource.resource_name] = role.resource_name
+            found[resource.resource_name] = Function(
+                resource.resource_name, role.resource_name, resource.timeout, resource.runtime
+            )
         pending.extend(resource.dependencies())
-    return sorted(found.items())
+    return [found[name] for name in sorted(found)]
 
 
 def cfn_name(name: str) -> str:
@@ -169,6 +234,8 @@ def merge_fragments(stage: str) -> dict[str, Any]:
                     raise SystemExit(f"{fragment}: {section}.{name} is defined twice")
                 target[name] = body
     merged["Parameters"]["Stage"]["Default"] = stage
+    for name, value in STAGE_DEFAULTS[stage].items():
+        merged["Parameters"][name]["Default"] = value
     return merged
 
 
@@ -181,10 +248,32 @@ def function_policy(policies: dict[str, Any], function: str) -> list[dict[str, A
     return [copy.deepcopy(policies["Statements"][name]) for name in names]
 
 
-def function_resources(function: str, role: str, profile: list[dict]) -> dict[str, Any]:
-    """The merge-template entries for one function: its role's policy, environment and alarm."""
-    fn, role_name = cfn_name(function), cfn_name(role)
-    log_group = to_cfn_name(function) + "LogGroup"
+def function_alarm(
+    function: str, suffix: str, description: str, **properties: Any
+) -> dict[str, Any]:
+    """An alarm on one of ``function``'s Lambda metrics that pages the alert topic (and says OK)."""
+    return {
+        "Type": "AWS::CloudWatch::Alarm",
+        "Properties": {
+            "AlarmName": {"Fn::Sub": f"ledger-${{Stage}}-{function}-{suffix}"},
+            "AlarmDescription": description,
+            "Namespace": "AWS/Lambda",
+            "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": cfn_name(function)}}],
+            "Period": 300,
+            "EvaluationPeriods": 1,
+            "ComparisonOperator": "GreaterThanThreshold",
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": [{"Ref": "AlertTopic"}],
+            "OKActions": [{"Ref": "AlertTopic"}],
+            **properties,
+        },
+    }
+
+
+def function_resources(function: Function, profile: list[dict]) -> dict[str, Any]:
+    """The merge-template entries for one function: its role's policy, environment and alarms."""
+    fn, role_name = cfn_name(function.name), cfn_name(function.role)
+    log_group = to_cfn_name(function.name) + "LogGroup"
     logs = {
         "Sid": "OwnLogGroup",
         "Effect": "Allow",
@@ -192,18 +281,34 @@ def function_resources(function: str, role: str, profile: list[dict]) -> dict[st
         "Resource": {"Fn::GetAtt": [log_group, "Arn"]},
     }
     resources: dict[str, Any] = {}
-    if function != API_HANDLER:  # invoked asynchronously: bounded retries, then the queue
+    properties: dict[str, Any] = {
+        "Environment": {
+            "Variables": follow_active_table(
+                {**STACK_ENVIRONMENT, **FUNCTION_ENVIRONMENT.get(function.name, {})}
+            )
+        }
+    }
+    if function.name == API_HANDLER:
+        # Safe deploys: each deploy publishes a version behind the alias the API invokes, and
+        # CodeDeploy shifts traffic to it (DeploymentType), rolling back on ROLLBACK_ALARMS.
+        properties["AutoPublishAlias"] = API_ALIAS
+        properties["DeploymentPreference"] = {
+            "Type": {"Ref": "DeploymentType"},
+            "Alarms": [{"Ref": alarm} for alarm in ROLLBACK_ALARMS],
+        }
+    else:  # invoked asynchronously: bounded retries, then the queue
         resources[f"{fn}InvokeConfig"] = {
             "Type": "AWS::Lambda::EventInvokeConfig",
             "Properties": {
                 "FunctionName": {"Ref": fn},
                 "Qualifier": "$LATEST",
-                "MaximumRetryAttempts": ASYNC_RETRIES.get(function, DEFAULT_ASYNC_RETRIES),
+                "MaximumRetryAttempts": ASYNC_RETRIES.get(function.name, DEFAULT_ASYNC_RETRIES),
                 "DestinationConfig": {
                     "OnFailure": {"Destination": {"Fn::GetAtt": ["FailedInvocations", "Arn"]}}
                 },
             },
         }
+    name = function.name
     return resources | {
         role_name: {
             "Properties": {
@@ -227,34 +332,39 @@ def function_resources(function: str, role: str, profile: list[dict]) -> dict[st
                 "PolicyDocument": {"Version": "2012-10-17", "Statement": [logs]},
             },
         },
-        fn: {
+        fn: {"Properties": properties, "Metadata": {"checkov": {"skip": FUNCTION_CHECKOV_SKIPS}}},
+        # Chalice names the API handler's group after ``ApiHandler``, a function it renamed.
+        log_group: {
             "Properties": {
-                "Environment": {
-                    "Variables": follow_active_table(
-                        {**STACK_ENVIRONMENT, **FUNCTION_ENVIRONMENT.get(function, {})}
-                    )
-                }
+                "LogGroupName": {"Fn::Sub": f"/aws/lambda/${{{fn}}}"},
+                "KmsKeyId": {"Fn::GetAtt": ["LogsKey", "Arn"]},
             }
         },
-        # Chalice names the API handler's group after ``ApiHandler``, a function it renamed.
-        log_group: {"Properties": {"LogGroupName": {"Fn::Sub": f"/aws/lambda/${{{fn}}}"}}},
-        f"{fn}ErrorsAlarm": {
-            "Type": "AWS::CloudWatch::Alarm",
-            "Properties": {
-                "AlarmName": {"Fn::Sub": f"ledger-${{Stage}}-{function}-errors"},
-                "AlarmDescription": f"Lambda function {function} raised errors",
-                "Namespace": "AWS/Lambda",
-                "MetricName": "Errors",
-                "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": fn}}],
-                "Statistic": "Sum",
-                "Period": 300,
-                "EvaluationPeriods": 1,
-                "Threshold": 0,
-                "ComparisonOperator": "GreaterThanThreshold",
-                "TreatMissingData": "notBreaching",
-                "AlarmActions": [{"Ref": "AlertTopic"}],
-            },
-        },
+        f"{fn}ErrorsAlarm": function_alarm(
+            name,
+            "errors",
+            f"Lambda function {name} raised errors",
+            MetricName="Errors",
+            Statistic="Sum",
+            Threshold=0,
+        ),
+        f"{fn}ThrottlesAlarm": function_alarm(
+            name,
+            "throttles",
+            f"Lambda refused to run {name}: its reserved concurrency (or the account's) is used up",
+            MetricName="Throttles",
+            Statistic="Sum",
+            Threshold=0,
+        ),
+        f"{fn}DurationAlarm": function_alarm(
+            name,
+            "duration",
+            f"{name} ran for over 80% of its {function.timeout} s timeout: it is close to being "
+            "cut off (a bigger table, a slow dependency)",
+            MetricName="Duration",
+            Statistic="Maximum",
+            Threshold=int(function.timeout * 1000 * DURATION_ALARM_SHARE),
+        ),
     }
 
 
@@ -264,22 +374,54 @@ def merge_template(stage: str) -> dict[str, Any]:
         raise SystemExit(f"unknown stage {stage!r}: one of {', '.join(STAGES)}")
     template = merge_fragments(stage)
     policies = json.loads(IAM_PROFILES.read_text())
-    for function, role in chalice_functions(stage):
-        profile = function_policy(policies, function)
-        for name, body in function_resources(function, role, profile).items():
+    for function in chalice_functions(stage):
+        if function.runtime != RUNTIME:
+            raise SystemExit(
+                f"{function.name} would run on {function.runtime}, not {RUNTIME}: package with "
+                f"the Python of `make` (.venv, {RUNTIME}); see docs/deploy.md"
+            )
+        profile = function_policy(policies, function.name)
+        for name, body in function_resources(function, profile).items():
             if name in template["Resources"]:
                 raise SystemExit(f"resource {name} is defined twice")
             template["Resources"][name] = body
+    responses = json.loads(GATEWAY_RESPONSES.read_text())
+    template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"] = responses
+    return template
+
+
+def invoke_through_alias(template: dict[str, Any]) -> dict[str, Any]:
+    """Point the API's integrations and its invoke permission at the API handler's alias (Chalice
+    writes the function itself), so that a canary deploy shifts the API's traffic."""
+    alias = {"Ref": f"{cfn_name(API_HANDLER)}.Alias"}
+    target = f"${{{cfn_name(API_HANDLER)}.Arn}}"
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, list):
+            return [rewrite(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        sub = node.get("Fn::Sub")
+        if isinstance(sub, str) and target in sub:
+            return {"Fn::Sub": [sub.replace(target, "${Handler}"), {"Handler": alias}]}
+        return {key: rewrite(value) for key, value in node.items()}
+
+    resources = template["Resources"]
+    resources["RestAPI"] = rewrite(resources["RestAPI"])
+    permission = resources[f"{cfn_name(API_HANDLER)}InvokePermission"]["Properties"]
+    permission["FunctionName"] = alias
     return template
 
 
 def package(stage: str, out_dir: Path, *, code_only: bool = False) -> Path:
     """Run ``chalice package`` for ``stage`` into ``out_dir``; the path of the SAM template.
 
-    Chalice fetches the Lambda (manylinux) wheels of requirements.txt from the package index on
-    every code change: ``make package`` needs the index, never AWS. ``code_only`` packages a copy
-    of the app without requirements.txt instead: the same template, a zip of the app's own code
-    only, and nothing leaves the machine (the tests use it).
+    Chalice packages a copy of the app whose requirements.txt pins every package the functions
+    import, indirect ones included, at the versions installed in this environment
+    (``locked_requirements``), and fetches their Lambda (manylinux) wheels from the package index
+    on every code change: ``make package`` needs the index, never AWS. ``code_only`` packages the
+    copy without requirements instead: the same template, a zip of the app's own code only, and
+    nothing leaves the machine (the tests use it).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     merge_file = out_dir.parent / f"{out_dir.name}.merge-template.json"
@@ -288,11 +430,56 @@ def package(stage: str, out_dir: Path, *, code_only: bool = False) -> Path:
     chalice = Path(sys.executable).with_name("chalice")
     command = [str(chalice), "package", "--stage", stage, "--merge-template", str(merge_file)]
     with tempfile.TemporaryDirectory() as scratch:
-        project = app_copy(Path(scratch)) if code_only else PROJECT_DIR
+        project = app_copy(Path(scratch))
+        if not code_only:
+            (project / "requirements.txt").write_text(locked_requirements())
+            cache = PROJECT_DIR / ".chalice" / "deployments"
+            cache.mkdir(parents=True, exist_ok=True)
+            (project / ".chalice" / "deployments").symlink_to(cache, target_is_directory=True)
         subprocess.run([*command, str(out_dir)], cwd=project, env=env, check=True)  # noqa: S603
     if not code_only:
         prune_chalice_cache(PROJECT_DIR / ".chalice" / "deployments", keep=1)
-    return out_dir / "sam.json"
+    sam = out_dir / "sam.json"
+    template = invoke_through_alias(json.loads(sam.read_text()))
+    sam.write_text(json.dumps(template, indent=2) + "\n")
+    return sam
+
+
+def locked_requirements(requirements: Path = PROJECT_DIR / "requirements.txt") -> str:
+    """requirements.txt with every indirect requirement pinned too, at the installed versions
+    (which constraints.txt pins), for Lambda's Python (``RUNTIME``, Linux)."""
+    from importlib import metadata
+
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+
+    target = default_environment() | {
+        "python_version": RUNTIME.removeprefix("python"),
+        "python_full_version": RUNTIME.removeprefix("python") + ".0",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "os_name": "posix",
+    }
+    pins: dict[str, str] = {}
+    pending: list[tuple[Requirement, str]] = []
+    for line in requirements.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            pending.append((Requirement(line), ""))
+    while pending:
+        requirement, extra = pending.pop()
+        if requirement.marker and not requirement.marker.evaluate(target | {"extra": extra}):
+            continue
+        name = requirement.name.lower().replace("_", "-")
+        if name in pins:
+            continue
+        distribution = metadata.distribution(requirement.name)
+        pins[name] = distribution.version
+        for extra_name in ["", *sorted(requirement.extras)]:
+            for child in distribution.requires or []:
+                pending.append((Requirement(child), extra_name))
+    head = "# Generated by infra/package.py: requirements.txt and what it needs, pinned.\n"
+    return head + "".join(f"{name}=={version}\n" for name, version in sorted(pins.items()))
 
 
 def app_copy(into: Path) -> Path:

@@ -65,6 +65,7 @@ def run_for(day: str) -> Any:
 )
 def nightly_reconciliation(event: Any) -> dict[str, Any]:
     report = run_for(service().yesterday_utc())
+    service().emit_reported(report)
     logger.info(
         "reconciliation finished",
         date=report.date,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from chalice.app import Request
 
@@ -22,8 +22,6 @@ MAX_BODY_BYTES = 256 * 1024
 MAX_JSON_DEPTH = 32
 _JSON_SPECIAL = re.compile(rb'[\[\]{}"\\]')
 _OPEN, _CLOSE, _QUOTE, _BACKSLASH = b"[{", b"]}", ord('"'), ord("\\")
-
-Schema = TypeVar("Schema", bound="BaseModel")
 
 
 def check_body(raw: bytes) -> None:
@@ -56,7 +54,7 @@ def check_body(raw: bytes) -> None:
             depth -= 1
 
 
-def parse_body(request: Request, schema: type[Schema]) -> Schema:
+def parse_body[Schema: "BaseModel"](request: Request, schema: type[Schema]) -> Schema:
     """The body as ``schema``; its size and depth were checked at the boundary (the middleware
     calls ``check_body`` for every request)."""
     raw = request.raw_body or b""

@@ -1,9 +1,11 @@
 """The weekly restore drill of a deployed stage (``chalicelib/services/restore_drill.py``).
 
 Sundays at 03:00 UTC: after the nightly reconciliation (02:00) and before the daily AWS Backup
-window (04:00), when the table is quiet. The function has its own role (``infra/iam.json``,
-profile ``restore_drill``: backups of the table, and only ``<table>-drill-*`` tables to restore
-into, read and delete) and a 900 s timeout; the drill stops waiting two minutes before it, so the
+window (04:00), when the table is quiet. Even ISO weeks restore the table to a point in time, odd
+ones the newest recovery point of the vault ``BACKUP_VAULT_NAME`` with an AWS Backup restore job
+(role ``BACKUP_RESTORE_ROLE_ARN``). The function has its own role (``infra/iam.json``, profile
+``restore_drill``: restores of the table, and only ``<table>-drill-*`` tables to restore into,
+read and delete) and a 900 s timeout; the drill stops waiting two minutes before it, so the
 scratch table's deletion and the report still happen in time.
 
 A failed drill is loud three ways: the alert topic gets its summary, the ``RestoreDrillFailed``
@@ -28,7 +30,7 @@ METRIC_NAMESPACE = "Ledger"
 @restore_drill_jobs.schedule(
     Cron(0, 3, "?", "*", "SUN", "*"),
     name="restore_drill",
-    description="Weekly restore drill: back up, restore to a scratch table, verify, delete",
+    description="Weekly restore drill: restore (PITR or AWS Backup) to a scratch table, verify",
 )
 def restore_drill(event: Any) -> dict[str, Any]:
     context = getattr(event, "context", None)
@@ -51,18 +53,27 @@ def run_scheduled_drill(deadline_seconds: float) -> dict[str, Any]:
         result = drill.run_drill(
             client,
             settings.table_name,
+            vault=drill.backup_vault(settings),
             deadline_seconds=deadline_seconds,
             kms_key_arn=os.environ.get("TABLE_KMS_KEY_ARN") or None,
         )
     except drill.RestoreDrillFailed as failed:
         _metric(failed=True)
         logger.error(
-            "restore drill failed", drill_id=failed.result.drill_id, result=failed.result.as_dict()
+            "restore drill failed",
+            drill_id=failed.result.drill_id,
+            method=failed.result.method,
+            result=failed.result.as_dict(),
         )
         drill.alert(settings, settings.alert_topic_arn, failed.result)
         raise
     _metric(failed=False)
-    logger.info("restore drill passed", drill_id=result.drill_id, counts=result.as_dict()["counts"])
+    logger.info(
+        "restore drill passed",
+        drill_id=result.drill_id,
+        method=result.method,
+        counts=result.as_dict()["counts"],
+    )
     return result.as_dict()
 
 

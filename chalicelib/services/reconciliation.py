@@ -68,6 +68,8 @@ READ_THREADS = 8  # accounts verified at once (their reads overlap)
 SWEEP_DAYS = 7  # every account is fully re-verified at least once in this many nights
 METRIC_NAMESPACE = "Ledger"
 METRIC_NAME = "ReconciliationMismatch"
+# One per finished nightly run; infra/operations.json alarms when none came for 26 hours.
+REPORTED_METRIC_NAME = "NightlyReconciliationReported"
 
 
 # -- the report -----------------------------------------------------------------------------------
@@ -775,6 +777,17 @@ def emit_metric(report: Report) -> None:
         unit=MetricUnit.Count,
         value=len(report.mismatches),
         namespace=METRIC_NAMESPACE,
+    ) as metric:
+        metric.add_metadata("date", report.date)
+
+
+def emit_reported(report: Report) -> None:
+    """One EMF line saying the nightly run of ``report.date`` finished and reported (whatever it
+    found): the ``reconciliation-missing`` alarm fires when none came for 26 hours."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    with single_metric(
+        name=REPORTED_METRIC_NAME, unit=MetricUnit.Count, value=1, namespace=METRIC_NAMESPACE
     ) as metric:
         metric.add_metadata("date", report.date)
 

@@ -1,50 +1,72 @@
-"""The restore drill: prove that a backup of the table restores to a ledger that verifies.
+"""The restore drill: prove that the table restores, by the paths production would use, to a
+ledger that verifies.
 
 A backup nobody has restored is a hope. Weekly (``chalicelib/api/restore_drill_job.py``) and on
-demand (``make drill`` on the local stack, ``python -m infra.drill`` against a deployed stage):
+demand (``make drill`` on the local stack, ``python -m infra.drill`` against a deployed stage), the
+drill exercises one of the two restore paths of docs/runbooks/restore.md, in turn:
 
-1. count the live table's items per ``item_type`` (*before*);
-2. take an on-demand backup (``CreateBackup``) and wait until it is ``AVAILABLE``;
-3. count the live table again (*after*);
-4. restore the backup to a scratch table ``<table>-drill-<drill id>`` and wait until ``ACTIVE``;
-5. count the scratch table (*restored*) and run the full reconciliation on it
+- **point-in-time recovery** (``method="pitr"``, even ISO weeks):
+  1. count the live table's items per ``item_type`` (*before*);
+  2. take ``T`` = now (UTC), and wait until the table's ``LatestRestorableDateTime`` (DynamoDB
+     keeps it about five minutes behind the clock) has reached ``T``;
+  3. count the live table again (*after*);
+  4. ``RestoreTableToPointInTime`` to ``T`` into the scratch table; for every item type that
+     cannot vanish, ``before <= restored <= after`` must hold exactly, however busy the table:
+     *before* saw only what existed before ``T``, *after* everything that existed at ``T``.
+- **the newest AWS Backup recovery point** (``method="backup"``, odd ISO weeks): the newest
+  ``COMPLETED`` recovery point of the table in the vault ``BACKUP_VAULT_NAME`` (the daily plan's,
+  04:00 UTC); none, or one older than 26 hours, fails the drill (the daily plan has stopped). An
+  AWS Backup restore job (``StartRestoreJob``, role ``BACKUP_RESTORE_ROLE_ARN``) restores it into
+  the scratch table. A recovery point is from the past, so only ``restored <= after`` (the live
+  table counted after the restore) can be checked per item type; the recovery point's ARN and
+  creation time are recorded.
+
+``method`` forces a path. Without ``BACKUP_VAULT_NAME`` (the local stack, the tests) there is no
+vault to restore from: the drill uses point-in-time recovery and its result says why. Then, for
+both paths:
+
+5. wait until the scratch table ``<table>-drill-<drill id>`` is ``ACTIVE`` (on the table's KMS key
+   when ``kms_key_arn`` is given), count it (*restored*) and run the full reconciliation on it
    (``reconciliation.full_check(scratch)``: every account re-verified from its first entry);
-6. always, whatever happened: delete the scratch table and the drill's backup;
+6. always, whatever happened: delete the scratch table. The drill creates no backup of its own
+   (and so deletes none): it restores what production would restore from;
 7. record the result as a ``DRILL#<drill id>`` item in the live table, and fail loudly: the caller
    gets ``RestoreDrillFailed`` (the command exits 1; the scheduled function raises, publishes to
    the alert topic and emits ``RestoreDrillFailed``: see ``chalicelib/api/restore_drill_job.py``).
 
-Writes go on during a drill, so the restored copy is compared with the backup's own moment, not
-with the live table now. Both counts are consistent scans; the backup is taken between them, so an
-item that cannot disappear is in the backup if *before* saw it and is seen by *after* if the
-backup has it: for every item type, ``before <= restored <= after`` must hold exactly, however
-busy the table. Items that can disappear are those carrying the TTL attribute ``expires_at``
-(sessions, tokens, throttles, idempotency records, quotes, daily limits: DynamoDB's TTL or the
-code deletes them); they are counted and reported but not bounded. Everything a ledger is made of
-(accounts, entries, transactions, users, deposits, audit, reports) never carries ``expires_at``.
+Items that can disappear are those carrying the TTL attribute ``expires_at`` (sessions, tokens,
+throttles, idempotency records, quotes, daily limits: DynamoDB's TTL or the code deletes them);
+they are counted and reported but not bounded. Everything a ledger is made of (accounts, entries,
+transactions, users, deposits, audit, reports) never carries ``expires_at``.
 
-Point-in-time restore is the production recovery path (docs/runbooks/restore.md); the drill uses
-an on-demand backup because it is what AWS Backup's daily plan also produces, and because moto
-(the local stack, the tests) restores from a backup correctly but does not rewind a
-point-in-time restore.
+What moto (the local stack, the tests) proves and does not: its ``RestoreTableToPointInTime``
+ignores ``RestoreDateTime`` and copies the table as it is at the call, and its point-in-time
+recovery has no history (``infra/local/moto_dynamodb.py`` makes ``LatestRestorableDateTime``
+follow the clock, as DynamoDB's does). With nothing written during a drill the copy still meets
+the bounds, so on moto the drill proves the sequence, the calls and their arguments, the waits,
+the counting, the reconciliation of the copy and the clean-up; it cannot prove that a restore
+rewinds to ``T``, nor anything of the encryption. moto has no AWS Backup restore jobs: the tests
+restore the "recovery point" with an in-memory ``RecoveryPoints`` that restores a moto backup.
 
 Time: the drill runs in one Lambda invocation (15 minutes at most; the function's timeout is
 900 s). Restoring takes minutes for a small table and can take hours for a large one; when the
 scratch table is not ``ACTIVE`` within the deadline the drill fails with that reason, and a scratch
-table still being created cannot be deleted yet: the report names it (``scratch_deleted: false``)
-and the alert asks for its deletion. Past that size the drill is run with ``python -m infra.drill``
-from a machine, which has no such limit (docs/runbooks/restore.md, "Drill").
+table still being created cannot be deleted yet (nor one an AWS Backup restore job has yet to
+create): the report names it (``scratch_deleted: false``) and the alert asks for its deletion.
+Past that size the drill is run with ``python -m infra.drill`` from a machine, which has no such
+limit (docs/runbooks/restore.md, "Drill").
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from chalicelib.adapters.aws_backup import RecoveryPoint, RecoveryPoints
 from chalicelib.adapters.dynamo import keys
 from chalicelib.config import Settings
 
@@ -53,6 +75,14 @@ VOLATILE_ATTRIBUTE = "expires_at"  # the table's TTL attribute: such items may v
 UNTYPED = "<no item_type>"
 POLL_SECONDS = 2.0
 DEFAULT_DEADLINE_SECONDS = 12 * 60.0  # leaves the 15-minute Lambda time to clean up and report
+PITR = "pitr"
+BACKUP = "backup"
+METHODS = (PITR, BACKUP)
+METHOD_NAMES = {PITR: "point-in-time recovery", BACKUP: "AWS Backup recovery point"}
+# The daily plan starts at 04:00 UTC (within an hour): its newest recovery point is at most about
+# 25 hours old when the next one is due; older, the plan has missed a day.
+MAX_RECOVERY_POINT_AGE = timedelta(hours=26)
+RESTORE_JOB_ENDED = ("COMPLETED", "ABORTED", "FAILED")
 
 
 class Report(Protocol):
@@ -67,12 +97,21 @@ FullCheck = Callable[[str], Report]
 Hook = Callable[[Any, str], None]
 
 
+@dataclass(frozen=True)
+class BackupVault:
+    """Where AWS Backup keeps the table's recovery points, and how the drill restores one."""
+
+    name: str  # BACKUP_VAULT_NAME
+    restore_role_arn: str | None  # BACKUP_RESTORE_ROLE_ARN: the role AWS Backup restores with
+    recovery_points: RecoveryPoints
+
+
 @dataclass
 class TypeCount:
-    before: int = 0
+    before: int | None = 0  # None: not counted (a recovery point is from before the drill)
     restored: int = 0
     after: int = 0
-    volatile_before: int = 0
+    volatile_before: int | None = 0
     volatile_restored: int = 0
     volatile_after: int = 0
 
@@ -83,16 +122,21 @@ class DrillResult:
     table: str
     scratch_table: str
     started_at: str
+    method: str  # "pitr" or "backup"
+    method_reason: str  # why this method: the week, a forced method, no vault configured
     status: str = "failed"  # "passed" only once everything verified
     finished_at: str | None = None
-    backup_arn: str | None = None
+    point_in_time: str | None = None  # pitr: T, the instant restored
+    recovery_point_arn: str | None = None  # backup: the recovery point restored ...
+    recovery_point_created_at: str | None = None  # ... and when it was taken
+    restore_job_id: str | None = None  # backup: AWS Backup's restore job ...
+    restore_job_status: str | None = None  # ... and its last known status
     restore_seconds: float | None = None
     counts: dict[str, TypeCount] = field(default_factory=dict)
     count_problems: list[str] = field(default_factory=list)
     reconciliation: dict[str, Any] | None = None
     error: str | None = None
     scratch_deleted: bool = False
-    backup_deleted: bool = False
 
     @property
     def passed(self) -> bool:
@@ -104,15 +148,25 @@ class DrillResult:
     def summary(self) -> str:
         """A few lines for a person: the verdict first, then why."""
         restored_in = "-" if self.restore_seconds is None else f"{self.restore_seconds} s"
+        if self.method == PITR:
+            source = f"point in time {self.point_in_time or '-'}"
+        else:
+            source = (
+                f"recovery point {self.recovery_point_arn or '-'}"
+                f" (created {self.recovery_point_created_at or '-'},"
+                f" restore job {self.restore_job_id or '-'}: {self.restore_job_status or '-'})"
+            )
         lines = [
-            f"restore drill {self.drill_id}: {self.status.upper()}",
-            f"  table {self.table} -> backup {self.backup_arn or '-'}",
+            f"restore drill {self.drill_id} ({self.method}): {self.status.upper()}",
+            f"  method: {METHOD_NAMES[self.method]} ({self.method_reason})",
+            f"  table {self.table} -> {source}",
             f"  -> scratch {self.scratch_table} (restored in {restored_in},"
-            f" scratch deleted: {self.scratch_deleted}, backup deleted: {self.backup_deleted})",
+            f" scratch deleted: {self.scratch_deleted})",
         ]
         for item_type, count in sorted(self.counts.items()):
+            before = "-" if count.before is None else count.before
             lines.append(
-                f"  {item_type:<20} before {count.before:>7}  restored {count.restored:>7}"
+                f"  {item_type:<20} before {before:>7}  restored {count.restored:>7}"
                 f"  after {count.after:>7}  (+ expiring: {count.volatile_restored})"
             )
         recon = self.reconciliation or {}
@@ -129,7 +183,7 @@ class DrillResult:
 
 
 class RestoreDrillFailed(Exception):
-    """The drill did not prove the backup good; ``result`` says why (it is recorded too)."""
+    """The drill did not prove the restore good; ``result`` says why (it is recorded too)."""
 
     def __init__(self, result: DrillResult) -> None:
         super().__init__(result.summary())
@@ -149,10 +203,33 @@ def scratch_table_name(table: str, drill_id: str) -> str:
     return f"{table}-drill-{drill_id}"
 
 
+def choose_method(
+    requested: str | None, moment: datetime, vault: BackupVault | None
+) -> tuple[str, str]:
+    """The restore path and why: ``requested`` if given; else point-in-time recovery when no vault
+    is configured; else by the ISO week of ``moment``, even weeks PITR and odd ones AWS Backup.
+
+    Raises:
+        ValueError: ``requested`` is neither ``"pitr"`` nor ``"backup"``.
+    """
+    if requested is not None:
+        if requested not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, not {requested!r}")
+        return requested, "asked for"
+    if vault is None:
+        return PITR, "BACKUP_VAULT_NAME is not set, no AWS Backup vault to restore from"
+    week = moment.astimezone(UTC).isocalendar().week
+    if week % 2 == 0:
+        return PITR, f"ISO week {week} is even"
+    return BACKUP, f"ISO week {week} is odd"
+
+
 def run_drill(
     client: Any,
     table: str,
     *,
+    method: str | None = None,
+    vault: BackupVault | None = None,
     full_check: FullCheck | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     deadline_seconds: float = DEFAULT_DEADLINE_SECONDS,
@@ -162,29 +239,46 @@ def run_drill(
 ) -> DrillResult:
     """Run the drill on ``table`` with a low-level DynamoDB ``client``; record, return the result.
 
-    ``full_check`` defaults to ``chalicelib.services.reconciliation.full_check``. ``before_verify``
-    runs on the restored scratch table before it is counted and checked (tests corrupt it there).
+    ``method`` forces ``"pitr"`` or ``"backup"`` (``choose_method``); ``vault`` is the AWS Backup
+    vault (``backup_vault(settings)``), needed by the backup path. ``full_check`` defaults to
+    ``chalicelib.services.reconciliation.full_check``. ``before_verify`` runs on the restored
+    scratch table before it is counted and checked (tests corrupt it there).
 
     Raises:
-        RestoreDrillFailed: anything short of a verified restore, after the scratch table and the
-            backup were deleted (where possible) and the result recorded.
+        ValueError: ``method`` is not one of ``METHODS`` (nothing was done or recorded).
+        RestoreDrillFailed: anything short of a verified restore, after the scratch table was
+            deleted (where possible) and the result recorded.
     """
     started = now()
     drill_id = drill_id_for(started)
+    chosen, reason = choose_method(method, started, vault)
     result = DrillResult(
         drill_id=drill_id,
         table=table,
         scratch_table=scratch_table_name(table, drill_id),
         started_at=started.isoformat(),
+        method=chosen,
+        method_reason=reason,
     )
     give_up_at = time.monotonic() + deadline_seconds
     try:
-        _verify(client, result, full_check, kms_key_arn, before_verify, sleep, give_up_at)
+        if chosen == PITR:
+            before, after = _restore_to_point_in_time(
+                client, result, kms_key_arn, now, sleep, give_up_at
+            )
+        else:
+            before, after = _restore_recovery_point(
+                client, result, vault, kms_key_arn, now, sleep, give_up_at
+            )
+        _verify(client, result, before, after, full_check, before_verify)
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
-        result.scratch_deleted = _delete_scratch(client, result.scratch_table, sleep)
-        result.backup_deleted = _delete_backup(client, result.backup_arn)
+        # A restore job that has not ended may still create the scratch table: not cleaned up.
+        job_pending = result.restore_job_id is not None and (
+            result.restore_job_status not in RESTORE_JOB_ENDED
+        )
+        result.scratch_deleted = _delete_scratch(client, result.scratch_table) and not job_pending
     if not result.scratch_deleted and result.error is None:
         result.error = f"the scratch table {result.scratch_table} could not be deleted"
     result.status = "passed" if _verified(result) else "failed"
@@ -209,36 +303,103 @@ def _verified(result: DrillResult) -> bool:
     )
 
 
-def _verify(
+def _restore_to_point_in_time(
     client: Any,
     result: DrillResult,
-    full_check: FullCheck | None,
     kms_key_arn: str | None,
-    before_verify: Hook | None,
+    now: Callable[[], datetime],
     sleep: Callable[[float], None],
     give_up_at: float,
-) -> None:
+) -> tuple[Counts, Counts]:
+    """Restore the table as it was at ``T`` (after *before*, before *after*) into the scratch
+    table; the counts before and after ``T``."""
     before = count_items(client, result.table)
-    backup = client.create_backup(TableName=result.table, BackupName=result.scratch_table)
-    result.backup_arn = backup["BackupDetails"]["BackupArn"]
-    _wait_for_backup(client, result.backup_arn, sleep, give_up_at)
+    moment = now().astimezone(UTC)
+    result.point_in_time = moment.isoformat()
+    _wait_until_restorable(client, result.table, moment, sleep, give_up_at)
     after = count_items(client, result.table)
 
     restore_started = time.monotonic()
-    restore: dict[str, Any] = {
-        "TargetTableName": result.scratch_table,
-        "BackupArn": result.backup_arn,
-    }
-    if kms_key_arn:  # the copy on the table's own key, whatever a restore's default is
-        restore["SSESpecificationOverride"] = {
+    client.restore_table_to_point_in_time(
+        SourceTableName=result.table,
+        TargetTableName=result.scratch_table,
+        RestoreDateTime=moment,
+        **_on_the_table_key(kms_key_arn),
+    )
+    _wait_for_table(client, result.scratch_table, sleep, give_up_at)
+    result.restore_seconds = round(time.monotonic() - restore_started, 1)
+    return before, after
+
+
+def _restore_recovery_point(
+    client: Any,
+    result: DrillResult,
+    vault: BackupVault | None,
+    kms_key_arn: str | None,
+    now: Callable[[], datetime],
+    sleep: Callable[[float], None],
+    give_up_at: float,
+) -> tuple[None, Counts]:
+    """Restore the table's newest recovery point into the scratch table; no count before it (it
+    is from the past), the count of the live table after it."""
+    if vault is None:
+        raise DrillError(
+            "the AWS Backup path needs BACKUP_VAULT_NAME (and BACKUP_RESTORE_ROLE_ARN)"
+        )
+    if not vault.restore_role_arn:
+        raise DrillError("BACKUP_RESTORE_ROLE_ARN is not set: AWS Backup needs a role to restore")
+    table_arn = client.describe_table(TableName=result.table)["Table"]["TableArn"]
+    point = newest_recovery_point(vault.recovery_points.for_resource(table_arn), vault.name)
+    if point is None:
+        raise DrillError(f"no COMPLETED recovery point of {table_arn} in the vault {vault.name}")
+    result.recovery_point_arn = point.arn
+    result.recovery_point_created_at = point.created_at.astimezone(UTC).isoformat()
+    age = now() - point.created_at
+    if age > MAX_RECOVERY_POINT_AGE:
+        hours, limit = age.total_seconds() / 3600, MAX_RECOVERY_POINT_AGE.total_seconds() / 3600
+        raise DrillError(
+            f"the newest recovery point in the vault {vault.name} is {hours:.1f} hours old (taken"
+            f" {result.recovery_point_created_at}), more than {limit:.0f}: the daily backup plan"
+            " has missed a day"
+        )
+
+    restore_started = time.monotonic()
+    result.restore_job_id = vault.recovery_points.start_restore(
+        point.arn, result.scratch_table, vault.restore_role_arn, kms_key_arn
+    )
+    _wait_for_restore_job(vault.recovery_points, result, sleep, give_up_at)
+    _wait_for_table(client, result.scratch_table, sleep, give_up_at)
+    result.restore_seconds = round(time.monotonic() - restore_started, 1)
+    return None, count_items(client, result.table)
+
+
+def newest_recovery_point(points: Iterable[RecoveryPoint], vault: str) -> RecoveryPoint | None:
+    """The newest ``COMPLETED`` recovery point kept in ``vault``; None if there is none."""
+    completed = [p for p in points if p.vault == vault and p.status == "COMPLETED"]
+    return max(completed, key=lambda p: p.created_at, default=None)
+
+
+def _on_the_table_key(kms_key_arn: str | None) -> dict[str, Any]:
+    """The copy on the table's own key, whatever a restore's default is."""
+    if not kms_key_arn:
+        return {}
+    return {
+        "SSESpecificationOverride": {
             "Enabled": True,
             "SSEType": "KMS",
             "KMSMasterKeyId": kms_key_arn,
         }
-    client.restore_table_from_backup(**restore)
-    _wait_for_table(client, result.scratch_table, sleep, give_up_at)
-    result.restore_seconds = round(time.monotonic() - restore_started, 1)
+    }
 
+
+def _verify(
+    client: Any,
+    result: DrillResult,
+    before: Counts | None,
+    after: Counts,
+    full_check: FullCheck | None,
+    before_verify: Hook | None,
+) -> None:
     if before_verify is not None:
         before_verify(client, result.scratch_table)
     restored = count_items(client, result.scratch_table)
@@ -279,37 +440,75 @@ def count_items(client: Any, table: str) -> dict[tuple[str, bool], int]:
 
 
 def compare_counts(
-    before: Counts, restored: Counts, after: Counts
+    before: Counts | None, restored: Counts, after: Counts
 ) -> tuple[dict[str, TypeCount], list[str]]:
     """Per item type, the three counts; a problem wherever ``before <= restored <= after`` fails
-    for items that cannot vanish."""
+    for items that cannot vanish (only ``restored <= after`` when ``before`` is None: a recovery
+    point from the past)."""
     table: dict[str, TypeCount] = {}
-    for source, attr in ((before, "before"), (restored, "restored"), (after, "after")):
+    sources = [(restored, "restored"), (after, "after")]
+    if before is not None:
+        sources.insert(0, (before, "before"))
+    for source, attr in sources:
         for (item_type, volatile), n in source.items():
             count = table.setdefault(item_type, TypeCount())
             name = f"volatile_{attr}" if volatile else attr
             setattr(count, name, getattr(count, name) + n)
-    problems = [
-        f"{item_type}: {count.restored} restored, expected between {count.before} (before the "
-        f"backup) and {count.after} (after it)"
-        for item_type, count in sorted(table.items())
-        if not count.before <= count.restored <= count.after
-    ]
+    problems = []
+    for item_type, count in sorted(table.items()):
+        if before is None:
+            count.before = count.volatile_before = None
+            if count.restored > count.after:
+                problems.append(
+                    f"{item_type}: {count.restored} restored, expected at most {count.after} (the"
+                    " live table after the restore)"
+                )
+        elif not count.before <= count.restored <= count.after:
+            problems.append(
+                f"{item_type}: {count.restored} restored, expected between {count.before} (before"
+                f" the restore point) and {count.after} (after it)"
+            )
     return table, problems
 
 
-def _wait_for_backup(
-    client: Any, backup_arn: str, sleep: Callable[[float], None], give_up_at: float
+def _wait_until_restorable(
+    client: Any, table: str, moment: datetime, sleep: Callable[[float], None], give_up_at: float
 ) -> None:
+    """Until point-in-time recovery can restore ``table`` to ``moment``."""
     while True:
-        details = client.describe_backup(BackupArn=backup_arn)["BackupDescription"]
-        status = details["BackupDetails"]["BackupStatus"]
-        if status == "AVAILABLE":
+        description = client.describe_continuous_backups(TableName=table)
+        pitr = description["ContinuousBackupsDescription"].get("PointInTimeRecoveryDescription", {})
+        status = pitr.get("PointInTimeRecoveryStatus", "DISABLED")
+        if status != "ENABLED":
+            raise DrillError(f"point-in-time recovery of {table} is {status}")
+        latest = pitr.get("LatestRestorableDateTime")
+        if latest is not None and latest >= moment:
             return
-        if status != "CREATING":
-            raise DrillError(f"backup {backup_arn} is {status}")
         if time.monotonic() >= give_up_at:
-            raise DrillError(f"backup {backup_arn} not AVAILABLE before the drill's deadline")
+            shown = "-" if latest is None else latest.astimezone(UTC).isoformat()
+            raise DrillError(
+                f"point-in-time recovery of {table} had not reached {moment.isoformat()} at the"
+                f" drill's deadline (latest restorable: {shown})"
+            )
+        sleep(POLL_SECONDS)
+
+
+def _wait_for_restore_job(
+    points: RecoveryPoints, result: DrillResult, sleep: Callable[[float], None], give_up_at: float
+) -> None:
+    job_id = result.restore_job_id or ""
+    while True:
+        job = points.restore_job(job_id)
+        result.restore_job_status = job.status
+        if job.status == "COMPLETED":
+            return
+        if job.status in RESTORE_JOB_ENDED:
+            raise DrillError(f"restore job {job_id} {job.status}: {job.message or 'no message'}")
+        if time.monotonic() >= give_up_at:
+            raise DrillError(
+                f"restore job {job_id} still {job.status} at the drill's deadline: it may yet"
+                f" create {result.scratch_table}"
+            )
         sleep(POLL_SECONDS)
 
 
@@ -325,7 +524,7 @@ def _wait_for_table(
         sleep(POLL_SECONDS)
 
 
-def _delete_scratch(client: Any, scratch: str, sleep: Callable[[float], None]) -> bool:
+def _delete_scratch(client: Any, scratch: str) -> bool:
     """Delete the scratch table; True once it is gone or never existed. Never raises."""
     try:
         status = client.describe_table(TableName=scratch)["Table"]["TableStatus"]
@@ -344,19 +543,13 @@ def _delete_scratch(client: Any, scratch: str, sleep: Callable[[float], None]) -
     return True
 
 
-def _delete_backup(client: Any, backup_arn: str | None) -> bool:
-    """Delete the drill's own on-demand backup (AWS Backup keeps the daily ones). Never raises."""
-    if backup_arn is None:
-        return True
-    try:
-        client.delete_backup(BackupArn=backup_arn)
-    except Exception:
-        return False
-    return True
-
-
 def record(client: Any, table: str, result: DrillResult) -> None:
-    """Write the result to the live table as ``DRILL#<drill id>`` / ``DRILL``."""
+    """Write the result to the live table as ``DRILL#<drill id>`` / ``DRILL``.
+
+    ``result`` is ``DrillResult.as_dict()`` as JSON; reports recorded before the drill had two
+    methods carry ``backup_arn`` and ``backup_deleted`` there instead of ``method`` and the
+    restore's source (nothing in the code reads them back).
+    """
     client.put_item(
         TableName=table,
         Item={
@@ -364,6 +557,7 @@ def record(client: Any, table: str, result: DrillResult) -> None:
             "SK": {"S": keys.DRILL_SK},
             "item_type": {"S": ITEM_TYPE},
             "status": {"S": result.status},
+            "method": {"S": result.method},
             "started_at": {"S": result.started_at},
             "finished_at": {"S": result.finished_at or ""},
             "scratch_table": {"S": result.scratch_table},
@@ -382,9 +576,23 @@ def dynamodb_client(settings: Settings) -> Any:
     )
 
 
+def backup_vault(settings: Settings) -> BackupVault | None:
+    """The configured AWS Backup vault (``BACKUP_VAULT_NAME``); None when there is none. No AWS
+    client is made until the backup path uses it."""
+    if not settings.backup_vault_name:
+        return None
+    from chalicelib.adapters.aws_backup import AwsBackupRecoveryPoints
+
+    return BackupVault(
+        name=settings.backup_vault_name,
+        restore_role_arn=settings.backup_restore_role_arn,
+        recovery_points=AwsBackupRecoveryPoints(settings.region),
+    )
+
+
 def alert(settings: Settings, topic_arn: str | None, result: DrillResult) -> bool:
     """Publish a failed drill to the alert topic; False when no topic is configured."""
     from chalicelib.adapters import alerts
 
-    subject = f"ledger {settings.stage}: restore drill {result.drill_id} FAILED"
+    subject = f"ledger {settings.stage}: restore drill {result.drill_id} ({result.method}) FAILED"
     return alerts.publish(topic_arn, settings.region, subject, result.summary())

@@ -38,6 +38,12 @@ same ``ClientRequestToken`` within 10 minutes of a successful one succeeds witho
 (botocore sends the same token when it retries a call whose answer was lost); the same token with
 other items is ``IdempotentParameterMismatchException``.
 
+And **point-in-time recovery that moves on**: moto reports the moment PITR was enabled as the
+table's ``LatestRestorableDateTime`` for ever, so a restore drill waiting for it to pass "now"
+would wait for ever. DynamoDB's follows the clock (about five minutes behind); here it is moto's
+clock, without the lag: moto's ``restore_table_to_point_in_time`` copies the table as it is at the
+call, whatever ``RestoreDateTime`` asks, so "now" is what it can restore.
+
 ``install()`` applies all of it, idempotently; it checks the moto version and the source of every
 function it replaces first, and refuses to start if moto changed under it. ``stock()`` puts moto's
 own transactions, queries, token handling, serialization, request set-up and expression parsing
@@ -62,7 +68,7 @@ from urllib.parse import urlparse
 import moto
 from moto.core import responses as core_responses
 from moto.core.exceptions import JsonRESTError
-from moto.core.utils import utcnow
+from moto.core.utils import unix_time, utcnow
 from moto.dynamodb import comparisons
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb import responses as dynamodb_responses
@@ -91,6 +97,10 @@ SUPPORTED_MOTO_VERSION = "5.2.5"
 REPLACED = {
     "DynamoDBBackend.transact_write_items": (DynamoDBBackend.transact_write_items, "81db2cb7"),
     "DynamoDBBackend.update_item": (DynamoDBBackend.update_item, "21898458"),
+    "DynamoDBBackend.describe_continuous_backups": (
+        DynamoDBBackend.describe_continuous_backups,
+        "fc26f9d0",
+    ),
     "Table.query": (Table.query, "002b4d00"),
     "Table.all_items": (Table.all_items, "c80d2ee3"),
     "Table.put_item": (Table.put_item, "de239330"),
@@ -708,6 +718,19 @@ def create_condition_expression_parser(
     return CachedCondition(key)
 
 
+# -- point-in-time recovery that follows the clock ---------------------------------------------
+def describe_continuous_backups(self: DynamoDBBackend, table_name: str) -> dict[str, Any]:
+    """moto's answer, with ``LatestRestorableDateTime`` now while PITR is enabled."""
+    described = _ORIGINALS["DynamoDBBackend.describe_continuous_backups"](self, table_name)
+    pitr = described.get("PointInTimeRecoveryDescription", {})
+    if pitr.get("PointInTimeRecoveryStatus") != "ENABLED":
+        return described
+    return {
+        **described,
+        "PointInTimeRecoveryDescription": {**pitr, "LatestRestorableDateTime": unix_time()},
+    }
+
+
 # -- install / stock ---------------------------------------------------------------------------
 _OWNERS: dict[str, Any] = {
     "DynamoDBBackend": DynamoDBBackend,
@@ -757,6 +780,7 @@ def install() -> None:
         {
             "DynamoDBBackend.transact_write_items": transact_write_items,
             "DynamoDBBackend.update_item": update_item,
+            "DynamoDBBackend.describe_continuous_backups": describe_continuous_backups,
             "Table.query": query,
             "Table.all_items": all_items,
             "Table.put_item": put_item,

@@ -1,9 +1,10 @@
 """Create the ledger table from ``infra/table.json``: the one definition of keys, GSIs and TTL.
 
 The deployed stack and the local stack (and the tests) read the same template, so they cannot
-drift apart. Encryption with a KMS key, point-in-time recovery and deletion protection are
-properties of the deployed table only: the embedded DynamoDB has no KMS, and tests delete their
-tables.
+drift apart. Point-in-time recovery is on locally too, as the template has it: the restore drill
+restores to a point in time (moto keeps no history: ``infra/local/moto_dynamodb.py``). Encryption
+with a KMS key and deletion protection are properties of the deployed table only: the embedded
+DynamoDB has no KMS, and tests delete their tables.
 """
 
 from __future__ import annotations
@@ -31,11 +32,18 @@ def create_table_kwargs(table_name: str) -> dict[str, Any]:
 
 
 def create_table(client: Any, table_name: str) -> None:
-    """Create the table (and its TTL setting) with a low-level boto3 DynamoDB client."""
+    """Create the table (and its TTL and point-in-time recovery settings) with a low-level boto3
+    DynamoDB client."""
     client.create_table(**create_table_kwargs(table_name))
     client.get_waiter("table_exists").wait(TableName=table_name)
-    ttl = table_properties()["TimeToLiveSpecification"]
-    client.update_time_to_live(TableName=table_name, TimeToLiveSpecification=ttl)
+    properties = table_properties()
+    client.update_time_to_live(
+        TableName=table_name, TimeToLiveSpecification=properties["TimeToLiveSpecification"]
+    )
+    client.update_continuous_backups(
+        TableName=table_name,
+        PointInTimeRecoverySpecification=properties["PointInTimeRecoverySpecification"],
+    )
 
 
 def ensure_table(client: Any, table_name: str) -> bool:

@@ -4,6 +4,7 @@ the audit event, and the scheduled function for the previous UTC day."""
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import UTC, datetime, timedelta
 
 import pyotp
@@ -189,15 +190,21 @@ def test_the_stripe_side_is_matched_over_http(api_client, people, stripe_fake):
     assert body["report"]["status"] == "mismatch"
 
 
-def test_the_schedule_reconciles_the_previous_utc_day(api_client, people, monkeypatch):
+def test_the_schedule_reconciles_the_previous_utc_day(api_client, people, monkeypatch, capsys):
     from app import app
 
     yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
     handler = app.event_sources  # the 02:00 UTC cron is registered on the app
     [schedule] = [s for s in handler if s.name == "nightly_reconciliation"]
     assert schedule.schedule_expression.to_string() == "cron(0 2 * * ? *)"
+    capsys.readouterr()
     result = recon_api.nightly_reconciliation.func({})
     assert (result["date"], result["status"]) == (yesterday, "ok")
+    # the metric the "reconciliation did not report for 26 h" alarm counts (infra/operations.json)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    reported = [m for m in lines if "NightlyReconciliationReported" in m]
+    assert [m["NightlyReconciliationReported"] for m in reported] == [[1.0]]
+    assert reported[0]["date"] == yesterday
 
 
 # -- runs outside the request ---------------------------------------------------------------------

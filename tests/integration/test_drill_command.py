@@ -1,5 +1,6 @@
 """``make drill`` (``python -m infra.drill``) against a moto server on 127.0.0.1, as on the local
-stack: it prints PASSED and exits 0 on a healthy ledger, and says what to do when nothing answers.
+stack: it restores to a point in time (the local stack has no AWS Backup vault), prints PASSED and
+exits 0 on a healthy ledger, and says what to do when nothing answers.
 """
 
 from __future__ import annotations
@@ -74,8 +75,22 @@ def test_make_drill_passes_on_the_local_stack(local_dynamodb: int, capsys):
     out = capsys.readouterr().out
     assert status == 0, out
     assert "PASSED" in out
+    assert "method: point-in-time recovery (BACKUP_VAULT_NAME is not set" in out
     assert "full reconciliation of the restored copy: ok" in out
     assert f"{TABLE}-drill-" in out
+
+
+def test_make_drill_ignores_a_vault_in_the_shell_and_fails_a_forced_backup_restore(
+    local_dynamodb: int, capsys, monkeypatch
+):
+    monkeypatch.setenv("BACKUP_VAULT_NAME", "ledger-prod")  # moto has no AWS Backup
+
+    status = command.main(["--method", "backup"])
+
+    out = capsys.readouterr().out
+    assert status == 1, out
+    assert "FAILED" in out
+    assert "needs BACKUP_VAULT_NAME" in out
 
 
 def test_make_drill_without_the_local_stack_says_so(monkeypatch, capsys):

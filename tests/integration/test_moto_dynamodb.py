@@ -4,8 +4,9 @@ The differential test runs one random sequence of writes, transactions and paged
 once on moto's own transactions, queries, token handling and serialization
 (``moto_dynamodb.stock()``), once on the replacements, and requires every answer, and the tables
 at the end, to be the same. The other tests cover what stock moto does not do: client request
-tokens, no growth per call, the version check, and the rollback of a global secondary index's
-partitions. How long calls take is for the benchmarks (bench/), not for these tests.
+tokens, no growth per call, point-in-time recovery that keeps up with the clock, the version
+check, and the rollback of a global secondary index's partitions. How long calls take is for the
+benchmarks (bench/), not for these tests.
 """
 
 from __future__ import annotations
@@ -724,6 +725,25 @@ def test_items_and_index_memberships_do_not_grow_per_call(aws: None):
         assert members == sum(attr in i.attrs for i in items)
         assert all(state.partitions[index].values())  # no empty partition is kept
     assert_index_matches_table(moto_table_)
+
+
+def test_point_in_time_recovery_can_restore_up_to_now(aws: None) -> None:
+    client = dynamodb()
+    name = new_table(client, "pitr")  # point-in-time recovery on, as infra/table.json has it
+    time.sleep(0.01)
+    asked = time.time()
+
+    described = client.describe_continuous_backups(TableName=name)
+    pitr = described["ContinuousBackupsDescription"]["PointInTimeRecoveryDescription"]
+
+    assert pitr["PointInTimeRecoveryStatus"] == "ENABLED"
+    assert pitr["EarliestRestorableDateTime"].timestamp() < asked  # since it was enabled
+    assert pitr["LatestRestorableDateTime"].timestamp() >= asked  # stock moto: the same moment
+    client.update_continuous_backups(
+        TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": False}
+    )
+    disabled = client.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"]
+    assert "LatestRestorableDateTime" not in disabled["PointInTimeRecoveryDescription"]
 
 
 # -- the moto version check --------------------------------------------------------------------

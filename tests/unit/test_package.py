@@ -17,6 +17,7 @@ random ``-??????`` suffix. Logs are scoped to each function's own log group.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -38,7 +39,12 @@ SECRET_VARIABLES = {
     "CRYPTO_WEBHOOK_SECRET",
     "CRYPTO_ADDRESS_SECRET",
 }
-TABLE_ARN = json.dumps(package.ACTIVE_TABLE_ARN)  # the stack's table, or the restored one
+TABLE_ARN = json.dumps(package.ACTIVE_TABLE_ARN)
+CHECKOV_OPTIONS = ("--compact", "--quiet", "--skip-download")
+NO_RESOURCE_LEVEL = {
+    "backup:ListRecoveryPointsByResource",
+    "backup:DescribeRestoreJob",
+}  # the stack's table, or the restored one
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +55,13 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> Path:
         patch.setenv("PIP_NO_INDEX", "1")
         patch.delenv("AWS_DEFAULT_REGION", raising=False)  # package() sets it for chalice
         return package.package("dev", tmp_path_factory.mktemp("build") / "dev", code_only=True)
+
+
+@pytest.fixture(scope="module")
+def prod_packaged(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PIP_NO_INDEX", "1")
+        return package.package("prod", tmp_path_factory.mktemp("build") / "prod", code_only=True)
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +99,53 @@ def test_the_packaged_template_passes_cfn_lint(packaged: Path):
     assert {"app.py", "chalicelib/services/restore_drill.py"} <= names
 
 
+def checkov(path: Path) -> subprocess.CompletedProcess[str]:
+    """The pinned checkov (``make test`` installs it in .venv/checkov and names it in
+    LEDGER_CHECKOV), offline: no guideline download, no version check."""
+    command = os.environ.get("LEDGER_CHECKOV")
+    if not command:
+        pytest.skip("LEDGER_CHECKOV is not set: `make test` installs and names checkov")
+    env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true"}
+    return subprocess.run(
+        [command, "-f", str(path), "--framework", "cloudformation", *CHECKOV_OPTIONS],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        check=False,
+    )
+
+
+def test_the_prod_stage_packages_lints_and_passes_checkov_with_its_own_defaults(prod_packaged):
+    result = subprocess.run(
+        [str(CFN_LINT), str(prod_packaged)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    prod = json.loads(prod_packaged.read_text())
+    defaults = {name: p.get("Default") for name, p in prod["Parameters"].items()}
+    assert defaults["Stage"] == "prod"
+    assert {k: defaults[k] for k in package.STAGE_DEFAULTS["prod"]} == package.STAGE_DEFAULTS[
+        "prod"
+    ]
+    handler = prod["Resources"]["APIHandler"]["Properties"]
+    assert handler["ReservedConcurrentExecutions"] == 300
+    assert handler["Environment"]["Variables"]["STAGE"] == "prod"
+    result = checkov(prod_packaged)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_checkov_passes_on_the_packaged_template_and_the_copy_vault(packaged: Path):
+    """Every suppression is on its resource with its reason (docs/deploy.md, "Static checks")."""
+    for path in (packaged, ROOT / "infra" / "backup-copy-vault.json"):
+        result = checkov(path)
+
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_the_table_is_infra_table_json_unchanged(template):
     source = json.loads((ROOT / "infra" / "table.json").read_text())
 
@@ -113,31 +173,67 @@ def test_the_table_is_recoverable_protected_encrypted_and_expires_items(template
     assert table["DeletionPolicy"] == "Retain"
 
 
-def test_aws_backup_keeps_a_daily_backup_of_the_table_for_35_days(template):
+def test_aws_backup_keeps_daily_and_monthly_recovery_points_in_a_locked_vault(template):
     (plan,) = resources(template, "AWS::Backup::BackupPlan").values()
-    (rule,) = plan["Properties"]["BackupPlan"]["BackupPlanRule"]
+    daily, monthly = plan["Properties"]["BackupPlan"]["BackupPlanRule"]
     (selection,) = resources(template, "AWS::Backup::BackupSelection").values()
+    parameters = template["Parameters"]
 
-    assert rule["Lifecycle"] == {"DeleteAfterDays": 35}
-    minute, hour, day_of_month, month, day_of_week, year = (
-        re.fullmatch(r"cron\((.*)\)", rule["ScheduleExpression"]).group(1).split()
-    )
-    assert (day_of_month, month, day_of_week, year) == ("*", "*", "?", "*")  # every day
-    assert minute.isdigit()
-    assert hour.isdigit()
+    assert daily["Lifecycle"] == {"DeleteAfterDays": {"Ref": "DailyRetentionDays"}}
+    assert monthly["Lifecycle"] == {"DeleteAfterDays": {"Ref": "MonthlyRetentionDays"}}
+    assert parameters["DailyRetentionDays"]["Default"] == 35
+    assert parameters["MonthlyRetentionDays"]["Default"] == 2557  # 7 years
+    for rule, days in ((daily, ("*", "*", "?", "*")), (monthly, ("1", "*", "?", "*"))):
+        minute, hour, *when = (
+            re.fullmatch(r"cron\((.*)\)", rule["ScheduleExpression"]).group(1).split()
+        )
+        assert tuple(when) == days  # every day; the first of every month
+        assert minute.isdigit()
+        assert hour.isdigit()
+        # a copy of each recovery point in the second region, when one is given
+        assert rule["CopyActions"]["Fn::If"][0] == "HasBackupCopy"
+        (copy,) = rule["CopyActions"]["Fn::If"][1]
+        assert "${BackupCopyRegion}" in copy["DestinationBackupVaultArn"]["Fn::Sub"]
+        assert copy["Lifecycle"] == rule["Lifecycle"]
     assert selection["Properties"]["BackupSelection"]["Resources"] == [package.ACTIVE_TABLE_ARN]
+    vault = template["Resources"]["BackupVault"]["Properties"]
+    assert vault["EncryptionKeyArn"] == {"Fn::GetAtt": ["BackupKey", "Arn"]}
+    assert template["Resources"]["BackupKey"]["Properties"]["EnableKeyRotation"] is True
+    lock = vault["LockConfiguration"]
+    assert lock["MinRetentionDays"] == {"Ref": "DailyRetentionDays"}
+    assert lock["MaxRetentionDays"] == {"Ref": "MonthlyRetentionDays"}
+    # compliance mode: a grace period, then immutable; governance: no ChangeableForDays
+    assert lock["ChangeableForDays"] == {"Fn::If": ["ComplianceLock", 3, {"Ref": "AWS::NoValue"}]}
+    assert parameters["VaultLockMode"]["Default"] == "governance"
+    prod = package.merge_template("prod")["Parameters"]
+    assert prod["VaultLockMode"]["Default"] == "compliance"
+
+
+def test_the_copy_vault_template_passes_cfn_lint_and_is_locked_too():
+    path = ROOT / "infra" / "backup-copy-vault.json"
+    result = subprocess.run(
+        [str(CFN_LINT), str(path)], capture_output=True, text=True, timeout=120, check=False
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    vault = json.loads(path.read_text())["Resources"]["CopyVault"]["Properties"]
+    assert vault["BackupVaultName"] == {"Fn::Sub": "ledger-${Stage}-copy"}
+    assert vault["EncryptionKeyArn"] == {"Fn::GetAtt": ["CopyKey", "Arn"]}
+    assert "LockConfiguration" in vault
 
 
 def test_alarms_watch_reconciliation_errors_and_throttles_and_page_the_topic(template):
     alarms = resources(template, "AWS::CloudWatch::Alarm")
     metrics = {
-        (a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms.values()
+        (a["Properties"]["Namespace"], a["Properties"]["MetricName"])
+        for a in alarms.values()
+        if "MetricName" in a["Properties"]
     }
     functions = resources(template, "AWS::Serverless::Function")
     errors_watched = {
         a["Properties"]["Dimensions"][0]["Value"]["Ref"]
         for a in alarms.values()
-        if a["Properties"]["MetricName"] == "Errors"
+        if a["Properties"].get("MetricName") == "Errors"
     }
 
     assert ("Ledger", "ReconciliationMismatch") in metrics
@@ -149,6 +245,7 @@ def test_alarms_watch_reconciliation_errors_and_throttles_and_page_the_topic(tem
     assert errors_watched == set(functions)  # every function, including later schedules
     for alarm in alarms.values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlertTopic"}]
+        assert alarm["Properties"]["OKActions"] == [{"Ref": "AlertTopic"}]
     assert resources(template, "AWS::SNS::Topic").keys() == {"AlertTopic"}
 
 
@@ -172,6 +269,10 @@ def test_every_role_statement_is_scoped_to_the_stacks_resources(template):
         assert all(action != "*" and not action.endswith(":*") for action in actions), role
         for resource in as_list(statement["Resource"]):
             text = json.dumps(resource)
+            if resource == "*" and role == "RestoreDrillRole":
+                # AWS Backup takes no resource-level permission for these two (list and read)
+                assert set(actions) == NO_RESOURCE_LEVEL, statement
+                continue
             assert resource != "*", (role, statement)
             assert not text.startswith('"arn:*'), (role, statement)
             # a resource of this stack (GetAtt, Ref, ${X.Arn}) or named in this account
@@ -179,10 +280,11 @@ def test_every_role_statement_is_scoped_to_the_stacks_resources(template):
             assert any(mark in text for mark in names_ours), (role, statement)
 
 
-def test_only_the_managed_backup_role_uses_aws_managed_policies(template):
+def test_only_the_service_roles_use_aws_managed_policies(template):
+    """AWS Backup's documented role, and API Gateway's role for writing its logs."""
     for name, role in resources(template, "AWS::IAM::Role").items():
         if role["Properties"].get("ManagedPolicyArns"):
-            assert name == "BackupRole"
+            assert name in ("BackupRole", "ApiGatewayCloudWatchRole")
 
 
 def dynamodb_grants(template: dict[str, Any], role: str) -> dict[str, list[str]]:
@@ -235,7 +337,7 @@ def test_the_api_may_delete_only_replay_records_throttles_and_checkpoints(templa
     assert sorted(leading) == ["CKPT#*", "IDEM#*", "THROTTLE#*"]
 
 
-def test_only_the_drill_may_back_up_restore_or_delete_and_only_scratch_tables(template):
+def test_only_the_drill_may_restore_or_delete_tables_and_only_scratch_tables(template):
     # Only tables named after the active table (<table>-drill-<id>), not any "ledger-<stage>*".
     scratch = json.dumps(
         {"Fn::Sub": ["${ActiveTableArn}-drill-*", {"ActiveTableArn": package.ACTIVE_TABLE_ARN}]}
@@ -248,12 +350,32 @@ def test_only_the_drill_may_back_up_restore_or_delete_and_only_scratch_tables(te
     ]
 
     assert drill["dynamodb:DeleteTable"] == [scratch]
-    assert drill["dynamodb:CreateBackup"] == [TABLE_ARN]
-    assert scratch in drill["dynamodb:RestoreTableFromBackup"]
+    # point in time: the source table and the scratch table; it makes and deletes no backup
+    assert sorted(drill["dynamodb:RestoreTableToPointInTime"]) == sorted([TABLE_ARN, scratch])
+    assert not {"dynamodb:CreateBackup", "dynamodb:DeleteBackup"} & set(drill)
+    assert not any(action.endswith("FromBackup") for action in drill)
     for grants in others:
         assert not {"dynamodb:DeleteTable", "dynamodb:CreateBackup"} & set(grants)
         assert TABLE_ARN not in grants.get("dynamodb:Scan", [])
         assert not any("RestoreTable" in action for action in grants)
+
+
+def test_the_drill_restores_recovery_points_only_through_the_backup_role(template):
+    statements = [s for name, s in role_statements(template) if name == "RestoreDrillRole"]
+    by_action = {action: s for s in statements for action in as_list(s["Action"])}
+
+    start = by_action["backup:StartRestoreJob"]["Resource"]["Fn::Sub"]
+    assert start.endswith(":${AWS::AccountId}:recovery-point:*")
+    passing = by_action["iam:PassRole"]
+    assert passing["Resource"] == {"Fn::GetAtt": ["BackupRole", "Arn"]}
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "backup.amazonaws.com"}}
+    variables = template["Resources"]["RestoreDrill"]["Properties"]["Environment"]["Variables"]
+    assert variables["BACKUP_VAULT_NAME"] == {"Ref": "BackupVault"}
+    assert variables["BACKUP_RESTORE_ROLE_ARN"] == {"Fn::GetAtt": ["BackupRole", "Arn"]}
+    for name, statement in role_statements(template):
+        if name != "RestoreDrillRole":
+            assert not any(a.startswith("backup:") for a in as_list(statement["Action"]))
+            assert "iam:PassRole" not in as_list(statement["Action"])
 
 
 def test_the_drill_runs_weekly_with_the_longest_lambda_timeout(template):
@@ -396,21 +518,232 @@ def test_the_alert_topic_key_lets_alarms_and_backup_publish(template):
         for statement in key["KeyPolicy"]["Statement"]
         for service in as_list(statement["Principal"].get("Service", []))
     }
-    assert services == {"cloudwatch.amazonaws.com", "backup.amazonaws.com"}
+    assert services == {"cloudwatch.amazonaws.com", "backup.amazonaws.com", "events.amazonaws.com"}
     policy = template["Resources"]["AlertTopicPolicy"]["Properties"]["PolicyDocument"]
     publishers = {s["Principal"]["Service"] for s in policy["Statement"]}
-    assert publishers == {"cloudwatch.amazonaws.com", "backup.amazonaws.com"}
-
-
-def test_the_money_checking_jobs_have_reserved_concurrency(template):
-    """The API can use every unreserved slot of the account; the drill and the reconciliations
-    keep their own (one run of each at a time; two admin runs)."""
-    functions = resources(template, "AWS::Serverless::Function") or resources(
-        template, "AWS::Lambda::Function"
-    )
-    reserved = {
-        name: f["Properties"]["ReservedConcurrentExecutions"]
-        for name, f in functions.items()
-        if "ReservedConcurrentExecutions" in f["Properties"]
+    assert publishers == {
+        "cloudwatch.amazonaws.com",
+        "backup.amazonaws.com",
+        "events.amazonaws.com",
     }
-    assert reserved == {"RestoreDrill": 1, "NightlyReconciliation": 1, "ReconciliationRun": 2}
+
+
+def test_every_function_has_reserved_concurrency(template):
+    """The API's share is sized from DynamoDB (docs/deploy.md, "Sizing"); every scheduled job has
+    its own, so a busy API can never keep the checks of the money (or the mail) from running, and
+    no two runs of a job overlap (two admin reconciliation runs)."""
+    functions = resources(template, "AWS::Serverless::Function")
+    reserved = {
+        name: f["Properties"].get("ReservedConcurrentExecutions") for name, f in functions.items()
+    }
+
+    assert reserved.pop("APIHandler") == 50  # dev; prod reserves 300
+    assert reserved.pop("ReconciliationRun") == 2
+    assert set(reserved.values()) == {1}
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    assert config["stages"]["prod"]["lambda_functions"]["api_handler"] == {
+        "reserved_concurrency": 300
+    }
+
+
+# -- the API stage --------------------------------------------------------------------------------
+def test_gateway_responses_are_part_of_the_api_definition(template):
+    """Inside the definition, a change to them changes the deployment: no manual redeploy."""
+    definition = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+    source = json.loads((ROOT / "infra" / "api-gateway-responses.json").read_text())
+
+    assert (
+        definition["x-amazon-apigateway-gateway-responses"]
+        == (source["x-amazon-apigateway-gateway-responses"])
+    )
+    assert not resources(template, "AWS::ApiGateway::GatewayResponse")
+
+
+def test_the_stage_is_throttled_traced_and_access_logged_to_an_encrypted_group(template):
+    api = template["Resources"]["RestAPI"]["Properties"]
+    (settings,) = api["MethodSettings"]
+
+    assert api["Name"] == {"Fn::Sub": "ledger-${Stage}"}  # the API metrics' ApiName
+    assert settings["ThrottlingRateLimit"] == {"Ref": "ApiThrottleRate"}
+    assert settings["ThrottlingBurstLimit"] == {"Ref": "ApiThrottleBurst"}
+    assert settings["DataTraceEnabled"] is False  # bodies (passwords, tokens) are never logged
+    assert api["TracingEnabled"] is True
+    logs = api["AccessLogSetting"]
+    assert logs["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogs", "Arn"]}
+    line = json.loads(logs["Format"])  # one JSON object per request
+    assert {"requestId", "ip", "status", "resourcePath", "responseLatency"} <= set(line)
+    group = template["Resources"]["ApiAccessLogs"]["Properties"]
+    assert group["KmsKeyId"] == {"Fn::GetAtt": ["LogsKey", "Arn"]}
+    assert group["RetentionInDays"] == {"Fn::If": ["IsProd", 365, 30]}
+    # API Gateway needs the account's CloudWatch role before a stage can log
+    assert template["Resources"]["RestAPI"]["DependsOn"] == ["ApiGatewayAccount"]
+    prod = package.merge_template("prod")["Parameters"]
+    assert prod["ApiThrottleRate"]["Default"] > template["Parameters"]["ApiThrottleRate"]["Default"]
+
+
+def test_a_usage_plan_limits_each_api_key_on_the_stage(template):
+    plan = template["Resources"]["ApiUsagePlan"]["Properties"]
+
+    assert plan["ApiStages"] == [{"ApiId": {"Ref": "RestAPI"}, "Stage": {"Ref": "RestAPI.Stage"}}]
+    assert plan["Throttle"] == {
+        "RateLimit": {"Ref": "ApiKeyRateLimit"},
+        "BurstLimit": {"Ref": "ApiKeyBurstLimit"},
+    }
+    assert plan["Quota"]["Period"] == "DAY"
+
+
+def test_the_waf_has_managed_rules_and_a_rate_rule_and_is_on_by_default_in_prod(template):
+    acl = template["Resources"]["WebAcl"]
+    rules = {rule["Name"]: rule for rule in acl["Properties"]["Rules"]}
+
+    assert acl["Condition"] == "UseWaf"
+    assert template["Resources"]["WebAclAssociation"]["Condition"] == "UseWaf"
+    assert rules["RatePerIp"]["Statement"]["RateBasedStatement"]["AggregateKeyType"] == "IP"
+    assert {
+        "AWSManagedRulesCommonRuleSet",
+        "AWSManagedRulesKnownBadInputsRuleSet",
+        "AWSManagedRulesAmazonIpReputationList",
+    } <= set(rules)
+    redacted = template["Resources"]["WafLogging"]["Properties"]["RedactedFields"]
+    assert {"SingleHeader": {"Name": "authorization"}} in redacted
+    assert template["Parameters"]["EnableWaf"]["Default"] == "false"
+    assert package.merge_template("prod")["Parameters"]["EnableWaf"]["Default"] == "true"
+
+
+def test_the_api_deploys_through_an_alias_with_a_canary_rolled_back_by_alarms(template):
+    handler = template["Resources"]["APIHandler"]["Properties"]
+    alias = {"Ref": "APIHandler.Alias"}
+
+    assert handler["AutoPublishAlias"] == package.API_ALIAS
+    assert handler["DeploymentPreference"] == {
+        "Type": {"Ref": "DeploymentType"},
+        "Alarms": [{"Ref": "Api5xxAlarm"}, {"Ref": "APIHandlerErrorsAlarm"}],
+    }
+    assert template["Parameters"]["DeploymentType"]["Default"] == "AllAtOnce"
+    prod = package.merge_template("prod")["Parameters"]
+    assert prod["DeploymentType"]["Default"] == "Canary10Percent5Minutes"
+    # the API invokes the alias, so shifting the alias shifts the API's traffic
+    integrations = [
+        operation["x-amazon-apigateway-integration"]["uri"]
+        for path in template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"][
+            "paths"
+        ].values()
+        for operation in path.values()
+        if "x-amazon-apigateway-integration" in operation
+    ]
+    assert integrations
+    for uri in integrations:
+        assert uri["Fn::Sub"][1] == {"Handler": alias}
+        assert "APIHandler.Arn" not in json.dumps(uri)
+    permission = template["Resources"]["APIHandlerInvokePermission"]["Properties"]
+    assert permission["FunctionName"] == alias
+
+
+# -- alarms ---------------------------------------------------------------------------------------
+def test_every_function_is_watched_for_throttles_and_running_close_to_its_timeout(template):
+    functions = resources(template, "AWS::Serverless::Function")
+    alarms = resources(template, "AWS::CloudWatch::Alarm")
+
+    for name, function in functions.items():
+        throttles = alarms[f"{name}ThrottlesAlarm"]["Properties"]
+        assert throttles["MetricName"] == "Throttles"
+        duration = alarms[f"{name}DurationAlarm"]["Properties"]
+        assert duration["MetricName"] == "Duration"
+        assert duration["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": name}}]
+        assert duration["Threshold"] == function["Properties"]["Timeout"] * 800  # 80%, in ms
+
+
+def test_api_dynamodb_and_backup_failures_are_alarmed(template):
+    alarms = resources(template, "AWS::CloudWatch::Alarm")
+    five_xx = alarms["Api5xxAlarm"]["Properties"]
+    metrics = {m["Id"]: m for m in five_xx["Metrics"]}
+
+    assert metrics["errors"]["MetricStat"]["Metric"]["MetricName"] == "5XXError"
+    assert metrics["rate"]["ReturnData"] is True
+    latency = alarms["ApiLatencyAlarm"]["Properties"]
+    assert (latency["MetricName"], latency["ExtendedStatistic"]) == ("Latency", "p99")
+    for kind in ("Read", "Write"):
+        gsi1 = alarms[f"UserIndex{kind}ThrottleAlarm"]["Properties"]
+        assert {"Name": "GlobalSecondaryIndexName", "Value": "GSI1"} in gsi1["Dimensions"]
+    system = alarms["TableSystemErrorsAlarm"]["Properties"]["Metrics"]
+    operations = {
+        d["Value"]
+        for m in system
+        if "MetricStat" in m
+        for d in m["MetricStat"]["Metric"]["Dimensions"]
+        if d["Name"] == "Operation"
+    }
+    assert {"TransactWriteItems", "GetItem", "Query", "UpdateItem"} <= operations
+    rule = template["Resources"]["BackupJobFailedRule"]["Properties"]
+    assert rule["EventPattern"]["source"] == ["aws.backup"]
+    assert {"FAILED", "ABORTED", "EXPIRED"} <= set(rule["EventPattern"]["detail"]["state"])
+    assert rule["Targets"][0]["Arn"] == {"Ref": "AlertTopic"}
+    vault = template["Resources"]["BackupVault"]["Properties"]["Notifications"]
+    assert "COPY_JOB_FAILED" in vault["BackupVaultEvents"]
+
+
+def test_a_nightly_reconciliation_that_does_not_report_for_26_hours_alarms(template):
+    """Metric math on missing data: hours without a report count as 0; 26 such hours alarm."""
+    alarm = template["Resources"]["ReconciliationMissingAlarm"]["Properties"]
+    metrics = {m["Id"]: m for m in alarm["Metrics"]}
+
+    stat = metrics["reported"]["MetricStat"]
+    assert stat["Metric"]["MetricName"] == "NightlyReconciliationReported"
+    assert (stat["Period"], stat["Stat"]) == (3600, "SampleCount")
+    assert metrics["runs"]["Expression"] == "FILL(reported, 0)"
+    assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (26, 26)
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("LessThanThreshold", 1)
+    assert alarm["TreatMissingData"] == "breaching"
+
+
+# -- configuration, runtime, dependencies ---------------------------------------------------------
+def test_every_function_gets_the_crypto_gateway_and_fx_rates_which_have_no_default(template):
+    for function in resources(template, "AWS::Serverless::Function").values():
+        variables = function["Properties"]["Environment"]["Variables"]
+        assert variables["CRYPTO_GATEWAY_URL"] == {"Ref": "CryptoGatewayUrl"}
+        assert variables["FX_RATES"] == {"Ref": "FxRates"}
+    for name in ("CryptoGatewayUrl", "FxRates"):
+        assert "Default" not in template["Parameters"][name]  # a stack cannot be made without
+
+
+def test_every_function_runs_on_the_one_pinned_runtime(template):
+    runtimes = {
+        f["Properties"]["Runtime"]
+        for f in resources(template, "AWS::Serverless::Function").values()
+    }
+
+    assert runtimes == {package.RUNTIME}
+    assert sys.version_info[:2] == tuple(int(n) for n in package.RUNTIME[6:].split("."))
+    makefile = (ROOT / "Makefile").read_text()
+    assert f"PYTHON_VERSION := {package.RUNTIME[6:]}" in makefile
+
+
+def test_packaging_with_another_python_fails(monkeypatch):
+    other = package.Function("api_handler", "api_handler", 29, "python3.11")
+    monkeypatch.setattr(package, "chalice_functions", lambda stage: [other])
+
+    with pytest.raises(SystemExit, match=r"python3\.11, not python3\.12"):
+        package.merge_template("dev")
+
+
+def test_the_package_pins_indirect_requirements_too():
+    locked = package.locked_requirements()
+    pins = dict(line.split("==") for line in locked.splitlines() if not line.startswith("#"))
+
+    # direct (requirements.txt) and indirect (pydantic -> pydantic-core, botocore -> jmespath)
+    assert {"pydantic", "pydantic-core", "botocore", "jmespath", "urllib3"} <= set(pins)
+    assert "boto3" not in pins  # the runtime's own copy (requirements.txt says why)
+    constraints = (ROOT / "constraints.txt").read_text().lower()
+    for name, version in pins.items():
+        assert f"{name}=={version}" in constraints.replace("_", "-")
+
+
+def test_functions_do_not_load_the_xray_sdk_at_cold_start():
+    """The stage traces requests (TracingEnabled); the functions' own tracing stays off, so no
+    container pays for importing the X-Ray SDK (bench/cold_start.py measures the import)."""
+    code = "import sys, app; print(sorted(m for m in sys.modules if 'xray' in m))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+
+    assert result.stdout.strip() == "[]"
