@@ -12,16 +12,19 @@
    public URL, the crypto gateway, the FX rates); one line per problem, exit 2. The parameters
    are given in full on every deploy, so what a stage runs with is always in the deploy command
    (docs/deploy.md, "Parameters").
-2. When ``BackupCopyRegion`` is set: the copy vault's stack ``ledger-<stage>-backup-copy`` in that
-   region (``infra/backup-copy-vault.json``). Always: AWS Backup's advanced DynamoDB features in
-   the stack's region (needed to encrypt recovery points with the vault's key and to copy them to
-   another region; an idempotent account setting).
+2. A stack whose first creation failed (``ROLLBACK_COMPLETE``) is not touched: the command says
+   how to delete it and stops.
 3. ``aws cloudformation package``: the code zip and the template go to ``s3://BUCKET/ledger-<stage>``
    (the template is far over the 51,200 bytes CloudFormation takes inline).
 4. A change set (``aws cloudformation deploy --no-execute-changeset``), printed; in prod the
    command asks before executing it (``--yes`` skips the question, for a pipeline); a change set
    that is declined is deleted and nothing changes.
-5. Execute, wait, turn termination protection on, print the stack's outputs.
+5. Execute, wait, turn termination protection on.
+6. AWS Backup's advanced DynamoDB features in the stack's region (recovery points encrypted with
+   the vault's key, copies to another region; an idempotent account setting); with
+   ``BackupCopyRegion``, the copy vault's stack ``ledger-<stage>-backup-copy`` there
+   (``infra/backup-copy-vault.json``, the stage's vault lock) and the same setting.
+7. Print the stack's outputs.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ STAGES = ("dev", "prod")
 CAPABILITIES = ("CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND")
 COPY_VAULT_TEMPLATE = PROJECT_DIR / "infra" / "backup-copy-vault.json"
 # Passed to the copy vault's stack too (the same lock and retention in both regions).
-COPY_VAULT_PARAMETERS = ("VaultLockMode", "DailyRetentionDays", "MonthlyRetentionDays")
+COPY_VAULT_PARAMETERS = ("VaultLockMode", "VaultLockMinDays", "VaultLockMaxDays")
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 HTTPS_URL = re.compile(r"^https://[^\s/]+\.[^\s/]+(/\S*)?$")
@@ -179,20 +182,16 @@ def deploy(
     """Steps 2-5 of the module's docstring; ``ask`` is None when no question is to be asked."""
     stack = f"ledger-{stage}"
     prefix = f"ledger-{stage}"
-    copy_region = parameters.get("BackupCopyRegion", "")
-    if copy_region:
-        copied = {k: parameters[k] for k in COPY_VAULT_PARAMETERS if k in parameters}
-        aws("cloudformation", "deploy", "--template-file", str(COPY_VAULT_TEMPLATE),
-            "--stack-name", f"{stack}-backup-copy", "--no-fail-on-empty-changeset",
-            "--parameter-overrides", f"Stage={stage}", *overrides(copied),
-            region=copy_region)  # fmt: skip
-        aws("cloudformation", "update-termination-protection", "--enable-termination-protection",
-            "--stack-name", f"{stack}-backup-copy", region=copy_region)  # fmt: skip
-    # AWS Backup's advanced DynamoDB features: recovery points encrypted with the vault's key,
-    # copies to another region. An account setting per region; setting it again changes nothing.
-    aws("backup", "update-region-settings",
-        "--resource-type-opt-in-preference", "DynamoDB=true",
-        "--resource-type-management-preference", "DynamoDB=true")  # fmt: skip
+    status = stack_status(aws, stack)
+    if status == "ROLLBACK_COMPLETE":
+        print(
+            f"{stack} is ROLLBACK_COMPLETE: its first creation failed and nothing of it is left "
+            "(the table and the vault are removed when a creation rolls back). Read why in "
+            f"`aws cloudformation describe-stack-events --stack-name {stack}`, then "
+            f"`aws cloudformation delete-stack --stack-name {stack}` and deploy again.",
+            file=sys.stderr,
+        )
+        return 1
     packaged = template.with_name("packaged.yaml")
     aws("cloudformation", "package", "--template-file", str(template),
         "--s3-bucket", bucket, "--s3-prefix", prefix,
@@ -212,22 +211,60 @@ def deploy(
         aws("cloudformation", "describe-change-set", "--change-set-name", change_set,
             "--query", "Changes[].ResourceChange.{Action:Action,Resource:LogicalResourceId,"
             "Type:ResourceType,Replacement:Replacement}", "--output", "table")  # fmt: skip
+        copy_region = parameters.get("BackupCopyRegion", "")
+        if copy_region:
+            print(f"and the copy vault's stack {stack}-backup-copy in {copy_region}")
         if ask is not None and ask(f"Execute this change set on {stack}? [y/N] ").strip() != "y":
             aws("cloudformation", "delete-change-set", "--change-set-name", change_set)
             print(f"{stack}: change set declined and deleted; nothing changed")
             return 1
-        status = aws("cloudformation", "describe-stacks", "--stack-name", stack, "--query",
-                     "Stacks[0].StackStatus", "--output", "text").strip()  # fmt: skip
         aws("cloudformation", "execute-change-set", "--change-set-name", change_set)
         waiter = (
-            "stack-create-complete" if status == "REVIEW_IN_PROGRESS" else ("stack-update-complete")
+            "stack-create-complete"
+            if status in (None, "REVIEW_IN_PROGRESS")
+            else ("stack-update-complete")
         )
         aws("cloudformation", "wait", waiter, "--stack-name", stack)
     aws("cloudformation", "update-termination-protection", "--enable-termination-protection",
         "--stack-name", stack)  # fmt: skip
+    backup_regions(aws, stage, parameters)
     aws("cloudformation", "describe-stacks", "--stack-name", stack,
         "--query", "Stacks[0].Outputs", "--output", "table")  # fmt: skip
     return 0
+
+
+def stack_status(aws: Aws, stack: str) -> str | None:
+    """The stack's status, or None when there is no such stack."""
+    status = aws("cloudformation", "describe-stacks", "--stack-name", stack, "--query",
+                 "Stacks[0].StackStatus", "--output", "text", check=False).strip()  # fmt: skip
+    return status or None
+
+
+def backup_regions(aws: Aws, stage: str, parameters: dict[str, str]) -> None:
+    """AWS Backup's advanced DynamoDB features (recovery points encrypted with the vault's key,
+    copies to another region; an account setting per region, idempotent) in the stack's region,
+    and, with ``BackupCopyRegion``, the copy vault's stack there with the stage's lock (the
+    values given, else the stage's defaults: a compliance lock in prod) and the same setting."""
+    from infra.package import STAGE_DEFAULTS
+
+    aws("backup", "update-region-settings",
+        "--resource-type-opt-in-preference", "DynamoDB=true",
+        "--resource-type-management-preference", "DynamoDB=true")  # fmt: skip
+    copy_region = parameters.get("BackupCopyRegion", "")
+    if not copy_region:
+        return
+    lock = {k: str(v) for k, v in STAGE_DEFAULTS[stage].items() if k in COPY_VAULT_PARAMETERS}
+    lock |= {k: parameters[k] for k in COPY_VAULT_PARAMETERS if k in parameters}
+    copy_stack = f"ledger-{stage}-backup-copy"
+    aws("cloudformation", "deploy", "--template-file", str(COPY_VAULT_TEMPLATE),
+        "--stack-name", copy_stack, "--no-fail-on-empty-changeset",
+        "--parameter-overrides", f"Stage={stage}", *overrides(lock),
+        region=copy_region)  # fmt: skip
+    aws("cloudformation", "update-termination-protection", "--enable-termination-protection",
+        "--stack-name", copy_stack, region=copy_region)  # fmt: skip
+    aws("backup", "update-region-settings",
+        "--resource-type-opt-in-preference", "DynamoDB=true",
+        "--resource-type-management-preference", "DynamoDB=true", region=copy_region)  # fmt: skip
 
 
 def main(

@@ -88,14 +88,14 @@ STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
         "VaultLockMode": "compliance",
         "ApiThrottleRate": 400,
         "ApiThrottleBurst": 800,
-        "DeploymentType": "Canary10Percent5Minutes",
+        "DeploymentType": "Canary10Percent10Minutes",
     },
 }
 
 # The API's alias: a deploy publishes a version and CodeDeploy shifts the alias to it (in prod 10%
-# for 5 minutes first), rolled back by these alarms.
+# for 10 minutes first), rolled back by these alarms (1-minute periods: they can fire in time).
 API_ALIAS = "live"
-ROLLBACK_ALARMS = ("Api5xxAlarm", "APIHandlerErrorsAlarm")
+ROLLBACK_ALARMS = ("Api5xxAlarm", "ApiNewCodeErrorsAlarm")
 
 
 # Retries of a failed asynchronous invocation (schedules, the admin's reconciliation run) before

@@ -41,6 +41,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib.adapters.clock import now_iso, parse_iso, to_iso
+from chalicelib.domain.accounts import PlatformKind, parse_platform_shard
 from chalicelib.domain.errors import (
     InvalidRequest,
     ProviderUnavailable,
@@ -332,7 +333,21 @@ def _ledger_card_key(txn: Transaction) -> tuple[str, str] | None:
     if txn.type is TransactionType.REVERSAL and txn.metadata.get("refund_id"):
         # A refund Stripe failed after it succeeded gives the money back (refunds.py).
         return ("refund_failure", txn.metadata["refund_id"])
+    if txn.type is TransactionType.REVERSAL and _moves_stripe_clearing(txn):
+        # Any other reversal of money settled with Stripe (a refund, a deposit, a lost dispute
+        # rolled back): Stripe has no balance transaction for it, so it can never pair and is
+        # reported. Rollback refuses such reversals (409 not_reversible); one that got through
+        # anyway would have paid a user twice.
+        return ("reversal", txn.id)
     return None
+
+
+def _moves_stripe_clearing(txn: Transaction) -> bool:
+    for posting in txn.postings:
+        platform = parse_platform_shard(posting.account_id)
+        if platform is not None and platform[0].kind is PlatformKind.STRIPE_CLEARING:
+            return True
+    return False
 
 
 def _stripe_key(bt: BalanceTransaction) -> tuple[str, str] | None:

@@ -438,6 +438,34 @@ def test_a_refund_failed_after_it_succeeded_matches_stripes_refund_failure(
     assert report.stripe == {"matched": 3, "unmatched_ledger": [], "unmatched_stripe": []}
 
 
+def test_a_reversal_of_money_settled_with_stripe_is_reported_as_a_double_payment(
+    store, ledger, clock, two_days
+):
+    """Rollback refuses a provider-settled transaction (409 not_reversible). A reversal that got
+    past it anyway, here of the succeeded refund rf_1, pays the user a second time: Stripe has
+    no balance transaction for it, so the Stripe check reports it. An ordinary transfer's
+    reversal (day 2 of ``two_days``) touches no Stripe money and is not reported."""
+    stripe = two_days["stripe"]
+    recon.run(DAY1, store=store, gateway=stripe)
+    clock.day = DAY2
+    assert recon.run(DAY2, store=store, gateway=stripe).status == "ok"
+    refund_txn = derive_transaction_id("refund", "rf_1")
+    paid_twice = ledger.ledger.reverse(refund_txn, memo="rolled back past the guard")
+    deposit_back = ledger.ledger.reverse(
+        derive_transaction_id("deposit", "pi_b2"), memo="a card deposit taken back"
+    )
+
+    report = recon.run(DAY2, store=store, gateway=stripe)
+    assert report.status == "mismatch"
+    assert sorted(checks(report)) == sorted(
+        [
+            ("stripe_unmatched_ledger", paid_twice.id),
+            ("stripe_unmatched_ledger", deposit_back.id),
+        ]
+    )
+    assert {v["type"] for v in report.stripe["unmatched_ledger"]} == {"reversal"}
+
+
 def test_amounts_are_compared_and_refunds_match_by_our_refund_id(store, two_days):
     stripe = two_days["stripe"]
     recon.run(DAY1, store=store, gateway=stripe)

@@ -30,7 +30,9 @@ if command == "cloudformation list-change-sets":
 elif command == "cloudformation deploy" and "--no-execute-changeset" in args:
     open(os.path.join(state, "deployed"), "w").close()
 elif command == "cloudformation describe-stacks" and "Stacks[0].StackStatus" in args:
-    print("REVIEW_IN_PROGRESS" if os.environ.get("FAKE_AWS_NEW_STACK") else "UPDATE_COMPLETE")
+    if os.environ.get("FAKE_AWS_NEW_STACK"):
+        sys.exit(254)  # "Stack with id ledger-dev does not exist"
+    print(os.environ.get("FAKE_AWS_STATUS", "UPDATE_COMPLETE"))
 """
 PARAMETERS = {
     "AlertEmail": "ops@clinic.example",
@@ -154,16 +156,16 @@ def test_dev_uploads_to_s3_and_deploys_through_a_change_set_then_protects_the_st
     made = calls(fake_aws)
     commands = [" ".join(c[:2]) for c in made]
     assert commands == [
-        "backup update-region-settings",
+        "cloudformation describe-stacks",
         "cloudformation package",
         "cloudformation list-change-sets",
         "cloudformation deploy",
         "cloudformation list-change-sets",
         "cloudformation describe-change-set",
-        "cloudformation describe-stacks",
         "cloudformation execute-change-set",
         "cloudformation wait",
         "cloudformation update-termination-protection",
+        "backup update-region-settings",
         "cloudformation describe-stacks",
     ]
     _, package, _, deploy_call, *_ = made
@@ -173,8 +175,8 @@ def test_dev_uploads_to_s3_and_deploys_through_a_change_set_then_protects_the_st
     assert deploy_call[deploy_call.index("--stack-name") + 1] == "ledger-dev"
     assert {"CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"} <= set(deploy_call)
     assert "Stage=dev" in deploy_call
-    assert made[8][2] == "stack-create-complete"
-    assert "--enable-termination-protection" in made[9]
+    assert made[7][2] == "stack-create-complete"
+    assert "--enable-termination-protection" in made[8]
     assert all(c[c.index("--region") + 1] == "eu-west-1" for c in made)
 
 
@@ -206,8 +208,10 @@ def test_prod_executes_the_change_set_after_a_yes(fake_aws, template):
     assert waited[2] == "stack-update-complete"
 
 
-def test_a_copy_region_gets_its_vault_stack_first(fake_aws, template):
-    parameters = PARAMETERS | {"BackupCopyRegion": "eu-central-1", "VaultLockMode": "compliance"}
+def test_a_copy_region_gets_its_vault_stack_with_prods_lock_after_the_change_set(
+    fake_aws, template
+):
+    parameters = PARAMETERS | {"BackupCopyRegion": "eu-central-1", "VaultLockMaxDays": "4000"}
 
     code = deploy.main(
         [
@@ -218,12 +222,28 @@ def test_a_copy_region_gets_its_vault_stack_first(fake_aws, template):
 
     assert code == 0
     made = calls(fake_aws)
-    vault = made[0]
-    assert vault[:2] == ["cloudformation", "deploy"]
-    assert vault[vault.index("--stack-name") + 1] == "ledger-prod-backup-copy"
+    executed = next(i for i, c in enumerate(made) if c[1] == "execute-change-set")
+    (vault,) = [c for c in made if "ledger-prod-backup-copy" in c and c[1] == "deploy"]
+    assert made.index(vault) > executed  # nothing in the copy region before the answer
     assert vault[vault.index("--region") + 1] == "eu-central-1"
-    assert "VaultLockMode=compliance" in vault
-    assert any(c[:2] == ["backup", "update-region-settings"] for c in made)
+    assert "VaultLockMode=compliance" in vault  # prod's default, though not given
+    assert "VaultLockMaxDays=4000" in vault
+    settings = [c for c in made if c[:2] == ["backup", "update-region-settings"]]
+    assert {c[c.index("--region") + 1] for c in settings} == {"eu-west-1", "eu-central-1"}
+
+
+def test_a_stack_whose_creation_failed_is_left_alone_with_what_to_do(
+    fake_aws, template, monkeypatch, capsys
+):
+    monkeypatch.setenv("FAKE_AWS_STATUS", "ROLLBACK_COMPLETE")
+
+    code = deploy.main(
+        ["--stage", "dev", "--bucket", "b", "--template", str(template), *arguments(PARAMETERS)]
+    )
+
+    assert code == 1
+    assert [" ".join(c[:2]) for c in calls(fake_aws)] == ["cloudformation describe-stacks"]
+    assert "delete-stack --stack-name ledger-dev" in capsys.readouterr().err
 
 
 def test_make_deploy_checks_the_settings_before_packaging():

@@ -170,7 +170,10 @@ def test_the_table_is_recoverable_protected_encrypted_and_expires_items(template
         "GSI1",
         "GSI2",
     }
-    assert table["DeletionPolicy"] == "Retain"
+    # kept if the stack is deleted; removed when the stack's first creation fails and rolls back,
+    # so that the named table does not block the next attempt
+    assert table["DeletionPolicy"] == "RetainExceptOnCreate"
+    assert table["UpdateReplacePolicy"] == "Retain"
 
 
 def test_aws_backup_keeps_daily_and_monthly_recovery_points_in_a_locked_vault(template):
@@ -200,8 +203,11 @@ def test_aws_backup_keeps_daily_and_monthly_recovery_points_in_a_locked_vault(te
     assert vault["EncryptionKeyArn"] == {"Fn::GetAtt": ["BackupKey", "Arn"]}
     assert template["Resources"]["BackupKey"]["Properties"]["EnableKeyRotation"] is True
     lock = vault["LockConfiguration"]
-    assert lock["MinRetentionDays"] == {"Ref": "DailyRetentionDays"}
-    assert lock["MaxRetentionDays"] == {"Ref": "MonthlyRetentionDays"}
+    # bounds of their own: under a compliance lock they can never change, the retentions can
+    assert lock["MinRetentionDays"] == {"Ref": "VaultLockMinDays"}
+    assert lock["MaxRetentionDays"] == {"Ref": "VaultLockMaxDays"}
+    assert parameters["VaultLockMinDays"]["Default"] <= 35
+    assert parameters["VaultLockMaxDays"]["Default"] >= 2557
     # compliance mode: a grace period, then immutable; governance: no ChangeableForDays
     assert lock["ChangeableForDays"] == {"Fn::If": ["ComplianceLock", 3, {"Ref": "AWS::NoValue"}]}
     assert parameters["VaultLockMode"]["Default"] == "governance"
@@ -581,17 +587,6 @@ def test_the_stage_is_throttled_traced_and_access_logged_to_an_encrypted_group(t
     assert prod["ApiThrottleRate"]["Default"] > template["Parameters"]["ApiThrottleRate"]["Default"]
 
 
-def test_a_usage_plan_limits_each_api_key_on_the_stage(template):
-    plan = template["Resources"]["ApiUsagePlan"]["Properties"]
-
-    assert plan["ApiStages"] == [{"ApiId": {"Ref": "RestAPI"}, "Stage": {"Ref": "RestAPI.Stage"}}]
-    assert plan["Throttle"] == {
-        "RateLimit": {"Ref": "ApiKeyRateLimit"},
-        "BurstLimit": {"Ref": "ApiKeyBurstLimit"},
-    }
-    assert plan["Quota"]["Period"] == "DAY"
-
-
 def test_the_waf_has_managed_rules_and_a_rate_rule_and_is_on_by_default_in_prod(template):
     acl = template["Resources"]["WebAcl"]
     rules = {rule["Name"]: rule for rule in acl["Properties"]["Rules"]}
@@ -617,11 +612,22 @@ def test_the_api_deploys_through_an_alias_with_a_canary_rolled_back_by_alarms(te
     assert handler["AutoPublishAlias"] == package.API_ALIAS
     assert handler["DeploymentPreference"] == {
         "Type": {"Ref": "DeploymentType"},
-        "Alarms": [{"Ref": "Api5xxAlarm"}, {"Ref": "APIHandlerErrorsAlarm"}],
+        "Alarms": [{"Ref": "Api5xxAlarm"}, {"Ref": "ApiNewCodeErrorsAlarm"}],
     }
     assert template["Parameters"]["DeploymentType"]["Default"] == "AllAtOnce"
     prod = package.merge_template("prod")["Parameters"]
-    assert prod["DeploymentType"]["Default"] == "Canary10Percent5Minutes"
+    assert prod["DeploymentType"]["Default"] == "Canary10Percent10Minutes"
+    # the rollback alarms can fire within the canary's 10 minutes: 2 of 3 one-minute periods
+    alarms = template["Resources"]
+    for name in package.ROLLBACK_ALARMS:
+        properties = alarms[name]["Properties"]
+        periods = [
+            m["MetricStat"]["Period"] for m in properties.get("Metrics", []) if "MetricStat" in m
+        ]
+        assert set(periods or [properties["Period"]]) == {60}
+        assert (properties["EvaluationPeriods"], properties["DatapointsToAlarm"]) == (3, 2)
+    dimensions = alarms["ApiNewCodeErrorsAlarm"]["Properties"]["Dimensions"]
+    assert {"Name": "Resource", "Value": {"Fn::Sub": "${APIHandler}:live"}} in dimensions
     # the API invokes the alias, so shifting the alias shifts the API's traffic
     integrations = [
         operation["x-amazon-apigateway-integration"]["uri"]
@@ -673,13 +679,32 @@ def test_api_dynamodb_and_backup_failures_are_alarmed(template):
         for d in m["MetricStat"]["Metric"]["Dimensions"]
         if d["Name"] == "Operation"
     }
-    assert {"TransactWriteItems", "GetItem", "Query", "UpdateItem"} <= operations
-    rule = template["Resources"]["BackupJobFailedRule"]["Properties"]
-    assert rule["EventPattern"]["source"] == ["aws.backup"]
-    assert {"FAILED", "ABORTED", "EXPIRED"} <= set(rule["EventPattern"]["detail"]["state"])
-    assert rule["Targets"][0]["Arn"] == {"Ref": "AlertTopic"}
+    assert operations == {
+        "TransactWriteItems",
+        "GetItem",
+        "BatchGetItem",
+        "Query",
+        "PutItem",
+        "UpdateItem",
+        "DeleteItem",
+        "BatchWriteItem",
+        "Scan",
+    }
+    jobs = template["Resources"]["BackupJobFailedRule"]["Properties"]
+    backup, copy = jobs["EventPattern"]["$or"]
+    assert backup["detail-type"] == ["Backup Job State Change"]
+    assert {"FAILED", "ABORTED", "EXPIRED"} <= set(backup["detail"]["state"])
+    # this stack's jobs only (its selection's role), not every backup job of the account
+    assert backup["detail"]["iamRoleArn"] == [{"Fn::GetAtt": ["BackupRole", "Arn"]}]
+    assert copy["detail-type"] == ["Copy Job State Change"]
+    restores = template["Resources"]["RestoreJobFailedRule"]["Properties"]
+    # restore job events say "status" where backup and copy job events say "state"
+    assert set(restores["EventPattern"]["detail"]["status"]) == {"FAILED", "ABORTED"}
+    assert restores["Targets"][0]["InputTransformer"]["InputPathsMap"]["state"] == "$.detail.status"
+    for rule in (jobs, restores):
+        assert rule["Targets"][0]["Arn"] == {"Ref": "AlertTopic"}
     vault = template["Resources"]["BackupVault"]["Properties"]["Notifications"]
-    assert "COPY_JOB_FAILED" in vault["BackupVaultEvents"]
+    assert vault["BackupVaultEvents"] == ["RESTORE_JOB_COMPLETED", "COPY_JOB_FAILED"]
 
 
 def test_a_nightly_reconciliation_that_does_not_report_for_26_hours_alarms(template):
