@@ -209,19 +209,23 @@ def verified(user):  # type: ignore[no-untyped-def]
     return replace(user, email_verified=True)
 
 
-def lose_the_first_answer(monkeypatch: Any) -> list[int]:
-    """Fault injection: the next atomic write (``AtomicWrite.send``) commits, then its answer is
-    lost (a reset connection), as DynamoDB's answer can be after it committed. Returns a list
-    that holds one element once that happened."""
+def lose_the_first_answer(monkeypatch: Any, *, after: int = 0) -> list[int]:
+    """Fault injection: the next atomic write (``AtomicWrite.send``), or the one after ``after``
+    others went through, commits, then its answer is lost (a reset connection), as DynamoDB's
+    answer can be after it committed. Returns a list that holds one element once that happened."""
     from botocore.exceptions import ConnectionClosedError
 
     from chalicelib.adapters.dynamo.transact import AtomicWrite
 
     real_send = AtomicWrite.send
     lost: list[int] = []
+    passed: list[int] = []
 
     def send_then_lose_the_answer(self: Any) -> None:
         real_send(self)
+        if len(passed) < after:
+            passed.append(1)
+            return
         if not lost:
             lost.append(1)
             raise ConnectionClosedError(endpoint_url="http://dynamodb")

@@ -70,6 +70,14 @@ def request_mark(blueprint: Blueprint, scope: str, caller_id: str) -> str:
     return hashlib.sha256(material).hexdigest()[:32]
 
 
+def optional_request_mark(blueprint: Blueprint, scope: str, caller_id: str) -> str | None:
+    """``request_mark`` on a route where the Idempotency-Key is optional (a decision that moves
+    no money by itself: cancel, approve, reject); None without the header."""
+    if not blueprint.current_request.headers.get(HEADER):
+        return None
+    return request_mark(blueprint, scope, caller_id)
+
+
 def _fingerprint(raw: bytes | None) -> str:
     """The body as compared between a request and its retry (JSON key order does not matter)."""
     text = (raw or b"").decode("utf-8", errors="replace")

@@ -13,7 +13,7 @@ from chalicelib.api.dependencies import (
     get_crypto_gateway,
     get_ledger_service,
 )
-from chalicelib.api.idempotency import idempotency_key, replayable
+from chalicelib.api.idempotency import idempotency_key, optional_request_mark, replayable
 from chalicelib.api.requests import parse_body, source_ip
 from chalicelib.domain.errors import InvalidRequest
 from chalicelib.domain.money import format_amount
@@ -75,7 +75,9 @@ def get_withdrawal(withdrawal_id: str) -> dict[str, Any]:
 @protected(withdrawals)
 def cancel_withdrawal(withdrawal_id: str) -> dict[str, Any]:
     parse_body(withdrawals.current_request, schemas().RequestBody)
-    w = service().cancel(get_ledger_service(), current_principal().user, withdrawal_id)
+    user = current_principal().user
+    mark = optional_request_mark(withdrawals, f"withdrawal.cancel\x1f{withdrawal_id}", user.id)
+    w = service().cancel(get_ledger_service(), user, withdrawal_id, mark)
     return {"withdrawal": withdrawal_view(w)}
 
 
@@ -100,11 +102,13 @@ def review_queue() -> dict[str, Any]:
 @admin_only(withdrawals)
 def approve_withdrawal(withdrawal_id: str) -> dict[str, Any]:
     parse_body(withdrawals.current_request, schemas().RequestBody)
+    admin = current_principal().user
     w = service().approve(
-        current_principal().user,
+        admin,
         withdrawal_id,
         source_ip(withdrawals.current_request),
         get_crypto_gateway(),
+        optional_request_mark(withdrawals, f"withdrawal.approve\x1f{withdrawal_id}", admin.id),
     )
     return {"withdrawal": withdrawal_view(w)}
 
@@ -113,11 +117,13 @@ def approve_withdrawal(withdrawal_id: str) -> dict[str, Any]:
 @admin_only(withdrawals)
 def reject_withdrawal(withdrawal_id: str) -> dict[str, Any]:
     body = parse_body(withdrawals.current_request, schemas().Rejection)
+    admin = current_principal().user
     w = service().reject(
         get_ledger_service(),
-        current_principal().user,
+        admin,
         withdrawal_id,
         body.reason,
         source_ip(withdrawals.current_request),
+        optional_request_mark(withdrawals, f"withdrawal.reject\x1f{withdrawal_id}", admin.id),
     )
     return {"withdrawal": withdrawal_view(w)}

@@ -77,6 +77,7 @@ class Withdrawal:
     decided_by: str | None = None
     decided_at: str | None = None
     reason: str | None = None
+    decided_request: str | None = None
 
 
 def _from_item(item: WithdrawalItem) -> Withdrawal:
@@ -92,6 +93,7 @@ def _from_item(item: WithdrawalItem) -> Withdrawal:
         decided_by=item.decided_by,
         decided_at=item.decided_at,
         reason=item.reason,
+        decided_request=item.decided_request,
     )
 
 
@@ -271,7 +273,9 @@ def _status_is(expected: str) -> object:
     return WithdrawalItem.status == expected
 
 
-def _transition(w: Withdrawal, status: str, *, by: str, reason: str | None) -> ExtraWrite:
+def _transition(
+    w: Withdrawal, status: str, *, by: str, reason: str | None, request: str | None
+) -> ExtraWrite:
     now = now_iso()
     actions = [
         WithdrawalItem.status.set(status),
@@ -280,12 +284,20 @@ def _transition(w: Withdrawal, status: str, *, by: str, reason: str | None) -> E
     ]
     if reason is not None:
         actions.append(WithdrawalItem.reason.set(reason))
+    if request is not None:
+        actions.append(WithdrawalItem.decided_request.set(request))
     return ExtraWrite(
         model=WithdrawalItem(keys.withdrawal_pk(w.id), keys.WITHDRAWAL_SK),
         condition=_status_is(PENDING_REVIEW),
         error=InvalidState(f"withdrawal {w.id} is no longer pending review"),
         actions=actions,
     )
+
+
+def decided_by_request(w: Withdrawal, status: str, request: str | None) -> bool:
+    """True when ``w`` is already ``status`` by the request marked ``request``: this request's
+    own earlier decision, whose answer was lost after it committed."""
+    return request is not None and w.status == status and w.decided_request == request
 
 
 def _void(
@@ -296,35 +308,53 @@ def _void(
     by: str,
     reason: str | None,
     event: AuditEvent | None,
+    request: str | None,
 ) -> Withdrawal:
+    if decided_by_request(w, status, request):
+        return w
     if w.status != PENDING_REVIEW:
         raise InvalidState(f"withdrawal {w.id} is {w.status}, not pending review")
-    extra = [_transition(w, status, by=by, reason=reason), *give_back(w)]
+    extra = [_transition(w, status, by=by, reason=reason, request=request), *give_back(w)]
     if event is not None:
         extra.append(audit_entry(event))
     try:
         ledger.void_pending(w.transaction_id, extra=extra)
-    except HoldNotPending as exc:
+    except (HoldNotPending, InvalidState) as exc:
+        now = get(w.id)
+        if now is not None and decided_by_request(now, status, request):
+            return now  # a twin of this request (same key) got there first
         raise InvalidState(f"withdrawal {w.id} is no longer pending review") from exc
     return get(w.id) or w
 
 
-def cancel(ledger: LedgerService, user: User, withdrawal_id: str) -> Withdrawal:
-    """The user takes the request back; the hold is released. Raises InvalidState."""
+def cancel(
+    ledger: LedgerService, user: User, withdrawal_id: str, request: str | None = None
+) -> Withdrawal:
+    """The user takes the request back; the hold is released. Raises InvalidState.
+
+    ``request`` (``api.idempotency.request_mark``, when the call had an Idempotency-Key) is
+    stored with the decision: the same request sent again, after an answer lost once the
+    cancellation had committed, gets the cancelled withdrawal instead of ``invalid_state``."""
     w = get_own(user, withdrawal_id)
-    return _void(ledger, w, CANCELLED, by=user.id, reason=None, event=None)
+    return _void(ledger, w, CANCELLED, by=user.id, reason=None, event=None, request=request)
 
 
 def reject(
-    ledger: LedgerService, admin: User, withdrawal_id: str, reason: str, ip: str | None
+    ledger: LedgerService,
+    admin: User,
+    withdrawal_id: str,
+    reason: str,
+    ip: str | None,
+    request: str | None = None,
 ) -> Withdrawal:
-    """An admin refuses it; the hold is released. Raises WithdrawalNotFound, InvalidState."""
+    """An admin refuses it; the hold is released. Raises WithdrawalNotFound, InvalidState.
+    ``request``: as for ``cancel``."""
     w = get(withdrawal_id)
     if w is None:
         raise WithdrawalNotFound(f"withdrawal {withdrawal_id} not found")
     reason = _reason(reason)
     event = _event("withdrawal.rejected", admin.id, w, ip, reason=reason)
-    return _void(ledger, w, REJECTED, by=admin.id, reason=reason, event=event)
+    return _void(ledger, w, REJECTED, by=admin.id, reason=reason, event=event, request=request)
 
 
 def settled(w: Withdrawal, status: str, reason: str | None) -> list[ExtraWrite]:
@@ -370,18 +400,27 @@ def fail_undeliverable(ledger: LedgerService, withdrawal_id: str, attempts: int)
 
 
 def approve(
-    admin: User, withdrawal_id: str, ip: str | None, gateway: CryptoGateway | None = None
+    admin: User,
+    withdrawal_id: str,
+    ip: str | None,
+    gateway: CryptoGateway | None = None,
+    request: str | None = None,
 ) -> Withdrawal:
     """An admin approves it: status processing, and a payout request queued for the crypto
     gateway in the same write (the hold stays until the gateway reports the payout). Then, with
     a ``gateway``, the payout is handed to it (``send_payout``); a failure there leaves the
-    request ``requested`` for a retry and does not undo the approval."""
+    request ``requested`` for a retry and does not undo the approval. ``request``: as for
+    ``cancel``; the approval's retry also hands the payout over if it is still to send."""
     w = get(withdrawal_id)
     if w is None:
         raise WithdrawalNotFound(f"withdrawal {withdrawal_id} not found")
+    if decided_by_request(w, PROCESSING, request):
+        if gateway is not None:
+            send_payout(gateway, w.id)
+        return get(w.id) or w
     if w.status != PENDING_REVIEW:
         raise InvalidState(f"withdrawal {w.id} is {w.status}, not pending review")
-    transition = _transition(w, PROCESSING, by=admin.id, reason=None)
+    transition = _transition(w, PROCESSING, by=admin.id, reason=None, request=request)
     write = AtomicWrite()
     write.update(transition.model, transition.actions or [], transition.condition, transition.error)
     requested_at = now_iso()
@@ -445,7 +484,7 @@ def expire_stale(ledger: LedgerService, review_days: int, now: str | None = None
         reason = f"not reviewed within {review_days} days"
         event = _event("withdrawal.expired", "system", w, None, reason=reason)
         try:
-            _void(ledger, w, EXPIRED, by="system", reason=reason, event=event)
+            _void(ledger, w, EXPIRED, by="system", reason=reason, event=event, request=None)
         except InvalidState:
             continue  # decided meanwhile
         expired.append(w.id)

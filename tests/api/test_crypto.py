@@ -22,7 +22,7 @@ from chalicelib.domain.accounts import OwnerType, PlatformAccount, PlatformKind,
 from chalicelib.services import crypto as crypto_service
 from chalicelib.services import withdrawals as withdrawal_service
 from tests.api.helpers import balances, call
-from tests.support import LedgerWorld, scan, verified
+from tests.support import LedgerWorld, lose_the_first_answer, scan, verified
 
 PASSWORD = "correct horse battery"
 DESTINATION = "bc1qexampleaddress0000000000"
@@ -329,6 +329,27 @@ def test_a_completed_payout_posts_the_hold(api_client, people):
     assert (response.status_code, body["outcome"]) == (200, "ignored")
     assert balances(people["btc"]) == (75_000_000, 75_000_000)
     assert status_of(w["id"]) == "completed"
+    people["world"].check_guarantees()
+
+
+def test_a_completed_payout_whose_write_answer_was_lost_is_posted_once_on_redelivery(
+    api_client, people, monkeypatch
+):
+    """Fault injection: the hold's posting (with the withdrawal's and the payout's status)
+    commits, then its answer is lost: the webhook answers 500 and the gateway delivers the event
+    again, which finds it done and answers 200 without posting twice."""
+    w = approved_withdrawal(api_client, people)
+    completed = event("evt_lost", "withdrawal.completed", withdrawal_id=w["id"], tx_hash="tx_1")
+    lost = lose_the_first_answer(monkeypatch)
+
+    first, _ = deliver(api_client, completed)
+    assert first.status_code == 500
+    assert lost
+    again, body = deliver(api_client, completed)
+    assert again.status_code == 200, body
+    assert body["outcome"] in ("completed", "duplicate")
+    assert balances(people["btc"]) == (75_000_000, 75_000_000)  # posted once
+    assert (status_of(w["id"]), payout_status(w["id"])) == ("completed", "completed")
     people["world"].check_guarantees()
 
 

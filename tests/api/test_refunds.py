@@ -22,7 +22,7 @@ from chalicelib.domain.errors import ProviderRefused, ProviderUnavailable, Refun
 from chalicelib.services import deposits, refunds
 from tests.api.helpers import balances, call, wallet
 from tests.api.test_deposits import PASSWORD, FakeStripe, deliver, event
-from tests.support import check_guarantees, scan, verified
+from tests.support import check_guarantees, lose_the_first_answer, scan, verified
 
 
 class RefundingStripe(FakeStripe):
@@ -222,6 +222,32 @@ def test_a_retried_request_refunds_once_even_after_its_replay_record_is_gone(
     assert third["refund"]["id"] == first["refund"]["id"]
     assert len(stripe.refunds) == 1
     assert usd(people) == (2000, 2000)
+    check_guarantees(people["table"])
+
+
+@pytest.mark.parametrize(
+    ("after", "step"), [(0, "the hold and the refund item"), (1, "the hold's posting")]
+)
+def test_a_refund_whose_write_answer_was_lost_is_finished_once_by_its_retry(
+    api_client, people, stripe, monkeypatch, after, step
+):
+    """Fault injection: a write of the refund commits, then its answer is lost (first the hold,
+    then, in another run, the hold's posting once Stripe said yes). The request answers 500;
+    the same request again (same key) finds its refund by its derived id and finishes it: one
+    Stripe refund, the money moved once."""
+    d = credited(api_client, people, stripe)
+    lost = lose_the_first_answer(monkeypatch, after=after)
+
+    first, _ = refund(api_client, people["admin"], d["id"], key="lost", amount="10.00")
+    assert first.status_code == 500, step
+    assert lost
+
+    again, body = refund(api_client, people["admin"], d["id"], key="lost", amount="10.00")
+    assert again.status_code == 201, body
+    assert (body["refund"]["amount"], body["refund"]["status"]) == ("10.00", "succeeded")
+    assert len(stripe.refunds) == 1
+    assert usd(people) == (1500, 1500)
+    assert audit_actions(people["table"]).count("refund.succeeded") == 1
     check_guarantees(people["table"])
 
 

@@ -15,7 +15,7 @@ from chalicelib.auth import passwords
 from chalicelib.domain.accounts import OwnerType
 from chalicelib.domain.errors import InsufficientFunds
 from chalicelib.services import transfers as transfer_service
-from tests.support import LedgerWorld, scan, verified
+from tests.support import LedgerWorld, lose_the_first_answer, scan, verified
 
 PASSWORD = "correct horse battery"
 
@@ -254,6 +254,25 @@ def test_a_request_killed_after_its_money_moved_is_replayed_by_its_retry(
             send(api_client, token, to_bob(), key="killed")
     assert posted(people["usd"][people["bob"].id]) == 2_50
     response, body = send(api_client, token, to_bob(), key="killed")
+    assert response.status_code == 201, body
+    assert body["transaction"]["status"] == "posted"
+    assert posted(people["usd"][people["bob"].id]) == 2_50
+    people["world"].check_guarantees()
+
+
+def test_a_transfer_whose_write_answer_was_lost_is_replayed_by_its_retry(
+    api_client, people, monkeypatch
+):
+    """Fault injection: the transfer's TransactWriteItems (money and replay record) commits,
+    then its answer is lost: the request answers 500, and its retry (same key) gets the
+    transfer's own answer; the money moved once."""
+    token = people["tokens"]["alice"]
+    lost = lose_the_first_answer(monkeypatch)
+
+    first, _ = send(api_client, token, to_bob(), key="lost")
+    assert first.status_code == 500
+    assert lost
+    response, body = send(api_client, token, to_bob(), key="lost")
     assert response.status_code == 201, body
     assert body["transaction"]["status"] == "posted"
     assert posted(people["usd"][people["bob"].id]) == 2_50

@@ -16,7 +16,7 @@ from chalicelib.domain.accounts import PlatformAccount, PlatformKind
 from chalicelib.domain.errors import WithdrawalLimitExceeded
 from chalicelib.services import withdrawals as service
 from tests.api.helpers import balances, call, wallet
-from tests.support import LedgerWorld, scan, verified
+from tests.support import LedgerWorld, lose_the_first_answer, scan, verified
 
 PASSWORD = "correct horse battery"
 ADDRESS = "bc1qexampleaddress0000000000"
@@ -112,6 +112,48 @@ def test_an_admin_rejection_releases_the_hold(api_client, people):
     assert (response.status_code, body["withdrawal"]["status"]) == (200, "rejected")
     assert body["withdrawal"]["reason"] == "destination on a deny list"
     assert balances(people["btc"]) == (100_000_000, 100_000_000)
+    people["world"].check_guarantees()
+
+
+# -- a decision whose answer was lost after it committed -----------------------------------------
+@pytest.mark.parametrize(
+    ("actor", "action", "body", "status"),
+    [
+        ("alice", "cancel", None, "cancelled"),
+        ("admin", "reject", {"reason": "destination on a deny list"}, "rejected"),
+        ("admin", "approve", None, "processing"),
+    ],
+)
+def test_a_decision_whose_answer_was_lost_is_recognised_by_its_retry(
+    api_client, people, monkeypatch, actor, action, body, status
+):
+    """Fault injection: the decision's write commits, then its answer is lost (a reset
+    connection). The same request again (same Idempotency-Key) gets the decided withdrawal, not
+    ``409 invalid_state``; the hold moved once; another request (no key, or another key) still
+    gets 409, as the contract says."""
+    _, created = ask(api_client, people["tokens"]["alice"])
+    w = created["withdrawal"]
+    path = f"/v1/admin/withdrawals/{w['id']}/{action}"
+    if action == "cancel":
+        path = f"/v1/withdrawals/{w['id']}/cancel"
+    token = people["tokens"][actor]
+    lost = lose_the_first_answer(monkeypatch)
+
+    first, _ = call(api_client, "POST", path, token, body, key="decide-1")
+    assert first.status_code == 500  # the write happened; its answer did not come back
+    assert lost
+    held = (100_000_000, 75_000_000) if action == "approve" else (100_000_000, 100_000_000)
+    assert balances(people["btc"]) == held
+
+    again, answer = call(api_client, "POST", path, token, body, key="decide-1")
+    assert (again.status_code, answer["withdrawal"]["status"]) == (200, status), answer
+    assert balances(people["btc"]) == held  # released (or kept) once
+    if action == "approve":  # the retry also hands the payout over
+        payouts = list(PayoutItem.scan(PayoutItem.item_type == PayoutItem.ITEM_TYPE))
+        assert [(p.withdrawal_id, p.status) for p in payouts] == [(w["id"], "sent")]
+    for key in (None, "decide-2"):
+        other, answer = call(api_client, "POST", path, token, body, key=key)
+        assert (other.status_code, answer["error"]["code"]) == (409, "invalid_state")
     people["world"].check_guarantees()
 
 

@@ -321,6 +321,9 @@ class WithdrawalItem(LedgerItem):
     decided_by = UnicodeAttribute(null=True)
     decided_at = UnicodeAttribute(null=True)
     reason = UnicodeAttribute(null=True)
+    # The mark of the request that decided it (api.idempotency.request_mark), when it had an
+    # Idempotency-Key: its retry after a lost answer recognises its own decision.
+    decided_request = UnicodeAttribute(null=True)
 
     ITEM_TYPE = "withdrawal"
 
