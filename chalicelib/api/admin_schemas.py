@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import StringConstraints
+from pydantic import Field, StringConstraints
 
 from chalicelib.api.auth_schemas import RequestBody
 
@@ -22,7 +22,12 @@ class Suspension(RequestBody):
 
 
 class RoleChange(RequestBody):
-    role: Annotated[str, StringConstraints(min_length=1, max_length=16)]
+    # Any string is taken; the service names the rule ("role must be user or admin").
+    role: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=16),
+        Field(json_schema_extra={"enum": ["user", "admin"]}),
+    ]
 
 
 class NewAdjustment(RequestBody):

@@ -69,12 +69,13 @@ def list_audit_events() -> dict[str, Any]:
 def verify_audit_chain() -> dict[str, Any]:
     from chalicelib.services import audit_chain
 
-    last_day = audit_chain.as_day(
-        "to", query_param(audit.current_request.query_params, "to") or audit_chain.yesterday()
-    )
+    params = audit.current_request.query_params
+    to, since = query_param(params, "to"), query_param(params, "from")  # "" is not a day
+    last_day = audit_chain.as_day("to", audit_chain.yesterday() if to is None else to)
     first_day = (
-        query_param(audit.current_request.query_params, "from")
-        or (date.fromisoformat(last_day) - timedelta(days=DEFAULT_VERIFY_DAYS - 1)).isoformat()
+        (date.fromisoformat(last_day) - timedelta(days=DEFAULT_VERIFY_DAYS - 1)).isoformat()
+        if since is None
+        else since
     )
     result = audit_chain.verify(repository(), first_day, last_day, max_days=HTTP_MAX_VERIFY_DAYS)
     return {"verification": result.as_dict()}

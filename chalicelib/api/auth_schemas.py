@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from chalicelib.domain.users import EMAIL_AS_SENT
 
 
 class RequestBody(BaseModel):
@@ -16,13 +18,31 @@ class RequestBody(BaseModel):
 
 Email = Annotated[str, StringConstraints(min_length=1, max_length=254)]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+# A password being chosen: the service refuses one under 12 characters (400 weak_password); the
+# limit is the document's too (passwords.MIN_PASSWORD_LENGTH).
+NewPassword = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=1024),
+    Field(json_schema_extra={"minLength": 12}),
+]
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 Code = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
+def _signup_rules(schema: dict[str, Any]) -> None:
+    """The document says what the code enforces: no account without ``accept_terms: true``
+    (the code takes anything and answers ``400 terms_not_accepted``), and an email address as
+    ``services.auth.normalize_email`` accepts it (trimmed, ``x@y.z``)."""
+    schema["properties"]["accept_terms"] = {"const": True}
+    schema["properties"]["email"]["pattern"] = EMAIL_AS_SENT
+    schema["required"] = [*schema.get("required", []), "accept_terms"]
+
+
 class SignUp(RequestBody):
+    model_config = ConfigDict(json_schema_extra=_signup_rules)
+
     email: Email
-    password: Password
+    password: NewPassword
     accept_terms: bool | None = None
 
 
@@ -59,4 +79,4 @@ class Forgot(RequestBody):
 
 class Reset(RequestBody):
     token: Secret
-    new_password: Password
+    new_password: NewPassword

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from chalicelib.api.auth_schemas import RequestBody
 
 
 class AddressRequest(RequestBody):
-    currency: Any  # the domain names the rule a bad one breaks (unsupported_currency)
+    # Taken as sent: the domain names the rule a bad one breaks (unsupported_currency); the
+    # document lists the crypto currencies.
+    currency: Annotated[Any, Field(json_schema_extra={"enum": ["BTC", "ETH", "USDT"]})]

@@ -104,7 +104,7 @@ DOMAIN_ERRORS: Mapping[type[domain.LedgerError], HttpError] = {
     domain.ProviderUnavailable: HttpError(503, "provider_unavailable"),
     domain.ReconciliationNotFound: HttpError(404, "not_found"),
     domain.UserNotFound: HttpError(404, "not_found"),
-    domain.CannotSuspendSelf: HttpError(400, "invalid_request"),
+    domain.CannotSuspendSelf: HttpError(403, "forbidden"),
 }
 
 # Chalice's ``Code`` values (its exception class names, or the codes it uses for errors it

@@ -8,12 +8,28 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import StringConstraints
+from pydantic import ConfigDict, StringConstraints
 
 from chalicelib.api.auth_schemas import RequestBody
+from chalicelib.domain.money import CURRENCIES
+
+
+def _two_currencies(schema: dict[str, Any]) -> None:
+    """The document says what the code enforces: a swap is between two different currencies."""
+    schema["not"] = {
+        "anyOf": [
+            {
+                "properties": {"from_currency": {"const": code}, "to_currency": {"const": code}},
+                "required": ["from_currency", "to_currency"],
+            }
+            for code in sorted(CURRENCIES)
+        ]
+    }
 
 
 class NewQuote(RequestBody):
+    model_config = ConfigDict(json_schema_extra=_two_currencies)
+
     from_currency: Any
     to_currency: Any
     from_amount: Any

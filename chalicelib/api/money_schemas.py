@@ -8,12 +8,24 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
 from chalicelib.api.auth_schemas import RequestBody
 
 
+def _one_recipient(schema: dict[str, Any]) -> None:
+    """The document says what the code enforces: exactly one recipient, a string."""
+    for name in ("to_email", "to_facility_id"):
+        prop = schema["properties"][name]
+        string = next(s for s in prop.pop("anyOf") if s.get("type") == "string")
+        prop.pop("default", None)
+        prop.update(string)
+    schema["oneOf"] = [{"required": ["to_email"]}, {"required": ["to_facility_id"]}]
+
+
 class Transfer(RequestBody):
+    model_config = ConfigDict(json_schema_extra=_one_recipient)
+
     amount: Any
     currency: Any
     to_email: Annotated[str, StringConstraints(min_length=1, max_length=254)] | None = None
@@ -28,7 +40,13 @@ class NewFacility(RequestBody):
 class NewWithdrawal(RequestBody):
     amount: Any
     currency: Any
-    destination: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    # Taken as any string: the service names the rule (400, "destination must be 8 to 128
+    # letters, digits or :._-"); the document states it.
+    destination: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=256),
+        Field(json_schema_extra={"pattern": "^[A-Za-z0-9:._-]{8,128}$"}),
+    ]
 
 
 class Rejection(RequestBody):
@@ -37,7 +55,7 @@ class Rejection(RequestBody):
 
 class NewCardDeposit(RequestBody):
     amount: Any
-    currency: Any
+    currency: Annotated[Any, Field(json_schema_extra={"enum": ["USD"]})]  # cards: USD only
 
 
 class NewRefund(RequestBody):

@@ -14,6 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from chalicelib.domain.money import CURRENCIES
+from chalicelib.domain.users import EMAIL_ADDRESS
+
 AMOUNT = {
     "type": "string",
     "pattern": r"^[0-9]{1,18}(\.[0-9]{1,18})?$",
@@ -24,6 +27,7 @@ SIGNED_AMOUNT = {"type": "string", "description": "Signed decimal string; negati
 CURRENCY = {"type": "string", "enum": ["USD", "BTC", "ETH", "USDT"]}
 INSTANT = {"type": "string", "format": "date-time", "description": "ISO-8601 UTC, with Z"}
 NULLABLE_STRING = {"type": ["string", "null"]}
+DAY = {"type": "string", "format": "date", "description": "A UTC day, YYYY-MM-DD"}
 
 
 def _obj(required: list[str], **props: Any) -> dict[str, Any]:
@@ -48,7 +52,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "User": _obj(
         ["id", "email", "role"],
         id={"type": "string"},
-        email={"type": "string", "format": "email"},
+        email={"type": "string", "pattern": f"^{EMAIL_ADDRESS}$"},
         role={"type": "string", "enum": ["user", "admin"]},
         status={"type": "string", "enum": ["active", "suspended"]},
         terms_accepted_at=INSTANT,
@@ -223,7 +227,9 @@ class Op:
     access: str = "user"  # public | user | admin | signed (a provider's webhook)
     idempotent: bool = False  # takes (and requires) Idempotency-Key
     query: tuple[str, ...] = ()
+    query_types: Mapping[str, Any] = field(default_factory=dict)  # this route's own kinds
     listing: str | None = None  # a list of this schema, with next_cursor
+    body_optional: bool = False  # the route has a default for a missing body
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -538,6 +544,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "admin",
         returns={"verification": {"type": "object"}},
         query=("from", "to"),
+        query_types={"from": {"type": "string", "format": "date"}, "to": DAY},
         access="admin",
         extra={"description": "from / to are dates (YYYY-MM-DD); to defaults to yesterday."},
     ),
@@ -548,13 +555,14 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "chalicelib.api.reconciliation_schemas:RunReconciliation",
         {"report": _ref("Report")},
         access="admin",
+        body_optional=True,
         extra={"description": "Today runs as a partial day; a future date is refused (400)."},
     ),
     ("GET", "/v1/admin/reconciliations/{date}"): Op(
         "The report of a day's reconciliation",
         "admin",
         returns={"report": _ref("Report")},
-        errors=(404,),
+        errors=(400, 404),
         access="admin",
     ),
 }
@@ -572,9 +580,53 @@ ERROR_TEXT = {
 }
 QUERY_SCHEMAS = {
     "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+    "cursor": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 512,
+        "description": "next_cursor of the previous page, as given",
+    },
     "from": INSTANT,
     "to": INSTANT,
 }
+
+
+def positive_amount_pattern(decimals: int) -> str:
+    """A regex of what ``domain.money.parse_amount`` accepts for a currency with ``decimals``:
+    up to 18 integer digits, up to ``decimals`` decimals, greater than zero. No lookahead (the
+    fuzzers' generators do not take one): the non-zero digit is placed explicitly."""
+    nonzero_whole = "|".join(f"0{{{k}}}[1-9][0-9]{{0,{17 - k}}}" for k in range(18))
+    fraction = f"(\\.[0-9]{{1,{decimals}}})?" if decimals else ""
+    nonzero_fraction = "|".join(
+        f"[0-9]{{{k}}}[1-9][0-9]{{0,{decimals - 1 - k}}}" for k in range(decimals)
+    )
+    zero_whole = "0{1,18}"
+    parts = [f"(?:{nonzero_whole}){fraction}"]
+    if decimals:
+        parts.append(f"{zero_whole}\\.(?:{nonzero_fraction})")
+    return "^(?:" + "|".join(parts) + ")$"
+
+
+def _amount_rules(schema: dict[str, Any]) -> None:
+    """An amount is refused past its currency's decimals, and at zero: said per currency with
+    ``if``/``then`` where the body names both (``amount``+``currency``, ``from_amount``+
+    ``from_currency``)."""
+    props = schema.get("properties", {})
+    for amount, code in (("amount", "currency"), ("from_amount", "from_currency")):
+        if amount not in props or code not in props:
+            continue
+        codes = props[code].get("enum") or sorted(CURRENCIES)
+        schema.setdefault("allOf", []).extend(
+            {
+                "if": {"properties": {code: {"const": c}}, "required": [code]},
+                "then": {
+                    "properties": {
+                        amount: {"pattern": positive_amount_pattern(CURRENCIES[c].decimals)}
+                    }
+                },
+            }
+            for c in codes
+        )
 
 
 def _request_schema(spec: str) -> dict[str, Any]:
@@ -586,9 +638,11 @@ def _request_schema(spec: str) -> dict[str, Any]:
             value.clear()
             value.update(AMOUNT)
         elif "currency" in prop:
+            only = value.get("enum")  # a route's own currencies, from its model
             value.clear()
-            value.update(CURRENCY)
+            value.update(CURRENCY if only is None else {"type": "string", "enum": only})
     schema.pop("title", None)
+    _amount_rules(schema)
     return schema
 
 
@@ -614,11 +668,11 @@ def _parameters(path: str, op: Op) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = []
     for part in path.split("/"):
         if part.startswith("{") and part.endswith("}"):
-            params.append(
-                {"name": part[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
-            )
+            name = part[1:-1]
+            schema = DAY if name == "date" else {"type": "string"}
+            params.append({"name": name, "in": "path", "required": True, "schema": schema})
     for name in op.query:
-        schema = QUERY_SCHEMAS.get(name, {"type": "string"})
+        schema = op.query_types.get(name) or QUERY_SCHEMAS.get(name, {"type": "string"})
         params.append({"name": name, "in": "query", "required": False, "schema": schema})
     if op.idempotent:
         params.append(
@@ -647,11 +701,16 @@ def _operation(method: str, path: str, op: Op, view_name: str) -> dict[str, Any]
     }
     errors = set(op.errors)
     if op.body is not None:
+        body = _request_schema(op.body)
         operation["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": _request_schema(op.body)}},
+            "required": not op.body_optional,
+            "content": {"application/json": {"schema": body}},
         }
         errors.add(400)
+        if "password" in body.get("properties", {}):
+            errors.add(429)  # wrong passwords count towards the login throttle
+    if op.query:
+        errors.add(400)  # a malformed limit, cursor or instant
     if op.access in ("user", "admin"):
         operation["security"] = [{"bearer": []}]
         errors.update((401, 403))

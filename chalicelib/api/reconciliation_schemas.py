@@ -6,10 +6,15 @@ bad one breaks (not a date, or a future day) instead of a generic type error.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from chalicelib.api.auth_schemas import RequestBody
 
 
 class RunReconciliation(RequestBody):
-    date: Any = None  # YYYY-MM-DD, today at the latest (UTC); default: yesterday
+    # YYYY-MM-DD, today at the latest (UTC); default: yesterday
+    date: Annotated[
+        Any, Field(json_schema_extra={"type": ["string", "null"], "format": "date"})
+    ] = None

@@ -83,7 +83,9 @@ def create_facility() -> Response:
 @transfers.route("/v1/facilities", methods=["GET"])
 @protected(transfers)
 def list_facilities() -> dict[str, Any]:
+    from chalicelib.api.accounts import parse_list_query
     from chalicelib.services import facilities
 
-    found = facilities.list_facilities()
-    return {"data": [{"id": f.id, "name": f.name} for f in found], "next_cursor": None}
+    query = parse_list_query(transfers.current_request.query_params)
+    page, next_cursor = facilities.page_of(facilities.list_facilities(), query.limit, query.cursor)
+    return {"data": [{"id": f.id, "name": f.name} for f in page], "next_cursor": next_cursor}

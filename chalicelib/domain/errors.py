@@ -275,5 +275,6 @@ class UserNotFound(LedgerError):
     """No user has this id."""
 
 
-class CannotSuspendSelf(InvalidRequest):
-    """An admin may not suspend their own account (another admin can)."""
+class CannotSuspendSelf(Forbidden):
+    """An admin may not suspend their own account (another admin can), as they may not change
+    their own role."""

@@ -7,6 +7,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+# What an email address is here: something@something.something, no spaces. "Space" is spelled
+# out as exactly what Python's str.isspace() (and so str.strip()) means, so that the same pattern
+# reads the same in Python's re and in a JSON Schema (ECMA) regex: the OpenAPI document states
+# the rule the service applies (api.openapi_spec, api.auth_schemas).
+EMAIL_SPACE = r"\t-\r\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+EMAIL_ADDRESS = rf"[^@{EMAIL_SPACE}]+@[^@{EMAIL_SPACE}]+\.[^@{EMAIL_SPACE}]+"
+# As a request may send it: spaces around it are trimmed.
+EMAIL_AS_SENT = rf"^[{EMAIL_SPACE}]*{EMAIL_ADDRESS}[{EMAIL_SPACE}]*$"
+
 
 class Role(StrEnum):
     USER = "user"

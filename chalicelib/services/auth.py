@@ -49,6 +49,7 @@ from chalicelib.domain.errors import (
 )
 from chalicelib.domain.money import CURRENCIES
 from chalicelib.domain.users import (
+    EMAIL_ADDRESS,
     AuditEvent,
     MailKind,
     OutboxMail,
@@ -63,7 +64,7 @@ MAX_USER_AGENT_LENGTH = 256
 # A user id no user has (ids are ``usr_`` + hex): what a login for an unknown email reads.
 _NOBODY = "usr_nobody"
 _SESSION_ID = re.compile(r"ses_[A-Za-z0-9_]{1,64}")
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_EMAIL = re.compile(EMAIL_ADDRESS)
 _THROTTLE_ATTEMPTS = 8
 
 

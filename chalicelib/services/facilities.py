@@ -80,6 +80,29 @@ def list_facilities() -> list[Facility]:
     )
 
 
+def page_of(
+    found: list[Facility], limit: int, cursor: str | None
+) -> tuple[list[Facility], str | None]:
+    """One page of ``found`` (in its order) after ``cursor`` (the last id of the previous page,
+    as ``next_cursor`` gave it), and the next page's cursor or None.
+
+    Raises:
+        InvalidRequest: a cursor this API did not return.
+    """
+    start = 0
+    if cursor is not None:
+        ids = [f.id for f in found]
+        if cursor not in ids:
+            raise InvalidRequest(
+                "query parameters are not valid",
+                [{"field": "cursor", "message": "is not a cursor this API returned"}],
+            )
+        start = ids.index(cursor) + 1
+    page = found[start : start + limit]
+    more = start + limit < len(found)
+    return page, (page[-1].id if more and page else None)
+
+
 def get_facility(facility_id: str) -> Facility | None:
     try:
         return _facility(

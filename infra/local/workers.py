@@ -297,6 +297,14 @@ class PoolRequestHandler(ChaliceRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Silenced: the app's middleware logs every request as structured JSON instead."""
 
+    def __getattr__(self, name: str) -> Any:
+        """Every method goes to the app, not only the seven Chalice's server knows: TRACE,
+        CONNECT or any other token answer ``405 method_not_allowed`` in the error envelope (an
+        unknown path ``404``), as API.md says, instead of the stdlib's ``501`` HTML page."""
+        if name.startswith("do_"):
+            return self._generic_handle
+        raise AttributeError(name)
+
 
 class FrontServer(ThreadedHTTPServer):
     """Chalice's threaded dev server with a listen backlog for bursts of parallel clients

@@ -139,7 +139,7 @@ EXPECTED = {
     "ProviderUnavailable": (503, "provider_unavailable"),
     "ReconciliationNotFound": (404, "not_found"),
     "UserNotFound": (404, "not_found"),
-    "CannotSuspendSelf": (400, "invalid_request"),
+    "CannotSuspendSelf": (403, "forbidden"),
 }
 
 probe = Blueprint(__name__)
