@@ -567,6 +567,53 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ),
 }
 
+# OpenAPI links: what a client (or a stateful fuzzer) does next with an answer, by the id in it.
+# (source method, path) -> link name -> (target method, path, parameters, request body or None).
+Link = tuple[str, str, Mapping[str, str], Mapping[str, str] | None]
+LINKS: Mapping[tuple[str, str], Mapping[str, Link]] = {
+    ("POST", "/v1/transfers"): {
+        "GetTransaction": (
+            "GET",
+            "/v1/transactions/{transaction_id}",
+            {"transaction_id": "$response.body#/transaction/id"},
+            None,
+        ),
+    },
+    ("POST", "/v1/fx/quotes"): {
+        "Swap": ("POST", "/v1/fx/swaps", {}, {"quote_id": "$response.body#/quote/id"}),
+    },
+    ("POST", "/v1/withdrawals"): {
+        "GetWithdrawal": (
+            "GET",
+            "/v1/withdrawals/{withdrawal_id}",
+            {"withdrawal_id": "$response.body#/withdrawal/id"},
+            None,
+        ),
+        "CancelWithdrawal": (
+            "POST",
+            "/v1/withdrawals/{withdrawal_id}/cancel",
+            {"withdrawal_id": "$response.body#/withdrawal/id"},
+            None,
+        ),
+    },
+    ("POST", "/v1/deposits/card"): {
+        "GetDeposit": (
+            "GET",
+            "/v1/deposits/{deposit_id}",
+            {"deposit_id": "$response.body#/deposit/id"},
+            None,
+        ),
+    },
+    ("POST", "/v1/admin/adjustments"): {
+        "GetTransaction": (
+            "GET",
+            "/v1/admin/transactions/{transaction_id}",
+            {"transaction_id": "$response.body#/transaction/id"},
+            None,
+        ),
+    },
+}
+
 ERROR_TEXT = {
     400: "Bad request (invalid_request, invalid_amount, unsupported_currency, ...)",
     401: "Not authenticated",
@@ -731,6 +778,21 @@ def _operation(method: str, path: str, op: Op, view_name: str) -> dict[str, Any]
     return operation
 
 
+def _link(
+    paths: Mapping[str, Any],
+    method: str,
+    path: str,
+    parameters: Mapping[str, str],
+    body: Mapping[str, str] | None,
+) -> dict[str, Any]:
+    link: dict[str, Any] = {"operationId": paths[path][method.lower()]["operationId"]}
+    if parameters:
+        link["parameters"] = dict(parameters)
+    if body is not None:
+        link["requestBody"] = dict(body)
+    return link
+
+
 def document(routes: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The document for a Chalice route table (``app.routes``: path -> method -> entry)."""
     paths: dict[str, dict[str, Any]] = {}
@@ -742,6 +804,13 @@ def document(routes: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
             paths.setdefault(path, {})[method.lower()] = _operation(
                 method, path, op, entry.view_name
             )
+    for (method, path), links in LINKS.items():
+        source = paths[path][method.lower()]
+        success = source["responses"][str(OPERATIONS[(method, path)].status)]
+        success["links"] = {
+            name: _link(paths, target_method, target_path, parameters, body)
+            for name, (target_method, target_path, parameters, body) in links.items()
+        }
     return {
         "openapi": "3.1.0",
         "info": {

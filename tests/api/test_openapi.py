@@ -3,11 +3,15 @@ route of the contract (API.md), with the request bodies the routes really parse.
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from app import app
 from chalicelib.api import openapi_spec
+from tests.api.test_transfers import people, to_bob  # noqa: F401 (a fixture)
 
 # API.md's routes, as (method, path) with the app's parameter names.
 CONTRACT = {
@@ -85,3 +89,74 @@ def test_the_route_answers_with_the_document(api_client):
     body = response.json_body
     assert body["openapi"].startswith("3.1")
     assert "/v1/transfers" in body["paths"]
+
+
+def test_links_name_operations_and_their_parameters(document):
+    """Links chain an answer to the next operation (quote -> swap, withdrawal -> get/cancel,
+    deposit -> get, transfer -> its transaction), for clients and stateful fuzzing."""
+    operations = {
+        op["operationId"]: (path, op)
+        for path, item in document["paths"].items()
+        for op in item.values()
+    }
+    linked = 0
+    for item in document["paths"].values():
+        for op in item.values():
+            for response in op["responses"].values():
+                for link in response.get("links", {}).values():
+                    path, target = operations[link["operationId"]]
+                    names = {p["name"] for p in target["parameters"] if p["in"] == "path"}
+                    assert set(link.get("parameters", {})) == names, (path, link)
+                    linked += 1
+    assert linked >= 6
+    quote = document["paths"]["/v1/fx/quotes"]["post"]["responses"]["201"]["links"]["Swap"]
+    assert quote["requestBody"] == {"quote_id": "$response.body#/quote/id"}
+
+
+def validator_for(document: dict, method: str, path: str, status: int) -> Draft202012Validator:
+    """The document's schema of this answer, its $refs resolved against the document."""
+    response = document["paths"][path][method.lower()]["responses"][str(status)]
+    schema = response["content"]["application/json"]["schema"]
+    return Draft202012Validator({**schema, "components": document["components"]})
+
+
+def test_real_answers_of_a_story_match_the_document(api_client, people, document):  # noqa: F811
+    """A user's story through the app, each answer checked against the document: what a client
+    generated from it would read."""
+    alice, admin = people["tokens"]["alice"], people["tokens"]["admin"]
+
+    def check(method: str, path: str, template: str, body=None, token=alice, key=None) -> dict:
+        headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
+        if key:
+            headers["idempotency-key"] = key
+        raw = json.dumps(body).encode() if body is not None else b""
+        answer = api_client.http.request(method, path, headers=headers, body=raw)
+        payload = json.loads(answer.body)
+        errors = sorted(
+            validator_for(document, method, template, answer.status_code).iter_errors(payload),
+            key=str,
+        )
+        assert not errors, (method, path, answer.status_code, [e.message for e in errors])
+        return payload
+
+    check("GET", "/v1/me", "/v1/me")
+    accounts = check("GET", "/v1/accounts", "/v1/accounts")["data"]
+    usd = next(a for a in accounts if a["currency"] == "USD")["id"]
+    check("GET", f"/v1/accounts/{usd}", "/v1/accounts/{account_id}")
+    sent = check("POST", "/v1/transfers", "/v1/transfers", to_bob(), key="story-1")
+    txn = sent["transaction"]["id"]
+    check("GET", f"/v1/transactions/{txn}", "/v1/transactions/{transaction_id}")
+    check("GET", "/v1/transactions", "/v1/transactions")
+    check("GET", f"/v1/accounts/{usd}/entries", "/v1/accounts/{account_id}/entries")
+    check("GET", "/v1/facilities", "/v1/facilities")
+    check("GET", "/v1/me/sessions", "/v1/me/sessions")
+    check("POST", "/v1/transfers", "/v1/transfers", to_bob("999.00"), key="story-2")  # 422
+    check("GET", "/v1/transactions/txn_nothing", "/v1/transactions/{transaction_id}")  # 404
+    check("GET", "/v1/admin/users", "/v1/admin/users", token=admin)
+    check(
+        "GET",
+        f"/v1/admin/transactions/{txn}",
+        "/v1/admin/transactions/{transaction_id}",
+        token=admin,
+    )
+    check("GET", "/v1/admin/audit", "/v1/admin/audit", token=admin)
