@@ -28,10 +28,24 @@ CURRENCY = {"type": "string", "enum": ["USD", "BTC", "ETH", "USDT"]}
 INSTANT = {"type": "string", "format": "date-time", "description": "ISO-8601 UTC, with Z"}
 NULLABLE_STRING = {"type": ["string", "null"]}
 DAY = {"type": "string", "format": "date", "description": "A UTC day, YYYY-MM-DD"}
+NULLABLE_INSTANT = {**INSTANT, "type": ["string", "null"]}
 
 
 def _obj(required: list[str], **props: Any) -> dict[str, Any]:
     return {"type": "object", "required": required, "properties": props}
+
+
+def _closed(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` and every object in it with no property it does not name: an answer that
+    grows a field the document does not have fails the tests (the story in
+    tests/api/test_openapi.py, Schemathesis's response check) instead of drifting silently."""
+    if schema.get("type") == "object" and "properties" in schema:
+        schema.setdefault("additionalProperties", False)
+        for value in schema["properties"].values():
+            _closed(value)
+    if isinstance(schema.get("items"), dict):
+        _closed(schema["items"])
+    return schema
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -58,6 +72,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         terms_accepted_at=INSTANT,
         mfa_enabled={"type": "boolean"},
         email_verified={"type": "boolean"},
+        created_at=INSTANT,
+        # in the admin's views (GET /v1/admin/users, suspend, unsuspend, role) only
+        suspended_at=NULLABLE_INSTANT,
+        suspended_by=NULLABLE_STRING,
+        suspension_reason=NULLABLE_STRING,
     ),
     "Session": _obj(
         ["id", "created_at", "last_used_at", "mfa", "current"],
@@ -84,6 +103,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         available=SIGNED_AMOUNT,
         pending_outgoing=AMOUNT,
         pending_incoming=AMOUNT,
+        overdrawn_by_force={"type": "boolean"},
+        flags={"type": "array", "items": {"type": "string", "enum": ["forced_negative"]}},
+        created_at=INSTANT,
     ),
     "Entry": _obj(
         ["transaction_id", "type", "amount", "balance_after", "created_at"],
@@ -93,6 +115,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         balance_after=SIGNED_AMOUNT,
         created_at=INSTANT,
         memo={"type": "string"},
+        seq={"type": "integer", "description": "the entry's place in its account's history"},
     ),
     "Transaction": _obj(
         ["id", "type", "status", "created_at", "postings"],
@@ -112,6 +135,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         status={"type": "string", "enum": ["pending", "posted", "voided"]},
         created_at=INSTANT,
+        resolved_at=NULLABLE_INSTANT,
+        forced={"type": "boolean", "description": "a rollback forced past an account's funds"},
         postings={
             "type": "array",
             "items": _obj(
@@ -135,6 +160,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         from_amount=AMOUNT,
         to_amount=AMOUNT,
         rate={"type": "string"},
+        created_at=INSTANT,
         expires_at=INSTANT,
     ),
     "Withdrawal": _obj(
@@ -149,12 +175,17 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                 "rejected",
                 "cancelled",
                 "failed",
+                "expired",
             ],
         },
         amount=AMOUNT,
         currency=CURRENCY,
         destination={"type": "string"},
         transaction_id={"type": "string"},
+        created_at=INSTANT,
+        decided_at=NULLABLE_INSTANT,
+        reason=NULLABLE_STRING,
+        user_id={"type": "string", "description": "in the admin's review queue only"},
     ),
     "Deposit": _obj(
         ["id", "status", "amount", "currency"],
@@ -167,6 +198,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         currency=CURRENCY,
         payment_intent_id=NULLABLE_STRING,
         client_secret={"type": "string", "description": "only in the answer that created it"},
+        created_at=INSTANT,
+        credited_amount={**AMOUNT, "type": ["string", "null"]},
         refunded_amount=AMOUNT,
     ),
     "Refund": _obj(
@@ -176,6 +209,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         amount=AMOUNT,
         currency=CURRENCY,
         status={"type": "string", "enum": ["pending", "succeeded", "failed"]},
+        reason={"type": "string"},
+        transaction_id={"type": "string"},
+        stripe_refund_id=NULLABLE_STRING,
+        failure_reason=NULLABLE_STRING,
+        created_at=INSTANT,
     ),
     "Address": _obj(["currency", "address"], currency=CURRENCY, address={"type": "string"}),
     "AuditEvent": _obj(
@@ -212,6 +250,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         checks={"type": "object", "additionalProperties": {"type": "string"}},
     ),
 }
+for _schema in SCHEMAS.values():
+    _closed(_schema)
 
 
 @dataclass(frozen=True)
