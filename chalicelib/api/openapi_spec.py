@@ -266,6 +266,7 @@ class Op:
     errors: tuple[int, ...] = ()
     access: str = "user"  # public | user | admin | signed (a provider's webhook)
     idempotent: bool = False  # takes (and requires) Idempotency-Key
+    key_optional: bool = False  # takes an Idempotency-Key if given (a decision's retry)
     query: tuple[str, ...] = ()
     query_types: Mapping[str, Any] = field(default_factory=dict)  # this route's own kinds
     listing: str | None = None  # a list of this schema, with next_cursor
@@ -438,6 +439,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "withdrawals",
         returns={"withdrawal": _ref("Withdrawal")},
         errors=(409,),
+        key_optional=True,
     ),
     # deposits and webhooks
     ("POST", "/v1/deposits/card"): Op(
@@ -487,6 +489,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         returns={"withdrawal": _ref("Withdrawal")},
         errors=(409,),
         access="admin",
+        key_optional=True,
     ),
     ("POST", "/v1/admin/withdrawals/{withdrawal_id}/reject"): Op(
         "Reject a withdrawal: the hold is released",
@@ -495,6 +498,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         returns={"withdrawal": _ref("Withdrawal")},
         errors=(409,),
         access="admin",
+        key_optional=True,
     ),
     ("POST", "/v1/admin/deposits/{deposit_id}/refunds"): Op(
         "Refund a card deposit (all that is left when amount is omitted)",
@@ -761,13 +765,17 @@ def _parameters(path: str, op: Op) -> list[dict[str, Any]]:
     for name in op.query:
         schema = op.query_types.get(name) or QUERY_SCHEMAS.get(name, {"type": "string"})
         params.append({"name": name, "in": "query", "required": False, "schema": schema})
-    if op.idempotent:
+    if op.idempotent or op.key_optional:
         params.append(
             {
                 "name": "Idempotency-Key",
                 "in": "header",
-                "required": True,
+                "required": op.idempotent,
                 "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                "description": "Required: the retry of this request gets its first answer"
+                if op.idempotent
+                else "Optional: with it, the retry of a decision whose answer was lost gets "
+                "the decided withdrawal instead of 409 invalid_state",
             }
         )
     if op.access == "signed":
@@ -803,7 +811,7 @@ def _operation(method: str, path: str, op: Op, view_name: str) -> dict[str, Any]
         errors.update((401, 403))
     else:
         operation["security"] = []
-    if op.idempotent:
+    if op.idempotent or op.key_optional:
         errors.update((400, 409))
     if path not in ("/health", "/openapi.json"):
         errors.add(404)

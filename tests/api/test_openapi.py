@@ -179,3 +179,18 @@ def test_every_documented_shape_is_closed(document):
             assert found.get("additionalProperties") is False, where
     account = document["components"]["schemas"]["Account"]["properties"]
     assert {"overdrawn_by_force", "flags", "created_at"} <= set(account)
+
+
+def test_idempotency_keys_are_documented_required_or_optional(document):
+    def key(method: str, path: str) -> dict | None:
+        params = document["paths"][path][method]["parameters"]
+        return next((p for p in params if p["name"] == "Idempotency-Key"), None)
+
+    assert key("post", "/v1/transfers")["required"] is True
+    for path in (
+        "/v1/withdrawals/{withdrawal_id}/cancel",
+        "/v1/admin/withdrawals/{withdrawal_id}/approve",
+        "/v1/admin/withdrawals/{withdrawal_id}/reject",
+    ):
+        assert key("post", path)["required"] is False, path
+    assert key("get", "/v1/accounts") is None
