@@ -4,13 +4,18 @@ route of the contract (API.md), with the request bodies the routes really parse.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from app import app
 from chalicelib.api import openapi_spec
+from chalicelib.domain.errors import InvalidAmount
+from chalicelib.domain.money import CURRENCIES, parse_amount
 from tests.api.test_transfers import people, to_bob  # noqa: F401 (a fixture)
 
 # API.md's routes, as (method, path) with the app's parameter names.
@@ -194,3 +199,21 @@ def test_idempotency_keys_are_documented_required_or_optional(document):
     ):
         assert key("post", path)["required"] is False, path
     assert key("get", "/v1/accounts") is None
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    code=st.sampled_from(sorted(CURRENCIES)),
+    raw=st.from_regex(r"\A[0-9]{0,21}(\.[0-9]{0,20})?\Z"),
+)
+def test_the_documented_amount_pattern_is_exactly_what_parse_amount_accepts(code, raw):
+    """The document's per-currency amount regex is a second statement of parse_amount's rule:
+    both must accept and refuse the same strings."""
+    try:
+        parse_amount(raw, code)
+        accepted = True
+    except InvalidAmount:
+        accepted = False
+
+    pattern = openapi_spec.positive_amount_pattern(CURRENCIES[code].decimals)
+    assert accepted == bool(re.fullmatch(pattern, raw)), (code, raw)
