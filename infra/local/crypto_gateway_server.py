@@ -53,6 +53,7 @@ from chalicelib.config import LOCAL_CRYPTO_ADDRESS_SECRET
 from chalicelib.domain.errors import InvalidAmount, UnsupportedCurrency
 from chalicelib.domain.money import format_amount, parse_amount
 from infra.local import fake_gateway
+from infra.local.identity import stack_id_headers
 
 HOST = "127.0.0.1"
 MAX_BODY_BYTES = 64 * 1024
@@ -309,6 +310,8 @@ def make_handler(state: FakeGatewayState) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(raw)))
+            for name, value in stack_id_headers():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(raw)
 

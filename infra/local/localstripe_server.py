@@ -13,10 +13,17 @@ Usage: ``python -m infra.local.localstripe_server PORT`` (the stack starts it; s
 from __future__ import annotations
 
 import sys
+from typing import Any
 
+from infra.local.identity import stack_id_headers
 from infra.local.stack import exit_with_supervisor
 
 HOST = "127.0.0.1"
+
+
+async def name_the_stack(_request: Any, response: Any) -> None:
+    for name, value in stack_id_headers():
+        response.headers[name] = value
 
 
 def main(argv: list[str]) -> int:
@@ -31,6 +38,7 @@ def main(argv: list[str]) -> int:
 
     store.dump_to_disk = lambda: None  # type: ignore[method-assign]
     store.clear()
+    app.on_response_prepare.append(name_the_stack)
     exit_with_supervisor()
     # run_app stops cleanly on SIGINT and SIGTERM (aiohttp's GracefulExit) and then returns.
     web.run_app(app, host=HOST, port=port, print=None, access_log=None)

@@ -34,6 +34,8 @@ from moto.dynamodb.responses import DynamoHandler
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.exceptions import HTTPException
 
+from infra.local.identity import stack_id_headers
+
 DYNAMODB_TARGET_PREFIX = "DynamoDB_20120810."
 MAX_HEADER_LINES = 100  # as http.server
 MAX_LINE_BYTES = 65536
@@ -220,6 +222,7 @@ class KeepAliveHandler(BaseHTTPRequestHandler):
         lines = [f"HTTP/1.1 {code} {reason}"]
         skip = ("content-length", "connection", "transfer-encoding")
         lines += [f"{name}: {value}" for name, value in headers if name.lower() not in skip]
+        lines += [f"{name}: {value}" for name, value in stack_id_headers()]
         lines.append(f"Content-Length: {len(payload)}")
         if self.close_connection:
             lines.append("Connection: close")
@@ -235,6 +238,8 @@ class KeepAliveHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/x-amz-json-1.0")
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("Connection", "close")
+        for name, value in stack_id_headers():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
         self.close_connection = True

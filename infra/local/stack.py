@@ -51,6 +51,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -65,6 +66,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from infra.local.identity import STACK_ID_ENV, STACK_ID_HEADER
 from infra.local.seed import ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_TOTP_SECRET
 
 HOST = "127.0.0.1"
@@ -271,18 +273,27 @@ def check_ports_free(config: StackConfig) -> None:
             )
 
 
-def http_status(url: str, *, method: str = "GET", body: bytes | None = None) -> int | None:
-    """The status a URL answers with, or None when nothing answers (yet)."""
+def http_answer(
+    url: str, *, method: str = "GET", body: bytes | None = None
+) -> tuple[int, str] | None:
+    """The status a URL answers with and the stack id it names (``infra.local.identity``), or
+    None when nothing answers (yet)."""
     request = urllib.request.Request(url, data=body, method=method)  # noqa: S310 (http://127.0.0.1 only)
     if body is not None:
         request.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310
-            return int(response.status)
+            return int(response.status), response.headers.get(STACK_ID_HEADER, "")
     except urllib.error.HTTPError as exc:
-        return int(exc.code)
+        return int(exc.code), exc.headers.get(STACK_ID_HEADER, "")
     except (urllib.error.URLError, OSError):
         return None
+
+
+def http_status(url: str, *, method: str = "GET", body: bytes | None = None) -> int | None:
+    """The status a URL answers with, or None when nothing answers (yet)."""
+    answer = http_answer(url, method=method, body=body)
+    return None if answer is None else answer[0]
 
 
 @dataclass
@@ -298,6 +309,9 @@ class Supervisor:
         self.config = config
         self.children: list[Child] = []
         self.stop_requested = threading.Event()
+        # Named by every answer of this stack's services: an answer without it comes from a
+        # program that took a service's port first (infra.local.identity).
+        self.stack_id = secrets.token_hex(8)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def request_stop(self, signum: int, _frame: FrameType | None) -> None:
@@ -306,7 +320,7 @@ class Supervisor:
     def start(self) -> None:
         config = self.config
         dynamodb = self._spawn("dynamodb", ["infra.local.stack", "--serve", "dynamodb"])
-        self._wait_until("dynamodb", dynamodb, lambda: http_status(config.dynamodb_url) is not None)
+        self._wait_until("dynamodb", dynamodb, lambda: self.answers(config.dynamodb_url))
         created = self._ensure_table()
         state = "created" if created else "exists"
         self._announce("dynamodb", config.dynamodb_url, f"table {config.table_name} ({state})")
@@ -324,7 +338,7 @@ class Supervisor:
         else:
             stripe = self._spawn("stripe", ["infra.local.localstripe_server"])
             balance = f"{config.stripe_url}/v1/balance"
-            self._wait_until("stripe", stripe, lambda: http_status(balance) is not None)
+            self._wait_until("stripe", stripe, lambda: self.answers(balance))
             webhook_url = self._register_stripe_webhook()
             self._announce("stripe", config.stripe_url, f"webhook -> {webhook_url}")
 
@@ -332,7 +346,7 @@ class Supervisor:
             "crypto", ["infra.local.crypto_gateway_server"], self._crypto_gateway_env()
         )
         crypto_health = f"{config.crypto_url}/health"
-        self._wait_until("crypto", crypto, lambda: http_status(crypto_health) == 200)
+        self._wait_until("crypto", crypto, lambda: self.answers(crypto_health, 200))
         self._announce(
             "crypto",
             config.crypto_url,
@@ -347,7 +361,7 @@ class Supervisor:
             without=REAL_AWS_SESSION_ENV + (("STRIPE_API_BASE",) if config.real_stripe else ()),
         )
         health = f"{config.api_url}/health"
-        self._wait_until("api", api, lambda: http_status(health) == 200)
+        self._wait_until("api", api, lambda: self.answers(health, 200))
         self._announce("api", config.api_url, f"stage {API_STAGE}")
         print(
             f"{'admin':<9}{ADMIN_EMAIL} (password {ADMIN_PASSWORD}, "
@@ -405,14 +419,23 @@ class Supervisor:
         self.children.append(child)
         return child
 
-    @staticmethod
-    def _child_env(extra_env: Mapping[str, str] | None, without: tuple[str, ...]) -> dict[str, str]:
+    def _child_env(
+        self, extra_env: Mapping[str, str] | None, without: tuple[str, ...]
+    ) -> dict[str, str]:
         return {
             **{k: v for k, v in os.environ.items() if k not in without},
             **(extra_env or {}),
             SUPERVISOR_PID_ENV: str(os.getpid()),
+            STACK_ID_ENV: self.stack_id,
             "PYTHONUNBUFFERED": "1",
         }
+
+    def answers(self, url: str, status: int | None = None) -> bool:
+        """Whether this stack's service answers URL (with STATUS, when given)."""
+        answer = http_answer(url)
+        if answer is None or answer[1] != self.stack_id:
+            return False  # nothing yet, or not this stack's: its service then exits, saying why
+        return status is None or answer[0] == status
 
     def _wait_until(self, name: str, child: Child, answered: Callable[[], bool]) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS

@@ -42,6 +42,8 @@ from chalice.local import (
     ThreadedHTTPServer,
 )
 
+from infra.local.identity import stack_id_headers
+
 WORKERS_VARIABLE = "LEDGER_API_WORKERS"
 TIMEOUT_VARIABLE = "LEDGER_API_TIMEOUT"
 DEFAULT_TIMEOUT_SECONDS = 60.0
@@ -296,6 +298,11 @@ class PoolRequestHandler(ChaliceRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silenced: the app's middleware logs every request as structured JSON instead."""
+
+    def end_headers(self) -> None:
+        for name, value in stack_id_headers():  # which stack answers (infra.local.identity)
+            self.send_header(name, value)
+        super().end_headers()
 
     def __getattr__(self, name: str) -> Any:
         """Every method goes to the app, not only the seven Chalice's server knows: TRACE,

@@ -21,17 +21,21 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pyotp
 import pytest
+
+from infra.local import stack as stack_module
 
 pytestmark = pytest.mark.e2e
 
@@ -169,20 +173,17 @@ def running_stack(tmp_path: Path, workers: int = 4) -> Iterator[Stack]:
     """A healthy stack on free ports; stopped (Ctrl-C, then kill) unless a test stopped it.
 
     A port found free can be taken by another test process (xdist workers start stacks at the
-    same time) before this stack binds it: the stack then refuses to start, saying so, and it
-    is started again on other ports."""
+    same time) before this stack's service binds it: the stack then stops, saying the port is
+    already in use, and it is started again on other ports."""
     for attempt in range(START_ATTEMPTS):
         folder = tmp_path / f"stack-{attempt}"
         folder.mkdir()
         running = start_stack(folder, *free_ports(3), workers=workers)
-        try:
-            running.process.wait(timeout=1.0)
-        except subprocess.TimeoutExpired:
-            break  # still up after a second: past the port checks
-        if "already in use" not in running.output() or attempt == START_ATTEMPTS - 1:
+        if wait_until_ready(running):
             break
+        if "already in use" not in running.output() or attempt == START_ATTEMPTS - 1:
+            pytest.fail(f"the local stack did not start:\n{running.output()}")
     try:
-        wait_for_health(running)
         yield running
     finally:
         if running.process.poll() is None:
@@ -194,16 +195,21 @@ def running_stack(tmp_path: Path, workers: int = 4) -> Iterator[Stack]:
                 running.process.wait()
 
 
-def wait_for_health(stack: Stack) -> None:
+def wait_until_ready(stack: Stack) -> bool:
+    """True once the stack says it is ready and its API is healthy; False if it stopped first.
+
+    Only the stack's own word counts: a healthy answer on its API port could come from another
+    test's stack that took the port first."""
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
-        assert stack.process.poll() is None, stack.output()
-        status, _, body = get(f"http://{HOST}:{stack.api}/health")
-        if status == 200:
-            assert body == {"status": "ok", "checks": {"dynamodb": "ok"}}
-            return
+        if stack.process.poll() is not None:
+            return False
+        if "local stack ready" in stack.output():
+            status, _, body = get(f"http://{HOST}:{stack.api}/health")
+            assert (status, body) == (200, {"status": "ok", "checks": {"dynamodb": "ok"}})
+            return True
         time.sleep(0.25)
-    pytest.fail(f"no healthy API within {START_TIMEOUT_SECONDS} s:\n{stack.output()}")
+    pytest.fail(f"no ready stack within {START_TIMEOUT_SECONDS} s:\n{stack.output()}")
 
 
 def moto_client(stack: Stack, service: str) -> Any:
@@ -457,3 +463,50 @@ def test_a_taken_port_fails_fast_with_a_message_naming_it(tmp_path: Path):
     assert "LEDGER_DYNAMODB_PORT" in output
     assert port_is_free(api)
     assert port_is_free(stripe)
+
+
+class AnswersEverything(BaseHTTPRequestHandler):
+    """Another program on a port: 200 and an empty JSON object to anything."""
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        self.server.calls.append(self.headers.get("X-Amz-Target"))  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_port_taken_between_the_check_and_the_bind_is_not_taken_for_the_service(tmp_path: Path):
+    """The stack finds its ports free, then another program (another test's stack, say) takes
+    the DynamoDB port before moto binds it. Whatever answers there is not this stack's DynamoDB:
+    the stack stops, saying the port is in use, and never sends it a table."""
+    squatter = ThreadingHTTPServer((HOST, 0), AnswersEverything)
+    squatter.calls = []  # type: ignore[attr-defined]
+    threading.Thread(target=squatter.serve_forever, daemon=True).start()
+    api, stripe, crypto = free_ports(3)
+    config = stack_module.read_config(
+        {
+            "LEDGER_API_PORT": str(api),
+            "LEDGER_DYNAMODB_PORT": str(squatter.server_address[1]),
+            "LEDGER_STRIPE_PORT": str(stripe),
+            "LEDGER_CRYPTO_PORT": str(crypto),
+            "LEDGER_MAIL_DIR": str(tmp_path / "mail"),
+        }
+    )
+    supervisor = stack_module.Supervisor(config)  # started past run()'s port check
+    try:
+        with pytest.raises(stack_module.StackError, match="dynamodb exited with code 1"):
+            supervisor.start()
+    finally:
+        supervisor.shutdown()
+        squatter.shutdown()
+        squatter.server_close()
+    assert squatter.calls == [None] * len(squatter.calls)  # health probes, no DynamoDB call
