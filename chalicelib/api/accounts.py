@@ -13,6 +13,7 @@ from chalice import Blueprint
 from chalice.app import MultiDict
 
 from chalicelib.adapters.clock import parse_iso, to_iso
+from chalicelib.api import responses
 from chalicelib.api.access import current_principal, protected
 from chalicelib.api.dependencies import get_bound_settings
 from chalicelib.api.views import account_view, entry_view, transaction_view
@@ -144,14 +145,14 @@ def _account_ahead(request: Any, user_id: str) -> None:
 @protected(accounts, read_ahead=_wallets_ahead)
 def list_accounts() -> dict[str, Any]:
     found = service.accounts_of_user(get_ledger_repository(), _caller_id())
-    return {"data": [account_view(a) for a in found], "next_cursor": None}
+    return responses.AccountList(data=[account_view(a) for a in found], next_cursor=None).body()
 
 
 @accounts.route("/v1/accounts/{account_id}", methods=["GET"])
 @protected(accounts, read_ahead=_account_ahead)
 def get_account(account_id: str) -> dict[str, Any]:
     account = service.account_of_user(get_ledger_repository(), _caller_id(), account_id)
-    return {"account": account_view(account)}
+    return responses.AccountAnswer(account=account_view(account)).body()
 
 
 @accounts.route("/v1/accounts/{account_id}/entries", methods=["GET"])
@@ -162,10 +163,9 @@ def list_entries(account_id: str) -> dict[str, Any]:
         get_ledger_repository(), _caller_id(), account_id, **asdict(query)
     )
     currency = history.account.currency
-    return {
-        "data": [entry_view(e, currency) for e in history.entries],
-        "next_cursor": history.next_cursor,
-    }
+    return responses.EntryPage(
+        data=[entry_view(e, currency) for e in history.entries], next_cursor=history.next_cursor
+    ).body()
 
 
 @accounts.route("/v1/transactions", methods=["GET"])
@@ -173,14 +173,13 @@ def list_entries(account_id: str) -> dict[str, Any]:
 def list_transactions() -> dict[str, Any]:
     query = _query()
     page = service.transactions_of_user(get_ledger_repository(), _caller_id(), **asdict(query))
-    return {
-        "data": [transaction_view(t) for t in page.transactions],
-        "next_cursor": page.next_cursor,
-    }
+    return responses.TransactionPage(
+        data=[transaction_view(t) for t in page.transactions], next_cursor=page.next_cursor
+    ).body()
 
 
 @accounts.route("/v1/transactions/{transaction_id}", methods=["GET"])
 @protected(accounts)
 def get_transaction(transaction_id: str) -> dict[str, Any]:
     txn = service.transaction_of_user(get_ledger_repository(), _caller_id(), transaction_id)
-    return {"transaction": transaction_view(txn)}
+    return responses.TransactionAnswer(transaction=transaction_view(txn)).body()

@@ -8,6 +8,7 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
+from chalicelib.api import responses
 from chalicelib.api.access import admin_only, current_principal
 from chalicelib.api.accounts import parse_list_query, query_param
 from chalicelib.api.dependencies import get_auth_service, get_bound_settings, get_ledger_service
@@ -33,20 +34,20 @@ def service():  # type: ignore[no-untyped-def]
     return operators
 
 
-def user_view(user: User) -> dict[str, Any]:
-    return {
-        "id": user.id,
-        "email": user.email,
-        "role": user.role.value,
-        "status": user.status.value,
-        "mfa_enabled": user.mfa_enabled,
-        "email_verified": user.email_verified,
-        "created_at": user.created_at,
-        "terms_accepted_at": user.terms_accepted_at,
-        "suspended_at": user.suspended_at,
-        "suspended_by": user.suspended_by,
-        "suspension_reason": user.suspension_reason,
-    }
+def user_view(user: User) -> responses.ManagedUser:
+    return responses.ManagedUser(
+        id=user.id,
+        email=user.email,
+        role=user.role.value,
+        status=user.status.value,
+        mfa_enabled=user.mfa_enabled,
+        email_verified=user.email_verified,
+        created_at=user.created_at,
+        terms_accepted_at=user.terms_accepted_at,
+        suspended_at=user.suspended_at,
+        suspended_by=user.suspended_by,
+        suspension_reason=user.suspension_reason,
+    )
 
 
 @admin.route("/v1/admin/users", methods=["GET"])
@@ -59,7 +60,9 @@ def list_users() -> dict[str, Any]:
         query.limit,
         query.cursor,
     )
-    return {"data": [user_view(u) for u in page.users], "next_cursor": page.next_cursor}
+    return responses.ManagedUserPage(
+        data=[user_view(u) for u in page.users], next_cursor=page.next_cursor
+    ).body()
 
 
 @admin.route("/v1/admin/users/{user_id}/suspend", methods=["POST"])
@@ -73,7 +76,7 @@ def suspend_user(user_id: str) -> dict[str, Any]:
         body.reason,
         source_ip(admin.current_request),
     )
-    return {"user": user_view(user)}
+    return responses.ManagedUserAnswer(user=user_view(user)).body()
 
 
 @admin.route("/v1/admin/users/{user_id}/unsuspend", methods=["POST"])
@@ -86,7 +89,7 @@ def unsuspend_user(user_id: str) -> dict[str, Any]:
         user_id,
         source_ip(admin.current_request),
     )
-    return {"user": user_view(user)}
+    return responses.ManagedUserAnswer(user=user_view(user)).body()
 
 
 @admin.route("/v1/admin/users/{user_id}/role", methods=["POST"])
@@ -100,14 +103,14 @@ def change_role(user_id: str) -> dict[str, Any]:
         body.role,
         source_ip(admin.current_request),
     )
-    return {"user": user_view(user)}
+    return responses.ManagedUserAnswer(user=user_view(user)).body()
 
 
 @admin.route("/v1/admin/transactions/{transaction_id}", methods=["GET"])
 @admin_only(admin)
 def get_any_transaction(transaction_id: str) -> dict[str, Any]:
     txn = service().get_transaction(get_ledger_service(), transaction_id)
-    return {"transaction": transaction_view(txn)}
+    return responses.TransactionAnswer(transaction=transaction_view(txn)).body()
 
 
 @admin.route("/v1/admin/transactions/{transaction_id}/rollback", methods=["POST"])
@@ -125,23 +128,27 @@ def rollback_transaction(transaction_id: str) -> Response:
         ip=source_ip(admin.current_request),
         request_mark=request_mark(admin, "rollback", user.id),
     )
-    return Response({"transaction": transaction_view(reversal)}, status_code=201)
+    return Response(transaction_answer(reversal), status_code=201)
 
 
-def adjustment_view(adjustment: Adjustment) -> dict[str, Any]:
-    return {
-        "id": adjustment.id,
-        "status": adjustment.status.value,
-        "account_id": adjustment.account_id,
-        "amount": format_amount(adjustment.amount, adjustment.currency),
-        "currency": adjustment.currency,
-        "reason": adjustment.reason,
-        "requested_by": adjustment.requested_by,
-        "requested_at": adjustment.requested_at,
-        "approved_by": adjustment.approved_by,
-        "approved_at": adjustment.approved_at,
-        "transaction_id": adjustment.transaction_id,
-    }
+def transaction_answer(txn: Any) -> dict[str, Any]:
+    return responses.TransactionAnswer(transaction=transaction_view(txn)).body()
+
+
+def adjustment_view(adjustment: Adjustment) -> responses.Adjustment:
+    return responses.Adjustment(
+        id=adjustment.id,
+        status=adjustment.status.value,
+        account_id=adjustment.account_id,
+        amount=format_amount(adjustment.amount, adjustment.currency),
+        currency=adjustment.currency,
+        reason=adjustment.reason,
+        requested_by=adjustment.requested_by,
+        requested_at=adjustment.requested_at,
+        approved_by=adjustment.approved_by,
+        approved_at=adjustment.approved_at,
+        transaction_id=adjustment.transaction_id,
+    )
 
 
 def _adjustments():  # type: ignore[no-untyped-def]
@@ -174,8 +181,9 @@ def create_adjustment() -> Response:
         request_mark=request_mark(admin, "adjustment", user.id),
     )
     if requested.transaction is None:
-        return Response({"adjustment": adjustment_view(requested.adjustment)}, status_code=202)
-    return Response({"transaction": transaction_view(requested.transaction)}, status_code=201)
+        answer = responses.AdjustmentAnswer(adjustment=adjustment_view(requested.adjustment))
+        return Response(answer.body(), status_code=202)
+    return Response(transaction_answer(requested.transaction), status_code=201)
 
 
 @admin.route("/v1/admin/adjustments/{adjustment_id}/approve", methods=["POST"])
@@ -190,4 +198,4 @@ def approve_adjustment(adjustment_id: str) -> Response:
         adjustment_id,
         source_ip(admin.current_request),
     )
-    return Response({"transaction": transaction_view(txn)}, status_code=201)
+    return Response(transaction_answer(txn), status_code=201)

@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from chalicelib.api.auth_schemas import RequestBody
+from chalicelib.api.fields import SignedAmountText
 
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 
@@ -34,5 +35,5 @@ class NewAdjustment(RequestBody):
     account_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     # A signed decimal string in the account's currency ("-12.50" takes money out); checked
     # against the currency by the service.
-    amount: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+    amount: SignedAmountText
     reason: Reason

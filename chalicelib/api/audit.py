@@ -11,6 +11,7 @@ from typing import Any
 
 from chalice import Blueprint, Cron
 
+from chalicelib.api import responses
 from chalicelib.api.access import admin_only
 from chalicelib.api.accounts import parse_list_query, query_param
 from chalicelib.api.dependencies import get_bound_settings
@@ -34,16 +35,16 @@ def repository():  # type: ignore[no-untyped-def]
     return DynamoAuditRepository()
 
 
-def event_view(event: AuditEvent) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "at": event.at,
-        "actor_id": event.actor_id,
-        "action": event.action,
-        "target": event.target,
-        "ip": event.ip,
-        "details": dict(event.details),
-    }
+def event_view(event: AuditEvent) -> responses.AuditEvent:
+    return responses.AuditEvent(
+        id=event.id,
+        at=event.at,
+        actor_id=event.actor_id,
+        action=event.action,
+        target=event.target,
+        ip=event.ip,
+        details=dict(event.details),
+    )
 
 
 @audit.route("/v1/admin/audit", methods=["GET"])
@@ -61,7 +62,9 @@ def list_audit_events() -> dict[str, Any]:
         limit=query.limit,
         cursor=query.cursor,
     )
-    return {"data": [event_view(e) for e in page.events], "next_cursor": page.next_cursor}
+    return responses.AuditEventPage(
+        data=[event_view(e) for e in page.events], next_cursor=page.next_cursor
+    ).body()
 
 
 @audit.route("/v1/admin/audit/chain", methods=["GET"])
@@ -78,7 +81,8 @@ def verify_audit_chain() -> dict[str, Any]:
         else since
     )
     result = audit_chain.verify(repository(), first_day, last_day, max_days=HTTP_MAX_VERIFY_DAYS)
-    return {"verification": result.as_dict()}
+    verification = responses.Verification(**result.as_dict())
+    return responses.VerificationAnswer(verification=verification).body()
 
 
 @audit.schedule(Cron(15, 0, "*", "*", "?", "*"), name="seal_audit_days")

@@ -6,11 +6,14 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
+from chalicelib.api import responses
 from chalicelib.api.access import current_principal, protected
 from chalicelib.api.dependencies import get_auth_service
 from chalicelib.api.requests import parse_body, source_ip
 
 auth = Blueprint(__name__)
+
+ACCEPTED = responses.Accepted(status="accepted").body()  # a mail is sent, or not (no telling)
 
 
 def schemas():  # type: ignore[no-untyped-def]
@@ -19,26 +22,26 @@ def schemas():  # type: ignore[no-untyped-def]
     return auth_schemas
 
 
-def user_view(user: Any) -> dict[str, Any]:
-    return {
-        "id": user.id,
-        "email": user.email,
-        "role": user.role.value,
-        "status": user.status.value,
-        "terms_accepted_at": user.terms_accepted_at,
-        "mfa_enabled": user.mfa_enabled,
-        "email_verified": user.email_verified,
-        "created_at": user.created_at,
-    }
+def user_view(user: Any) -> responses.User:
+    return responses.User(
+        id=user.id,
+        email=user.email,
+        role=user.role.value,
+        status=user.status.value,
+        terms_accepted_at=user.terms_accepted_at,
+        mfa_enabled=user.mfa_enabled,
+        email_verified=user.email_verified,
+        created_at=user.created_at,
+    )
 
 
 def tokens_view(pair: Any) -> dict[str, Any]:
-    return {
-        "access_token": pair.access_token,
-        "refresh_token": pair.refresh_token,
-        "token_type": pair.token_type,
-        "expires_in": pair.expires_in,
-    }
+    return responses.TokenPair(
+        access_token=pair.access_token,
+        refresh_token=pair.refresh_token,
+        token_type=pair.token_type,
+        expires_in=pair.expires_in,
+    ).body()
 
 
 @auth.route("/v1/auth/signup", methods=["POST"])
@@ -47,7 +50,7 @@ def sign_up() -> Response:
     user = get_auth_service().sign_up(
         body.email, body.password, body.accept_terms is True, source_ip(auth.current_request)
     )
-    return Response({"user": user_view(user)}, status_code=201)
+    return Response(responses.UserAnswer(user=user_view(user)).body(), status_code=201)
 
 
 @auth.route("/v1/auth/login", methods=["POST"])
@@ -85,7 +88,7 @@ def totp_setup() -> dict[str, str]:
     secret, uri = get_auth_service().start_totp_setup(
         current_principal(), body.password, source_ip(auth.current_request)
     )
-    return {"secret": secret, "otpauth_uri": uri}
+    return responses.TotpSetup(secret=secret, otpauth_uri=uri).body()
 
 
 @auth.route("/v1/auth/mfa/totp/confirm", methods=["POST"])
@@ -95,7 +98,7 @@ def totp_confirm() -> dict[str, Any]:
     codes = get_auth_service().confirm_totp(
         current_principal(), body.code, source_ip(auth.current_request)
     )
-    return {"mfa_enabled": True, "recovery_codes": codes}
+    return responses.MfaOn(mfa_enabled=True, recovery_codes=codes).body()
 
 
 @auth.route("/v1/auth/mfa/totp/disable", methods=["POST"])
@@ -105,14 +108,14 @@ def totp_disable() -> dict[str, Any]:
     get_auth_service().disable_totp(
         current_principal(), body.password, body.code, source_ip(auth.current_request)
     )
-    return {"mfa_enabled": False}
+    return responses.MfaOff(mfa_enabled=False).body()
 
 
 @auth.route("/v1/auth/email/verify", methods=["POST"])
 def verify_email() -> dict[str, Any]:
     body = parse_body(auth.current_request, schemas().VerifyToken)
     user = get_auth_service().verify_email(body.token, source_ip(auth.current_request))
-    return {"user": user_view(user)}
+    return responses.UserAnswer(user=user_view(user)).body()
 
 
 @auth.route("/v1/auth/email/verify/resend", methods=["POST"])
@@ -122,14 +125,14 @@ def resend_verification() -> Response:
     get_auth_service().request_verification_mail(
         current_principal(), source_ip(auth.current_request)
     )
-    return Response({"status": "accepted"}, status_code=202)
+    return Response(ACCEPTED, status_code=202)
 
 
 @auth.route("/v1/auth/password/forgot", methods=["POST"])
 def forgot_password() -> Response:
     body = parse_body(auth.current_request, schemas().Forgot)
     get_auth_service().forgot_password(body.email, source_ip(auth.current_request))
-    return Response({"status": "accepted"}, status_code=202)
+    return Response(ACCEPTED, status_code=202)
 
 
 @auth.route("/v1/auth/password/reset", methods=["POST"])
@@ -144,19 +147,19 @@ def reset_password() -> Response:
 @auth.route("/v1/me", methods=["GET"])
 @protected(auth)
 def me() -> dict[str, Any]:
-    return {"user": user_view(current_principal().user)}
+    return responses.UserAnswer(user=user_view(current_principal().user)).body()
 
 
-def session_view(session: Any, current_id: str) -> dict[str, Any]:
-    return {
-        "id": session.id,
-        "created_at": _iso_ms(session.created_at),
-        "last_used_at": _iso_ms(session.last_used_at or session.created_at),
-        "ip": session.ip,
-        "user_agent": session.user_agent,
-        "mfa": session.mfa,
-        "current": session.id == current_id,
-    }
+def session_view(session: Any, current_id: str) -> responses.Session:
+    return responses.Session(
+        id=session.id,
+        created_at=_iso_ms(session.created_at),
+        last_used_at=_iso_ms(session.last_used_at or session.created_at),
+        ip=session.ip,
+        user_agent=session.user_agent,
+        mfa=session.mfa,
+        current=session.id == current_id,
+    )
 
 
 def _iso_ms(epoch_ms: int) -> str:
@@ -184,10 +187,10 @@ def list_sessions() -> dict[str, Any]:
         start = ids.index(query.cursor) + 1
     page = found[start : start + query.limit]
     more = start + query.limit < len(found)
-    return {
-        "data": [session_view(s, principal.session.id) for s in page],
-        "next_cursor": page[-1].id if more and page else None,
-    }
+    return responses.SessionPage(
+        data=[session_view(s, principal.session.id) for s in page],
+        next_cursor=page[-1].id if more and page else None,
+    ).body()
 
 
 @auth.route("/v1/me/sessions/{session_id}/revoke", methods=["POST"])

@@ -8,6 +8,7 @@ from typing import Any
 
 from chalice import Blueprint
 
+from chalicelib.api import responses
 from chalicelib.api.access import current_principal, protected
 from chalicelib.api.dependencies import (
     get_bound_settings,
@@ -36,7 +37,7 @@ def deposit_address() -> dict[str, Any]:
     code, address = service().deposit_address(
         get_crypto_gateway(), current_principal().user, body.currency
     )
-    return {"address": {"currency": code, "address": address}}
+    return responses.AddressAnswer(address=responses.Address(currency=code, address=address)).body()
 
 
 @crypto.route("/v1/webhooks/crypto", methods=["POST"])
@@ -46,4 +47,4 @@ def crypto_webhook() -> dict[str, Any]:
     event = service().verify(request.raw_body or b"", request.headers.get("x-signature"), secret)
     outcome = service().handle(get_ledger_service(), event)
     logger.info("crypto webhook processed", event_type=event.type, outcome=outcome)
-    return {"received": True, "outcome": outcome}
+    return responses.CryptoReceived(received=True, outcome=outcome).body()

@@ -8,6 +8,7 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
+from chalicelib.api import responses
 from chalicelib.api.access import admin_only, current_principal, protected
 from chalicelib.api.dependencies import (
     get_bound_settings,
@@ -20,6 +21,8 @@ from chalicelib.api.requests import parse_body, source_ip
 from chalicelib.domain.money import format_amount
 
 deposits = Blueprint(__name__)
+
+RECEIVED = responses.Received(received=True).body()
 
 
 def schemas():  # type: ignore[no-untyped-def]
@@ -34,7 +37,11 @@ def service():  # type: ignore[no-untyped-def]
     return module
 
 
-def deposit_view(d: Any) -> dict[str, Any]:
+def deposit_view(d: Any) -> responses.Deposit:
+    return responses.Deposit(**_deposit_fields(d))
+
+
+def _deposit_fields(d: Any) -> dict[str, Any]:
     return {
         "id": d.id,
         "status": d.public_status,
@@ -51,19 +58,19 @@ def _amount(minor: int | None, code: str) -> str | None:
     return None if minor is None else format_amount(minor, code)
 
 
-def refund_view(r: Any) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "deposit_id": r.deposit_id,
-        "amount": format_amount(r.amount, r.currency),
-        "currency": r.currency,
-        "status": r.status,
-        "reason": r.reason,
-        "transaction_id": r.transaction_id,
-        "stripe_refund_id": r.stripe_refund_id,
-        "failure_reason": r.failure_reason,
-        "created_at": r.created_at,
-    }
+def refund_view(r: Any) -> responses.Refund:
+    return responses.Refund(
+        id=r.id,
+        deposit_id=r.deposit_id,
+        amount=format_amount(r.amount, r.currency),
+        currency=r.currency,
+        status=r.status,
+        reason=r.reason,
+        transaction_id=r.transaction_id,
+        stripe_refund_id=r.stripe_refund_id,
+        failure_reason=r.failure_reason,
+        created_at=r.created_at,
+    )
 
 
 @deposits.route("/v1/deposits/card", methods=["POST"])
@@ -79,15 +86,16 @@ def create_card_deposit() -> Response:
         currency_code=body.currency,
         idempotency_key=idempotency_key(deposits),
     )
-    body = {"deposit": deposit_view(d) | {"client_secret": d.client_secret}}
-    return Response(body, status_code=201)
+    created = responses.NewDeposit(**_deposit_fields(d), client_secret=d.client_secret)
+    return Response(responses.NewDepositAnswer(deposit=created).body(), status_code=201)
 
 
 @deposits.route("/v1/deposits/{deposit_id}", methods=["GET"])
 @protected(deposits)
 def get_deposit(deposit_id: str) -> dict[str, Any]:
     get_bound_settings()
-    return {"deposit": deposit_view(service().get_own(current_principal().user, deposit_id))}
+    deposit = service().get_own(current_principal().user, deposit_id)
+    return responses.DepositAnswer(deposit=deposit_view(deposit)).body()
 
 
 @deposits.route("/v1/admin/deposits/{deposit_id}/refunds", methods=["POST"])
@@ -109,7 +117,7 @@ def refund_deposit(deposit_id: str) -> Response:
         idempotency_key=idempotency_key(deposits),
         ip=source_ip(request),
     )
-    return Response({"refund": refund_view(refund)}, status_code=201)
+    return Response(responses.RefundAnswer(refund=refund_view(refund)).body(), status_code=201)
 
 
 @deposits.route("/v1/webhooks/stripe", methods=["POST"])
@@ -122,4 +130,4 @@ def stripe_webhook() -> dict[str, Any]:
         request.headers.get("stripe-signature"),
     )
     logger.info("stripe webhook processed", outcome=outcome)
-    return {"received": True}
+    return RECEIVED

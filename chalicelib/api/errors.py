@@ -23,6 +23,7 @@ from typing import Any
 
 from chalice import Response
 
+from chalicelib.api.responses import Error, ErrorDetail
 from chalicelib.domain import errors as domain
 
 INTERNAL_ERROR_MESSAGE = "An internal error occurred. Quote the request_id when reporting it."
@@ -143,10 +144,8 @@ def envelope(
     code: str, message: str, request_id: str, details: list[dict[str, str]] | None = None
 ) -> dict[str, Any]:
     """The body of every error response (``details`` lists field errors, when there are any)."""
-    error: dict[str, Any] = {"code": code, "message": message, "request_id": request_id}
-    if details:
-        error["details"] = details
-    return {"error": error}
+    error = ErrorDetail(code=code, message=message, request_id=request_id, details=details or None)
+    return Error(error=error).body()
 
 
 def error_response(

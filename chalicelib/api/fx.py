@@ -3,10 +3,9 @@ swap, then execute it. Parse, call ``chalicelib.services.fx``, answer with the v
 
 from __future__ import annotations
 
-from typing import Any
-
 from chalice import Blueprint, Response
 
+from chalicelib.api import responses
 from chalicelib.api.access import current_principal, protected
 from chalicelib.api.dependencies import get_bound_settings, get_ledger_service
 from chalicelib.api.idempotency import replayable
@@ -24,17 +23,17 @@ def schemas():  # type: ignore[no-untyped-def]
     return fx_schemas
 
 
-def quote_view(quote: Quote) -> dict[str, Any]:
-    return {
-        "id": quote.id,
-        "from_currency": quote.from_currency,
-        "to_currency": quote.to_currency,
-        "from_amount": format_amount(quote.from_amount, quote.from_currency),
-        "to_amount": format_amount(quote.to_amount, quote.to_currency),
-        "rate": format_rate(quote.rate),
-        "created_at": quote.created_at,
-        "expires_at": quote.expires_at_iso,
-    }
+def quote_view(quote: Quote) -> responses.Quote:
+    return responses.Quote(
+        id=quote.id,
+        from_currency=quote.from_currency,
+        to_currency=quote.to_currency,
+        from_amount=format_amount(quote.from_amount, quote.from_currency),
+        to_amount=format_amount(quote.to_amount, quote.to_currency),
+        rate=format_rate(quote.rate),
+        created_at=quote.created_at,
+        expires_at=quote.expires_at_iso,
+    )
 
 
 @fx.route("/v1/fx/quotes", methods=["POST"])
@@ -54,7 +53,7 @@ def create_quote() -> Response:
         request=service.QuoteRequest(body.from_currency, body.to_currency, body.from_amount),
         ttl_seconds=settings.fx_quote_ttl_seconds,
     )
-    return Response({"quote": quote_view(quote)}, status_code=201)
+    return Response(responses.QuoteAnswer(quote=quote_view(quote)).body(), status_code=201)
 
 
 @fx.route("/v1/fx/swaps", methods=["POST"])
@@ -71,4 +70,5 @@ def create_swap() -> Response:
         user=current_principal().user,
         quote_id=body.quote_id,
     )
-    return Response({"transaction": transaction_view(txn)}, status_code=201)
+    answer = responses.TransactionAnswer(transaction=transaction_view(txn))
+    return Response(answer.body(), status_code=201)

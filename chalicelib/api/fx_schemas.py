@@ -1,7 +1,7 @@
 """Request bodies of ``/v1/fx/*``. Imported on first use (see requests.py).
 
-Currencies and the amount are taken as sent (``Any``) so that the domain names the exact rule a
-bad one breaks (``unsupported_currency``, ``invalid_amount``), as in money_schemas.py.
+Currencies and the amount are taken as sent (``fields.py``) so that the domain names the exact
+rule a bad one breaks (``unsupported_currency``, ``invalid_amount``), as in money_schemas.py.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from pydantic import ConfigDict, StringConstraints
 
 from chalicelib.api.auth_schemas import RequestBody
+from chalicelib.api.fields import AmountAsSent, CurrencyAsSent, amount_per_currency
 from chalicelib.domain.money import CURRENCIES
 
 
@@ -25,14 +26,15 @@ def _two_currencies(schema: dict[str, Any]) -> None:
             for code in sorted(CURRENCIES)
         ]
     }
+    amount_per_currency("from_amount", "from_currency")(schema)
 
 
 class NewQuote(RequestBody):
     model_config = ConfigDict(json_schema_extra=_two_currencies)
 
-    from_currency: Any
-    to_currency: Any
-    from_amount: Any
+    from_currency: CurrencyAsSent
+    to_currency: CurrencyAsSent
+    from_amount: AmountAsSent
 
 
 class NewSwap(RequestBody):

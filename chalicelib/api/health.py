@@ -7,12 +7,13 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
+from chalicelib.api import responses
 from chalicelib.api.dependencies import get_table_probe
 
 health = Blueprint(__name__)
 
-HEALTHY = {"status": "ok", "checks": {"dynamodb": "ok"}}
-DEGRADED = {"status": "degraded", "checks": {"dynamodb": "unreachable"}}
+HEALTHY = responses.Health(status="ok", checks={"dynamodb": "ok"}).body()
+DEGRADED = responses.Health(status="degraded", checks={"dynamodb": "unreachable"}).body()
 
 
 @health.route("/health", methods=["GET"])

@@ -1,7 +1,7 @@
 """Request bodies of the money routes. Imported on first use (see requests.py).
 
-Amounts and currencies are taken as sent (``Any``) so that the domain names the exact rule a bad
-one breaks (``invalid_amount``, ``unsupported_currency``) instead of a generic type error.
+Amounts and currencies are taken as sent (``fields.py``) so that the domain names the exact rule
+a bad one breaks (``invalid_amount``, ``unsupported_currency``) instead of a generic type error.
 """
 
 from __future__ import annotations
@@ -11,6 +11,12 @@ from typing import Annotated, Any
 from pydantic import ConfigDict, Field, StringConstraints
 
 from chalicelib.api.auth_schemas import RequestBody
+from chalicelib.api.fields import (
+    AmountAsSent,
+    CardCurrency,
+    CurrencyAsSent,
+    amount_per_currency,
+)
 
 
 def _one_recipient(schema: dict[str, Any]) -> None:
@@ -21,13 +27,14 @@ def _one_recipient(schema: dict[str, Any]) -> None:
         prop.pop("default", None)
         prop.update(string)
     schema["oneOf"] = [{"required": ["to_email"]}, {"required": ["to_facility_id"]}]
+    amount_per_currency("amount", "currency")(schema)
 
 
 class Transfer(RequestBody):
     model_config = ConfigDict(json_schema_extra=_one_recipient)
 
-    amount: Any
-    currency: Any
+    amount: AmountAsSent
+    currency: CurrencyAsSent
     to_email: Annotated[str, StringConstraints(min_length=1, max_length=254)] | None = None
     to_facility_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     memo: Annotated[str, StringConstraints(max_length=500)] = ""
@@ -38,8 +45,10 @@ class NewFacility(RequestBody):
 
 
 class NewWithdrawal(RequestBody):
-    amount: Any
-    currency: Any
+    model_config = ConfigDict(json_schema_extra=amount_per_currency("amount", "currency"))
+
+    amount: AmountAsSent
+    currency: CurrencyAsSent
     # Taken as any string: the service names the rule (400, "destination must be 8 to 128
     # letters, digits or :._-"); the document states it.
     destination: Annotated[
@@ -54,10 +63,12 @@ class Rejection(RequestBody):
 
 
 class NewCardDeposit(RequestBody):
-    amount: Any
-    currency: Annotated[Any, Field(json_schema_extra={"enum": ["USD"]})]  # cards: USD only
+    model_config = ConfigDict(json_schema_extra=amount_per_currency("amount", "currency"))
+
+    amount: AmountAsSent
+    currency: CardCurrency
 
 
 class NewRefund(RequestBody):
-    amount: Any = None  # None: all that is left to refund
+    amount: AmountAsSent = None  # None: all that is left to refund
     reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]

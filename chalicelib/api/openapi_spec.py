@@ -1,10 +1,12 @@
-"""The OpenAPI 3.1 document of the API, built from the app's own route table.
+"""The OpenAPI 3.1 document of the API, generated from the app's own route table and models.
 
 Every route the app serves must have an entry in ``OPERATIONS`` (a test walks the route table),
-so the document cannot silently fall behind the code. Request bodies come from the same pydantic
-models that parse them (``model_json_schema``), with the fields the domain validates itself
-(amounts, currencies, taken as ``Any`` by the models) described as the contract says. Imported
-only when ``/openapi.json`` is asked for: pydantic's schema generation is not cold-start work.
+so the document cannot silently fall behind the code. The shapes are the app's own pydantic
+models: request bodies the models that parse them (``*_schemas.py``, with their fields'
+constraints in ``fields.py``), answers the models every route serialises with
+(``responses.py``). An entry here says only what a model cannot: the summary, the statuses, who
+may call it, and its query and header parameters. Imported only when ``/openapi.json`` is asked
+for: pydantic's schema generation is not cold-start work.
 """
 
 from __future__ import annotations
@@ -14,244 +16,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.domain.money import CURRENCIES
-from chalicelib.domain.users import EMAIL_ADDRESS
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
-AMOUNT = {
-    "type": "string",
-    "pattern": r"^[0-9]{1,18}(\.[0-9]{1,18})?$",
-    "description": 'Decimal string in major units, e.g. "12.34" USD; never a JSON number.',
-    "examples": ["12.34"],
-}
-SIGNED_AMOUNT = {"type": "string", "description": "Signed decimal string; negative = money out."}
-CURRENCY = {"type": "string", "enum": ["USD", "BTC", "ETH", "USDT"]}
+from chalicelib.api import responses as r
+
 INSTANT = {"type": "string", "format": "date-time", "description": "ISO-8601 UTC, with Z"}
-NULLABLE_STRING = {"type": ["string", "null"]}
 DAY = {"type": "string", "format": "date", "description": "A UTC day, YYYY-MM-DD"}
-NULLABLE_INSTANT = {**INSTANT, "type": ["string", "null"]}
+REF_TEMPLATE = "#/components/schemas/{model}"
 
-
-def _obj(required: list[str], **props: Any) -> dict[str, Any]:
-    return {"type": "object", "required": required, "properties": props}
-
-
-def _closed(schema: dict[str, Any]) -> dict[str, Any]:
-    """``schema`` and every object in it with no property it does not name: an answer that
-    grows a field the document does not have fails the tests (the story in
-    tests/api/test_openapi.py, Schemathesis's response check) instead of drifting silently."""
-    if schema.get("type") == "object" and "properties" in schema:
-        schema.setdefault("additionalProperties", False)
-        for value in schema["properties"].values():
-            _closed(value)
-    if isinstance(schema.get("items"), dict):
-        _closed(schema["items"])
-    return schema
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-SCHEMAS: dict[str, dict[str, Any]] = {
-    "Error": _obj(
-        ["error"],
-        error=_obj(
-            ["code", "message", "request_id"],
-            code={"type": "string", "examples": ["insufficient_funds"]},
-            message={"type": "string"},
-            request_id={"type": "string"},
-            details={"type": "array", "items": {"type": "object"}},
-        ),
-    ),
-    "User": _obj(
-        ["id", "email", "role"],
-        id={"type": "string"},
-        email={"type": "string", "pattern": f"^{EMAIL_ADDRESS}$"},
-        role={"type": "string", "enum": ["user", "admin"]},
-        status={"type": "string", "enum": ["active", "suspended"]},
-        terms_accepted_at=INSTANT,
-        mfa_enabled={"type": "boolean"},
-        email_verified={"type": "boolean"},
-        created_at=INSTANT,
-        # in the admin's views (GET /v1/admin/users, suspend, unsuspend, role) only
-        suspended_at=NULLABLE_INSTANT,
-        suspended_by=NULLABLE_STRING,
-        suspension_reason=NULLABLE_STRING,
-    ),
-    "Session": _obj(
-        ["id", "created_at", "last_used_at", "mfa", "current"],
-        id={"type": "string"},
-        created_at=INSTANT,
-        last_used_at=INSTANT,
-        ip={"type": ["string", "null"]},
-        user_agent={"type": ["string", "null"]},
-        mfa={"type": "boolean"},
-        current={"type": "boolean"},
-    ),
-    "TokenPair": _obj(
-        ["access_token", "refresh_token", "token_type", "expires_in"],
-        access_token={"type": "string"},
-        refresh_token={"type": "string"},
-        token_type={"const": "Bearer"},
-        expires_in={"type": "integer"},
-    ),
-    "Account": _obj(
-        ["id", "currency", "posted", "available", "pending_outgoing", "pending_incoming"],
-        id={"type": "string"},
-        currency=CURRENCY,
-        posted=SIGNED_AMOUNT,
-        available=SIGNED_AMOUNT,
-        pending_outgoing=AMOUNT,
-        pending_incoming=AMOUNT,
-        overdrawn_by_force={"type": "boolean"},
-        flags={"type": "array", "items": {"type": "string", "enum": ["forced_negative"]}},
-        created_at=INSTANT,
-    ),
-    "Entry": _obj(
-        ["transaction_id", "type", "amount", "balance_after", "created_at"],
-        transaction_id={"type": "string"},
-        type={"type": "string"},
-        amount=SIGNED_AMOUNT,
-        balance_after=SIGNED_AMOUNT,
-        created_at=INSTANT,
-        memo={"type": "string"},
-        seq={"type": "integer", "description": "the entry's place in its account's history"},
-    ),
-    "Transaction": _obj(
-        ["id", "type", "status", "created_at", "postings"],
-        id={"type": "string"},
-        type={
-            "type": "string",
-            "enum": [
-                "transfer",
-                "payment",
-                "deposit",
-                "swap",
-                "withdrawal",
-                "refund",
-                "reversal",
-                "adjustment",
-            ],
-        },
-        status={"type": "string", "enum": ["pending", "posted", "voided"]},
-        created_at=INSTANT,
-        resolved_at=NULLABLE_INSTANT,
-        forced={"type": "boolean", "description": "a rollback forced past an account's funds"},
-        postings={
-            "type": "array",
-            "items": _obj(
-                ["account_id", "currency", "amount"],
-                account_id={"type": "string"},
-                currency=CURRENCY,
-                amount=SIGNED_AMOUNT,
-            ),
-        },
-        reverses=NULLABLE_STRING,
-        reversed_by=NULLABLE_STRING,
-        memo={"type": "string"},
-        metadata={"type": "object", "additionalProperties": {"type": "string"}},
-    ),
-    "Facility": _obj(["id", "name"], id={"type": "string"}, name={"type": "string"}),
-    "Quote": _obj(
-        ["id", "from_currency", "to_currency", "from_amount", "to_amount", "rate", "expires_at"],
-        id={"type": "string"},
-        from_currency=CURRENCY,
-        to_currency=CURRENCY,
-        from_amount=AMOUNT,
-        to_amount=AMOUNT,
-        rate={"type": "string"},
-        created_at=INSTANT,
-        expires_at=INSTANT,
-    ),
-    "Withdrawal": _obj(
-        ["id", "status", "amount", "currency", "destination", "transaction_id"],
-        id={"type": "string"},
-        status={
-            "type": "string",
-            "enum": [
-                "pending_review",
-                "processing",
-                "completed",
-                "rejected",
-                "cancelled",
-                "failed",
-                "expired",
-            ],
-        },
-        amount=AMOUNT,
-        currency=CURRENCY,
-        destination={"type": "string"},
-        transaction_id={"type": "string"},
-        created_at=INSTANT,
-        decided_at=NULLABLE_INSTANT,
-        reason=NULLABLE_STRING,
-        user_id={"type": "string", "description": "in the admin's review queue only"},
-    ),
-    "Deposit": _obj(
-        ["id", "status", "amount", "currency"],
-        id={"type": "string"},
-        status={
-            "type": "string",
-            "enum": ["pending", "succeeded", "failed", "refunded", "partially_refunded"],
-        },
-        amount=AMOUNT,
-        currency=CURRENCY,
-        payment_intent_id=NULLABLE_STRING,
-        client_secret={"type": "string", "description": "only in the answer that created it"},
-        created_at=INSTANT,
-        credited_amount={**AMOUNT, "type": ["string", "null"]},
-        refunded_amount=AMOUNT,
-    ),
-    "Refund": _obj(
-        ["id", "deposit_id", "amount", "status"],
-        id={"type": "string"},
-        deposit_id={"type": "string"},
-        amount=AMOUNT,
-        currency=CURRENCY,
-        status={"type": "string", "enum": ["pending", "succeeded", "failed"]},
-        reason={"type": "string"},
-        transaction_id={"type": "string"},
-        stripe_refund_id=NULLABLE_STRING,
-        failure_reason=NULLABLE_STRING,
-        created_at=INSTANT,
-    ),
-    "Address": _obj(["currency", "address"], currency=CURRENCY, address={"type": "string"}),
-    "AuditEvent": _obj(
-        ["id", "at", "actor_id", "action", "target", "ip", "details"],
-        id={"type": "string"},
-        at=INSTANT,
-        actor_id=NULLABLE_STRING,
-        action={"type": "string"},
-        target=NULLABLE_STRING,
-        ip=NULLABLE_STRING,
-        details={"type": "object"},
-    ),
-    "Report": _obj(
-        [
-            "date",
-            "status",
-            "transactions_checked",
-            "accounts_checked",
-            "trial_balance",
-            "mismatches",
-            "stripe",
-        ],
-        date={"type": "string", "format": "date"},
-        status={"type": "string", "enum": ["ok", "mismatch"]},
-        transactions_checked={"type": "integer"},
-        accounts_checked={"type": "integer"},
-        trial_balance={"type": "object", "additionalProperties": {"type": "string"}},
-        mismatches={"type": "array", "items": {"type": "object"}},
-        stripe={"type": "object"},
-    ),
-    "Health": _obj(
-        ["status", "checks"],
-        status={"type": "string", "enum": ["ok", "degraded"]},
-        checks={"type": "object", "additionalProperties": {"type": "string"}},
-    ),
-}
-for _schema in SCHEMAS.values():
-    _closed(_schema)
+# What a route answers with: one model, or several (the document says oneOf).
+Answers = type[BaseModel] | tuple[type[BaseModel], ...]
 
 
 @dataclass(frozen=True)
@@ -262,15 +37,15 @@ class Op:
     tag: str
     status: int = 200
     body: str | None = None  # "module:Model" of the request body, parsed by the route
-    returns: Mapping[str, Any] | None = None  # the success body's properties
+    returns: Answers | None = None  # the model(s) of the success body
     errors: tuple[int, ...] = ()
     access: str = "user"  # public | user | admin | signed (a provider's webhook)
     idempotent: bool = False  # takes (and requires) Idempotency-Key
     key_optional: bool = False  # takes an Idempotency-Key if given (a decision's retry)
     query: tuple[str, ...] = ()
     query_types: Mapping[str, Any] = field(default_factory=dict)  # this route's own kinds
-    listing: str | None = None  # a list of this schema, with next_cursor
     body_optional: bool = False  # the route has a default for a missing body
+    also: Mapping[int, Answers] = field(default_factory=dict)  # other success statuses
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -281,26 +56,26 @@ M, A, F, C = (
     "chalicelib.api.crypto_schemas",
 )
 LIST_QUERY = ("limit", "cursor")
-TXN = {"transaction": _ref("Transaction")}
+TXN = r.TransactionAnswer
 
 OPERATIONS: dict[tuple[str, str], Op] = {
     ("GET", "/health"): Op(
         "Is this deployment able to serve",
         "health",
-        returns={"$ref": "Health"},
-        errors=(503,),
+        returns=r.Health,
+        also={503: r.Health},
         access="public",
     ),
     ("GET", "/openapi.json"): Op("This document", "health", access="public"),
     # auth
     ("POST", "/v1/auth/signup"): Op(
-        "Sign up", "auth", 201, f"{A}:SignUp", {"user": _ref("User")}, (400, 409), "public"
+        "Sign up", "auth", 201, f"{A}:SignUp", r.UserAnswer, (400, 409), "public"
     ),
     ("POST", "/v1/auth/login"): Op(
         "Log in (with a TOTP code when MFA is on)",
         "auth",
         body=f"{A}:Login",
-        returns={"$ref": "TokenPair"},
+        returns=r.TokenPair,
         errors=(401, 403, 429),
         access="public",
     ),
@@ -308,7 +83,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "Rotate a refresh token",
         "auth",
         body=f"{A}:RefreshToken",
-        returns={"$ref": "TokenPair"},
+        returns=r.TokenPair,
         errors=(401, 403),
         access="public",
     ),
@@ -319,39 +94,41 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "Start TOTP set-up (needs the password)",
         "auth",
         body=f"{A}:PasswordOnly",
-        returns={"secret": {"type": "string"}, "otpauth_uri": {"type": "string"}},
+        returns=r.TotpSetup,
         errors=(400, 409),
     ),
     ("POST", "/v1/auth/mfa/totp/disable"): Op(
         "Turn MFA off (password and a code); other logins end",
         "auth",
         body=f"{A}:PasswordAndCode",
-        returns={"mfa_enabled": {"type": "boolean"}},
+        returns=r.MfaOff,
         errors=(400, 409),
     ),
     ("POST", "/v1/auth/mfa/totp/confirm"): Op(
         "Confirm TOTP and turn MFA on",
         "auth",
         body=f"{A}:TotpCode",
-        returns={
-            "mfa_enabled": {"type": "boolean"},
-            "recovery_codes": {"type": "array", "items": {"type": "string"}},
-        },
+        returns=r.MfaOn,
         errors=(400,),
     ),
     ("POST", "/v1/auth/email/verify"): Op(
         "Verify the email with a mailed token",
         "auth",
         body=f"{A}:VerifyToken",
-        returns={"user": _ref("User")},
+        returns=r.UserAnswer,
         errors=(400,),
         access="public",
     ),
     ("POST", "/v1/auth/email/verify/resend"): Op(
-        "Mail another verification link (at most 3 per hour)", "auth", 202
+        "Mail another verification link (at most 3 per hour)", "auth", 202, returns=r.Accepted
     ),
     ("POST", "/v1/auth/password/forgot"): Op(
-        "Mail a password reset token", "auth", 202, f"{A}:Forgot", access="public"
+        "Mail a password reset token",
+        "auth",
+        202,
+        f"{A}:Forgot",
+        r.Accepted,
+        access="public",
     ),
     ("POST", "/v1/auth/password/reset"): Op(
         "Reset the password with a mailed token",
@@ -361,9 +138,9 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         errors=(400,),
         access="public",
     ),
-    ("GET", "/v1/me"): Op("The caller", "auth", returns={"user": _ref("User")}),
+    ("GET", "/v1/me"): Op("The caller", "auth", returns=r.UserAnswer),
     ("GET", "/v1/me/sessions"): Op(
-        "The caller's live logins", "auth", listing="Session", query=LIST_QUERY
+        "The caller's live logins", "auth", returns=r.SessionPage, query=LIST_QUERY
     ),
     ("POST", "/v1/me/sessions/{session_id}/revoke"): Op(
         "End one of the caller's logins at once", "auth", 204, errors=(404,)
@@ -372,21 +149,21 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("GET", "/v1/accounts"): Op(
         "The caller's accounts, one per currency",
         "accounts",
-        returns={"data": {"type": "array", "items": _ref("Account")}},
+        returns=r.AccountList,
     ),
     ("GET", "/v1/accounts/{account_id}"): Op(
-        "One of the caller's accounts", "accounts", returns={"account": _ref("Account")}
+        "One of the caller's accounts", "accounts", returns=r.AccountAnswer
     ),
     ("GET", "/v1/accounts/{account_id}/entries"): Op(
         "An account's history, newest first",
         "accounts",
-        listing="Entry",
+        returns=r.EntryPage,
         query=(*LIST_QUERY, "from", "to"),
     ),
     ("GET", "/v1/transactions"): Op(
         "The caller's transactions, newest first",
         "accounts",
-        listing="Transaction",
+        returns=r.TransactionPage,
         query=(*LIST_QUERY, "from", "to"),
     ),
     ("GET", "/v1/transactions/{transaction_id}"): Op(
@@ -403,14 +180,14 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         idempotent=True,
     ),
     ("GET", "/v1/facilities"): Op(
-        "Facilities that can be paid", "money", listing="Facility", query=LIST_QUERY
+        "Facilities that can be paid", "money", returns=r.FacilityPage, query=LIST_QUERY
     ),
     ("POST", "/v1/fx/quotes"): Op(
         "Quote a currency swap (valid 60 s)",
         "fx",
         201,
         f"{F}:NewQuote",
-        {"quote": _ref("Quote")},
+        r.QuoteAnswer,
         (400, 422),
     ),
     ("POST", "/v1/fx/swaps"): Op(
@@ -427,17 +204,17 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "withdrawals",
         201,
         f"{M}:NewWithdrawal",
-        {"withdrawal": _ref("Withdrawal")},
+        r.WithdrawalAnswer,
         (400, 422),
         idempotent=True,
     ),
     ("GET", "/v1/withdrawals/{withdrawal_id}"): Op(
-        "One of the caller's withdrawals", "withdrawals", returns={"withdrawal": _ref("Withdrawal")}
+        "One of the caller's withdrawals", "withdrawals", returns=r.WithdrawalAnswer
     ),
     ("POST", "/v1/withdrawals/{withdrawal_id}/cancel"): Op(
         "Cancel a withdrawal still pending review",
         "withdrawals",
-        returns={"withdrawal": _ref("Withdrawal")},
+        returns=r.WithdrawalAnswer,
         errors=(409,),
         key_optional=True,
     ),
@@ -447,25 +224,33 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "deposits",
         201,
         f"{M}:NewCardDeposit",
-        {"deposit": _ref("Deposit")},
+        r.NewDepositAnswer,
         (400,),
         idempotent=True,
     ),
     ("GET", "/v1/deposits/{deposit_id}"): Op(
-        "One of the caller's card deposits", "deposits", returns={"deposit": _ref("Deposit")}
+        "One of the caller's card deposits", "deposits", returns=r.DepositAnswer
     ),
     ("POST", "/v1/deposits/crypto/address"): Op(
         "The caller's deposit address for a currency",
         "deposits",
         body=f"{C}:AddressRequest",
-        returns={"address": _ref("Address")},
+        returns=r.AddressAnswer,
         errors=(400,),
     ),
     ("POST", "/v1/webhooks/stripe"): Op(
-        "Stripe's events (Stripe-Signature)", "webhooks", errors=(400,), access="signed"
+        "Stripe's events (Stripe-Signature)",
+        "webhooks",
+        returns=r.Received,
+        errors=(400,),
+        access="signed",
     ),
     ("POST", "/v1/webhooks/crypto"): Op(
-        "The crypto gateway's events (X-Signature)", "webhooks", errors=(400,), access="signed"
+        "The crypto gateway's events (X-Signature)",
+        "webhooks",
+        returns=r.CryptoReceived,
+        errors=(400,),
+        access="signed",
     ),
     # admin
     ("POST", "/v1/admin/facilities"): Op(
@@ -473,20 +258,20 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "admin",
         201,
         f"{M}:NewFacility",
-        {"facility": _ref("Facility")},
+        r.FacilityAnswer,
         access="admin",
     ),
     ("GET", "/v1/admin/withdrawals"): Op(
         "The withdrawal review queue",
         "admin",
-        listing="Withdrawal",
+        returns=r.QueuedWithdrawalPage,
         query=(*LIST_QUERY, "status"),
         access="admin",
     ),
     ("POST", "/v1/admin/withdrawals/{withdrawal_id}/approve"): Op(
         "Approve a withdrawal: the payout goes to the gateway",
         "admin",
-        returns={"withdrawal": _ref("Withdrawal")},
+        returns=r.WithdrawalAnswer,
         errors=(409,),
         access="admin",
         key_optional=True,
@@ -495,7 +280,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "Reject a withdrawal: the hold is released",
         "admin",
         body=f"{M}:Rejection",
-        returns={"withdrawal": _ref("Withdrawal")},
+        returns=r.WithdrawalAnswer,
         errors=(409,),
         access="admin",
         key_optional=True,
@@ -505,7 +290,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "admin",
         201,
         f"{M}:NewRefund",
-        {"refund": _ref("Refund")},
+        r.RefundAnswer,
         (404, 409, 422, 503),
         "admin",
         idempotent=True,
@@ -513,7 +298,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("GET", "/v1/admin/users"): Op(
         "Users by email (case-insensitive prefix filter), with their status",
         "admin",
-        listing="User",
+        returns=r.ManagedUserPage,
         query=(*LIST_QUERY, "email"),
         access="admin",
     ),
@@ -521,14 +306,14 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "Suspend a user: no login, refresh or money route, old tokens included",
         "admin",
         body="chalicelib.api.admin_schemas:Suspension",
-        returns={"user": _ref("User")},
+        returns=r.ManagedUserAnswer,
         errors=(409,),
         access="admin",
     ),
     ("POST", "/v1/admin/users/{user_id}/unsuspend"): Op(
         "Unsuspend a user",
         "admin",
-        returns={"user": _ref("User")},
+        returns=r.ManagedUserAnswer,
         errors=(409,),
         access="admin",
     ),
@@ -536,7 +321,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "Make a user an admin, or a user again (not one's own role)",
         "admin",
         body="chalicelib.api.admin_schemas:RoleChange",
-        returns={"user": _ref("User")},
+        returns=r.ManagedUserAnswer,
         errors=(400, 404, 409),
         access="admin",
     ),
@@ -562,10 +347,11 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         (404, 422),
         "admin",
         idempotent=True,
+        also={202: r.AdjustmentAnswer},
         extra={
             "description": "At or above the approval threshold (USD-equivalent) the answer is "
-            '202 {"adjustment": {id, status: "pending_approval", ...}} and no money moves '
-            "until another admin approves it."
+            "202 with the adjustment pending approval, and no money moves until another admin "
+            "approves it."
         },
     ),
     ("POST", "/v1/admin/adjustments/{adjustment_id}/approve"): Op(
@@ -579,14 +365,14 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("GET", "/v1/admin/audit"): Op(
         "Audit events, oldest first (from defaults to 24 h before to; to to now)",
         "admin",
-        listing="AuditEvent",
+        returns=r.AuditEventPage,
         query=(*LIST_QUERY, "from", "to", "actor_id", "action"),
         access="admin",
     ),
     ("GET", "/v1/admin/audit/chain"): Op(
         "Recompute the daily audit digest chain; names the first broken day",
         "admin",
-        returns={"verification": {"type": "object"}},
+        returns=r.VerificationAnswer,
         query=("from", "to"),
         query_types={"from": {"type": "string", "format": "date"}, "to": DAY},
         access="admin",
@@ -597,15 +383,16 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "admin",
         201,
         "chalicelib.api.reconciliation_schemas:RunReconciliation",
-        {"report": _ref("Report")},
+        r.ReportAnswer,
         access="admin",
         body_optional=True,
+        also={202: r.RunningReportAnswer},
         extra={"description": "Today runs as a partial day; a future date is refused (400)."},
     ),
     ("GET", "/v1/admin/reconciliations/{date}"): Op(
         "The report of a day's reconciliation",
         "admin",
-        returns={"report": _ref("Report")},
+        returns=(r.ReportAnswer, r.RunningReportAnswer),
         errors=(400, 404),
         access="admin",
     ),
@@ -669,6 +456,13 @@ ERROR_TEXT = {
     429: "Too many attempts",
     503: "A dependency is unavailable; safe to retry",
 }
+SUCCESS_TEXT = {
+    200: "OK",
+    201: "Created",
+    202: "Accepted: under way, or waiting for someone",
+    204: "Done",
+    503: "Not able to serve (the table cannot be reached)",
+}
 QUERY_SCHEMAS = {
     "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
     "cursor": {
@@ -682,77 +476,32 @@ QUERY_SCHEMAS = {
 }
 
 
-def positive_amount_pattern(decimals: int) -> str:
-    """A regex of what ``domain.money.parse_amount`` accepts for a currency with ``decimals``:
-    up to 18 integer digits, up to ``decimals`` decimals, greater than zero. No lookahead (the
-    fuzzers' generators do not take one): the non-zero digit is placed explicitly."""
-    nonzero_whole = "|".join(f"0{{{k}}}[1-9][0-9]{{0,{17 - k}}}" for k in range(18))
-    fraction = f"(\\.[0-9]{{1,{decimals}}})?" if decimals else ""
-    nonzero_fraction = "|".join(
-        f"[0-9]{{{k}}}[1-9][0-9]{{0,{decimals - 1 - k}}}" for k in range(decimals)
-    )
-    zero_whole = "0{1,18}"
-    parts = [f"(?:{nonzero_whole}){fraction}"]
-    if decimals:
-        parts.append(f"{zero_whole}\\.(?:{nonzero_fraction})")
-    return "^(?:" + "|".join(parts) + ")$"
-
-
-def _amount_rules(schema: dict[str, Any]) -> None:
-    """An amount is refused past its currency's decimals, and at zero: said per currency with
-    ``if``/``then`` where the body names both (``amount``+``currency``, ``from_amount``+
-    ``from_currency``)."""
-    props = schema.get("properties", {})
-    for amount, code in (("amount", "currency"), ("from_amount", "from_currency")):
-        if amount not in props or code not in props:
-            continue
-        codes = props[code].get("enum") or sorted(CURRENCIES)
-        schema.setdefault("allOf", []).extend(
-            {
-                "if": {"properties": {code: {"const": c}}, "required": [code]},
-                "then": {
-                    "properties": {
-                        amount: {"pattern": positive_amount_pattern(CURRENCIES[c].decimals)}
-                    }
-                },
-            }
-            for c in codes
-        )
-
-
 def _request_schema(spec: str) -> dict[str, Any]:
     module, name = spec.split(":")
-    model = getattr(importlib.import_module(module), name)
-    schema = model.model_json_schema()
-    for prop, value in schema.get("properties", {}).items():
-        if "amount" in prop:
-            value.clear()
-            value.update(AMOUNT)
-        elif "currency" in prop:
-            only = value.get("enum")  # a route's own currencies, from its model
-            value.clear()
-            value.update(CURRENCY if only is None else {"type": "string", "enum": only})
+    schema = getattr(importlib.import_module(module), name).model_json_schema()
     schema.pop("title", None)
-    _amount_rules(schema)
     return schema
 
 
-def _success(op: Op) -> dict[str, Any]:
-    if op.listing is not None:
-        schema: dict[str, Any] = _obj(
-            ["data", "next_cursor"],
-            data={"type": "array", "items": _ref(op.listing)},
-            next_cursor=NULLABLE_STRING,
-        )
-    elif op.returns is not None and "$ref" in op.returns:
-        schema = _ref(str(op.returns["$ref"]))
-    elif op.returns is not None:
-        schema = _obj(list(op.returns), **op.returns)
+def _content(answers: Answers, refs: Mapping[type[BaseModel], dict[str, str]]) -> dict[str, Any]:
+    if isinstance(answers, tuple):
+        schema: dict[str, Any] = {"oneOf": [refs[model] for model in answers]}
     else:
-        schema = {"type": "object"}
-    if op.status in (202, 204):
-        return {"description": "Done"}
-    return {"description": "OK", "content": {"application/json": {"schema": schema}}}
+        schema = refs[answers]
+    return {"application/json": {"schema": schema}}
+
+
+def _successes(op: Op, refs: Mapping[type[BaseModel], dict[str, str]]) -> dict[str, dict[str, Any]]:
+    answers: dict[int, Answers | None] = {op.status: op.returns, **op.also}
+    out: dict[str, dict[str, Any]] = {}
+    for status, model in sorted(answers.items()):
+        response: dict[str, Any] = {"description": SUCCESS_TEXT.get(status, "OK")}
+        if model is not None:
+            response["content"] = _content(model, refs)
+        elif status != 204:
+            response["content"] = {"application/json": {"schema": {"type": "object"}}}
+        out[str(status)] = response
+    return out
 
 
 def _parameters(path: str, op: Op) -> list[dict[str, Any]]:
@@ -786,13 +535,19 @@ def _parameters(path: str, op: Op) -> list[dict[str, Any]]:
     return params
 
 
-def _operation(method: str, path: str, op: Op, view_name: str) -> dict[str, Any]:
+def _operation(
+    method: str,
+    path: str,
+    op: Op,
+    view_name: str,
+    refs: Mapping[type[BaseModel], dict[str, str]],
+) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "operationId": view_name,
         "summary": op.summary,
         "tags": [op.tag],
         "parameters": _parameters(path, op),
-        "responses": {str(op.status): _success(op)},
+        "responses": _successes(op, refs),
     }
     errors = set(op.errors)
     if op.body is not None:
@@ -818,12 +573,52 @@ def _operation(method: str, path: str, op: Op, view_name: str) -> dict[str, Any]
     for status in sorted(errors):
         operation["responses"][str(status)] = {
             "description": ERROR_TEXT[status],
-            "content": {"application/json": {"schema": _ref("Error")}},
+            "content": _content(r.Error, refs),
         }
     if op.access == "admin":
         operation["description"] = "Role admin and an access token obtained with a TOTP code."
     operation.update(op.extra)
     return operation
+
+
+def _answer_models() -> list[type[BaseModel]]:
+    found: list[type[BaseModel]] = [r.Error]
+    for op in OPERATIONS.values():
+        for answers in (op.returns, *op.also.values()):
+            if answers is None:
+                continue
+            for model in answers if isinstance(answers, tuple) else (answers,):
+                if model not in found:
+                    found.append(model)
+    return found
+
+
+def _components() -> tuple[dict[type[BaseModel], dict[str, str]], dict[str, Any]]:
+    """Each answer model's reference, and the schemas of every model they use (by name)."""
+    models = _answer_models()
+    keys, top = models_json_schema(
+        [(model, "serialization") for model in models], ref_template=REF_TEMPLATE
+    )
+    refs = {model: keys[(model, "serialization")] for model in models}
+    schemas = top.get("$defs", {})
+    for schema in schemas.values():
+        _drop_titles(schema)
+    return refs, dict(sorted(schemas.items()))
+
+
+def _drop_titles(schema: Any) -> None:
+    """pydantic titles every property after its name: noise in a document that has the names."""
+    if isinstance(schema, dict):
+        for name, value in schema.items():
+            if name == "properties" and isinstance(value, dict):
+                for prop in value.values():
+                    prop.pop("title", None)
+                    _drop_titles(prop)
+            elif name != "title":
+                _drop_titles(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            _drop_titles(item)
 
 
 def _link(
@@ -843,6 +638,7 @@ def _link(
 
 def document(routes: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The document for a Chalice route table (``app.routes``: path -> method -> entry)."""
+    refs, schemas = _components()
     paths: dict[str, dict[str, Any]] = {}
     for path in sorted(routes):
         for method, entry in sorted(routes[path].items()):
@@ -850,7 +646,7 @@ def document(routes: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
             if op is None:
                 raise KeyError(f"{method} {path} has no entry in openapi_spec.OPERATIONS")
             paths.setdefault(path, {})[method.lower()] = _operation(
-                method, path, op, entry.view_name
+                method, path, op, entry.view_name, refs
             )
     for (method, path), links in LINKS.items():
         source = paths[path][method.lower()]
@@ -872,7 +668,7 @@ def document(routes: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": schemas,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
             },

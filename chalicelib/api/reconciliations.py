@@ -19,6 +19,7 @@ from typing import Any
 
 from chalice import Blueprint, Cron, Response
 
+from chalicelib.api import responses
 from chalicelib.api.access import admin_only, current_principal
 from chalicelib.api.dependencies import get_bound_settings, get_payment_gateway
 from chalicelib.api.log import logger
@@ -121,10 +122,10 @@ def run_reconciliation() -> Response:
     deadline = time.monotonic() + get_bound_settings().reconciliation_wait_seconds
     while module.is_running(store, day):
         if time.monotonic() >= deadline:
-            return Response({"report": module.running_report(day)}, status_code=202)
+            return Response(_running(day), status_code=202)
         time.sleep(0.1)
     module.raise_if_failed(store, day)
-    return Response({"report": module.get_report(store, day).as_dict()}, status_code=201)
+    return Response(_report(module.get_report(store, day)), status_code=201)
 
 
 @reconciliations.route("/v1/admin/reconciliations/{date}", methods=["GET"])
@@ -139,8 +140,17 @@ def get_reconciliation(date: str) -> dict[str, Any]:
         day = date  # a well-formed future date: no run exists for it (404)
     store = _store()
     if module.is_running(store, day):
-        return {"report": module.running_report(day)}
-    return {"report": module.get_report(store, day).as_dict()}
+        return _running(day)
+    return _report(module.get_report(store, day))
+
+
+def _running(day: str) -> dict[str, Any]:
+    report = responses.RunningReport(**service().running_report(day))
+    return responses.RunningReportAnswer(report=report).body()
+
+
+def _report(report: Any) -> dict[str, Any]:
+    return responses.ReportAnswer(report=responses.Report(**report.as_dict())).body()
 
 
 def _is_date(text: str) -> bool:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from chalice import Blueprint, Response
 
+from chalicelib.api import responses
 from chalicelib.api.access import admin_only, current_principal, protected
 from chalicelib.api.dependencies import get_auth_service, get_ledger_service
 from chalicelib.api.idempotency import current_money_replay, idempotency_key, replayed_with_money
@@ -38,7 +39,7 @@ def _recipient_ahead(request: Any) -> None:
 
 
 def _answer(txn: Transaction) -> tuple[int, dict[str, Any]]:
-    return 201, {"transaction": transaction_view(txn)}
+    return 201, responses.TransactionAnswer(transaction=transaction_view(txn)).body()
 
 
 @transfers.route("/v1/transfers", methods=["POST"])
@@ -68,6 +69,10 @@ def create_transfer() -> Response:
     return Response(answer, status_code=status)
 
 
+def facility_view(facility: Any) -> responses.Facility:
+    return responses.Facility(id=facility.id, name=facility.name)
+
+
 @transfers.route("/v1/admin/facilities", methods=["POST"])
 @admin_only(transfers)
 def create_facility() -> Response:
@@ -77,7 +82,8 @@ def create_facility() -> Response:
     facility = facilities.create_facility(
         body.name, admin_id=current_principal().user.id, ip=source_ip(transfers.current_request)
     )
-    return Response({"facility": {"id": facility.id, "name": facility.name}}, status_code=201)
+    answer = responses.FacilityAnswer(facility=facility_view(facility))
+    return Response(answer.body(), status_code=201)
 
 
 @transfers.route("/v1/facilities", methods=["GET"])
@@ -88,4 +94,6 @@ def list_facilities() -> dict[str, Any]:
 
     query = parse_list_query(transfers.current_request.query_params)
     page, next_cursor = facilities.page_of(facilities.list_facilities(), query.limit, query.cursor)
-    return {"data": [{"id": f.id, "name": f.name} for f in page], "next_cursor": next_cursor}
+    return responses.FacilityPage(
+        data=[facility_view(f) for f in page], next_cursor=next_cursor
+    ).body()

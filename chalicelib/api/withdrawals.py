@@ -6,6 +6,7 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
+from chalicelib.api import responses
 from chalicelib.api.access import admin_only, current_principal, protected
 from chalicelib.api.accounts import parse_list_query, query_param
 from chalicelib.api.dependencies import (
@@ -33,7 +34,11 @@ def service():  # type: ignore[no-untyped-def]
     return module
 
 
-def withdrawal_view(w: Any) -> dict[str, Any]:
+def withdrawal_view(w: Any) -> responses.Withdrawal:
+    return responses.Withdrawal(**_withdrawal_fields(w))
+
+
+def _withdrawal_fields(w: Any) -> dict[str, Any]:
     return {
         "id": w.id,
         "status": w.status,
@@ -45,6 +50,11 @@ def withdrawal_view(w: Any) -> dict[str, Any]:
         "decided_at": w.decided_at,
         "reason": w.reason,
     }
+
+
+def queued_withdrawal_view(w: Any) -> responses.QueuedWithdrawal:
+    """A withdrawal in the review queue: whose it is, too."""
+    return responses.QueuedWithdrawal(**_withdrawal_fields(w), user_id=w.user_id)
 
 
 @withdrawals.route("/v1/withdrawals", methods=["POST"])
@@ -61,14 +71,15 @@ def request_withdrawal() -> Response:
         destination=body.destination,
         idempotency_key=idempotency_key(withdrawals),
     )
-    return Response({"withdrawal": withdrawal_view(w)}, status_code=201)
+    answer = responses.WithdrawalAnswer(withdrawal=withdrawal_view(w))
+    return Response(answer.body(), status_code=201)
 
 
 @withdrawals.route("/v1/withdrawals/{withdrawal_id}", methods=["GET"])
 @protected(withdrawals)
 def get_withdrawal(withdrawal_id: str) -> dict[str, Any]:
     w = service().get_own(current_principal().user, withdrawal_id)
-    return {"withdrawal": withdrawal_view(w)}
+    return responses.WithdrawalAnswer(withdrawal=withdrawal_view(w)).body()
 
 
 @withdrawals.route("/v1/withdrawals/{withdrawal_id}/cancel", methods=["POST"])
@@ -78,7 +89,7 @@ def cancel_withdrawal(withdrawal_id: str) -> dict[str, Any]:
     user = current_principal().user
     mark = optional_request_mark(withdrawals, f"withdrawal.cancel\x1f{withdrawal_id}", user.id)
     w = service().cancel(get_ledger_service(), user, withdrawal_id, mark)
-    return {"withdrawal": withdrawal_view(w)}
+    return responses.WithdrawalAnswer(withdrawal=withdrawal_view(w)).body()
 
 
 @withdrawals.route("/v1/admin/withdrawals", methods=["GET"])
@@ -92,10 +103,9 @@ def review_queue() -> dict[str, Any]:
         if isinstance(exc, InvalidRequest):
             raise
         raise InvalidRequest("cursor is not valid") from exc
-    return {
-        "data": [withdrawal_view(w) | {"user_id": w.user_id} for w in page.withdrawals],
-        "next_cursor": page.next_cursor,
-    }
+    return responses.QueuedWithdrawalPage(
+        data=[queued_withdrawal_view(w) for w in page.withdrawals], next_cursor=page.next_cursor
+    ).body()
 
 
 @withdrawals.route("/v1/admin/withdrawals/{withdrawal_id}/approve", methods=["POST"])
@@ -110,7 +120,7 @@ def approve_withdrawal(withdrawal_id: str) -> dict[str, Any]:
         get_crypto_gateway(),
         optional_request_mark(withdrawals, f"withdrawal.approve\x1f{withdrawal_id}", admin.id),
     )
-    return {"withdrawal": withdrawal_view(w)}
+    return responses.WithdrawalAnswer(withdrawal=withdrawal_view(w)).body()
 
 
 @withdrawals.route("/v1/admin/withdrawals/{withdrawal_id}/reject", methods=["POST"])
@@ -126,4 +136,4 @@ def reject_withdrawal(withdrawal_id: str) -> dict[str, Any]:
         source_ip(withdrawals.current_request),
         optional_request_mark(withdrawals, f"withdrawal.reject\x1f{withdrawal_id}", admin.id),
     )
-    return {"withdrawal": withdrawal_view(w)}
+    return responses.WithdrawalAnswer(withdrawal=withdrawal_view(w)).body()

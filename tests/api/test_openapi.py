@@ -13,9 +13,10 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from app import app
-from chalicelib.api import openapi_spec
+from chalicelib.api import fields, openapi_spec
 from chalicelib.domain.errors import InvalidAmount
 from chalicelib.domain.money import CURRENCIES, parse_amount
+from tests.api.test_deposits import stripe_fake  # noqa: F401 (a fixture)
 from tests.api.test_transfers import people, to_bob  # noqa: F401 (a fixture)
 
 # API.md's routes, as (method, path) with the app's parameter names.
@@ -125,7 +126,12 @@ def validator_for(document: dict, method: str, path: str, status: int) -> Draft2
     return Draft202012Validator({**schema, "components": document["components"]})
 
 
-def test_real_answers_of_a_story_match_the_document(api_client, people, document):  # noqa: F811
+def test_real_answers_of_a_story_match_the_document(
+    api_client,
+    people,  # noqa: F811
+    document,
+    stripe_fake,  # noqa: F811
+):
     """A user's story through the app, each answer checked against the document: what a client
     generated from it would read."""
     alice, admin = people["tokens"]["alice"], people["tokens"]["admin"]
@@ -165,6 +171,17 @@ def test_real_answers_of_a_story_match_the_document(api_client, people, document
         token=admin,
     )
     check("GET", "/v1/admin/audit", "/v1/admin/audit", token=admin)
+    check("GET", "/v1/admin/audit/chain", "/v1/admin/audit/chain", token=admin)
+    check("GET", "/v1/admin/withdrawals", "/v1/admin/withdrawals", token=admin)
+    quote = {"from_currency": "USD", "to_currency": "EUR", "from_amount": "1.00"}
+    check("POST", "/v1/fx/quotes", "/v1/fx/quotes", quote)  # 400: no EUR here
+    quote["to_currency"] = "BTC"
+    check("POST", "/v1/fx/quotes", "/v1/fx/quotes", quote)
+    deposit = {"amount": "10.00", "currency": "USD"}
+    created = check("POST", "/v1/deposits/card", "/v1/deposits/card", deposit, key="story-3")
+    deposit_id = created["deposit"]["id"]
+    check("GET", f"/v1/deposits/{deposit_id}", "/v1/deposits/{deposit_id}")
+    check("GET", "/health", "/health")
 
 
 def test_every_documented_shape_is_closed(document):
@@ -215,5 +232,100 @@ def test_the_documented_amount_pattern_is_exactly_what_parse_amount_accepts(code
     except InvalidAmount:
         accepted = False
 
-    pattern = openapi_spec.positive_amount_pattern(CURRENCIES[code].decimals)
+    pattern = fields.positive_amount_pattern(CURRENCIES[code].decimals)
     assert accepted == bool(re.fullmatch(pattern, raw)), (code, raw)
+
+
+def test_every_answer_shape_is_a_response_model(document):
+    """No hand-written shape: each schema of the document is the JSON schema of the model of
+    ``chalicelib.api.responses`` that the routes serialise with."""
+    from pydantic import BaseModel
+
+    from chalicelib.api import responses
+
+    for name, schema in document["components"]["schemas"].items():
+        model = getattr(responses, name)
+        assert issubclass(model, BaseModel), name
+        assert set(schema["properties"]) == set(model.model_fields), name
+    assert set(openapi_spec.__dict__) & {"SCHEMAS", "AMOUNT", "CURRENCY"} == set()
+
+
+def test_the_currency_of_an_answer_is_one_the_ledger_has():
+    from typing import get_args
+
+    from chalicelib.api import responses
+
+    assert set(get_args(responses.Currency)) == set(CURRENCIES)
+
+
+def test_a_view_that_drifts_from_its_model_fails_loudly():
+    """An unknown field, a JSON number for an amount or a status the contract does not have is
+    refused when the answer is built, not sent to a client."""
+    from pydantic import ValidationError
+
+    from chalicelib.api import responses
+
+    good = {
+        "id": "acc_1",
+        "currency": "USD",
+        "posted": "-1.00",
+        "available": "0.00",
+        "pending_outgoing": "0.00",
+        "pending_incoming": "0.00",
+        "overdrawn_by_force": True,
+        "flags": ["forced_negative"],
+        "created_at": "2026-12-02T00:00:00.000000Z",
+    }
+    assert responses.Account(**good).body() == good
+    for drift in ({"nickname": "x"}, {"posted": 1.0}, {"pending_outgoing": "-1.00"}):
+        with pytest.raises(ValidationError):
+            responses.Account(**(good | drift))
+    with pytest.raises(ValidationError):
+        responses.Health(status="fine", checks={})
+
+
+def test_every_success_status_of_a_route_has_its_own_shape(document):
+    """Routes with two success answers document both: an adjustment above the threshold (202,
+    waiting for a second admin), a reconciliation still running (202), a degraded health (503)."""
+
+    def schema(path: str, method: str, status: int) -> dict:
+        response = document["paths"][path][method]["responses"][str(status)]
+        return response["content"]["application/json"]["schema"]
+
+    ref = "#/components/schemas/"
+    assert schema("/v1/admin/adjustments", "post", 201) == {"$ref": ref + "TransactionAnswer"}
+    assert schema("/v1/admin/adjustments", "post", 202) == {"$ref": ref + "AdjustmentAnswer"}
+    assert schema("/v1/admin/reconciliations", "post", 202) == {"$ref": ref + "RunningReportAnswer"}
+    assert schema("/v1/admin/reconciliations/{date}", "get", 200) == {
+        "oneOf": [{"$ref": ref + "ReportAnswer"}, {"$ref": ref + "RunningReportAnswer"}]
+    }
+    assert schema("/health", "get", 503) == {"$ref": ref + "Health"}
+    assert schema("/v1/auth/password/forgot", "post", 202) == {"$ref": ref + "Accepted"}
+
+
+def test_request_fields_carry_their_own_schema(document):
+    """An amount or a currency is described by its type in the request model, not by its name:
+    an adjustment's amount may be negative, a transfer's may not."""
+
+    def body(path: str) -> dict:
+        return document["paths"][path]["post"]["requestBody"]["content"]["application/json"][
+            "schema"
+        ]
+
+    adjustment = body("/v1/admin/adjustments")["properties"]["amount"]
+    assert re.fullmatch(adjustment["pattern"], "-12.50")
+    transfer = body("/v1/transfers")
+    assert not re.fullmatch(transfer["properties"]["amount"]["pattern"], "-12.50")
+    usd = next(
+        rule["then"]["properties"]["amount"]["pattern"]
+        for rule in transfer["allOf"]
+        if rule["if"]["properties"]["currency"]["const"] == "USD"
+    )
+    assert re.fullmatch(usd, "12.34")
+    assert not re.fullmatch(usd, "12.345")
+    assert body("/v1/deposits/card")["properties"]["currency"]["enum"] == ["USD"]
+    assert body("/v1/deposits/crypto/address")["properties"]["currency"]["enum"] == [
+        "BTC",
+        "ETH",
+        "USDT",
+    ]
