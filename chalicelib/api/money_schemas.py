@@ -26,7 +26,12 @@ def _one_recipient(schema: dict[str, Any]) -> None:
         string = next(s for s in prop.pop("anyOf") if s.get("type") == "string")
         prop.pop("default", None)
         prop.update(string)
-    schema["oneOf"] = [{"required": ["to_email"]}, {"required": ["to_facility_id"]}]
+    # Exactly one, said as "not both" and "if no email, then a facility" rather than a oneOf of
+    # two bare ``required`` lists: the same rule, which client generators can still type.
+    schema["not"] = {"required": ["to_email", "to_facility_id"]}
+    schema.setdefault("allOf", []).append(
+        {"if": {"not": {"required": ["to_email"]}}, "then": {"required": ["to_facility_id"]}}
+    )
     amount_per_currency("amount", "currency")(schema)
 
 

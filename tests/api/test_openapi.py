@@ -319,7 +319,7 @@ def test_request_fields_carry_their_own_schema(document):
     usd = next(
         rule["then"]["properties"]["amount"]["pattern"]
         for rule in transfer["allOf"]
-        if rule["if"]["properties"]["currency"]["const"] == "USD"
+        if rule["if"].get("properties", {}).get("currency", {}).get("const") == "USD"
     )
     assert re.fullmatch(usd, "12.34")
     assert not re.fullmatch(usd, "12.345")
@@ -329,3 +329,16 @@ def test_request_fields_carry_their_own_schema(document):
         "ETH",
         "USDT",
     ]
+
+
+def test_a_transfer_names_exactly_one_recipient(document):
+    """The recipient rule of the document (not both; no email means a facility) is the code's."""
+    schema = document["paths"]["/v1/transfers"]["post"]["requestBody"]["content"][
+        "application/json"
+    ]["schema"]
+    check = Draft202012Validator(schema)
+    money = {"amount": "1.00", "currency": "USD"}
+    assert check.is_valid(money | {"to_email": "bob@example.com"})
+    assert check.is_valid(money | {"to_facility_id": "fac_1"})
+    assert not check.is_valid(money)
+    assert not check.is_valid(money | {"to_email": "bob@example.com", "to_facility_id": "fac_1"})
