@@ -43,10 +43,18 @@ from chalicelib.domain.transactions import (
 )
 
 
+class SideWrite(Protocol):
+    """A write an adapter prepared to go in the same transaction as the money (an inbox record,
+    a lifecycle's status change, an audit event); opaque to services, which only pass it on.
+    ``adapters.dynamo.ledger_repository.ExtraWrite`` is the one kind there is."""
+
+
 class LedgerRepository(Protocol):
     def read(self, account_ids: Iterable[str], transaction_ids: Iterable[str] = ()): ...
-    def commit(self, plan: Plan, extra: Sequence = ()) -> None: ...
-    def open_accounts(self, accounts: Sequence[Account], extra: Sequence = ()) -> None: ...
+    def commit(self, plan: Plan, extra: Sequence[SideWrite] = ()) -> None: ...
+    def open_accounts(
+        self, accounts: Sequence[Account], extra: Sequence[SideWrite] = ()
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,7 @@ class LedgerService:
     backoff_cap: float = 0.25
 
     # -- accounts -------------------------------------------------------------------------------
-    def open_accounts(self, accounts: Sequence[Account], extra: Sequence = ()) -> None:
+    def open_accounts(self, accounts: Sequence[Account], extra: Sequence[SideWrite] = ()) -> None:
         self.repository.open_accounts(accounts, extra)
 
     def platform_balance(self, platform: PlatformAccount) -> int:
@@ -93,8 +101,8 @@ class LedgerService:
         memo: str = "",
         metadata: Mapping[str, str] | None = None,
         pending: bool = False,
-        extra: Sequence = (),
-        extra_for: Callable[[Transaction], Sequence] | None = None,
+        extra: Sequence[SideWrite] = (),
+        extra_for: Callable[[Transaction], Sequence[SideWrite]] | None = None,
     ) -> Recorded:
         """Record a posted transaction, or a hold when ``pending``.
 
@@ -147,11 +155,11 @@ class LedgerService:
             return Recorded(candidate, created=True)
         raise VersionConflict(f"gave up on {transaction_id} after {self.max_attempts} attempts")
 
-    def post_pending(self, transaction_id: str, extra: Sequence = ()) -> Transaction:
+    def post_pending(self, transaction_id: str, extra: Sequence[SideWrite] = ()) -> Transaction:
         """Turn a hold into posted money. Raises HoldNotPending if posted or voided already."""
         return self._resolve_hold(transaction_id, post=True, extra=extra)
 
-    def void_pending(self, transaction_id: str, extra: Sequence = ()) -> Transaction:
+    def void_pending(self, transaction_id: str, extra: Sequence[SideWrite] = ()) -> Transaction:
         """Release a hold. Raises HoldNotPending if posted or voided already."""
         return self._resolve_hold(transaction_id, post=False, extra=extra)
 
@@ -162,7 +170,7 @@ class LedgerService:
         memo: str = "",
         metadata: Mapping[str, str] | None = None,
         allow_overdraft: bool = False,
-        extra: Sequence = (),
+        extra: Sequence[SideWrite] = (),
     ) -> Transaction:
         """Post the opposite of a posted transaction, linked both ways, at most once.
 
@@ -203,7 +211,9 @@ class LedgerService:
         raise VersionConflict(f"gave up reversing {transaction_id}")
 
     # -- internals ------------------------------------------------------------------------------
-    def _resolve_hold(self, transaction_id: str, *, post: bool, extra: Sequence) -> Transaction:
+    def _resolve_hold(
+        self, transaction_id: str, *, post: bool, extra: Sequence[SideWrite]
+    ) -> Transaction:
         for attempt in range(self.max_attempts):
             hold = self._get(transaction_id)
             snapshot = self.repository.read([p.account_id for p in hold.postings])
