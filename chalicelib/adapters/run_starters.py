@@ -40,8 +40,9 @@ class ThreadRunStarter:
         ).start()
 
     def _run(self, day: str, run_id: str) -> None:
-        from chalicelib.api.log import logger
+        from aws_lambda_powertools import Logger
 
+        logger = Logger(child=True)  # the process's logger (chalicelib.api.log), as a child
         try:
             self._work(day, run_id)
         except Exception:  # the marker says failed (run_started); the log says why

@@ -6,14 +6,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from chalicelib.domain.inbox import DUPLICATE, ProviderEvent
 from chalicelib.services.ledger import SideWrite
 
-DUPLICATE = "duplicate"
-
-
-class ProviderEvent(Protocol):
-    id: str
-    type: str
+__all__ = ["DUPLICATE", "Inbox", "ProviderEvent"]
 
 
 class Inbox(Protocol):

@@ -12,7 +12,7 @@ from chalicelib.adapters.dynamo.ledger_repository import ExtraWrite
 from chalicelib.adapters.dynamo.models import WebhookEventItem
 from chalicelib.adapters.dynamo.transact import condition_failed
 from chalicelib.domain.errors import WebhookEventSeen
-from chalicelib.services.inbox import DUPLICATE, ProviderEvent
+from chalicelib.domain.inbox import DUPLICATE, ProviderEvent
 
 
 def _item(
