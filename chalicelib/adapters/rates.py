@@ -13,11 +13,14 @@ import json
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from functools import cache
+from typing import TYPE_CHECKING
 
-from chalicelib.config import Settings
 from chalicelib.domain.errors import RateUnavailable, UnsupportedCurrency
 from chalicelib.domain.fx import RateSource, parse_rate
 from chalicelib.domain.money import currency
+
+if TYPE_CHECKING:  # a type only: config imports adapters (secrets) at run time
+    from chalicelib.config import Settings
 
 # Approximate prices, each direction 0.1-0.5% below mid so that no round trip (A -> B -> A, or
 # through a third currency) ends with more than it started: the spread is the platform's.

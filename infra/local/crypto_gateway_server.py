@@ -53,7 +53,7 @@ from chalicelib.config import LOCAL_CRYPTO_ADDRESS_SECRET
 from chalicelib.domain.errors import InvalidAmount, UnsupportedCurrency
 from chalicelib.domain.money import format_amount, parse_amount
 from infra.local import fake_gateway
-from infra.local.identity import stack_id_headers
+from infra.local.child import stack_id_headers
 
 HOST = "127.0.0.1"
 MAX_BODY_BYTES = 64 * 1024
@@ -340,7 +340,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1 or not argv[0].isdigit():
         print("usage: python -m infra.local.crypto_gateway_server PORT", file=sys.stderr)
         return 2
-    from infra.local.stack import exit_with_supervisor
+    from infra.local.child import exit_with_supervisor
 
     try:
         server = make_server(int(argv[0]), state_from_environment(os.environ))

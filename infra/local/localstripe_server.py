@@ -15,8 +15,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from infra.local.identity import stack_id_headers
-from infra.local.stack import exit_with_supervisor
+from infra.local.child import exit_with_supervisor, stack_id_headers
 
 HOST = "127.0.0.1"
 

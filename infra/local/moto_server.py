@@ -34,7 +34,7 @@ from moto.dynamodb.responses import DynamoHandler
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.exceptions import HTTPException
 
-from infra.local.identity import stack_id_headers
+from infra.local.child import stack_id_headers
 
 DYNAMODB_TARGET_PREFIX = "DynamoDB_20120810."
 MAX_HEADER_LINES = 100  # as http.server

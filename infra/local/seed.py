@@ -30,7 +30,7 @@ def _is_local(endpoint: str | None) -> bool:
 
 
 def main() -> int:
-    from infra.local.stack import exit_with_supervisor
+    from infra.local.child import exit_with_supervisor
 
     exit_with_supervisor()  # a supervisor killed meanwhile takes this with it
 

@@ -66,7 +66,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from infra.local.identity import STACK_ID_ENV, STACK_ID_HEADER
+from infra.local.child import (
+    STACK_ID_ENV,
+    STACK_ID_HEADER,
+    SUPERVISOR_PID_ENV,
+    exit_with_supervisor,
+)
 from infra.local.seed import ADMIN_EMAIL, ADMIN_PASSWORD, ADMIN_TOTP_SECRET
 
 HOST = "127.0.0.1"
@@ -94,7 +99,6 @@ STARTUP_TIMEOUT_SECONDS = 60.0
 STOP_GRACE_SECONDS = 5.0  # per service
 POLL_SECONDS = 0.2
 # Set in each child's environment: the pid whose disappearance makes the child stop itself.
-SUPERVISOR_PID_ENV = "LEDGER_STACK_SUPERVISOR_PID"
 # What the API child must see even though .chalice/config.json's local stage sets some of it.
 API_ENV_NAMES = (
     "STAGE",
@@ -276,7 +280,7 @@ def check_ports_free(config: StackConfig) -> None:
 def http_answer(
     url: str, *, method: str = "GET", body: bytes | None = None
 ) -> tuple[int, str] | None:
-    """The status a URL answers with and the stack id it names (``infra.local.identity``), or
+    """The status a URL answers with and the stack id it names (``infra.local.child``), or
     None when nothing answers (yet)."""
     request = urllib.request.Request(url, data=body, method=method)  # noqa: S310 (http://127.0.0.1 only)
     if body is not None:
@@ -310,7 +314,7 @@ class Supervisor:
         self.children: list[Child] = []
         self.stop_requested = threading.Event()
         # Named by every answer of this stack's services: an answer without it comes from a
-        # program that took a service's port first (infra.local.identity).
+        # program that took a service's port first (infra.local.child).
         self.stack_id = secrets.token_hex(8)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -613,25 +617,6 @@ def run(environ: Mapping[str, str]) -> int:
 
 
 # -- the children ----------------------------------------------------------------------------
-def exit_with_supervisor() -> None:
-    """Send SIGTERM to this process once the supervisor named in the environment is gone.
-
-    The children run in sessions of their own, so a supervisor killed with SIGKILL (which it
-    cannot catch) would otherwise leave them running.
-    """
-    raw = os.environ.get(SUPERVISOR_PID_ENV, "")
-    if not raw.isdigit():
-        return
-    supervisor = int(raw)
-
-    def watch() -> None:
-        while os.getppid() == supervisor:
-            time.sleep(0.5)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="exit-with-supervisor", daemon=True).start()
-
-
 def _on_stop_signals(action: Callable[[], Any]) -> None:
     def handler(signum: int, _frame: FrameType | None) -> None:
         action()

@@ -42,7 +42,7 @@ from chalice.local import (
     ThreadedHTTPServer,
 )
 
-from infra.local.identity import stack_id_headers
+from infra.local.child import stack_id_headers
 
 WORKERS_VARIABLE = "LEDGER_API_WORKERS"
 TIMEOUT_VARIABLE = "LEDGER_API_TIMEOUT"
@@ -300,7 +300,7 @@ class PoolRequestHandler(ChaliceRequestHandler):
         """Silenced: the app's middleware logs every request as structured JSON instead."""
 
     def end_headers(self) -> None:
-        for name, value in stack_id_headers():  # which stack answers (infra.local.identity)
+        for name, value in stack_id_headers():  # which stack answers (infra.local.child)
             self.send_header(name, value)
         super().end_headers()
 

@@ -7,6 +7,8 @@ significant digits; an 18-integer-digit ETH amount has 36).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pynamodb.attributes import (
     BooleanAttribute,
     ListAttribute,
@@ -19,7 +21,6 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjec
 from pynamodb.models import Model
 
 from chalicelib.adapters.dynamo import keys
-from chalicelib.config import Settings
 from chalicelib.domain.accounts import Account, OwnerType
 from chalicelib.domain.fx import Quote, format_rate, parse_rate
 from chalicelib.domain.transactions import (
@@ -30,6 +31,9 @@ from chalicelib.domain.transactions import (
     TransactionType,
 )
 from chalicelib.domain.users import AuditEvent, Role, Session, User, UserStatus
+
+if TYPE_CHECKING:  # a type only: config imports adapters (secrets) at run time
+    from chalicelib.config import Settings
 
 
 class _Meta:
