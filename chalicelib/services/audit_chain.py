@@ -25,12 +25,12 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Protocol
 
 from aws_lambda_powertools import Logger
 
 from chalicelib.adapters.clock import now_iso, parse_iso
-from chalicelib.adapters.dynamo import keys
-from chalicelib.adapters.dynamo.audit_repository import ChainHead, DayDigest, DynamoAuditRepository
+from chalicelib.domain.audit import ChainHead, DayDigest, event_order
 from chalicelib.domain.errors import InvalidRequest
 from chalicelib.domain.users import AuditEvent
 
@@ -39,6 +39,21 @@ GENESIS = "0" * 64
 # One run seals at most this many days (a chain left unsealed for longer catches up over runs).
 MAX_DAYS_PER_RUN = 400
 MAX_VERIFY_DAYS = 3660
+
+
+class AuditChainStore(Protocol):
+    """The events of a day and the chain of digests (``adapters.dynamo.audit_repository``)."""
+
+    def events_of_day(self, day: str) -> list[AuditEvent]:
+        """All of the day's events, in ``event_order``."""
+        ...
+
+    def get_digest(self, day: str) -> DayDigest | None: ...
+    def get_head(self) -> ChainHead | None: ...
+    def seal(self, digest: DayDigest, head: ChainHead | None) -> None:
+        """Write the day's digest and move the head from ``head`` to it, both or neither;
+        InvalidState if the head moved meanwhile."""
+        ...
 
 
 # -- the hash chain (pure) ----------------------------------------------------------------------
@@ -62,7 +77,7 @@ def canonical_line(event: AuditEvent) -> bytes:
 
 def events_hash(events: Iterable[AuditEvent]) -> tuple[int, str]:
     """How many events, and the hash of their canonical lines in ``<at>#<id>`` order."""
-    ordered = sorted(events, key=lambda e: keys.audit_sk(e.at, e.id))
+    ordered = sorted(events, key=event_order)
     digest = hashlib.sha256()
     for event in ordered:
         digest.update(canonical_line(event) + b"\n")
@@ -100,7 +115,7 @@ def yesterday(now: datetime | None = None) -> str:
 
 # -- sealing ------------------------------------------------------------------------------------
 def seal_through(
-    repository: DynamoAuditRepository,
+    repository: AuditChainStore,
     last_day: str | None = None,
     *,
     first_day: str | None = None,
@@ -170,7 +185,7 @@ class Verification:
 
 
 def verify(
-    repository: DynamoAuditRepository,
+    repository: AuditChainStore,
     first_day: str,
     last_day: str,
     *,
@@ -242,7 +257,7 @@ def verify(
 
 
 def _check_day(
-    repository: DynamoAuditRepository, sealed: DayDigest, previous: DayDigest | None
+    repository: AuditChainStore, sealed: DayDigest, previous: DayDigest | None
 ) -> str | None:
     expected_previous = previous.digest if previous is not None else GENESIS
     if sealed.previous_digest != expected_previous:

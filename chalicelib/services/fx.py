@@ -17,12 +17,13 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from chalicelib.adapters.clock import to_iso
-from chalicelib.adapters.dynamo.quote_repository import DynamoQuoteRepository
 from chalicelib.domain import fx
 from chalicelib.domain.accounts import OwnerType, PlatformAccount, PlatformKind, wallet_id
 from chalicelib.domain.errors import (
+    LedgerError,
     QuoteExpired,
     QuoteNotFound,
     QuoteUsed,
@@ -30,9 +31,31 @@ from chalicelib.domain.errors import (
 from chalicelib.domain.money import currency, parse_amount
 from chalicelib.domain.transactions import Transaction, TransactionType, derive_transaction_id
 from chalicelib.domain.users import User
-from chalicelib.services.ledger import LedgerService, PostingRequest
+from chalicelib.services.ledger import LedgerService, PostingRequest, SideWrite
 
 QUOTE_ID_PREFIX = "fxq_"
+
+
+class QuoteRepository(Protocol):
+    """Quotes, kept until they expire (``adapters.dynamo.quote_repository``)."""
+
+    def put(self, quote: fx.Quote) -> None: ...
+    def get(self, quote_id: str) -> fx.Quote | None:
+        """Strongly consistent: a swap must see ``used`` as last written."""
+        ...
+
+    def mark_used(
+        self,
+        quote: fx.Quote,
+        *,
+        transaction_id: str,
+        now_epoch: int,
+        used_at: str,
+        error: LedgerError,
+    ) -> SideWrite:
+        """The write that spends the quote in the swap's own transaction, on condition that it
+        is still unused and unexpired (else ``error``)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -47,7 +70,7 @@ def swap_transaction_id(quote_id: str) -> str:
 
 
 def create_quote(
-    quotes: DynamoQuoteRepository,
+    quotes: QuoteRepository,
     rates: fx.RateSource,
     *,
     user: User,
@@ -81,7 +104,7 @@ def create_quote(
 
 def swap(
     ledger: LedgerService,
-    quotes: DynamoQuoteRepository,
+    quotes: QuoteRepository,
     *,
     user: User,
     quote_id: str,

@@ -8,16 +8,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from chalicelib.adapters.dynamo.auth_repository import DynamoAuthRepository
 from chalicelib.domain.accounts import OwnerType, wallet_id
 from chalicelib.domain.errors import AccountNotFound, InvalidRequest, RecipientNotFound
 from chalicelib.domain.money import currency, parse_amount
 from chalicelib.domain.transactions import Transaction, TransactionType, derive_transaction_id
 from chalicelib.domain.users import User
-from chalicelib.services.ledger import LedgerService, PostingRequest, Recorded
+from chalicelib.services.ledger import LedgerService, PostingRequest, Recorded, SideWrite
 
 MAX_MEMO_LENGTH = 500
+
+
+class Recipients(Protocol):
+    """Who an email names (``adapters.dynamo.auth_repository``)."""
+
+    def want_email_claim(self, email: str) -> None:
+        """Read the email's claim with the request's first batch read (one round trip)."""
+        ...
+
+    def verified_user_id_for_email(self, email: str) -> str | None:
+        """The user whose verified address it is; None for no one or an unverified claim."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -29,7 +41,7 @@ class TransferRequest:
     memo: str
 
 
-def read_ahead(users: DynamoAuthRepository, to_email: object) -> None:
+def read_ahead(users: Recipients, to_email: object) -> None:
     """Name the recipient's email claim for the request's first batch read."""
     if isinstance(to_email, str) and to_email.strip():
         users.want_email_claim(to_email.strip())
@@ -37,12 +49,12 @@ def read_ahead(users: DynamoAuthRepository, to_email: object) -> None:
 
 def transfer(
     ledger: LedgerService,
-    users: DynamoAuthRepository,
+    users: Recipients,
     *,
     sender: User,
     request: TransferRequest,
     idempotency_key: str,
-    extra_for: Callable[[Transaction], Sequence] | None = None,
+    extra_for: Callable[[Transaction], Sequence[SideWrite]] | None = None,
 ) -> Recorded:
     """Move ``amount`` from the sender's wallet to a user's wallet or a facility's account.
 

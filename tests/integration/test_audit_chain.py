@@ -187,3 +187,20 @@ def test_two_sealers_at_once_cannot_fork_the_chain(trail):
     assert outcomes.count("1") == 1, outcomes
     assert set(outcomes) <= {"0", "1", "InvalidState"}, outcomes
     assert audit_chain.verify(trail, DAYS[0], "2026-11-23").ok
+
+
+def test_the_tables_order_of_a_day_is_the_order_the_chain_hashes_in():
+    """A day's hash is taken in ``domain.audit.event_order``; the store merges its shards in its
+    sort-key order. They must be one order, or a sealed day would no longer verify."""
+    from chalicelib.domain.audit import event_order
+
+    event = AuditEvent(
+        id="aud_1",
+        at="2026-12-02T10:00:00.000001Z",
+        actor_id=None,
+        action="x",
+        target=None,
+        ip=None,
+        details={},
+    )
+    assert keys.audit_sk(event.at, event.id) == event_order(event)

@@ -9,39 +9,91 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
-from dataclasses import dataclass
+from datetime import date, timedelta
 
-from chalicelib.adapters.dynamo import keys
+from chalicelib.adapters.dynamo import cursors, keys
 from chalicelib.adapters.dynamo.models import AuditChainHeadItem, AuditDigestItem, AuditItem
 from chalicelib.adapters.dynamo.transact import AtomicWrite
-from chalicelib.domain.errors import InvalidState
+from chalicelib.domain.audit import AuditPage, ChainHead, DayDigest
+from chalicelib.domain.errors import InvalidRequest, InvalidState
 from chalicelib.domain.users import AuditEvent
 
 
-@dataclass(frozen=True)
-class DayDigest:
-    """What the table holds about one sealed day."""
-
-    day: str
-    event_count: int
-    events_hash: str
-    previous_digest: str
-    digest: str
-    sealed_at: str
-
-
-@dataclass(frozen=True)
-class ChainHead:
-    day: str
-    digest: str
-
-
 def _sort_key(event: AuditEvent) -> str:
+    """The table's order of a day's events, which is ``domain.audit.event_order`` (a test)."""
     return keys.audit_sk(event.at, event.id)
+
+
+# A page looks at most this many days, so a long, sparse range costs bounded work per request.
+MAX_DAYS_PER_PAGE = 31
+
+
+def _next_day(day: str) -> str:
+    return (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+
+
+def _decode_cursor(cursor: str, low: str, high: str) -> str:
+    try:
+        after = cursors.decode(cursor, partition={}, ranges={"after": (low, high)})["after"]["S"]
+        date.fromisoformat(after[:10])  # a day that exists (not 2025-02-30): a cursor of ours
+        return after
+    except ValueError as exc:
+        raise InvalidRequest(
+            "cursor is not valid",
+            [{"field": "cursor", "message": "is not a cursor this list returned"}],
+        ) from exc
+
+
+def _encode_cursor(after: str) -> str:
+    return cursors.encode({"after": {"S": after}})
 
 
 class DynamoAuditRepository:
     # -- events ---------------------------------------------------------------------------------
+    def page(
+        self,
+        *,
+        since: str,
+        until: str,
+        actor_id: str | None,
+        action: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> AuditPage:
+        """One page of events in [since, until] (canonical ISO instants), oldest first.
+
+        Events live in per-day partitions, so a page walks the range day by day and merges each
+        day's shards into the ``<at>#<id>`` order. The cursor is the sort key of the last event
+        returned (or the next day to look at): stable while new events arrive. A page looks at
+        most ``MAX_DAYS_PER_PAGE`` days; when it stops early the page may be short and
+        ``next_cursor`` carries on from the next day.
+
+        Raises:
+            InvalidRequest: the cursor is not one this query returned.
+        """
+        low, high = keys.audit_time_bounds(since, until)
+        after = _decode_cursor(cursor, since[:10], high) if cursor else None
+        day = max((after or since)[:10], since[:10])
+        last_day = until[:10]
+        events: list[AuditEvent] = []
+        for _ in range(MAX_DAYS_PER_PAGE):
+            if day > last_day:
+                return AuditPage(events, None)
+            events += self.events_of_day(
+                day,
+                low=low,
+                high=high,
+                after=after,
+                actor_id=actor_id,
+                action=action,
+                limit=limit - len(events),
+            )
+            if len(events) >= limit:
+                return AuditPage(events, _encode_cursor(_sort_key(events[-1])))
+            day = _next_day(day)
+        # The day budget ran out before the range did: carry on from the next day.
+        return AuditPage(events, _encode_cursor(day) if day <= last_day else None)
+
     def events_of_day(
         self,
         day: str,
