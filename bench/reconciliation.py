@@ -44,7 +44,7 @@ from moto import mock_aws  # noqa: E402
 from bench.ledger_round_trips import item_size  # noqa: E402
 from chalicelib.adapters.dynamo import models  # noqa: E402
 from chalicelib.adapters.dynamo.models import AccountItem, EntryItem, TransactionItem  # noqa: E402
-from chalicelib.adapters.dynamo.reconciliation_store import ReconciliationStore  # noqa: E402
+from chalicelib.adapters.dynamo.reconciliation_store import DynamoReconciliationStore  # noqa: E402
 from chalicelib.config import get_settings  # noqa: E402
 from chalicelib.domain.accounts import (  # noqa: E402
     Account,
@@ -231,7 +231,7 @@ def measure(history: int) -> tuple[recon.Report, Meter, float, recon.Report]:
         client = boto3.client("dynamodb", region_name="us-east-1")
         create_table(client, table)
         models.bind(get_settings())
-        store = ReconciliationStore(table)
+        store = DynamoReconciliationStore(table)
         ledger = FastLedger(store.client, table)
         for account_id in wallet_ids():
             ledger.open(

@@ -27,8 +27,11 @@ import argparse
 import os
 import socket
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    from chalicelib.services.restore_drill import DrillTables
 
 LOCAL_PORT_VARIABLE = "LEDGER_DYNAMODB_PORT"
 LOCAL_TABLE = "ledger-local"
@@ -67,11 +70,9 @@ def answers(endpoint: str) -> bool:
         return False
 
 
-def print_counts(client: Any, tables: list[str]) -> None:
+def print_counts(drill_tables: DrillTables, tables: list[str]) -> None:
     """Items per item type (those carrying ``expires_at`` apart), one column per table."""
-    from chalicelib.services.restore_drill import count_items
-
-    counts = [count_items(client, table) for table in tables]
+    counts = [drill_tables.count_items(table) for table in tables]
     rows = sorted({key for table_counts in counts for key in table_counts})
     print(f"{'item_type':<24}" + "".join(f"{table:>28}" for table in tables))
     for item_type, expiring in rows:
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         local_environment()
 
     from chalicelib.adapters.dynamo import models
+    from chalicelib.api.dependencies import get_alerts, get_backup_vault, get_drill_tables
     from chalicelib.config import get_settings
     from chalicelib.services import restore_drill as drill
 
@@ -109,23 +111,23 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     models.bind(settings)
-    client = drill.dynamodb_client(settings)
+    tables = get_drill_tables(settings)
     if args.counts:
-        print_counts(client, args.counts)
+        print_counts(tables, args.counts)
         return 0
     print(f"restore drill of {settings.table_name} ({settings.stage}) ...", flush=True)
     try:
         result = drill.run_drill(
-            client,
+            tables,
             settings.table_name,
             method=args.method,
-            vault=drill.backup_vault(settings),
+            vault=get_backup_vault(settings),
             deadline_seconds=args.wait_minutes * 60,
             kms_key_arn=os.environ.get("TABLE_KMS_KEY_ARN") or None,
         )
     except drill.RestoreDrillFailed as failed:
         print(failed.result.summary())
-        if drill.alert(settings, settings.alert_topic_arn, failed.result):
+        if drill.alert(get_alerts(settings), settings.stage, failed.result):
             print("alert published", file=sys.stderr)
         print(f"FAILED (recorded as DRILL#{failed.result.drill_id})")
         return 1

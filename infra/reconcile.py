@@ -44,13 +44,17 @@ def main(argv: list[str] | None = None) -> int:
         print(problem, file=sys.stderr)
         return MISMATCH
 
-    from chalicelib.adapters.dynamo.reconciliation_store import ReconciliationStore
-    from chalicelib.api.dependencies import get_bound_settings, get_payment_gateway
+    from chalicelib.api.dependencies import (
+        get_alerts,
+        get_bound_settings,
+        get_payment_gateway,
+        get_reconciliation_store,
+    )
     from chalicelib.domain.errors import InvalidRequest
     from chalicelib.services import reconciliation
 
     if args.full:
-        report = reconciliation.full_check(args.table)
+        report = reconciliation.full_report(get_reconciliation_store(args.table))
     else:
         try:
             day = (
@@ -65,10 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.redirect_stdout(sys.stderr):  # the EMF metric line: stdout is the report
             report = reconciliation.run(
                 day,
-                store=ReconciliationStore(settings.table_name),
+                store=get_reconciliation_store(settings.table_name),
                 gateway=None if args.no_stripe else get_payment_gateway(),
-                alert_topic_arn=settings.alert_topic_arn,
-                region=settings.region,
+                alerts=get_alerts(settings),
             )
     print(json.dumps(report.as_dict(), indent=2, sort_keys=True))
     return OK if report.status == "ok" else MISMATCH

@@ -1,18 +1,21 @@
 """AWS Backup as the restore drill uses it: the recovery points of the table, and a restore job
 of one of them into a new table.
 
-``RecoveryPoints`` is what the drill (``chalicelib/services/restore_drill.py``) talks to;
-``AwsBackupRecoveryPoints`` implements it with boto3's ``backup`` client, which is imported and
-created on first use only: the drill runs once a week, and no other function needs AWS Backup.
-moto has no AWS Backup restore jobs; the drill's tests use an in-memory implementation that
-restores into moto's DynamoDB.
+``RecoveryPoints`` is what the drill (``chalicelib/services/restore_drill.py``) talks to, in the
+``BackupVault`` that ``backup_vault(settings)`` builds; ``AwsBackupRecoveryPoints`` implements it
+with boto3's ``backup`` client, which is imported and created on first use only: the drill runs
+once a week, and no other function needs AWS Backup. moto has no AWS Backup restore jobs; the
+drill's tests use an in-memory implementation that restores into moto's DynamoDB.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from chalicelib.config import Settings
 
 
 @dataclass(frozen=True)
@@ -97,3 +100,24 @@ class AwsBackupRecoveryPoints:
         return RestoreJob(
             job_id=job_id, status=answer["Status"], message=answer.get("StatusMessage") or None
         )
+
+
+@dataclass(frozen=True)
+class BackupVault:
+    """Where AWS Backup keeps the table's recovery points, and how the drill restores one."""
+
+    name: str  # BACKUP_VAULT_NAME
+    restore_role_arn: str | None  # BACKUP_RESTORE_ROLE_ARN: the role AWS Backup restores with
+    recovery_points: RecoveryPoints
+
+
+def backup_vault(settings: Settings) -> BackupVault | None:
+    """The configured AWS Backup vault (``BACKUP_VAULT_NAME``); None when there is none. No AWS
+    client is made until the backup path uses it."""
+    if not settings.backup_vault_name:
+        return None
+    return BackupVault(
+        name=settings.backup_vault_name,
+        restore_role_arn=settings.backup_restore_role_arn,
+        recovery_points=AwsBackupRecoveryPoints(settings.region),
+    )

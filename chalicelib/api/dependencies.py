@@ -16,6 +16,11 @@ from chalicelib.config import Settings, get_settings
 if TYPE_CHECKING:
     from pynamodb.connection import TableConnection
 
+    from chalicelib.adapters.aws_backup import BackupVault
+    from chalicelib.adapters.dynamo.drill_tables import DynamoDrillTables
+    from chalicelib.adapters.dynamo.reconciliation_store import DynamoReconciliationStore
+    from chalicelib.services.alerts import Alerts
+
 
 @cache
 def get_bound_settings() -> Settings:
@@ -176,6 +181,37 @@ def get_crypto_gateway():  # type: ignore[no-untyped-def]
 
     _, address_secret = settings.crypto_secrets()
     return LocalCryptoGateway(address_secret)
+
+
+def get_reconciliation_store(table_name: str | None = None) -> DynamoReconciliationStore:
+    """Reconciliation's reads and writes on ``table_name`` (default: the configured table),
+    through the models' client; the models stay bound to the configured table."""
+    from chalicelib.adapters.dynamo.reconciliation_store import DynamoReconciliationStore
+
+    settings = get_bound_settings()
+    return DynamoReconciliationStore(table_name or settings.table_name)
+
+
+def get_alerts(settings: Settings) -> Alerts:
+    """The operators' alert topic of ``settings`` (``ALERT_TOPIC_ARN``; none: nothing is sent)."""
+    from chalicelib.adapters.alerts import SnsAlerts
+
+    return SnsAlerts(settings.alert_topic_arn, settings.region)
+
+
+def get_drill_tables(settings: Settings) -> DynamoDrillTables:
+    """DynamoDB for the restore drill, on its own client for the region and endpoint of
+    ``settings``."""
+    from chalicelib.adapters.dynamo.drill_tables import DynamoDrillTables
+
+    return DynamoDrillTables.for_settings(settings)
+
+
+def get_backup_vault(settings: Settings) -> BackupVault | None:
+    """The AWS Backup vault of ``settings`` (``BACKUP_VAULT_NAME``); None when there is none."""
+    from chalicelib.adapters.aws_backup import backup_vault
+
+    return backup_vault(settings)
 
 
 def reset() -> None:

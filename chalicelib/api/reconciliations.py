@@ -1,4 +1,4 @@
-"""Nightly reconciliation (``chalicelib/services/reconciliation.py``): the 02:00 UTC schedule for
+"""Nightly reconciliation (``chalicelib/services/reconciliation/``): the 02:00 UTC schedule for
 the previous UTC day, and ``/v1/admin/reconciliations`` to run one now or read a report.
 
 ``date`` may be today at the latest: today runs as a partial, provisional day (the nightly run
@@ -21,7 +21,12 @@ from chalice import Blueprint, Cron, Response
 
 from chalicelib.api import responses
 from chalicelib.api.access import admin_only, current_principal
-from chalicelib.api.dependencies import get_bound_settings, get_payment_gateway
+from chalicelib.api.dependencies import (
+    get_alerts,
+    get_bound_settings,
+    get_payment_gateway,
+    get_reconciliation_store,
+)
 from chalicelib.api.log import logger
 from chalicelib.api.requests import parse_body, source_ip
 from chalicelib.domain.errors import InvalidRequest
@@ -41,21 +46,13 @@ def _body_schema():  # type: ignore[no-untyped-def]
     return RunReconciliation
 
 
-def _store():  # type: ignore[no-untyped-def]
-    from chalicelib.adapters.dynamo.reconciliation_store import ReconciliationStore
-
-    return ReconciliationStore(get_bound_settings().table_name)
-
-
 def run_for(day: str) -> Any:
     """Reconcile ``day`` on the configured table against the configured Stripe account."""
-    settings = get_bound_settings()
     return service().run(
         day,
-        store=_store(),
+        store=get_reconciliation_store(),
         gateway=get_payment_gateway(),
-        alert_topic_arn=settings.alert_topic_arn,
-        region=settings.region,
+        alerts=get_alerts(get_bound_settings()),
     )
 
 
@@ -78,14 +75,12 @@ def nightly_reconciliation(event: Any) -> dict[str, Any]:
 
 def run_started(day: str, run_id: str) -> Any:
     """The separate invocation's work: reconcile ``day`` and close the run's marker."""
-    settings = get_bound_settings()
     return service().run_started(
         day,
         run_id,
-        store=_store(),
+        store=get_reconciliation_store(),
         gateway=get_payment_gateway(),
-        alert_topic_arn=settings.alert_topic_arn,
-        region=settings.region,
+        alerts=get_alerts(get_bound_settings()),
     )
 
 
@@ -116,7 +111,7 @@ def run_reconciliation() -> Response:
         if body.date is None
         else module.parse_day(body.date, module.today_utc())
     )
-    store = _store()
+    store = get_reconciliation_store()
     started = module.start(store, day, _starter(), by=current_principal().user.id)
     _audit(day, "started" if started else "already_running")
     deadline = time.monotonic() + get_bound_settings().reconciliation_wait_seconds
@@ -138,7 +133,7 @@ def get_reconciliation(date: str) -> dict[str, Any]:
         if not _is_date(date):
             raise
         day = date  # a well-formed future date: no run exists for it (404)
-    store = _store()
+    store = get_reconciliation_store()
     if module.is_running(store, day):
         return _running(day)
     return _report(module.get_report(store, day))

@@ -44,16 +44,16 @@ def run_scheduled_drill(deadline_seconds: float) -> dict[str, Any]:
     Raises:
         RestoreDrillFailed: the drill failed (after the alert and the metric).
     """
+    from chalicelib.api.dependencies import get_alerts, get_backup_vault, get_drill_tables
     from chalicelib.config import get_settings
     from chalicelib.services import restore_drill as drill
 
     settings = get_settings()
-    client = drill.dynamodb_client(settings)
     try:
         result = drill.run_drill(
-            client,
+            get_drill_tables(settings),
             settings.table_name,
-            vault=drill.backup_vault(settings),
+            vault=get_backup_vault(settings),
             deadline_seconds=deadline_seconds,
             kms_key_arn=os.environ.get("TABLE_KMS_KEY_ARN") or None,
         )
@@ -65,7 +65,7 @@ def run_scheduled_drill(deadline_seconds: float) -> dict[str, Any]:
             method=failed.result.method,
             result=failed.result.as_dict(),
         )
-        drill.alert(settings, settings.alert_topic_arn, failed.result)
+        drill.alert(get_alerts(settings), settings.stage, failed.result)
         raise
     _metric(failed=False)
     logger.info(

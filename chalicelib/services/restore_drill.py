@@ -27,7 +27,8 @@ both paths:
 
 5. wait until the scratch table ``<table>-drill-<drill id>`` is ``ACTIVE`` (on the table's KMS key
    when ``kms_key_arn`` is given), count it (*restored*) and run the full reconciliation on it
-   (``reconciliation.full_check(scratch)``: every account re-verified from its first entry);
+   (``reconciliation.full_report`` on a store of the scratch table: every account re-verified
+   from its first entry);
 6. always, whatever happened: delete the scratch table. The drill creates no backup of its own
    (and so deletes none): it restores what production would restore from;
 7. record the result as a ``DRILL#<drill id>`` item in the live table, and fail loudly: the caller
@@ -55,24 +56,25 @@ table still being created cannot be deleted yet (nor one an AWS Backup restore j
 create): the report names it (``scratch_deleted: false``) and the alert asks for its deletion.
 Past that size the drill is run with ``python -m infra.drill`` from a machine, which has no such
 limit (docs/runbooks/restore.md, "Drill").
+
+The drill talks to DynamoDB through ``DrillTables`` (``adapters/dynamo/drill_tables.py``), to AWS
+Backup through the vault's ``RecoveryPoints`` (``adapters/aws_backup.py``) and to operators
+through ``Alerts``; the callers build them.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from chalicelib.adapters.aws_backup import RecoveryPoint, RecoveryPoints
-from chalicelib.adapters.dynamo import keys
-from chalicelib.config import Settings
+from chalicelib.adapters.aws_backup import BackupVault, RecoveryPoint, RecoveryPoints
+from chalicelib.services import reconciliation
+from chalicelib.services.alerts import Alerts
+from chalicelib.services.reconciliation import ReconciliationStore
 
-ITEM_TYPE = "restore_drill"
-VOLATILE_ATTRIBUTE = "expires_at"  # the table's TTL attribute: such items may vanish at any time
-UNTYPED = "<no item_type>"
 POLL_SECONDS = 2.0
 DEFAULT_DEADLINE_SECONDS = 12 * 60.0  # leaves the 15-minute Lambda time to clean up and report
 PITR = "pitr"
@@ -86,7 +88,7 @@ RESTORE_JOB_ENDED = ("COMPLETED", "ABORTED", "FAILED")
 
 
 class Report(Protocol):
-    """What ``reconciliation.full_check`` returns."""
+    """What ``reconciliation.full_report`` returns."""
 
     status: str
 
@@ -94,16 +96,46 @@ class Report(Protocol):
 
 
 FullCheck = Callable[[str], Report]
-Hook = Callable[[Any, str], None]
+Hook = Callable[[str], None]
+Counts = Mapping[tuple[str, bool], int]  # (item_type, carries expires_at) -> items
 
 
-@dataclass(frozen=True)
-class BackupVault:
-    """Where AWS Backup keeps the table's recovery points, and how the drill restores one."""
+class DrillTables(Protocol):
+    """DynamoDB as the drill uses it, on tables named per call."""
 
-    name: str  # BACKUP_VAULT_NAME
-    restore_role_arn: str | None  # BACKUP_RESTORE_ROLE_ARN: the role AWS Backup restores with
-    recovery_points: RecoveryPoints
+    def count_items(self, table: str) -> dict[tuple[str, bool], int]:
+        """Items per ``(item_type, carries expires_at)`` (a consistent scan)."""
+        ...
+
+    def point_in_time_recovery(self, table: str) -> tuple[str, datetime | None]:
+        """The table's point-in-time recovery status (``ENABLED``, ...) and its latest
+        restorable instant."""
+        ...
+
+    def restore_to_point_in_time(
+        self, source: str, target: str, moment: datetime, kms_key_arn: str | None
+    ) -> None:
+        """Start restoring ``source`` as at ``moment`` into the new table ``target``."""
+        ...
+
+    def table_arn(self, table: str) -> str: ...
+
+    def table_status(self, table: str) -> str:
+        """``CREATING``, ``ACTIVE``, ...; raises when there is no such table."""
+        ...
+
+    def delete_table(self, table: str) -> bool:
+        """True once the table is gone or never existed; False while it cannot be deleted yet
+        or when the deletion failed. Never raises."""
+        ...
+
+    def record(self, table: str, result: DrillResult) -> None:
+        """Write the drill's result to ``table`` (the live one)."""
+        ...
+
+    def reconciliation_store(self, table: str) -> ReconciliationStore:
+        """The reconciliation's reads on ``table``."""
+        ...
 
 
 @dataclass
@@ -225,7 +257,7 @@ def choose_method(
 
 
 def run_drill(
-    client: Any,
+    tables: DrillTables,
     table: str,
     *,
     method: str | None = None,
@@ -237,12 +269,13 @@ def run_drill(
     before_verify: Hook | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> DrillResult:
-    """Run the drill on ``table`` with a low-level DynamoDB ``client``; record, return the result.
+    """Run the drill on ``table`` through ``tables``; record, return the result.
 
     ``method`` forces ``"pitr"`` or ``"backup"`` (``choose_method``); ``vault`` is the AWS Backup
-    vault (``backup_vault(settings)``), needed by the backup path. ``full_check`` defaults to
-    ``chalicelib.services.reconciliation.full_check``. ``before_verify`` runs on the restored
-    scratch table before it is counted and checked (tests corrupt it there).
+    vault (``adapters.aws_backup.backup_vault(settings)``), needed by the backup path.
+    ``full_check`` defaults to ``reconciliation.full_report`` on ``tables.reconciliation_store``
+    of the scratch table. ``before_verify`` gets the restored scratch table's name before it is
+    counted and checked (tests corrupt it there).
 
     Raises:
         ValueError: ``method`` is not one of ``METHODS`` (nothing was done or recorded).
@@ -264,13 +297,13 @@ def run_drill(
     try:
         if chosen == PITR:
             before, after = _restore_to_point_in_time(
-                client, result, kms_key_arn, now, sleep, give_up_at
+                tables, result, kms_key_arn, now, sleep, give_up_at
             )
         else:
             before, after = _restore_recovery_point(
-                client, result, vault, kms_key_arn, now, sleep, give_up_at
+                tables, result, vault, kms_key_arn, now, sleep, give_up_at
             )
-        _verify(client, result, before, after, full_check, before_verify)
+        _verify(tables, result, before, after, full_check, before_verify)
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
@@ -278,13 +311,14 @@ def run_drill(
         job_pending = result.restore_job_id is not None and (
             result.restore_job_status not in RESTORE_JOB_ENDED
         )
-        result.scratch_deleted = _delete_scratch(client, result.scratch_table) and not job_pending
+        # A table still being created cannot be deleted yet: the report and the alert name it.
+        result.scratch_deleted = tables.delete_table(result.scratch_table) and not job_pending
     if not result.scratch_deleted and result.error is None:
         result.error = f"the scratch table {result.scratch_table} could not be deleted"
     result.status = "passed" if _verified(result) else "failed"
     result.finished_at = now().isoformat()
     try:
-        record(client, table, result)
+        tables.record(table, result)
     except Exception as exc:
         result.status = "failed"
         result.error = (result.error + "; " if result.error else "") + (
@@ -304,7 +338,7 @@ def _verified(result: DrillResult) -> bool:
 
 
 def _restore_to_point_in_time(
-    client: Any,
+    tables: DrillTables,
     result: DrillResult,
     kms_key_arn: str | None,
     now: Callable[[], datetime],
@@ -313,26 +347,22 @@ def _restore_to_point_in_time(
 ) -> tuple[Counts, Counts]:
     """Restore the table as it was at ``T`` (after *before*, before *after*) into the scratch
     table; the counts before and after ``T``."""
-    before = count_items(client, result.table)
+    before = tables.count_items(result.table)
     moment = now().astimezone(UTC)
     result.point_in_time = moment.isoformat()
-    _wait_until_restorable(client, result.table, moment, sleep, give_up_at)
-    after = count_items(client, result.table)
+    _wait_until_restorable(tables, result.table, moment, sleep, give_up_at)
+    after = tables.count_items(result.table)
 
     restore_started = time.monotonic()
-    client.restore_table_to_point_in_time(
-        SourceTableName=result.table,
-        TargetTableName=result.scratch_table,
-        RestoreDateTime=moment,
-        **_on_the_table_key(kms_key_arn),
-    )
-    _wait_for_table(client, result.scratch_table, sleep, give_up_at)
+    # On the table's own key, whatever a restore's default is.
+    tables.restore_to_point_in_time(result.table, result.scratch_table, moment, kms_key_arn)
+    _wait_for_table(tables, result.scratch_table, sleep, give_up_at)
     result.restore_seconds = round(time.monotonic() - restore_started, 1)
     return before, after
 
 
 def _restore_recovery_point(
-    client: Any,
+    tables: DrillTables,
     result: DrillResult,
     vault: BackupVault | None,
     kms_key_arn: str | None,
@@ -348,7 +378,7 @@ def _restore_recovery_point(
         )
     if not vault.restore_role_arn:
         raise DrillError("BACKUP_RESTORE_ROLE_ARN is not set: AWS Backup needs a role to restore")
-    table_arn = client.describe_table(TableName=result.table)["Table"]["TableArn"]
+    table_arn = tables.table_arn(result.table)
     point = newest_recovery_point(vault.recovery_points.for_resource(table_arn), vault.name)
     if point is None:
         raise DrillError(f"no COMPLETED recovery point of {table_arn} in the vault {vault.name}")
@@ -368,9 +398,9 @@ def _restore_recovery_point(
         point.arn, result.scratch_table, vault.restore_role_arn, kms_key_arn
     )
     _wait_for_restore_job(vault.recovery_points, result, sleep, give_up_at)
-    _wait_for_table(client, result.scratch_table, sleep, give_up_at)
+    _wait_for_table(tables, result.scratch_table, sleep, give_up_at)
     result.restore_seconds = round(time.monotonic() - restore_started, 1)
-    return None, count_items(client, result.table)
+    return None, tables.count_items(result.table)
 
 
 def newest_recovery_point(points: Iterable[RecoveryPoint], vault: str) -> RecoveryPoint | None:
@@ -379,21 +409,8 @@ def newest_recovery_point(points: Iterable[RecoveryPoint], vault: str) -> Recove
     return max(completed, key=lambda p: p.created_at, default=None)
 
 
-def _on_the_table_key(kms_key_arn: str | None) -> dict[str, Any]:
-    """The copy on the table's own key, whatever a restore's default is."""
-    if not kms_key_arn:
-        return {}
-    return {
-        "SSESpecificationOverride": {
-            "Enabled": True,
-            "SSEType": "KMS",
-            "KMSMasterKeyId": kms_key_arn,
-        }
-    }
-
-
 def _verify(
-    client: Any,
+    tables: DrillTables,
     result: DrillResult,
     before: Counts | None,
     after: Counts,
@@ -401,42 +418,15 @@ def _verify(
     before_verify: Hook | None,
 ) -> None:
     if before_verify is not None:
-        before_verify(client, result.scratch_table)
-    restored = count_items(client, result.scratch_table)
+        before_verify(result.scratch_table)
+    restored = tables.count_items(result.scratch_table)
     result.counts, result.count_problems = compare_counts(before, restored, after)
 
-    check = full_check or _default_full_check()
-    result.reconciliation = check(result.scratch_table).as_dict()
-
-
-def _default_full_check() -> FullCheck:
-    from chalicelib.services.reconciliation import full_check
-
-    return full_check
-
-
-Counts = Mapping[tuple[str, bool], int]  # (item_type, expires) -> items
-
-
-def count_items(client: Any, table: str) -> dict[tuple[str, bool], int]:
-    """Items per ``(item_type, carries expires_at)``, by a consistent, paginated scan of keys and
-    those two attributes only."""
-    counts: dict[tuple[str, bool], int] = {}
-    request: dict[str, Any] = {
-        "TableName": table,
-        "ConsistentRead": True,
-        "ProjectionExpression": "item_type, #ttl",
-        "ExpressionAttributeNames": {"#ttl": VOLATILE_ATTRIBUTE},
-    }
-    while True:
-        page = client.scan(**request)
-        for item in page.get("Items", []):
-            item_type = item.get("item_type", {}).get("S", UNTYPED)
-            key = (item_type, VOLATILE_ATTRIBUTE in item)
-            counts[key] = counts.get(key, 0) + 1
-        if "LastEvaluatedKey" not in page:
-            return counts
-        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    if full_check is None:
+        report = reconciliation.full_report(tables.reconciliation_store(result.scratch_table))
+    else:
+        report = full_check(result.scratch_table)
+    result.reconciliation = report.as_dict()
 
 
 def compare_counts(
@@ -472,16 +462,17 @@ def compare_counts(
 
 
 def _wait_until_restorable(
-    client: Any, table: str, moment: datetime, sleep: Callable[[float], None], give_up_at: float
+    tables: DrillTables,
+    table: str,
+    moment: datetime,
+    sleep: Callable[[float], None],
+    give_up_at: float,
 ) -> None:
     """Until point-in-time recovery can restore ``table`` to ``moment``."""
     while True:
-        description = client.describe_continuous_backups(TableName=table)
-        pitr = description["ContinuousBackupsDescription"].get("PointInTimeRecoveryDescription", {})
-        status = pitr.get("PointInTimeRecoveryStatus", "DISABLED")
+        status, latest = tables.point_in_time_recovery(table)
         if status != "ENABLED":
             raise DrillError(f"point-in-time recovery of {table} is {status}")
-        latest = pitr.get("LatestRestorableDateTime")
         if latest is not None and latest >= moment:
             return
         if time.monotonic() >= give_up_at:
@@ -513,10 +504,10 @@ def _wait_for_restore_job(
 
 
 def _wait_for_table(
-    client: Any, table: str, sleep: Callable[[float], None], give_up_at: float
+    tables: DrillTables, table: str, sleep: Callable[[float], None], give_up_at: float
 ) -> None:
     while True:
-        status = client.describe_table(TableName=table)["Table"]["TableStatus"]
+        status = tables.table_status(table)
         if status == "ACTIVE":
             return
         if time.monotonic() >= give_up_at:
@@ -524,75 +515,7 @@ def _wait_for_table(
         sleep(POLL_SECONDS)
 
 
-def _delete_scratch(client: Any, scratch: str) -> bool:
-    """Delete the scratch table; True once it is gone or never existed. Never raises."""
-    try:
-        status = client.describe_table(TableName=scratch)["Table"]["TableStatus"]
-    except client.exceptions.ResourceNotFoundException:
-        return True
-    except Exception:
-        return False
-    if status in ("CREATING", "UPDATING"):
-        return False  # cannot be deleted until restored: the report and the alert name it
-    try:
-        client.delete_table(TableName=scratch)
-    except client.exceptions.ResourceNotFoundException:
-        return True
-    except Exception:
-        return False
-    return True
-
-
-def record(client: Any, table: str, result: DrillResult) -> None:
-    """Write the result to the live table as ``DRILL#<drill id>`` / ``DRILL``.
-
-    ``result`` is ``DrillResult.as_dict()`` as JSON; reports recorded before the drill had two
-    methods carry ``backup_arn`` and ``backup_deleted`` there instead of ``method`` and the
-    restore's source (nothing in the code reads them back).
-    """
-    client.put_item(
-        TableName=table,
-        Item={
-            "PK": {"S": keys.drill_pk(result.drill_id)},
-            "SK": {"S": keys.DRILL_SK},
-            "item_type": {"S": ITEM_TYPE},
-            "status": {"S": result.status},
-            "method": {"S": result.method},
-            "started_at": {"S": result.started_at},
-            "finished_at": {"S": result.finished_at or ""},
-            "scratch_table": {"S": result.scratch_table},
-            "scratch_deleted": {"BOOL": result.scratch_deleted},
-            "result": {"S": json.dumps(result.as_dict(), sort_keys=True, default=str)},
-        },
-    )
-
-
-def dynamodb_client(settings: Settings) -> Any:
-    """A low-level DynamoDB client for the configured region and endpoint (botocore only)."""
-    import botocore.session
-
-    return botocore.session.get_session().create_client(
-        "dynamodb", region_name=settings.region, endpoint_url=settings.dynamodb_endpoint
-    )
-
-
-def backup_vault(settings: Settings) -> BackupVault | None:
-    """The configured AWS Backup vault (``BACKUP_VAULT_NAME``); None when there is none. No AWS
-    client is made until the backup path uses it."""
-    if not settings.backup_vault_name:
-        return None
-    from chalicelib.adapters.aws_backup import AwsBackupRecoveryPoints
-
-    return BackupVault(
-        name=settings.backup_vault_name,
-        restore_role_arn=settings.backup_restore_role_arn,
-        recovery_points=AwsBackupRecoveryPoints(settings.region),
-    )
-
-
-def alert(settings: Settings, topic_arn: str | None, result: DrillResult) -> bool:
-    """Publish a failed drill to the alert topic; False when no topic is configured."""
-    from chalicelib.adapters import alerts
-
-    subject = f"ledger {settings.stage}: restore drill {result.drill_id} ({result.method}) FAILED"
-    return alerts.publish(topic_arn, settings.region, subject, result.summary())
+def alert(alerts: Alerts, stage: str, result: DrillResult) -> bool:
+    """Publish a failed drill to the operators; False when no alert channel is configured."""
+    subject = f"ledger {stage}: restore drill {result.drill_id} ({result.method}) FAILED"
+    return alerts.publish(subject, result.summary())

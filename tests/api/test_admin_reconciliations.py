@@ -290,10 +290,10 @@ def test_a_run_that_cannot_reach_stripe_answers_503(api_client, people, monkeypa
 
 
 def test_a_run_that_died_does_not_block_the_next_one(table, people):
-    from chalicelib.adapters.dynamo.reconciliation_store import ReconciliationStore
+    from chalicelib.adapters.dynamo.reconciliation_store import DynamoReconciliationStore
     from chalicelib.services import reconciliation as module
 
-    store = ReconciliationStore(table)
+    store = DynamoReconciliationStore(table)
     starter = HeldStarter()
     first = module.start(store, DAY, starter, by="admin", now=lambda: "2026-01-11T00:00:00.000000Z")
     assert first is not None

@@ -11,10 +11,11 @@ from datetime import UTC, date, datetime
 import boto3
 import pytest
 
+from chalicelib.adapters.alerts import SnsAlerts
 from chalicelib.adapters.clock import parse_iso, to_iso
 from chalicelib.adapters.dynamo import keys
 from chalicelib.adapters.dynamo.models import AccountItem, EntryItem, TransactionItem
-from chalicelib.adapters.dynamo.reconciliation_store import ReconciliationStore
+from chalicelib.adapters.dynamo.reconciliation_store import DynamoReconciliationStore
 from chalicelib.adapters.stripe_gateway import BalanceTransaction
 from chalicelib.domain.accounts import PlatformAccount, PlatformKind
 from chalicelib.domain.transactions import (
@@ -100,8 +101,8 @@ def ledger(world: LedgerWorld, clock: Clock) -> LedgerWorld:
 
 
 @pytest.fixture
-def store(table: str) -> ReconciliationStore:
-    return ReconciliationStore(table)
+def store(table: str) -> DynamoReconciliationStore:
+    return DynamoReconciliationStore(table)
 
 
 def card_deposit(world: LedgerWorld, account: str, amount: int, pi: str) -> str:
@@ -185,7 +186,7 @@ def test_a_clean_mixed_history_reports_ok_day_by_day(store, two_days, ledger):
     ledger.check_guarantees()
 
 
-def _checked_accounts(store: ReconciliationStore, day: str) -> set[str]:
+def _checked_accounts(store: DynamoReconciliationStore, day: str) -> set[str]:
     client = boto3.client("dynamodb", region_name="us-east-1")
     items = client.scan(TableName=store.table_name)["Items"]
     return {
@@ -223,7 +224,7 @@ def test_the_second_day_reads_only_the_accounts_it_touched(store, ledger, clock)
     assert report.accounts_checked == len(touched | _swept_on(store, DAY2))
 
 
-def _swept_on(store: ReconciliationStore, day: str) -> set[str]:
+def _swept_on(store: DynamoReconciliationStore, day: str) -> set[str]:
     night = date.fromisoformat(day).toordinal() % recon.SWEEP_DAYS
     return {a for a in store.all_account_ids() if recon.sweep_bucket(a) == night}
 
@@ -506,13 +507,14 @@ def test_a_mismatch_is_published_to_the_alert_topic_and_counted(store, two_days,
     ]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
 
-    clean = recon.run(DAY1, store=store, alert_topic_arn=topic)
+    alerts = SnsAlerts(topic, "us-east-1")
+    clean = recon.run(DAY1, store=store, alerts=alerts)
     assert clean.status == "ok"
     assert "Messages" not in sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0)
 
     item = AccountItem.get(keys.account_pk(two_days["carol"]), keys.ACCOUNT_SK)
     item.update(actions=[AccountItem.posted.set(1)])
-    report = recon.run(DAY2, store=store, alert_topic_arn=topic)
+    report = recon.run(DAY2, store=store, alerts=alerts)
     assert report.status == "mismatch"
     [message] = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0)["Messages"]
     published = json.loads(json.loads(message["Body"])["Message"])
@@ -529,7 +531,11 @@ def test_a_report_that_cannot_be_stored_still_alerts(store, two_days, monkeypatc
     """A very bad night can make the report item too large for DynamoDB (400 KB): the run fails,
     but the alert and the metric have gone out first."""
     published: list[str] = []
-    monkeypatch.setattr(recon, "publish_alert", lambda report, *_: published.append(report.date))
+
+    class RecordingAlerts:
+        def publish(self, subject: str, message: str) -> bool:
+            published.append(json.loads(message)["date"])
+            return True
 
     def too_large(*_args) -> None:
         raise ValueError("Item size has exceeded the maximum allowed size")
@@ -539,7 +545,7 @@ def test_a_report_that_cannot_be_stored_still_alerts(store, two_days, monkeypatc
     item.update(actions=[AccountItem.posted.set(1)])
 
     with pytest.raises(ValueError, match="maximum allowed size"):
-        recon.run(DAY1, store=store)
+        recon.run(DAY1, store=store, alerts=RecordingAlerts())
 
     assert published == [DAY1]
     metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
@@ -562,20 +568,27 @@ def _balances(table: str) -> dict[str, tuple[str, str, str]]:
     }
 
 
-def test_full_check_verifies_every_account_from_its_first_entry(table, two_days, capsys):
-    report = recon.full_check(table)
+def test_full_check_verifies_every_account_from_its_first_entry(
+    table, two_days, capsys, monkeypatch
+):
+    from chalicelib.api import dependencies
+    from infra import reconcile
+
+    monkeypatch.setenv("TABLE_NAME", table)
+    report = recon.full_report(DynamoReconciliationStore(table))
     assert report.status == "ok", report.mismatches
     assert report.transactions_checked == 9
     assert report.trial_balance == {"USD": "0.00"}
-    assert recon.main(["--full", "--table", table]) == 0
+    assert reconcile.main(["--full", "--table", table]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "ok"
 
     alice = two_days["alice"]
     [first, *_] = list(EntryItem.query(keys.account_pk(alice), EntryItem.SK.startswith("E#")))
     first.update(actions=[EntryItem.balance_after.set(int(first.balance_after) + 1)])
-    report = recon.full_check(table)
+    report = recon.full_report(DynamoReconciliationStore(table))
     assert ("entry_balance_after", alice) in checks(report)
-    assert recon.main(["--full", "--table", table]) == 1
+    assert reconcile.main(["--full", "--table", table]) == 1
+    dependencies.reset()  # the command binds the process-wide getters
 
 
 def test_full_check_reads_another_table_without_moving_the_models(table, two_days):
@@ -583,7 +596,7 @@ def test_full_check_reads_another_table_without_moving_the_models(table, two_day
     from infra.local.table import create_table
 
     create_table(client, "ledger-scratch")
-    report = recon.full_check("ledger-scratch")
+    report = recon.full_report(DynamoReconciliationStore("ledger-scratch"))
     assert (report.status, report.accounts_checked, report.transactions_checked) == ("ok", 0, 0)
     assert AccountItem.Meta.table_name == table
 

@@ -21,8 +21,14 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.adapters.aws_backup import AwsBackupRecoveryPoints, RecoveryPoint, RestoreJob
+from chalicelib.adapters.aws_backup import (
+    AwsBackupRecoveryPoints,
+    RecoveryPoint,
+    RestoreJob,
+    backup_vault,
+)
 from chalicelib.adapters.dynamo import keys
+from chalicelib.adapters.dynamo.drill_tables import DynamoDrillTables
 from chalicelib.api import restore_drill_job
 from chalicelib.config import get_settings
 from chalicelib.services import restore_drill as drill
@@ -37,6 +43,15 @@ def read_result(client: Any, table: str, drill_id: str) -> dict[str, Any] | None
         ConsistentRead=True,
     ).get("Item")
     return None if item is None else json.loads(item["result"]["S"])
+
+
+def run_drill(client: Any, table: str, **options: Any) -> drill.DrillResult:
+    """The drill on DynamoDB through ``client`` (moto's, or a test's wrapper of it); a
+    ``before_verify`` hook gets that client and the scratch table's name."""
+    hook = options.pop("before_verify", None)
+    if hook is not None:
+        options["before_verify"] = lambda scratch: hook(client, scratch)
+    return drill.run_drill(DynamoDrillTables(client), table, **options)
 
 
 START = datetime(2026, 11, 22, 3, 0, 0, tzinfo=UTC)  # a Sunday of ISO week 47 (odd)
@@ -186,7 +201,7 @@ def test_without_a_vault_the_drill_restores_to_a_point_in_time_and_says_why():
 
 def test_an_unknown_method_is_refused_before_anything_is_done(client, table):
     with pytest.raises(ValueError, match="pitr, backup"):
-        drill.run_drill(client, table, method="snapshot", now=lambda: START)
+        run_drill(client, table, method="snapshot", now=lambda: START)
 
     assert read_result(client, table, drill.drill_id_for(START)) is None
 
@@ -196,7 +211,7 @@ def test_the_vault_comes_from_the_settings_and_makes_no_aws_client_yet(monkeypat
     monkeypatch.setenv("BACKUP_RESTORE_ROLE_ARN", ROLE)
     get_settings.cache_clear()
     try:
-        vault = drill.backup_vault(get_settings())
+        vault = backup_vault(get_settings())
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
@@ -205,14 +220,14 @@ def test_the_vault_comes_from_the_settings_and_makes_no_aws_client_yet(monkeypat
     assert (vault.name, vault.restore_role_arn) == (VAULT, ROLE)
     assert isinstance(vault.recovery_points, AwsBackupRecoveryPoints)
     assert vault.recovery_points._client is None  # boto3's backup client on first use only
-    assert drill.backup_vault(get_settings()) is None  # no BACKUP_VAULT_NAME: no vault
+    assert backup_vault(get_settings()) is None  # no BACKUP_VAULT_NAME: no vault
 
 
 # -- point-in-time recovery ---------------------------------------------------------------------
 def test_a_healthy_ledger_restores_to_a_point_in_time_verifies_and_leaves_nothing_behind(
     busy, client, table
 ):
-    result = drill.run_drill(client, table, now=lambda: START)
+    result = run_drill(client, table, now=lambda: START)
 
     assert result.passed, result.summary()
     assert result.method == "pitr"
@@ -238,7 +253,7 @@ def test_a_healthy_ledger_restores_to_a_point_in_time_verifies_and_leaves_nothin
 def test_the_point_in_time_restore_asks_for_T_on_the_table_key(busy, client, table):
     spy = Spy(client)
 
-    result = drill.run_drill(spy, table, now=lambda: EVEN_WEEK, kms_key_arn=KEY)
+    result = run_drill(spy, table, now=lambda: EVEN_WEEK, kms_key_arn=KEY)
 
     assert result.passed, result.summary()
     assert result.method == "pitr"
@@ -292,7 +307,7 @@ def test_pitr_that_never_reaches_T_fails_at_the_deadline_with_no_scratch_table_l
     stuck = StuckPitr(client, latest=START - timedelta(minutes=10))
 
     with pytest.raises(drill.RestoreDrillFailed) as failed:
-        drill.run_drill(stuck, table, now=lambda: START, deadline_seconds=0, sleep=no_sleep)
+        run_drill(stuck, table, now=lambda: START, deadline_seconds=0, sleep=no_sleep)
 
     result = failed.value.result
     assert "had not reached" in (result.error or "")
@@ -311,7 +326,7 @@ def test_a_table_without_point_in_time_recovery_fails_the_drill(busy, client, ta
     )
 
     with pytest.raises(drill.RestoreDrillFailed) as failed:
-        drill.run_drill(client, table, now=lambda: START, sleep=no_sleep)
+        run_drill(client, table, now=lambda: START, sleep=no_sleep)
 
     assert f"point-in-time recovery of {table} is DISABLED" in (failed.value.result.error or "")
     assert failed.value.result.scratch_table not in tables(client)
@@ -322,7 +337,7 @@ def test_a_missing_entry_in_the_restored_copy_fails_the_drill_loudly(busy, clien
         scratch_client.delete_item(TableName=scratch, Key=first_key(client, scratch, "entry"))
 
     with pytest.raises(drill.RestoreDrillFailed) as failed:
-        drill.run_drill(client, table, now=lambda: START, before_verify=lose_an_entry)
+        run_drill(client, table, now=lambda: START, before_verify=lose_an_entry)
 
     result = failed.value.result
     assert not result.passed
@@ -346,7 +361,7 @@ def test_a_balance_that_disagrees_with_its_entries_fails_although_counts_match(b
         )
 
     with pytest.raises(drill.RestoreDrillFailed) as failed:
-        drill.run_drill(client, table, now=lambda: START, before_verify=corrupt_a_balance)
+        run_drill(client, table, now=lambda: START, before_verify=corrupt_a_balance)
 
     result = failed.value.result
     assert result.count_problems == []
@@ -378,7 +393,7 @@ def test_writes_while_waiting_for_T_do_not_fail_the_point_in_time_drill(world, c
     world.fund(alice, 1_000)
     busy_client = WritesWhileWaiting(client, world, alice, bob)
 
-    result = drill.run_drill(busy_client, table, now=lambda: START)
+    result = run_drill(busy_client, table, now=lambda: START)
 
     assert result.passed, result.summary()
     transactions = result.counts["transaction"]
@@ -408,7 +423,7 @@ def test_a_restore_slower_than_the_deadline_fails_and_names_the_table_left(busy,
     slow = SlowRestore(client, f"{table}-drill-")
 
     with pytest.raises(drill.RestoreDrillFailed) as failed:
-        drill.run_drill(slow, table, now=lambda: START, deadline_seconds=0, sleep=no_sleep)
+        run_drill(slow, table, now=lambda: START, deadline_seconds=0, sleep=no_sleep)
 
     result = failed.value.result
     assert "deadline" in (result.error or "")
@@ -426,7 +441,7 @@ def test_the_newest_recovery_point_restores_verifies_and_is_recorded(
     aws_backup.take(table, START - timedelta(hours=1), vault="another-vault")
     aws_backup.take(table, START - timedelta(minutes=30), status="PARTIAL")
 
-    result = drill.run_drill(
+    result = run_drill(
         client, table, vault=vault_of(aws_backup), now=lambda: START, kms_key_arn=KEY
     )
 
@@ -465,7 +480,7 @@ def test_writes_after_the_recovery_point_do_not_fail_the_drill(world, client, ta
     aws_backup.take(table, START - timedelta(hours=23))
     world.transfer(alice, bob, 10)
 
-    result = drill.run_drill(client, table, vault=vault_of(aws_backup), now=lambda: START)
+    result = run_drill(client, table, vault=vault_of(aws_backup), now=lambda: START)
 
     assert result.passed, result.summary()
     transactions = result.counts["transaction"]
@@ -483,7 +498,7 @@ def test_more_entries_than_the_live_table_has_fail_the_backup_drill(
         scratch_client.put_item(TableName=scratch, Item={**item, "SK": {"S": "invented"}})
 
     with pytest.raises(drill.RestoreDrillFailed) as failed:
-        drill.run_drill(
+        run_drill(
             client,
             table,
             vault=vault_of(aws_backup),
@@ -500,7 +515,7 @@ def test_no_recovery_point_in_the_vault_fails_the_drill(busy, client, table, aws
     aws_backup.take(table, START - timedelta(hours=2), vault="another-vault")
 
     with pytest.raises(drill.RestoreDrillFailed) as failed:
-        drill.run_drill(client, table, vault=vault_of(aws_backup), now=lambda: START)
+        run_drill(client, table, vault=vault_of(aws_backup), now=lambda: START)
 
     result = failed.value.result
     assert result.method == "backup"
@@ -517,7 +532,7 @@ def test_a_recovery_point_older_than_26_hours_fails_the_drill(busy, client, tabl
     stale = aws_backup.take(table, START - timedelta(hours=26, minutes=1))
 
     with pytest.raises(drill.RestoreDrillFailed) as failed:
-        drill.run_drill(client, table, vault=vault_of(aws_backup), now=lambda: START)
+        run_drill(client, table, vault=vault_of(aws_backup), now=lambda: START)
 
     result = failed.value.result
     assert "26.0 hours old" in (result.error or "")
@@ -532,9 +547,7 @@ def test_a_failed_restore_job_fails_the_drill(busy, client, table, aws_backup):
     aws_backup.job_statuses = ["RUNNING", "FAILED"]
 
     with pytest.raises(drill.RestoreDrillFailed) as failed:
-        drill.run_drill(
-            client, table, vault=vault_of(aws_backup), now=lambda: START, sleep=no_sleep
-        )
+        run_drill(client, table, vault=vault_of(aws_backup), now=lambda: START, sleep=no_sleep)
 
     result = failed.value.result
     assert result.restore_job_status == "FAILED"
@@ -551,7 +564,7 @@ def test_a_restore_job_still_running_at_the_deadline_leaves_the_scratch_table_to
     aws_backup.job_statuses = ["RUNNING"]
 
     with pytest.raises(drill.RestoreDrillFailed) as failed:
-        drill.run_drill(
+        run_drill(
             client,
             table,
             vault=vault_of(aws_backup),
@@ -568,9 +581,9 @@ def test_a_restore_job_still_running_at_the_deadline_leaves_the_scratch_table_to
 
 def test_the_backup_path_without_its_settings_fails_and_says_which(busy, client, table, aws_backup):
     with pytest.raises(drill.RestoreDrillFailed) as no_vault:
-        drill.run_drill(client, table, method="backup", now=lambda: START)
+        run_drill(client, table, method="backup", now=lambda: START)
     with pytest.raises(drill.RestoreDrillFailed) as no_role:
-        drill.run_drill(
+        run_drill(
             client, table, method="backup", vault=vault_of(aws_backup, role=None), now=lambda: START
         )
 
@@ -584,8 +597,8 @@ def test_the_drill_never_creates_or_deletes_a_backup(busy, client, table, aws_ba
     backups_before = client.list_backups(TableName=table)["BackupSummaries"]
     spy = Spy(client)
 
-    by_pitr = drill.run_drill(spy, table, method="pitr", now=lambda: START)
-    by_backup = drill.run_drill(
+    by_pitr = run_drill(spy, table, method="pitr", now=lambda: START)
+    by_backup = run_drill(
         spy, table, vault=vault_of(aws_backup), method="backup", now=lambda: EVEN_WEEK
     )
 
@@ -684,7 +697,7 @@ def test_the_weekly_job_alerts_emits_the_metric_and_raises_when_it_fails(
 
 
 def test_the_report_item_uses_the_drill_key(busy, client, table):
-    result = drill.run_drill(client, table, now=lambda: START)
+    result = run_drill(client, table, now=lambda: START)
 
     item = client.get_item(
         TableName=table,

@@ -5,8 +5,9 @@ check a *scratch* table from the same process. Rebinding the models for a while 
 other user of them too, so this store talks to the table through the models' own low-level
 client with an explicit ``TableName`` (one botocore client, no second cold start), and turns the
 raw items into domain objects with the models' ``from_raw_data``. It only ever writes its own
-items: reports (``RECON#<date>`` / ``REPORT``) and per-account checkpoints (``CKPT#<id>`` /
-``RECON#<date>``); balances are never written here.
+items: reports (``RECON#<date>`` / ``REPORT``), per-account checkpoints (``CKPT#<id>`` /
+``RECON#<date>``) and run markers; balances are never written here. The values it carries
+(``Checkpoint``, ``StoredReport``, ``RunMarker``) are the service's.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.adapters.dynamo import keys
 from chalicelib.adapters.dynamo.models import AccountItem, EntryItem, TransactionItem
 from chalicelib.domain.accounts import Account
 from chalicelib.domain.transactions import Entry, Transaction
+from chalicelib.services.reconciliation.store import Checkpoint, RunMarker, StoredReport
 
 BATCH_GET_LIMIT = 100
 BATCH_WRITE_LIMIT = 25
@@ -30,42 +31,13 @@ RUN_TYPE = "recon_run"
 RUNNING = "running"
 
 
-@dataclass(frozen=True)
-class Checkpoint:
-    """An account verified up to the end of ``day``: its last entry then, and the balance."""
-
-    account_id: str
-    day: str
-    seq: int
-    posted: int
-    entry_sk: str | None  # the SK of the entry with ``seq`` (None before the first entry)
-
-
-@dataclass(frozen=True)
-class StoredReport:
-    """A run's report and what the next day's run starts from."""
-
-    day: str
-    report: dict[str, Any]
-    totals: dict[str, int]  # per currency: the sum of every account's checkpointed balance
-    open_holds: list[str]  # holds still pending at the end of ``day``
-    # False for a run made before ``day`` ended (a partial day): never the start of a later run.
-    final: bool = True
-
-
-@dataclass(frozen=True)
-class RunMarker:
-    run_id: str
-    status: str  # running, ok, mismatch or failed
-    started_at: str
-    error: str | None  # a failed run's error class
-
-
 def _key(pk: str, sk: str) -> dict[str, dict[str, str]]:
     return {"PK": {"S": pk}, "SK": {"S": sk}}
 
 
-class ReconciliationStore:
+class DynamoReconciliationStore:
+    """``chalicelib.services.reconciliation.ReconciliationStore`` on the table ``table_name``."""
+
     def __init__(self, table_name: str, client: Any | None = None) -> None:
         self.table_name = table_name
         # PynamoDB's client for the bound region / endpoint, shared with the models.
