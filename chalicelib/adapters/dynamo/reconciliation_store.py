@@ -20,8 +20,8 @@ from typing import Any
 from chalicelib.adapters.dynamo import keys
 from chalicelib.adapters.dynamo.models import AccountItem, EntryItem, TransactionItem
 from chalicelib.domain.accounts import Account
+from chalicelib.domain.reconciliation import Checkpoint, RunMarker, StoredReport
 from chalicelib.domain.transactions import Entry, Transaction
-from chalicelib.services.reconciliation.store import Checkpoint, RunMarker, StoredReport
 
 BATCH_GET_LIMIT = 100
 BATCH_WRITE_LIMIT = 25

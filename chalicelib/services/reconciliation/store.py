@@ -1,46 +1,18 @@
 """What reconciliation reads and writes, as the service sees it: the ``ReconciliationStore``
-port and the values it carries. ``chalicelib.adapters.dynamo.reconciliation_store`` keeps them
-in the table (reports, checkpoints, run markers) and reads the ledger's items for them."""
+port (the values it carries are ``chalicelib.domain.reconciliation``'s, re-exported here).
+``chalicelib.adapters.dynamo.reconciliation_store`` keeps them in the table (reports,
+checkpoints, run markers) and reads the ledger's items for them."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from chalicelib.domain.accounts import Account
+from chalicelib.domain.reconciliation import Checkpoint, RunMarker, StoredReport
 from chalicelib.domain.transactions import Entry, Transaction
 
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """An account verified up to the end of ``day``: its last entry then, and the balance."""
-
-    account_id: str
-    day: str
-    seq: int
-    posted: int
-    entry_sk: str | None  # the SK of the entry with ``seq`` (None before the first entry)
-
-
-@dataclass(frozen=True)
-class StoredReport:
-    """A run's report and what the next day's run starts from."""
-
-    day: str
-    report: dict[str, Any]
-    totals: dict[str, int]  # per currency: the sum of every account's checkpointed balance
-    open_holds: list[str]  # holds still pending at the end of ``day``
-    # False for a run made before ``day`` ended (a partial day): never the start of a later run.
-    final: bool = True
-
-
-@dataclass(frozen=True)
-class RunMarker:
-    run_id: str
-    status: str  # running, ok, mismatch or failed
-    started_at: str
-    error: str | None  # a failed run's error class
+__all__ = ["Checkpoint", "ReconciliationStore", "RunMarker", "StoredReport"]
 
 
 class ReconciliationStore(Protocol):
