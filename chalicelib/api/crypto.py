@@ -11,9 +11,13 @@ from chalice import Blueprint
 from chalicelib.api import responses
 from chalicelib.api.access import current_principal, protected
 from chalicelib.api.dependencies import (
+    get_address_repository,
     get_bound_settings,
     get_crypto_gateway,
+    get_inbox,
     get_ledger_service,
+    get_payout_repository,
+    get_withdrawal_repository,
 )
 from chalicelib.api.log import logger
 from chalicelib.api.requests import parse_body
@@ -33,9 +37,8 @@ def deposit_address() -> dict[str, Any]:
     from chalicelib.api.crypto_schemas import AddressRequest
 
     body = parse_body(crypto.current_request, AddressRequest)
-    get_bound_settings()
     code, address = service().deposit_address(
-        get_crypto_gateway(), current_principal().user, body.currency
+        get_crypto_gateway(), get_address_repository(), current_principal().user, body.currency
     )
     return responses.AddressAnswer(address=responses.Address(currency=code, address=address)).body()
 
@@ -45,6 +48,12 @@ def crypto_webhook() -> dict[str, Any]:
     request = crypto.current_request
     secret, _ = get_bound_settings().crypto_secrets()
     event = service().verify(request.raw_body or b"", request.headers.get("x-signature"), secret)
-    outcome = service().handle(get_ledger_service(), event)
+    stores = service().CryptoStores(
+        inbox=get_inbox(),
+        addresses=get_address_repository(),
+        withdrawals=get_withdrawal_repository(),
+        payouts=get_payout_repository(),
+    )
+    outcome = service().handle(get_ledger_service(), stores, event)
     logger.info("crypto webhook processed", event_type=event.type, outcome=outcome)
     return responses.CryptoReceived(received=True, outcome=outcome).body()

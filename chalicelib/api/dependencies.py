@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from chalicelib.adapters.dynamo.drill_tables import DynamoDrillTables
     from chalicelib.adapters.dynamo.reconciliation_store import DynamoReconciliationStore
     from chalicelib.services.alerts import Alerts
+    from chalicelib.services.crypto import AddressRepository
+    from chalicelib.services.facilities import FacilityRepository
+    from chalicelib.services.inbox import Inbox
+    from chalicelib.services.payouts import PayoutRepository
+    from chalicelib.services.withdrawals import WithdrawalRepository
 
 
 @cache
@@ -214,6 +219,51 @@ def get_backup_vault(settings: Settings) -> BackupVault | None:
     return backup_vault(settings)
 
 
+@cache
+def get_inbox() -> Inbox:
+    """The webhook inbox on the configured table."""
+    from chalicelib.adapters.dynamo.inbox_store import DynamoInbox
+
+    get_bound_settings()
+    return DynamoInbox()
+
+
+@cache
+def get_withdrawal_repository() -> WithdrawalRepository:
+    """Withdrawals and their daily totals on the configured table."""
+    from chalicelib.adapters.dynamo.withdrawal_repository import DynamoWithdrawalRepository
+
+    get_bound_settings()
+    return DynamoWithdrawalRepository()
+
+
+@cache
+def get_payout_repository() -> PayoutRepository:
+    """Payout requests for the crypto gateway on the configured table."""
+    from chalicelib.adapters.dynamo.payout_repository import DynamoPayoutRepository
+
+    get_bound_settings()
+    return DynamoPayoutRepository()
+
+
+@cache
+def get_address_repository() -> AddressRepository:
+    """Crypto deposit addresses and their owners on the configured table."""
+    from chalicelib.adapters.dynamo.crypto_address_repository import DynamoAddressRepository
+
+    get_bound_settings()
+    return DynamoAddressRepository()
+
+
+@cache
+def get_facility_repository() -> FacilityRepository:
+    """Facilities on the configured table."""
+    from chalicelib.adapters.dynamo.facility_repository import DynamoFacilityRepository
+
+    get_bound_settings()
+    return DynamoFacilityRepository()
+
+
 def reset() -> None:
     """Forget every object built so far; the next getter call reads the settings again."""
     get_table_probe.cache_clear()
@@ -224,3 +274,8 @@ def reset() -> None:
     get_replay_store.cache_clear()
     get_payment_gateway.cache_clear()
     get_crypto_gateway.cache_clear()
+    get_inbox.cache_clear()
+    get_withdrawal_repository.cache_clear()
+    get_payout_repository.cache_clear()
+    get_address_repository.cache_clear()
+    get_facility_repository.cache_clear()

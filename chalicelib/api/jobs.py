@@ -26,6 +26,8 @@ from chalicelib.api.dependencies import (
     get_crypto_gateway,
     get_ledger_service,
     get_payment_gateway,
+    get_payout_repository,
+    get_withdrawal_repository,
 )
 from chalicelib.api.log import logger
 
@@ -45,11 +47,14 @@ def run_payout_retry():  # type: ignore[no-untyped-def]
 
     settings = get_bound_settings()
     ledger = get_ledger_service()
+    stored, requests = get_withdrawal_repository(), get_payout_repository()
     report = payouts.retry_requested(
         get_crypto_gateway(),
+        requests,
+        stored,
         max_attempts=settings.payout_max_attempts,
         give_up=lambda withdrawal_id, attempts: withdrawals.fail_undeliverable(
-            ledger, withdrawal_id, attempts
+            ledger, stored, requests, withdrawal_id, attempts
         ),
     )
     logger.info("scheduled payout retry", outcomes=report.outcomes)
@@ -70,7 +75,9 @@ def expire_withdrawals(event: Any) -> dict[str, Any]:
     from chalicelib.services import withdrawals
 
     settings = get_bound_settings()
-    expired = withdrawals.expire_stale(get_ledger_service(), settings.withdrawal_review_days)
+    expired = withdrawals.expire_stale(
+        get_ledger_service(), get_withdrawal_repository(), settings.withdrawal_review_days
+    )
     logger.info("scheduled withdrawal expiry", expired=len(expired))
     return {"expired": expired}
 

@@ -9,7 +9,11 @@ from chalice import Blueprint, Response
 
 from chalicelib.api import responses
 from chalicelib.api.access import admin_only, current_principal, protected
-from chalicelib.api.dependencies import get_auth_service, get_ledger_service
+from chalicelib.api.dependencies import (
+    get_auth_service,
+    get_facility_repository,
+    get_ledger_service,
+)
 from chalicelib.api.idempotency import current_money_replay, idempotency_key, replayed_with_money
 from chalicelib.api.requests import parse_body, source_ip
 from chalicelib.api.views import transaction_view
@@ -80,7 +84,10 @@ def create_facility() -> Response:
 
     body = parse_body(transfers.current_request, schemas().NewFacility)
     facility = facilities.create_facility(
-        body.name, admin_id=current_principal().user.id, ip=source_ip(transfers.current_request)
+        get_facility_repository(),
+        body.name,
+        admin_id=current_principal().user.id,
+        ip=source_ip(transfers.current_request),
     )
     answer = responses.FacilityAnswer(facility=facility_view(facility))
     return Response(answer.body(), status_code=201)
@@ -93,7 +100,8 @@ def list_facilities() -> dict[str, Any]:
     from chalicelib.services import facilities
 
     query = parse_list_query(transfers.current_request.query_params)
-    page, next_cursor = facilities.page_of(facilities.list_facilities(), query.limit, query.cursor)
+    found = facilities.list_facilities(get_facility_repository())
+    page, next_cursor = facilities.page_of(found, query.limit, query.cursor)
     return responses.FacilityPage(
         data=[facility_view(f) for f in page], next_cursor=next_cursor
     ).body()

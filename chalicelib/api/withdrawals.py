@@ -13,6 +13,8 @@ from chalicelib.api.dependencies import (
     get_bound_settings,
     get_crypto_gateway,
     get_ledger_service,
+    get_payout_repository,
+    get_withdrawal_repository,
 )
 from chalicelib.api.idempotency import idempotency_key, optional_request_mark, replayable
 from chalicelib.api.requests import parse_body, source_ip
@@ -41,7 +43,7 @@ def withdrawal_view(w: Any) -> responses.Withdrawal:
 def _withdrawal_fields(w: Any) -> dict[str, Any]:
     return {
         "id": w.id,
-        "status": w.status,
+        "status": str(w.status),
         "amount": format_amount(w.amount, w.currency),
         "currency": w.currency,
         "destination": w.destination,
@@ -64,6 +66,7 @@ def request_withdrawal() -> Response:
     body = parse_body(withdrawals.current_request, schemas().NewWithdrawal)
     w = service().request(
         get_ledger_service(),
+        get_withdrawal_repository(),
         get_bound_settings(),
         user=current_principal().user,
         amount=body.amount,
@@ -78,7 +81,7 @@ def request_withdrawal() -> Response:
 @withdrawals.route("/v1/withdrawals/{withdrawal_id}", methods=["GET"])
 @protected(withdrawals)
 def get_withdrawal(withdrawal_id: str) -> dict[str, Any]:
-    w = service().get_own(current_principal().user, withdrawal_id)
+    w = service().get_own(get_withdrawal_repository(), current_principal().user, withdrawal_id)
     return responses.WithdrawalAnswer(withdrawal=withdrawal_view(w)).body()
 
 
@@ -88,7 +91,9 @@ def cancel_withdrawal(withdrawal_id: str) -> dict[str, Any]:
     parse_body(withdrawals.current_request, schemas().RequestBody)
     user = current_principal().user
     mark = optional_request_mark(withdrawals, f"withdrawal.cancel\x1f{withdrawal_id}", user.id)
-    w = service().cancel(get_ledger_service(), user, withdrawal_id, mark)
+    w = service().cancel(
+        get_ledger_service(), get_withdrawal_repository(), user, withdrawal_id, mark
+    )
     return responses.WithdrawalAnswer(withdrawal=withdrawal_view(w)).body()
 
 
@@ -98,7 +103,9 @@ def review_queue() -> dict[str, Any]:
     params = withdrawals.current_request.query_params
     query = parse_list_query(params)
     try:
-        page = service().review_queue(query_param(params, "status"), query.limit, query.cursor)
+        page = service().review_queue(
+            get_withdrawal_repository(), query_param(params, "status"), query.limit, query.cursor
+        )
     except ValueError as exc:
         if isinstance(exc, InvalidRequest):
             raise
@@ -114,6 +121,8 @@ def approve_withdrawal(withdrawal_id: str) -> dict[str, Any]:
     parse_body(withdrawals.current_request, schemas().RequestBody)
     admin = current_principal().user
     w = service().approve(
+        get_withdrawal_repository(),
+        get_payout_repository(),
         admin,
         withdrawal_id,
         source_ip(withdrawals.current_request),
@@ -130,6 +139,7 @@ def reject_withdrawal(withdrawal_id: str) -> dict[str, Any]:
     admin = current_principal().user
     w = service().reject(
         get_ledger_service(),
+        get_withdrawal_repository(),
         admin,
         withdrawal_id,
         body.reason,

@@ -212,6 +212,14 @@ class WithdrawalLimitExceeded(LedgerError):
     """The withdrawal would exceed the user's daily withdrawal limit for the currency."""
 
 
+class WithdrawalNotPendingReview(InvalidState):
+    """Only a withdrawal pending review can be approved, cancelled, rejected or expired."""
+
+
+class WithdrawalNotProcessing(InvalidState):
+    """Only a processing withdrawal (approved, its payout owed) can complete or fail."""
+
+
 # -- currency exchange (fx) -----------------------------------------------------------------------
 class RateUnavailable(LedgerError):
     """No exchange rate is available for this currency pair and direction."""

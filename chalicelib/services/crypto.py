@@ -1,13 +1,14 @@
 """Crypto deposits and the crypto gateway's webhooks.
 
 Deposit addresses: one per user and currency, from the gateway (``deposit_address``); each is
-stored as ``ADDR#<currency>#<address>`` -> user, written once, so a webhook finds the owner.
+stored with its owner, written once (``AddressRepository``), so a webhook finds the owner.
 
 Webhooks (``POST /v1/webhooks/crypto``): ``verify`` checks ``X-Signature`` (HMAC-SHA256 of
 ``"<t>.<raw body>"``, constant-time compare, 300 s tolerance) and reads ``{id, type, data}``;
 anything wrong raises ``InvalidWebhook`` before anything is written. ``handle`` then applies the
-event exactly once: its inbox item ``EVT#crypto#<event id>`` is written in the same
-TransactWriteItems as the money it moves, so a redelivery is a no-op (``duplicate``).
+event exactly once: its inbox record (``services.inbox.Inbox``) is written in the same
+transaction as the money it moves, so a redelivery is a no-op (``duplicate``). This module routes
+the gateway's withdrawal events to ``services.withdrawals``; that module never imports this one.
 
 - ``deposit.confirmed`` credits the address owner's wallet from crypto custody, once per
   ``tx_hash`` (the transaction id is derived from currency and tx_hash, so a second event for the
@@ -27,9 +28,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
-
-from pynamodb.exceptions import PutError
+from typing import Any, Protocol
 
 from chalicelib.adapters.clock import now_iso
 from chalicelib.adapters.crypto_gateway import (
@@ -38,11 +37,6 @@ from chalicelib.adapters.crypto_gateway import (
     CryptoGatewayError,
     signature,
 )
-from chalicelib.adapters.dynamo import keys
-from chalicelib.adapters.dynamo.models import (
-    CryptoAddressItem,
-)
-from chalicelib.adapters.dynamo.transact import condition_failed
 from chalicelib.domain.accounts import OwnerType, PlatformAccount, PlatformKind, wallet_id
 from chalicelib.domain.errors import (
     HoldNotPending,
@@ -57,8 +51,12 @@ from chalicelib.domain.errors import (
 from chalicelib.domain.money import currency, parse_amount
 from chalicelib.domain.transactions import TransactionType, derive_transaction_id
 from chalicelib.domain.users import User
-from chalicelib.services import inbox, withdrawals
+from chalicelib.domain.withdrawals import WithdrawalStatus
+from chalicelib.services import withdrawals
+from chalicelib.services.inbox import DUPLICATE, Inbox
 from chalicelib.services.ledger import LedgerService, PostingRequest
+from chalicelib.services.payouts import PayoutRepository
+from chalicelib.services.withdrawals import WithdrawalRepository
 
 PROVIDER = "crypto"
 TOLERANCE_SECONDS = 300
@@ -67,13 +65,35 @@ _TOKEN = re.compile(r"[A-Za-z0-9:._-]{1,128}")
 _ADDRESS = re.compile(r"[A-Za-z0-9]{8,128}")
 
 CREDITED, DUPLICATE_TX = "credited", "duplicate_tx"
-DUPLICATE = inbox.DUPLICATE
 UNMATCHED, IGNORED, CONFLICT = "unmatched", "ignored", "conflict"
-COMPLETED, FAILED = "completed", "failed"
+COMPLETED, FAILED = WithdrawalStatus.COMPLETED.value, WithdrawalStatus.FAILED.value
+
+
+class AddressRepository(Protocol):
+    """Deposit addresses and their owners
+    (``adapters.dynamo.crypto_address_repository.DynamoAddressRepository``)."""
+
+    def claim(self, code: str, address: str, user_id: str, at: str) -> bool:
+        """Store the address as the user's, once; False if it was stored before (for anyone)."""
+        ...
+
+    def owner(self, code: str, address: str) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class CryptoStores:
+    """What the crypto webhook reads and writes besides the ledger."""
+
+    inbox: Inbox
+    addresses: AddressRepository
+    withdrawals: WithdrawalRepository
+    payouts: PayoutRepository
 
 
 # -- deposit addresses ----------------------------------------------------------------------------
-def deposit_address(gateway: CryptoGateway, user: User, currency_code: Any) -> tuple[str, str]:
+def deposit_address(
+    gateway: CryptoGateway, addresses: AddressRepository, user: User, currency_code: Any
+) -> tuple[str, str]:
     """The user's deposit address for a currency: ``(currency, address)``, always the same.
 
     Raises UnsupportedCurrency (USD, or unknown), InvalidState (the address belongs to someone
@@ -86,34 +106,10 @@ def deposit_address(gateway: CryptoGateway, user: User, currency_code: Any) -> t
         address = gateway.deposit_address(user.id, code)
     except CryptoGatewayError as exc:
         raise ProviderUnavailable("the crypto gateway could not be reached; retry later") from exc
-    item = CryptoAddressItem(
-        keys.crypto_address_pk(code, address),
-        keys.CRYPTO_ADDRESS_SK,
-        item_type=CryptoAddressItem.ITEM_TYPE,
-        user_id=user.id,
-        currency=code,
-        address=address,
-        created_at=now_iso(),
-    )
-    try:
-        item.save(condition=CryptoAddressItem.PK.does_not_exist())
-    except PutError as exc:
-        if not condition_failed(exc):
-            raise
-        owner = address_owner(code, address)
-        if owner != user.id:
-            raise InvalidState(f"address {address} belongs to another user") from exc
+    claimed = addresses.claim(code, address, user.id, now_iso())
+    if not claimed and addresses.owner(code, address) != user.id:
+        raise InvalidState(f"address {address} belongs to another user")
     return code, address
-
-
-def address_owner(code: str, address: str) -> str | None:
-    try:
-        found = CryptoAddressItem.get(
-            keys.crypto_address_pk(code, address), keys.CRYPTO_ADDRESS_SK, consistent_read=True
-        )
-    except CryptoAddressItem.DoesNotExist:
-        return None
-    return found.user_id
 
 
 # -- webhooks -------------------------------------------------------------------------------------
@@ -167,23 +163,25 @@ def verify(raw_body: bytes, header: str | None, secret: str, now: int | None = N
     return Event(event_id, event_type, data)
 
 
-def handle(ledger: LedgerService, event: Event) -> str:
+def handle(ledger: LedgerService, stores: CryptoStores, event: Event) -> str:
     """Apply a verified event exactly once; returns what it did (the inbox item's outcome)."""
+    inbox = stores.inbox
     if inbox.seen(PROVIDER, event.id):
         return DUPLICATE
     try:
         if event.type == "deposit.confirmed":
-            return _deposit_confirmed(ledger, event)
+            return _deposit_confirmed(ledger, stores, event)
         if event.type == "withdrawal.completed":
-            return _settle_withdrawal(ledger, event, completed=True)
+            return _settle_withdrawal(ledger, stores, event, completed=True)
         if event.type == "withdrawal.failed":
-            return _settle_withdrawal(ledger, event, completed=False)
+            return _settle_withdrawal(ledger, stores, event, completed=False)
         return inbox.record(PROVIDER, event, IGNORED)
     except WebhookEventSeen:
         return DUPLICATE
 
 
-def _deposit_confirmed(ledger: LedgerService, event: Event) -> str:
+def _deposit_confirmed(ledger: LedgerService, stores: CryptoStores, event: Event) -> str:
+    inbox = stores.inbox
     data = event.data
     address, tx_hash = data.get("address"), data.get("tx_hash")
     if not isinstance(address, str) or not _ADDRESS.fullmatch(address):
@@ -198,7 +196,7 @@ def _deposit_confirmed(ledger: LedgerService, event: Event) -> str:
     except (UnsupportedCurrency, InvalidAmount) as exc:
         raise InvalidWebhook(f"data.currency or data.amount: {exc}") from exc
 
-    owner = address_owner(code, address)
+    owner = stores.addresses.owner(code, address)
     if owner is None:
         return inbox.record(PROVIDER, event, UNMATCHED, subject=f"{code}:{address}")
     # One credit per (transaction, output address): one blockchain transaction may pay several
@@ -238,19 +236,25 @@ def _legacy_credit(ledger: LedgerService, code: str, tx_hash: str, address: str)
     return None
 
 
-def _settle_withdrawal(ledger: LedgerService, event: Event, *, completed: bool) -> str:
+def _settle_withdrawal(
+    ledger: LedgerService, stores: CryptoStores, event: Event, *, completed: bool
+) -> str:
+    inbox = stores.inbox
     withdrawal_id = event.data.get("withdrawal_id")
     if not isinstance(withdrawal_id, str) or not _TOKEN.fullmatch(withdrawal_id):
         raise InvalidWebhook("data.withdrawal_id is missing")
-    w = withdrawals.get(withdrawal_id)
-    if w is None or w.status != withdrawals.PROCESSING:
+    w = stores.withdrawals.get(withdrawal_id)
+    if w is None or w.status is not WithdrawalStatus.PROCESSING:
         return inbox.record(PROVIDER, event, IGNORED, subject=withdrawal_id)
-    status = COMPLETED if completed else FAILED
-    reason = event.data.get("reason")
-    reason = reason if not completed and isinstance(reason, str) else None
-    extra = [*withdrawals.settled(w, status, reason), inbox.entry(PROVIDER, event, status, w.id)]
-    if not completed:
-        extra += withdrawals.give_back(w)
+    if completed:
+        settled = w.completed(now_iso())
+    else:
+        reason = event.data.get("reason")
+        settled = w.failed(now_iso(), reason if isinstance(reason, str) else None)
+    extra = [
+        *withdrawals.settlement_writes(stores.withdrawals, stores.payouts, settled),
+        inbox.entry(PROVIDER, event, settled.status.value, w.id),
+    ]
     try:
         if completed:
             ledger.post_pending(w.transaction_id, extra=extra)
@@ -259,4 +263,4 @@ def _settle_withdrawal(ledger: LedgerService, event: Event, *, completed: bool) 
     except (HoldNotPending, InvalidState):
         # Settled by a concurrent event between our read and our write: nothing moves now.
         return inbox.record(PROVIDER, event, IGNORED, subject=w.id)
-    return status
+    return settled.status.value

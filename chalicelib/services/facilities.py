@@ -1,83 +1,62 @@
-"""Facilities: the healthcare providers users pay. Each has one account per currency."""
+"""Facilities: the healthcare providers users pay (``chalicelib/domain/facilities.py``). Each has
+one account per currency, opened with it; a ``FacilityRepository``
+(``adapters/dynamo/facility_repository.py``) keeps them."""
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from collections.abc import Sequence
+from typing import Protocol
 
 from chalicelib.adapters.clock import now_iso
-from chalicelib.adapters.dynamo import keys
-from chalicelib.adapters.dynamo.models import AccountItem, FacilityItem
-from chalicelib.adapters.dynamo.transact import AtomicWrite
 from chalicelib.domain.accounts import Account, OwnerType, wallet_id
-from chalicelib.domain.errors import InvalidRequest, VersionConflict
+from chalicelib.domain.errors import InvalidRequest
+from chalicelib.domain.facilities import Facility
 from chalicelib.domain.money import CURRENCIES
 from chalicelib.domain.users import AuditEvent
 
-MAX_NAME_LENGTH = 200
+
+class FacilityRepository(Protocol):
+    def create(self, facility: Facility, accounts: Sequence[Account], event: AuditEvent) -> None:
+        """The facility, its accounts and the audit event in one write; raises VersionConflict
+        (nothing written) if any of them exists."""
+        ...
+
+    def get(self, facility_id: str) -> Facility | None: ...
+
+    def all(self) -> list[Facility]: ...
 
 
-@dataclass(frozen=True)
-class Facility:
-    id: str
-    name: str
-    created_at: str
-
-
-def create_facility(name: str, *, admin_id: str, ip: str | None) -> Facility:
+def create_facility(
+    facilities: FacilityRepository, name: str, *, admin_id: str, ip: str | None
+) -> Facility:
     """The facility, its accounts and the audit event, in one write.
 
     Raises:
         InvalidRequest: the name is blank or longer than 200 characters.
+        VersionConflict: an id was taken; nothing is written.
     """
-    name = name.strip()
-    if not name or len(name) > MAX_NAME_LENGTH:
-        raise InvalidRequest(
-            f"name must have 1 to {MAX_NAME_LENGTH} characters",
-            [{"field": "name", "message": "blank or too long"}],
-        )
     now = now_iso()
-    facility = Facility(id=f"fac_{secrets.token_hex(12)}", name=name, created_at=now)
-    write = AtomicWrite()
-    item = FacilityItem(
-        keys.FACILITIES_PK,
-        keys.facility_sk(facility.id),
-        item_type=FacilityItem.ITEM_TYPE,
-        facility_id=facility.id,
-        name=facility.name,
-        created_at=now,
-    )
-    write.put(item, FacilityItem.SK.does_not_exist(), VersionConflict("facility id taken"))
-    for code in CURRENCIES:
-        account = Account.open(
+    facility = Facility.new(f"fac_{secrets.token_hex(12)}", name, now)
+    accounts = [
+        Account.open(
             wallet_id(OwnerType.FACILITY, facility.id, code),
             code,
             OwnerType.FACILITY,
             facility.id,
             now,
         )
-        write.put(
-            AccountItem.from_domain(account.evolve(stored=True)),
-            AccountItem.PK.does_not_exist(),
-            VersionConflict("account id taken"),
-        )
+        for code in CURRENCIES
+    ]
     event = AuditEvent.new(
         "facility.created", at=now, actor_id=admin_id, target=facility.id, ip=ip, name=facility.name
     )
-    write.append_audit(event)
-    write.send_or_raise_tag()
+    facilities.create(facility, accounts, event)
     return facility
 
 
-def _facility(item: FacilityItem) -> Facility:
-    return Facility(id=item.facility_id, name=item.name, created_at=item.created_at)
-
-
-def list_facilities() -> list[Facility]:
-    return sorted(
-        (_facility(i) for i in FacilityItem.query(keys.FACILITIES_PK)),
-        key=lambda f: (f.name.lower(), f.id),
-    )
+def list_facilities(facilities: FacilityRepository) -> list[Facility]:
+    return sorted(facilities.all(), key=lambda f: (f.name.lower(), f.id))
 
 
 def page_of(
@@ -103,12 +82,5 @@ def page_of(
     return page, (page[-1].id if more and page else None)
 
 
-def get_facility(facility_id: str) -> Facility | None:
-    try:
-        return _facility(
-            FacilityItem.get(
-                keys.FACILITIES_PK, keys.facility_sk(facility_id), consistent_read=True
-            )
-        )
-    except FacilityItem.DoesNotExist:
-        return None
+def get_facility(facilities: FacilityRepository, facility_id: str) -> Facility | None:
+    return facilities.get(facility_id)

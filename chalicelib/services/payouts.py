@@ -1,8 +1,9 @@
 """Payouts: handing an approved withdrawal's payout request to the crypto gateway, once, and
 retrying the ones left ``requested``.
 
-The payout request (``PAYOUT#<withdrawal id>``) is written with the approval, ``requested`` and in
-the "still to send" index (GSI2 ``PAYOUTS#requested``). Handing it over:
+The payout request (``chalicelib/domain/payouts.py``) is written with the approval, ``requested``
+and in the "still to send" queue (kept by a ``PayoutRepository``:
+``adapters/dynamo/payout_repository.py``). Handing it over:
 
 1. claim it: a conditional write ``status = requested`` and no live claim -> ``claimed_until =
    now + CLAIM_SECONDS``. Of two senders (the approval and the retry, two retries) one wins; the
@@ -28,20 +29,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aws_lambda_powertools import Logger
-from pynamodb.exceptions import UpdateError
 
 from chalicelib.adapters.clock import now_iso
 from chalicelib.adapters.crypto_gateway import CryptoGateway, Payout
-from chalicelib.adapters.dynamo import keys
-from chalicelib.adapters.dynamo.models import PayoutItem, WithdrawalItem
-from chalicelib.adapters.dynamo.transact import condition_failed
+from chalicelib.domain.payouts import PayoutRequest, PayoutStatus
+from chalicelib.domain.withdrawals import Withdrawal, WithdrawalStatus
+from chalicelib.services.ledger import SideWrite
 
 logger = Logger(child=True)
 
-REQUESTED, SENT = "requested", "sent"
-PROCESSING = "processing"  # the withdrawal's status while its payout is owed
 CLAIM_SECONDS = 60  # longer than any gateway call (HttpCryptoGateway: 5 s timeout)
 RETRY_BATCH = 100
 
@@ -54,106 +53,76 @@ NOT_OWED = "not_owed"  # no request, or its withdrawal is not processing: nothin
 GIVEN_UP = "given_up"  # refused too many times: the withdrawal failed, its hold released
 
 
-def requested_index_keys(requested_at: str, withdrawal_id: str) -> dict[str, str]:
-    """The GSI2 keys that put a new payout request in the "still to send" index."""
-    return {
-        "GSI2PK": keys.PAYOUTS_REQUESTED_GSI_PK,
-        "GSI2SK": keys.payouts_requested_gsi_sk(requested_at, withdrawal_id),
-    }
+class PayoutRepository(Protocol):
+    """Payout requests (``adapters.dynamo.payout_repository.DynamoPayoutRepository``). The
+    methods that return bool answer False, writing nothing, when the request is no longer
+    ``requested`` (or, for ``claim``, another sender's claim is live)."""
+
+    def get(self, withdrawal_id: str) -> PayoutRequest | None: ...
+
+    def requested_write(self, payout: PayoutRequest) -> SideWrite:
+        """The new request, in the "still to send" queue; fails InvalidState if one exists."""
+        ...
+
+    def settled_write(self, withdrawal_id: str, status: PayoutStatus) -> SideWrite:
+        """The request settled and out of the queue; fails InvalidState if there is none."""
+        ...
+
+    def claim(self, withdrawal_id: str, now: int, until: int) -> bool: ...
+
+    def mark_sent(self, withdrawal_id: str, at: str) -> bool: ...
+
+    def hand_off_failed(self, withdrawal_id: str, at: str) -> bool: ...
+
+    def forget(self, withdrawal_id: str) -> bool: ...
+
+    def requested(self, limit: int) -> list[str]: ...
 
 
-def leave_index_actions() -> list:
-    """Update actions that take a payout request out of the "still to send" index."""
-    return [
-        PayoutItem.GSI2PK.remove(),
-        PayoutItem.GSI2SK.remove(),
-        PayoutItem.claimed_until.remove(),
-    ]
+class WithdrawalReader(Protocol):
+    def get(self, withdrawal_id: str) -> Withdrawal | None: ...
 
 
-def hand_off(gateway: CryptoGateway, withdrawal_id: str, now: float | None = None) -> str:
+def hand_off(
+    gateway: CryptoGateway,
+    payouts: PayoutRepository,
+    withdrawals: WithdrawalReader,
+    withdrawal_id: str,
+    now: float | None = None,
+) -> str:
     """Hand one payout request to the gateway if it is still owed; returns what happened."""
-    try:
-        item = PayoutItem.get(keys.payout_pk(withdrawal_id), keys.PAYOUT_SK, consistent_read=True)
-    except PayoutItem.DoesNotExist:
+    payout = payouts.get(withdrawal_id)
+    if payout is None:
         return NOT_OWED
-    if item.status != REQUESTED:
+    if not payout.still_to_send:
         return ALREADY_SENT
-    if _withdrawal_status(withdrawal_id) != PROCESSING:
-        # Never approved or already settled: nothing is owed, and the index forgets it.
+    withdrawal = withdrawals.get(withdrawal_id)
+    if withdrawal is None or withdrawal.status is not WithdrawalStatus.PROCESSING:
+        # Never approved or already settled: nothing is owed, and the queue forgets it.
         logger.warning("payout request not owed", extra={"withdrawal_id": withdrawal_id})
-        _conditional_update(item, leave_index_actions())
+        payouts.forget(withdrawal_id)
         return NOT_OWED
-    now = time.time() if now is None else now
-    if not _claim(item, now):
+    moment = int(time.time() if now is None else now)
+    if not payouts.claim(withdrawal_id, moment, moment + CLAIM_SECONDS):
         return IN_FLIGHT
-    payout = Payout(
-        withdrawal_id=item.withdrawal_id,
-        currency=item.currency,
-        amount=int(item.amount),
-        destination=item.destination,
-    )
     try:
-        gateway.request_payout(payout)
+        gateway.request_payout(
+            Payout(
+                withdrawal_id=payout.withdrawal_id,
+                currency=payout.currency,
+                amount=payout.amount,
+                destination=payout.destination,
+            )
+        )
     except Exception:
         # Whatever went wrong, the approval stands and the request says what is owed.
         logger.exception("payout hand-off failed", extra={"withdrawal_id": withdrawal_id})
         # To the back of the queue: a payout the gateway keeps refusing must not hold up the
         # ones behind it (the retry takes the oldest RETRY_BATCH first).
-        _conditional_update(
-            item,
-            [
-                PayoutItem.claimed_until.remove(),
-                PayoutItem.failed_attempts.add(1),
-                PayoutItem.GSI2SK.set(keys.payouts_requested_gsi_sk(now_iso(), withdrawal_id)),
-            ],
-        )
+        payouts.hand_off_failed(withdrawal_id, now_iso())
         return GATEWAY_FAILED
-    sent = [PayoutItem.status.set(SENT), PayoutItem.sent_at.set(now_iso())]
-    _conditional_update(item, [*sent, *leave_index_actions()])
+    payouts.mark_sent(withdrawal_id, now_iso())
     return HANDED_OVER
-
-
-def _failed_attempts(withdrawal_id: str) -> int:
-    try:
-        item = PayoutItem.get(keys.payout_pk(withdrawal_id), keys.PAYOUT_SK, consistent_read=True)
-    except PayoutItem.DoesNotExist:
-        return 0
-    return int(item.failed_attempts or 0)
-
-
-def _withdrawal_status(withdrawal_id: str) -> str | None:
-    try:
-        found = WithdrawalItem.get(
-            keys.withdrawal_pk(withdrawal_id), keys.WITHDRAWAL_SK, consistent_read=True
-        )
-    except WithdrawalItem.DoesNotExist:
-        return None
-    return found.status
-
-
-def _claim(item: PayoutItem, now: float) -> bool:
-    free = PayoutItem.claimed_until.does_not_exist() | (PayoutItem.claimed_until < int(now))
-    try:
-        item.update(
-            actions=[PayoutItem.claimed_until.set(int(now) + CLAIM_SECONDS)],
-            condition=(PayoutItem.status == REQUESTED) & free,
-        )
-    except UpdateError as exc:
-        if condition_failed(exc):
-            return False
-        raise
-    return True
-
-
-def _conditional_update(item: PayoutItem, actions: list) -> None:
-    """Apply ``actions`` while the request is still ``requested`` (a webhook may have settled it
-    meanwhile, which also took it out of the index)."""
-    try:
-        item.update(actions=actions, condition=PayoutItem.status == REQUESTED)
-    except UpdateError as exc:
-        if not condition_failed(exc):
-            raise
 
 
 @dataclass
@@ -168,17 +137,10 @@ class RetryReport:
         return self.outcomes.get(outcome, 0)
 
 
-def requested(limit: int = RETRY_BATCH) -> list[str]:
-    """Withdrawal ids of payout requests still to send, oldest first (from the index: eventually
-    consistent, so ``hand_off`` reads each one again before acting)."""
-    results = PayoutItem.requested_index.query(
-        keys.PAYOUTS_REQUESTED_GSI_PK, scan_index_forward=True, limit=limit, page_size=limit
-    )
-    return [item.withdrawal_id for item in results]
-
-
 def retry_requested(
     gateway: CryptoGateway,
+    payouts: PayoutRepository,
+    withdrawals: WithdrawalReader,
     limit: int = RETRY_BATCH,
     now: float | None = None,
     *,
@@ -193,10 +155,11 @@ def retry_requested(
     Safe to run at any time, twice, or concurrently with itself and with approvals.
     """
     report = RetryReport()
-    for withdrawal_id in requested(limit):
-        outcome = hand_off(gateway, withdrawal_id, now)
+    for withdrawal_id in payouts.requested(limit):
+        outcome = hand_off(gateway, payouts, withdrawals, withdrawal_id, now)
         if outcome == GATEWAY_FAILED and max_attempts is not None and give_up is not None:
-            attempts = _failed_attempts(withdrawal_id)
+            found = payouts.get(withdrawal_id)
+            attempts = found.failed_attempts if found is not None else 0
             if attempts >= max_attempts and give_up(withdrawal_id, attempts):
                 outcome = GIVEN_UP
                 report.given_up.append(withdrawal_id)

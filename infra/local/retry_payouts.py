@@ -29,14 +29,21 @@ def main() -> int:
     for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
         os.environ.pop(name, None)
 
-    from chalicelib.api.dependencies import get_bound_settings, get_crypto_gateway
+    from chalicelib.api.dependencies import (
+        get_bound_settings,
+        get_crypto_gateway,
+        get_payout_repository,
+        get_withdrawal_repository,
+    )
     from chalicelib.config import get_settings
     from chalicelib.services import payouts
 
     get_settings.cache_clear()
     get_bound_settings()
     try:
-        report = payouts.retry_requested(get_crypto_gateway())
+        report = payouts.retry_requested(
+            get_crypto_gateway(), get_payout_repository(), get_withdrawal_repository()
+        )
     except Exception as exc:  # DynamoDB unreachable: the stack is not running
         print(
             f"retry-payouts: cannot reach the local stack ({config.dynamodb_url}): {exc}",

@@ -264,7 +264,7 @@ def test_racing_deliveries_of_one_deposit_credit_once(api_client, people):
         parsed = crypto_service.Event(body["id"], body["type"], body["data"])
         start.wait()
         try:
-            outcomes.append(crypto_service.handle(ledger, parsed))
+            outcomes.append(crypto_service.handle(ledger, stores(), parsed))
         except Exception as exc:
             outcomes.append(repr(exc))
 
@@ -298,8 +298,22 @@ def approved_withdrawal(client, people, amount: str = "0.25") -> dict:
     return w
 
 
+def stores() -> crypto_service.CryptoStores:
+    """What the webhook route gives ``crypto.handle``, from the same getters."""
+    return crypto_service.CryptoStores(
+        inbox=dependencies.get_inbox(),
+        addresses=dependencies.get_address_repository(),
+        withdrawals=dependencies.get_withdrawal_repository(),
+        payouts=dependencies.get_payout_repository(),
+    )
+
+
+def stored_withdrawal(withdrawal_id: str):  # type: ignore[no-untyped-def]
+    return dependencies.get_withdrawal_repository().get(withdrawal_id)
+
+
 def status_of(withdrawal_id: str) -> str:
-    return withdrawal_service.get(withdrawal_id).status
+    return stored_withdrawal(withdrawal_id).status
 
 
 def payout_status(withdrawal_id: str) -> str:
@@ -358,7 +372,7 @@ def test_a_completed_withdrawal_cannot_be_rolled_back(api_client, people):
     w = approved_withdrawal(api_client, people)
     completed = event("evt_c", "withdrawal.completed", withdrawal_id=w["id"], tx_hash="tx_out")
     assert deliver(api_client, completed)[1]["outcome"] == "completed"
-    txn_id = withdrawal_service.get(w["id"]).transaction_id
+    txn_id = stored_withdrawal(w["id"]).transaction_id
     response, body = call(
         api_client,
         "POST",
@@ -378,7 +392,7 @@ def test_a_failed_payout_releases_the_hold_and_the_days_limit(api_client, people
     response, body = deliver(api_client, failed)
     assert (response.status_code, body["outcome"]) == (200, "failed")
     assert balances(people["btc"]) == (100_000_000, 100_000_000)
-    w_now = withdrawal_service.get(w["id"])
+    w_now = stored_withdrawal(w["id"])
     assert (w_now.status, w_now.reason) == ("failed", "node down")
     limits = [i for i in scan(people["world"].table) if i["item_type"] == "withdrawal_limit"]
     assert [int(i["total"]) for i in limits] == [0]
@@ -418,7 +432,7 @@ def test_racing_settlements_move_the_hold_once(api_client, people):
         parsed = crypto_service.Event(f"evt_{n}", type_, {"withdrawal_id": w["id"]})
         start.wait()
         try:
-            outcomes.append(crypto_service.handle(ledger, parsed))
+            outcomes.append(crypto_service.handle(ledger, stores(), parsed))
         except Exception as exc:
             outcomes.append(repr(exc))
 
@@ -444,7 +458,9 @@ def test_a_gateway_failure_leaves_the_payout_requested_and_the_approval_standing
     assert status_of(w["id"]) == "processing"
     assert payout_status(w["id"]) == "requested"
     retry = LocalCryptoGateway("any")
-    assert withdrawal_service.send_payout(retry, w["id"]) is True
-    assert withdrawal_service.send_payout(retry, w["id"]) is True  # already sent: no resend
+    repositories = dependencies.get_withdrawal_repository(), dependencies.get_payout_repository()
+    assert withdrawal_service.send_payout(retry, *repositories, w["id"]) is True
+    # Already sent: no resend.
+    assert withdrawal_service.send_payout(retry, *repositories, w["id"]) is True
     assert [p.withdrawal_id for p in retry.payouts] == [w["id"]]
     assert payout_status(w["id"]) == "sent"

@@ -228,8 +228,9 @@ def test_payouts_switched_off_leave_it_requested_and_the_retry_sends_it_once(
 
     ask(f"{gateway.url}/_config/payouts", "POST", {"fail": False})
     client = HttpCryptoGateway(gateway.url)
-    assert payouts.retry_requested(client).sent == [w["id"]]
-    assert payouts.retry_requested(client).outcomes == {}
+    repositories = dependencies.get_payout_repository(), dependencies.get_withdrawal_repository()
+    assert payouts.retry_requested(client, *repositories).sent == [w["id"]]
+    assert payouts.retry_requested(client, *repositories).outcomes == {}
     [payout] = ask(f"{gateway.url}/payouts")[1]["data"]
     assert (payout["withdrawal_id"], payout["requests"]) == (w["id"], 1)
     assert payout_status(w["id"]) == "sent"

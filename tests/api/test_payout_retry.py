@@ -57,6 +57,31 @@ def failed_approval(client, people) -> dict:
     return w
 
 
+def retry(gateway, limit: int = payouts.RETRY_BATCH, now: float | None = None):  # type: ignore[no-untyped-def]
+    """``payouts.retry_requested`` on the repositories the scheduled function uses."""
+    return payouts.retry_requested(
+        gateway,
+        dependencies.get_payout_repository(),
+        dependencies.get_withdrawal_repository(),
+        limit,
+        now,
+    )
+
+
+def hand_off(gateway, withdrawal_id: str) -> str:  # type: ignore[no-untyped-def]
+    return payouts.hand_off(
+        gateway,
+        dependencies.get_payout_repository(),
+        dependencies.get_withdrawal_repository(),
+        withdrawal_id,
+    )
+
+
+def queued() -> list[str]:
+    """The payouts still to send, from the index."""
+    return dependencies.get_payout_repository().requested(payouts.RETRY_BATCH)
+
+
 def payout_item(withdrawal_id: str) -> PayoutItem:
     return PayoutItem.get(keys.payout_pk(withdrawal_id), keys.PAYOUT_SK, consistent_read=True)
 
@@ -65,18 +90,18 @@ def test_a_failed_hand_off_stays_requested_in_the_index_and_the_retry_sends_it_o
     api_client, people
 ):
     w = failed_approval(api_client, people)
-    assert payouts.requested() == [w["id"]]  # found through GSI2, not a Scan
+    assert queued() == [w["id"]]  # found through GSI2, not a Scan
     gateway = CountingGateway()
 
-    first = payouts.retry_requested(gateway)
+    first = retry(gateway)
     assert (first.count(payouts.HANDED_OVER), first.sent) == (1, [w["id"]])
-    second = payouts.retry_requested(gateway)
+    second = retry(gateway)
     assert second.outcomes == {}  # nothing left requested
     assert gateway.calls == [w["id"]]
     assert payout_status(w["id"]) == "sent"
     item = payout_item(w["id"])
     assert (item.GSI2PK, item.GSI2SK, item.claimed_until) == (None, None, None)
-    assert payouts.requested() == []
+    assert queued() == []
     [payout] = gateway.payouts
     assert (payout.amount, payout.currency) == (25_000_000, "BTC")
     # Nothing moved: the hold waits for the gateway's webhook.
@@ -87,10 +112,10 @@ def test_a_failed_hand_off_stays_requested_in_the_index_and_the_retry_sends_it_o
 def test_a_payout_handed_over_at_approval_is_not_in_the_index(api_client, people):
     w = approved_withdrawal(api_client, people)
     assert payout_status(w["id"]) == "sent"
-    assert payouts.requested() == []
+    assert queued() == []
     gateway = CountingGateway()
-    assert payouts.retry_requested(gateway).outcomes == {}
-    assert payouts.hand_off(gateway, w["id"]) == payouts.ALREADY_SENT
+    assert retry(gateway).outcomes == {}
+    assert hand_off(gateway, w["id"]) == payouts.ALREADY_SENT
     assert gateway.calls == []
 
 
@@ -103,7 +128,7 @@ def test_concurrent_retries_ask_the_gateway_once(api_client, people):
     def run() -> None:
         start.wait()
         try:
-            report = payouts.retry_requested(gateway)
+            report = retry(gateway)
             outcomes.extend(o for o, n in report.outcomes.items() for _ in range(n))
         except Exception as exc:
             outcomes.append(repr(exc))
@@ -134,18 +159,18 @@ def test_the_retry_never_sends_a_payout_the_gateway_settled_meanwhile(api_client
             PayoutItem.GSI2SK.set(keys.payouts_requested_gsi_sk(item.requested_at, w["id"])),
         ]
     )
-    assert payouts.hand_off(gateway, w["id"]) == payouts.GATEWAY_FAILED
+    assert hand_off(gateway, w["id"]) == payouts.GATEWAY_FAILED
     assert (gateway.calls, payout_status(w["id"])) == ([w["id"]], "requested")
 
     completed = event("evt_c", "withdrawal.completed", withdrawal_id=w["id"], tx_hash="tx_out")
     response, body = deliver(api_client, completed)
     assert (response.status_code, body["outcome"]) == (200, "completed")
     assert payout_status(w["id"]) == "completed"
-    assert payouts.requested() == []  # the settlement left the index in the same write
+    assert queued() == []  # the settlement left the index in the same write
 
     gateway.lose_answer = False
-    assert payouts.retry_requested(gateway).outcomes == {}
-    assert payouts.hand_off(gateway, w["id"]) == payouts.ALREADY_SENT
+    assert retry(gateway).outcomes == {}
+    assert hand_off(gateway, w["id"]) == payouts.ALREADY_SENT
     assert gateway.calls == [w["id"]]
     assert balances(people["btc"]) == (75_000_000, 75_000_000)
     people["world"].check_guarantees()
@@ -158,10 +183,10 @@ def test_the_retry_never_sends_for_a_withdrawal_no_longer_processing(api_client,
         actions=[WithdrawalItem.status.set("failed")]
     )
     gateway = CountingGateway()
-    report = payouts.retry_requested(gateway)
+    report = retry(gateway)
     assert report.outcomes == {payouts.NOT_OWED: 1}
     assert gateway.calls == []
-    assert payouts.requested() == []  # and the index forgets it
+    assert queued() == []  # and the index forgets it
     assert payout_status(w["id"]) == "requested"
 
 
@@ -169,25 +194,28 @@ def test_a_gateway_still_failing_keeps_it_requested_for_the_next_run(api_client,
     w = failed_approval(api_client, people)
     gateway = CountingGateway()
     gateway.fail = True
-    report = payouts.retry_requested(gateway)
+    report = retry(gateway)
     assert report.outcomes == {payouts.GATEWAY_FAILED: 1}
     assert payout_item(w["id"]).claimed_until is None  # the claim was released
-    assert payouts.requested() == [w["id"]]
+    assert queued() == [w["id"]]
     gateway.fail = False
-    assert payouts.retry_requested(gateway).sent == [w["id"]]
+    assert retry(gateway).sent == [w["id"]]
     assert gateway.payouts == [gateway.payouts[0]]
 
 
 def test_a_sender_that_died_holding_the_claim_delays_the_retry_until_it_expires(api_client, people):
     w = failed_approval(api_client, people)
     now = 1_900_000_000.0
-    assert payouts._claim(payout_item(w["id"]), now)  # a sender claims it, then dies
+    claimed = dependencies.get_payout_repository().claim(
+        w["id"], int(now), int(now) + payouts.CLAIM_SECONDS
+    )
+    assert claimed  # a sender claims it, then dies
     gateway = CountingGateway()
     later = now + payouts.CLAIM_SECONDS - 1
-    assert payouts.retry_requested(gateway, now=later).outcomes == {payouts.IN_FLIGHT: 1}
+    assert retry(gateway, now=later).outcomes == {payouts.IN_FLIGHT: 1}
     assert gateway.calls == []
     expired = now + payouts.CLAIM_SECONDS + 1
-    assert payouts.retry_requested(gateway, now=expired).sent == [w["id"]]
+    assert retry(gateway, now=expired).sent == [w["id"]]
     assert gateway.calls == [w["id"]]
 
 
@@ -215,7 +243,7 @@ def test_the_retry_reads_no_table_scan(api_client, people, monkeypatch):
         pytest.fail("the retry must not scan the table")
 
     monkeypatch.setattr(PayoutItem, "scan", no_scan)
-    assert payouts.retry_requested(CountingGateway()).count(payouts.HANDED_OVER) == 1
+    assert retry(CountingGateway()).count(payouts.HANDED_OVER) == 1
     assert [i["status"] for i in scan(people["world"].table) if i["item_type"] == "payout"] == [
         "sent"
     ]
@@ -229,7 +257,7 @@ def test_a_payout_the_gateway_keeps_failing_does_not_hold_up_the_ones_behind_it(
     second = answer["withdrawal"]["id"]
     response, _ = call(api_client, "POST", f"/v1/admin/withdrawals/{second}/approve", admin)
     assert response.status_code == 200
-    assert payouts.requested() == [first["id"], second]
+    assert queued() == [first["id"], second]
 
     class RefusesTheFirst(CountingGateway):
         def request_payout(self, payout: Payout) -> None:
@@ -238,9 +266,9 @@ def test_a_payout_the_gateway_keeps_failing_does_not_hold_up_the_ones_behind_it(
             super().request_payout(payout)
 
     gateway = RefusesTheFirst()
-    assert payouts.retry_requested(gateway, limit=1).sent == []  # to the back of the queue
-    assert payouts.requested() == [second, first["id"]]
-    assert payouts.retry_requested(gateway, limit=1).sent == [second]
+    assert retry(gateway, limit=1).sent == []  # to the back of the queue
+    assert queued() == [second, first["id"]]
+    assert retry(gateway, limit=1).sent == [second]
     assert payout_item(first["id"]).failed_attempts == 2  # at approval, then the retry
 
 
@@ -274,7 +302,7 @@ def test_a_payout_refused_too_many_times_fails_releases_its_hold_once_and_alerts
     assert (report.outcomes, report.given_up) == ({payouts.GIVEN_UP: 1}, [w["id"]])
     assert balances(people["btc"]) == (100_000_000, 100_000_000)
     assert (status_of(w["id"]), payout_status(w["id"])) == ("failed", "failed")
-    assert payouts.requested() == []
+    assert queued() == []
     [message] = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=0)["Messages"]
     assert json.loads(json.loads(message["Body"])["Message"])["given_up"] == [w["id"]]
     assert jobs.run_payout_retry().outcomes == {}  # nothing left to send or release

@@ -10,7 +10,12 @@ import pyotp
 import pytest
 
 from chalicelib.adapters.dynamo.models import PayoutItem
-from chalicelib.api.dependencies import get_auth_service, get_bound_settings, get_ledger_service
+from chalicelib.api.dependencies import (
+    get_auth_service,
+    get_bound_settings,
+    get_ledger_service,
+    get_withdrawal_repository,
+)
 from chalicelib.auth import passwords
 from chalicelib.domain.accounts import PlatformAccount, PlatformKind
 from chalicelib.domain.errors import WithdrawalLimitExceeded
@@ -206,6 +211,7 @@ def test_racing_requests_cannot_pass_the_daily_limit(people):
         try:
             service.request(
                 ledger,
+                get_withdrawal_repository(),
                 settings,
                 user=people["alice"],
                 amount="0.2",
@@ -345,8 +351,9 @@ def test_a_withdrawal_left_in_review_expires_and_releases_its_hold_once(api_clie
     ledger = get_ledger_service()
     assert jobs.expire_withdrawals.func({}) == {"expired": []}  # not 7 days old yet
     eight_days_on = to_iso(parse_iso(now_iso()) + service.timedelta(days=8))
-    assert service.expire_stale(ledger, 7, now=eight_days_on) == [old["id"]]
-    assert service.expire_stale(ledger, 7, now=eight_days_on) == []  # once
+    stored = get_withdrawal_repository()
+    assert service.expire_stale(ledger, stored, 7, now=eight_days_on) == [old["id"]]
+    assert service.expire_stale(ledger, stored, 7, now=eight_days_on) == []  # once
     response, body = call(api_client, "GET", f"/v1/withdrawals/{old['id']}", alice)
     assert (body["withdrawal"]["status"], body["withdrawal"]["reason"]) == (
         "expired",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.adapters.dynamo.auth_repository import DynamoAuthRepository
+from chalicelib.adapters.dynamo.facility_repository import DynamoFacilityRepository
 from chalicelib.adapters.dynamo.models import AuditItem
 from chalicelib.adapters.email import FolderMailer
 from chalicelib.auth import passwords
@@ -50,7 +51,9 @@ def test_a_sign_up_whose_audit_id_is_taken_creates_nothing(taken_id, tmp_path):
 
 def test_a_facility_whose_audit_id_is_taken_is_not_created(taken_id):
     with pytest.raises(VersionConflict):
-        facilities.create_facility("North Clinic", admin_id="usr_admin", ip=None)
+        facilities.create_facility(
+            DynamoFacilityRepository(), "North Clinic", admin_id="usr_admin", ip=None
+        )
 
     items = scan(taken_id)
     assert [i["item_type"] for i in items] == ["audit"]
