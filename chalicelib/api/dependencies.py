@@ -16,6 +16,11 @@ from chalicelib.config import Settings, get_settings
 if TYPE_CHECKING:
     from pynamodb.connection import TableConnection
 
+    from chalicelib.adapters.dynamo.deposit_repository import DynamoDepositRepository
+    from chalicelib.adapters.dynamo.dispute_repository import DynamoDisputeRepository
+    from chalicelib.adapters.dynamo.inbox_store import DynamoInbox
+    from chalicelib.adapters.dynamo.refund_repository import DynamoRefundRepository
+
 
 @cache
 def get_bound_settings() -> Settings:
@@ -114,6 +119,42 @@ def request_reads():  # type: ignore[no-untyped-def]
 
 
 @cache
+def get_inbox() -> DynamoInbox:
+    """The webhook inbox (``adapters/dynamo/inbox_store.py``)."""
+    from chalicelib.adapters.dynamo.inbox_store import DynamoInbox
+
+    get_bound_settings()
+    return DynamoInbox()
+
+
+@cache
+def get_deposit_repository() -> DynamoDepositRepository:
+    """Card deposits (``adapters/dynamo/deposit_repository.py``)."""
+    from chalicelib.adapters.dynamo.deposit_repository import DynamoDepositRepository
+
+    get_bound_settings()
+    return DynamoDepositRepository()
+
+
+@cache
+def get_refund_repository() -> DynamoRefundRepository:
+    """Refunds of card deposits (``adapters/dynamo/refund_repository.py``)."""
+    from chalicelib.adapters.dynamo.refund_repository import DynamoRefundRepository
+
+    get_bound_settings()
+    return DynamoRefundRepository()
+
+
+@cache
+def get_dispute_repository() -> DynamoDisputeRepository:
+    """Disputes of card deposits (``adapters/dynamo/dispute_repository.py``)."""
+    from chalicelib.adapters.dynamo.dispute_repository import DynamoDisputeRepository
+
+    get_bound_settings()
+    return DynamoDisputeRepository()
+
+
+@cache
 def get_idempotent_runner():  # type: ignore[no-untyped-def]
     """Powertools' idempotent_function over ``DynamoIdempotencyStore``, and its config.
 
@@ -186,5 +227,9 @@ def reset() -> None:
     get_ledger_service.cache_clear()
     get_idempotent_runner.cache_clear()
     get_replay_store.cache_clear()
+    get_inbox.cache_clear()
+    get_deposit_repository.cache_clear()
+    get_refund_repository.cache_clear()
+    get_dispute_repository.cache_clear()
     get_payment_gateway.cache_clear()
     get_crypto_gateway.cache_clear()

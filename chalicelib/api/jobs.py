@@ -24,8 +24,11 @@ from chalicelib.api.dependencies import (
     get_auth_service,
     get_bound_settings,
     get_crypto_gateway,
+    get_deposit_repository,
+    get_inbox,
     get_ledger_service,
     get_payment_gateway,
+    get_refund_repository,
 )
 from chalicelib.api.log import logger
 
@@ -80,7 +83,13 @@ def finish_refunds(event: Any) -> dict[str, Any]:
     from chalicelib.services import refunds
 
     get_bound_settings()
-    outcomes = refunds.finish_pending(get_ledger_service(), get_payment_gateway())
+    outcomes = refunds.finish_pending(
+        get_ledger_service(),
+        get_payment_gateway(),
+        refunds=get_refund_repository(),
+        deposits=get_deposit_repository(),
+        inbox=get_inbox(),
+    )
     logger.info("scheduled refund finishing", outcomes=outcomes)
     return {"outcomes": outcomes}
 
