@@ -1,0 +1,1 @@
+"""In-memory repositories: the Protocols of chalicelib.services without DynamoDB."""
