@@ -125,9 +125,9 @@ def main() -> None:
             # Card money: Stripe is the tests' in-memory fake (no network), events signed here.
             from chalicelib.api import deposits as deposits_api
             from tests.api.test_deposits import event, sign
-            from tests.api.test_refunds import RefundingStripe
+            from tests.stripe_fake import FakeStripe
 
-            stripe = RefundingStripe()
+            stripe = FakeStripe()
             deposits_api.get_payment_gateway = lambda: stripe
             card = {"amount": "25.00", "currency": "USD"}
             d = call("POST /v1/deposits/card", "POST", "/v1/deposits/card", card, keyed("d1"))

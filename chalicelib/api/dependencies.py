@@ -17,12 +17,15 @@ if TYPE_CHECKING:
     from pynamodb.connection import TableConnection
 
     from chalicelib.adapters.aws_backup import BackupVault
+    from chalicelib.adapters.dynamo.deposit_repository import DynamoDepositRepository
+    from chalicelib.adapters.dynamo.dispute_repository import DynamoDisputeRepository
     from chalicelib.adapters.dynamo.drill_tables import DynamoDrillTables
+    from chalicelib.adapters.dynamo.inbox_store import DynamoInbox
     from chalicelib.adapters.dynamo.reconciliation_store import DynamoReconciliationStore
+    from chalicelib.adapters.dynamo.refund_repository import DynamoRefundRepository
     from chalicelib.services.alerts import Alerts
     from chalicelib.services.crypto import AddressRepository
     from chalicelib.services.facilities import FacilityRepository
-    from chalicelib.services.inbox import Inbox
     from chalicelib.services.payouts import PayoutRepository
     from chalicelib.services.withdrawals import WithdrawalRepository
 
@@ -124,6 +127,42 @@ def request_reads():  # type: ignore[no-untyped-def]
 
 
 @cache
+def get_inbox() -> DynamoInbox:
+    """The webhook inbox (``adapters/dynamo/inbox_store.py``)."""
+    from chalicelib.adapters.dynamo.inbox_store import DynamoInbox
+
+    get_bound_settings()
+    return DynamoInbox()
+
+
+@cache
+def get_deposit_repository() -> DynamoDepositRepository:
+    """Card deposits (``adapters/dynamo/deposit_repository.py``)."""
+    from chalicelib.adapters.dynamo.deposit_repository import DynamoDepositRepository
+
+    get_bound_settings()
+    return DynamoDepositRepository()
+
+
+@cache
+def get_refund_repository() -> DynamoRefundRepository:
+    """Refunds of card deposits (``adapters/dynamo/refund_repository.py``)."""
+    from chalicelib.adapters.dynamo.refund_repository import DynamoRefundRepository
+
+    get_bound_settings()
+    return DynamoRefundRepository()
+
+
+@cache
+def get_dispute_repository() -> DynamoDisputeRepository:
+    """Disputes of card deposits (``adapters/dynamo/dispute_repository.py``)."""
+    from chalicelib.adapters.dynamo.dispute_repository import DynamoDisputeRepository
+
+    get_bound_settings()
+    return DynamoDisputeRepository()
+
+
+@cache
 def get_idempotent_runner():  # type: ignore[no-untyped-def]
     """Powertools' idempotent_function over ``DynamoIdempotencyStore``, and its config.
 
@@ -220,15 +259,6 @@ def get_backup_vault(settings: Settings) -> BackupVault | None:
 
 
 @cache
-def get_inbox() -> Inbox:
-    """The webhook inbox on the configured table."""
-    from chalicelib.adapters.dynamo.inbox_store import DynamoInbox
-
-    get_bound_settings()
-    return DynamoInbox()
-
-
-@cache
 def get_withdrawal_repository() -> WithdrawalRepository:
     """Withdrawals and their daily totals on the configured table."""
     from chalicelib.adapters.dynamo.withdrawal_repository import DynamoWithdrawalRepository
@@ -272,9 +302,12 @@ def reset() -> None:
     get_ledger_service.cache_clear()
     get_idempotent_runner.cache_clear()
     get_replay_store.cache_clear()
+    get_inbox.cache_clear()
+    get_deposit_repository.cache_clear()
+    get_refund_repository.cache_clear()
+    get_dispute_repository.cache_clear()
     get_payment_gateway.cache_clear()
     get_crypto_gateway.cache_clear()
-    get_inbox.cache_clear()
     get_withdrawal_repository.cache_clear()
     get_payout_repository.cache_clear()
     get_address_repository.cache_clear()

@@ -12,8 +12,12 @@ from chalicelib.api import responses
 from chalicelib.api.access import admin_only, current_principal, protected
 from chalicelib.api.dependencies import (
     get_bound_settings,
+    get_deposit_repository,
+    get_dispute_repository,
+    get_inbox,
     get_ledger_service,
     get_payment_gateway,
+    get_refund_repository,
 )
 from chalicelib.api.idempotency import idempotency_key, replayable
 from chalicelib.api.log import logger
@@ -33,6 +37,18 @@ def schemas():  # type: ignore[no-untyped-def]
 
 def service():  # type: ignore[no-untyped-def]
     from chalicelib.services import deposits as module
+
+    return module
+
+
+def refund_service():  # type: ignore[no-untyped-def]
+    from chalicelib.services import refunds as module
+
+    return module
+
+
+def stripe_events():  # type: ignore[no-untyped-def]
+    from chalicelib.services import stripe_events as module
 
     return module
 
@@ -64,7 +80,7 @@ def refund_view(r: Any) -> responses.Refund:
         deposit_id=r.deposit_id,
         amount=format_amount(r.amount, r.currency),
         currency=r.currency,
-        status=r.status,
+        status=r.status.value,
         reason=r.reason,
         transaction_id=r.transaction_id,
         stripe_refund_id=r.stripe_refund_id,
@@ -81,6 +97,7 @@ def create_card_deposit() -> Response:
     get_bound_settings()
     d = service().create_card_deposit(
         get_payment_gateway(),
+        deposits=get_deposit_repository(),
         user=current_principal().user,
         amount=body.amount,
         currency_code=body.currency,
@@ -94,7 +111,7 @@ def create_card_deposit() -> Response:
 @protected(deposits)
 def get_deposit(deposit_id: str) -> dict[str, Any]:
     get_bound_settings()
-    deposit = service().get_own(current_principal().user, deposit_id)
+    deposit = service().get_own(get_deposit_repository(), current_principal().user, deposit_id)
     return responses.DepositAnswer(deposit=deposit_view(deposit)).body()
 
 
@@ -105,11 +122,12 @@ def refund_deposit(deposit_id: str) -> Response:
     request = deposits.current_request
     body = parse_body(request, schemas().NewRefund)
     get_bound_settings()
-    from chalicelib.services import refunds
-
-    refund = refunds.request_refund(
+    refund = refund_service().request_refund(
         get_ledger_service(),
         get_payment_gateway(),
+        refunds=get_refund_repository(),
+        deposits=get_deposit_repository(),
+        inbox=get_inbox(),
         admin=current_principal().user,
         deposit_id=deposit_id,
         amount=body.amount,
@@ -123,11 +141,15 @@ def refund_deposit(deposit_id: str) -> Response:
 @deposits.route("/v1/webhooks/stripe", methods=["POST"])
 def stripe_webhook() -> dict[str, Any]:
     request = deposits.current_request
-    outcome = service().handle_stripe_event(
+    outcome = stripe_events().handle(
         get_ledger_service(),
         get_payment_gateway(),
         request.raw_body or b"",
         request.headers.get("stripe-signature"),
+        deposits=get_deposit_repository(),
+        refunds=get_refund_repository(),
+        disputes=get_dispute_repository(),
+        inbox=get_inbox(),
     )
     logger.info("stripe webhook processed", outcome=outcome)
     return RECEIVED

@@ -24,9 +24,12 @@ from chalicelib.api.dependencies import (
     get_auth_service,
     get_bound_settings,
     get_crypto_gateway,
+    get_deposit_repository,
+    get_inbox,
     get_ledger_service,
     get_payment_gateway,
     get_payout_repository,
+    get_refund_repository,
     get_withdrawal_repository,
 )
 from chalicelib.api.log import logger
@@ -87,7 +90,13 @@ def finish_refunds(event: Any) -> dict[str, Any]:
     from chalicelib.services import refunds
 
     get_bound_settings()
-    outcomes = refunds.finish_pending(get_ledger_service(), get_payment_gateway())
+    outcomes = refunds.finish_pending(
+        get_ledger_service(),
+        get_payment_gateway(),
+        refunds=get_refund_repository(),
+        deposits=get_deposit_repository(),
+        inbox=get_inbox(),
+    )
     logger.info("scheduled refund finishing", outcomes=outcomes)
     return {"outcomes": outcomes}
 

@@ -118,9 +118,10 @@ def rollback(
     if settled is not None:
         raise NotReversible(f"{transaction_id} is {settled}; correct it with an adjustment")
     if original is not None:
+        from chalicelib.adapters.dynamo.deposit_repository import DynamoDepositRepository
         from chalicelib.services.deposits import rollback_guard
 
-        guard = rollback_guard(original, reversal_id)
+        guard = rollback_guard(DynamoDepositRepository(), original, reversal_id)
         if guard is not None:
             extra.append(guard)
     metadata = {"reason": reason, "rolled_back_by": admin.id, "force": str(force).lower()}

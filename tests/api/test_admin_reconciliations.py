@@ -17,18 +17,11 @@ from chalicelib.api import reconciliations as recon_api
 from chalicelib.api.dependencies import get_auth_service
 from chalicelib.auth import passwords
 from tests.api.helpers import call, wallet
+from tests.stripe_fake import FakeStripe
 from tests.support import LedgerWorld, verified
 
 PASSWORD = "correct horse battery"
 DAY = "2026-01-10"
-
-
-class FakeStripe:
-    def __init__(self) -> None:
-        self.items: list[BalanceTransaction] = []
-
-    def list_balance_transactions(self, start: int, end: int) -> list[BalanceTransaction]:
-        return [i for i in self.items if start <= i.created < end]
 
 
 @pytest.fixture

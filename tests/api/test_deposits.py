@@ -1,13 +1,12 @@
 """Card deposits and Stripe's webhook over HTTP.
 
-Stripe's API is a fake with the adapter's interface (``FakeStripe``); the webhook signature is
-checked by the real adapter, with the ``stripe`` library, against events signed here with Stripe's
-scheme: ``Stripe-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>``.
+Stripe's API is a fake with the adapter's interface (``tests/stripe_fake.py``); the webhook
+signature is checked by the real adapter, with the ``stripe`` library, against events signed here
+with Stripe's scheme: ``Stripe-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import hmac
 import json
@@ -17,54 +16,23 @@ from pathlib import Path
 import pytest
 
 from chalicelib.adapters.dynamo.ledger_repository import DynamoLedgerRepository
-from chalicelib.adapters.stripe_gateway import PaymentIntent, StripeGateway
 from chalicelib.api import deposits as deposits_api
-from chalicelib.api.dependencies import get_auth_service, get_ledger_service
+from chalicelib.api.dependencies import (
+    get_auth_service,
+    get_deposit_repository,
+    get_dispute_repository,
+    get_inbox,
+    get_ledger_service,
+    get_refund_repository,
+)
 from chalicelib.auth import passwords
 from chalicelib.domain.accounts import OwnerType, wallet_id
 from tests.api.helpers import call
+from tests.stripe_fake import SECRET, FakeStripe
 from tests.support import check_guarantees, scan, verified
 
 PASSWORD = "correct horse battery"
-SECRET = "whsec_test_endpoint"
 WEBHOOK = "/v1/webhooks/stripe"
-
-
-class FakeStripe(StripeGateway):
-    """Stripe's PaymentIntents in memory; webhook verification is the real adapter's."""
-
-    def __init__(self) -> None:
-        super().__init__("sk_test_fake", SECRET)
-        self.intents: dict[str, PaymentIntent] = {}
-        self.created = 0
-
-    def create_payment_intent(
-        self, *, amount: int, currency: str, deposit_id: str, user_id: str
-    ) -> PaymentIntent:
-        for intent in self.intents.values():  # Stripe's idempotency key is the deposit id
-            if intent.metadata["deposit_id"] == deposit_id:
-                return intent
-        self.created += 1
-        intent_id = f"pi_fake{self.created}"
-        intent = PaymentIntent(
-            id=intent_id,
-            status="requires_payment_method",
-            amount=amount,
-            currency=currency.upper(),
-            client_secret=f"{intent_id}_secret_x",
-            metadata={"deposit_id": deposit_id, "user_id": user_id},
-        )
-        self.intents[intent_id] = intent
-        return intent
-
-    def retrieve_payment_intent(self, payment_intent_id: str) -> PaymentIntent:
-        return self.intents[payment_intent_id]
-
-    def settle(self, intent_id: str, status: str = "succeeded", amount: int | None = None) -> None:
-        intent = self.intents[intent_id]
-        self.intents[intent_id] = dataclasses.replace(
-            intent, status=status, amount=intent.amount if amount is None else amount
-        )
 
 
 def sign(payload: bytes, secret: str = SECRET, at: int | None = None) -> str:
@@ -81,6 +49,22 @@ def event(event_id: str, event_type: str, intent_id: str, amount: int = 2500) ->
         "data": {"object": {"id": intent_id, "object": "payment_intent", "amount": amount}},
     }
     return json.dumps(body).encode()
+
+
+def handle_event(ledger, gateway, payload: bytes) -> str:
+    """One signed delivery straight to the webhook router (no HTTP), as the route wires it."""
+    from chalicelib.services import stripe_events
+
+    return stripe_events.handle(
+        ledger,
+        gateway,
+        payload,
+        sign(payload),
+        deposits=get_deposit_repository(),
+        refunds=get_refund_repository(),
+        disputes=get_dispute_repository(),
+        inbox=get_inbox(),
+    )
 
 
 def deliver(client, payload: bytes, signature: str | None = "sign"):
@@ -161,11 +145,22 @@ def test_a_retry_after_the_replay_record_is_gone_reuses_the_deposit(
 ):
     from chalicelib.services import deposits
 
+    repository = get_deposit_repository()
     first = deposits.create_card_deposit(
-        stripe_fake, user=people["alice"], amount="5", currency_code="USD", idempotency_key="k"
+        stripe_fake,
+        deposits=repository,
+        user=people["alice"],
+        amount="5",
+        currency_code="USD",
+        idempotency_key="k",
     )
     again = deposits.create_card_deposit(
-        stripe_fake, user=people["alice"], amount="5", currency_code="USD", idempotency_key="k"
+        stripe_fake,
+        deposits=repository,
+        user=people["alice"],
+        amount="5",
+        currency_code="USD",
+        idempotency_key="k",
     )
     assert (again.id, again.payment_intent_id) == (first.id, first.payment_intent_id)
     assert stripe_fake.created == 1
@@ -371,8 +366,6 @@ def test_racing_deliveries_of_one_payment_credit_once(api_client, people, stripe
     three of one event and three other events for the same PaymentIntent. One credits."""
     import threading
 
-    from chalicelib.services import deposits as service
-
     _, body = deposit(api_client, people["alice_token"])
     intent_id = body["deposit"]["payment_intent_id"]
     stripe_fake.settle(intent_id)
@@ -384,9 +377,7 @@ def test_racing_deliveries_of_one_payment_credit_once(api_client, people, stripe
         payload = event(f"evt_{n if n % 2 else 0}", "payment_intent.succeeded", intent_id)
         start.wait()
         try:
-            outcomes.append(
-                service.handle_stripe_event(ledger, stripe_fake, payload, sign(payload))
-            )
+            outcomes.append(handle_event(ledger, stripe_fake, payload))
         except Exception as exc:
             outcomes.append(repr(exc))
 

@@ -10,7 +10,9 @@ import dataclasses
 
 import pytest
 
-from chalicelib.services import deposits, disputes
+from chalicelib.adapters.dynamo.deposit_repository import DynamoDepositRepository
+from chalicelib.adapters.dynamo.dispute_repository import DynamoDisputeRepository
+from chalicelib.api.dependencies import get_deposit_repository
 from tests.api.helpers import call
 from tests.api.test_deposits import deliver
 from tests.api.test_refunds import (  # noqa: F401 - fixtures
@@ -149,7 +151,7 @@ def test_a_disputed_deposit_cannot_be_rolled_back(api_client, people, stripe, st
     d = credited(api_client, people, stripe)
     credited(api_client, people, stripe, "100.00")  # the wallet alone would allow the rollback
     assert opened(api_client, d).status_code == 200
-    txn_id = deposits.get(d["id"]).transaction_id
+    txn_id = get_deposit_repository().get(d["id"]).transaction_id
 
     response, body = rollback(api_client, people["admin"], txn_id)
     assert (response.status_code, body["error"]["code"]) == (409, "not_reversible")
@@ -170,11 +172,13 @@ def test_a_rollback_between_the_disputes_read_and_write_makes_it_hold_nothing(
     gives): the deposit's condition in the dispute's write catches it, and nothing is held."""
     d = credited(api_client, people, stripe)
     credited(api_client, people, stripe, "100.00")
-    stale = deposits.get(d["id"])
+    stale = get_deposit_repository().get(d["id"])
     response, body = rollback(api_client, people["admin"], stale.transaction_id)
     assert response.status_code == 201, body
     assert usd(people) == (10000, 10000)
-    monkeypatch.setattr(disputes.deposits, "get", lambda _id: dataclasses.replace(stale))
+    monkeypatch.setattr(
+        DynamoDepositRepository, "get", lambda self, _id: dataclasses.replace(stale)
+    )
 
     assert opened(api_client, d).status_code == 200
     assert closed(api_client, d, "lost").status_code == 200
@@ -192,7 +196,7 @@ def test_a_created_event_that_loses_a_race_is_recorded_as_a_duplicate(
     d = credited(api_client, people, stripe)
     credited(api_client, people, stripe, "100.00")
     assert opened(api_client, d).status_code == 200
-    monkeypatch.setattr(disputes, "get", lambda _id: None)
+    monkeypatch.setattr(DynamoDisputeRepository, "get", lambda self, _id: None)
 
     assert opened(api_client, d, "evt_open_again").status_code == 200
 

@@ -1,13 +1,12 @@
 """Refunds of card deposits (``POST /v1/admin/deposits/{id}/refunds``) and Stripe's refund events.
 
 Stripe is a fake with the adapter's interface that honours idempotency keys like real Stripe
-(``RefundingStripe``); events are signed here with Stripe's scheme and verified by the real
+(``tests/stripe_fake.py``); events are signed here with Stripe's scheme and verified by the real
 adapter. Each test that moves money ends with ``check_guarantees``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import threading
 
@@ -16,62 +15,25 @@ import pytest
 
 from chalicelib.adapters.stripe_gateway import StripeRefund
 from chalicelib.api import deposits as deposits_api
-from chalicelib.api.dependencies import get_auth_service, get_ledger_service
+from chalicelib.api.dependencies import (
+    get_auth_service,
+    get_deposit_repository,
+    get_inbox,
+    get_ledger_service,
+    get_refund_repository,
+)
 from chalicelib.auth import passwords
-from chalicelib.domain.errors import ProviderRefused, ProviderUnavailable, RefundExceedsDeposit
-from chalicelib.services import deposits, refunds
+from chalicelib.domain.errors import ProviderRefused, RefundExceedsDeposit
+from chalicelib.services import refunds
 from tests.api.helpers import balances, call, wallet
-from tests.api.test_deposits import PASSWORD, FakeStripe, deliver, event
+from tests.api.test_deposits import PASSWORD, deliver, event, handle_event
+from tests.stripe_fake import FakeStripe
 from tests.support import check_guarantees, lose_the_first_answer, scan, verified
 
 
-class RefundingStripe(FakeStripe):
-    """FakeStripe plus refunds. ``outcome`` is the status new refunds get; ``refuse`` and
-    ``down`` make ``create_refund`` raise as the adapter does for a 4xx / an unreachable Stripe."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.refunds: dict[str, StripeRefund] = {}
-        self.outcome = "succeeded"
-        self.refuse = False
-        self.down = False
-        self.create_calls = 0
-
-    def create_refund(self, *, payment_intent_id, amount, refund_id, deposit_id) -> StripeRefund:
-        self.create_calls += 1
-        if self.down:
-            raise ProviderUnavailable("Stripe could not be reached; retry later")
-        if self.refuse:
-            raise ProviderRefused("Stripe refused: charge is disputed")
-        for existing in self.refunds.values():  # the idempotency key is our refund id
-            if existing.metadata["refund_id"] == refund_id:
-                return existing
-        refund = StripeRefund(
-            id=f"re_fake{len(self.refunds) + 1}",
-            status=self.outcome,
-            amount=amount,
-            currency="USD",
-            payment_intent_id=payment_intent_id,
-            metadata={"refund_id": refund_id, "deposit_id": deposit_id},
-        )
-        self.refunds[refund.id] = refund
-        return refund
-
-    def retrieve_refund(self, stripe_refund_id: str) -> StripeRefund:
-        return self.refunds[stripe_refund_id]
-
-    def list_refunds(self, payment_intent_id: str) -> list[StripeRefund]:
-        return [r for r in self.refunds.values() if r.payment_intent_id == payment_intent_id]
-
-    def set_status(self, stripe_refund_id: str, status: str) -> None:
-        self.refunds[stripe_refund_id] = dataclasses.replace(
-            self.refunds[stripe_refund_id], status=status
-        )
-
-
 @pytest.fixture
-def stripe(monkeypatch) -> RefundingStripe:
-    fake = RefundingStripe()
+def stripe(monkeypatch) -> FakeStripe:
+    fake = FakeStripe()
     monkeypatch.setattr(deposits_api, "get_payment_gateway", lambda: fake)
     return fake
 
@@ -92,6 +54,23 @@ def people(table, api_client, stripe):
             "admin@example.com", PASSWORD, pyotp.TOTP(secret).now(), None
         ).access_token,
     }
+
+
+def stores() -> dict:
+    """What the refund service is given besides the ledger and Stripe, as the routes wire it."""
+    return {
+        "refunds": get_refund_repository(),
+        "deposits": get_deposit_repository(),
+        "inbox": get_inbox(),
+    }
+
+
+def finish_pending(ledger, stripe, **options) -> dict[str, int]:
+    return refunds.finish_pending(ledger, stripe, **stores(), **options)
+
+
+def pending_refunds() -> list[str]:
+    return refunds.pending(get_refund_repository())
 
 
 def credited(client, people, stripe, amount: str = "25.00") -> dict:
@@ -418,6 +397,7 @@ def test_concurrent_refunds_cannot_exceed_the_deposit(api_client, people, stripe
             r = refunds.request_refund(
                 get_ledger_service(),
                 stripe,
+                **stores(),
                 admin=admin,
                 deposit_id=d["id"],
                 amount="10.00",
@@ -445,13 +425,33 @@ def test_the_database_refuses_an_over_refund_the_service_let_through(api_client,
     condition in the hold write, not by the service's own check."""
     d = credited(api_client, people, stripe)
     credited(api_client, people, stripe, "100.00")  # the wallet alone would allow both
-    stale = deposits.get(d["id"])
+    stale = get_deposit_repository().get(d["id"])
     admin = get_auth_service().authenticate(f"Bearer {people['admin']}").user
     ledger = get_ledger_service()
-    refunds._hold(ledger, admin, stale, "rf_a", "15.00", "first", None)
+    refunds.hold(
+        ledger,
+        refunds=get_refund_repository(),
+        deposits=get_deposit_repository(),
+        admin=admin,
+        deposit=stale,
+        refund_id="rf_a",
+        amount="15.00",
+        reason="first",
+        ip=None,
+    )
 
     with pytest.raises(RefundExceedsDeposit):
-        refunds._hold(ledger, admin, stale, "rf_b", "15.00", "second", None)
+        refunds.hold(
+            ledger,
+            refunds=get_refund_repository(),
+            deposits=get_deposit_repository(),
+            admin=admin,
+            deposit=stale,
+            refund_id="rf_b",
+            amount="15.00",
+            reason="second",
+            ip=None,
+        )
     assert usd(people) == (12500, 11000)
     check_guarantees(people["table"])
 
@@ -493,7 +493,7 @@ def rollback(client, token: str, transaction_id: str, key: str = "rb1"):
 def test_a_rolled_back_deposit_cannot_be_refunded(api_client, people, stripe):
     d = credited(api_client, people, stripe)
     credited(api_client, people, stripe, "100.00")  # the wallet alone would allow the refund
-    txn_id = deposits.get(d["id"]).transaction_id
+    txn_id = get_deposit_repository().get(d["id"]).transaction_id
 
     response, body = rollback(api_client, people["admin"], txn_id)
     assert response.status_code == 201, body
@@ -509,7 +509,7 @@ def test_a_refunded_deposit_cannot_be_rolled_back(api_client, people, stripe):
     d = credited(api_client, people, stripe)
     credited(api_client, people, stripe, "100.00")
     assert refund(api_client, people["admin"], d["id"], amount="5.00")[0].status_code == 201
-    txn_id = deposits.get(d["id"]).transaction_id
+    txn_id = get_deposit_repository().get(d["id"]).transaction_id
 
     response, body = rollback(api_client, people["admin"], txn_id)
 
@@ -553,17 +553,17 @@ def test_a_refund_stripe_never_got_is_finished_by_the_schedule_once(api_client, 
     stripe.down = True
     response, _ = refund(api_client, people["admin"], d["id"])
     assert response.status_code == 503
-    [refund_id] = refunds.pending()
+    [refund_id] = pending_refunds()
     ledger = get_ledger_service()
 
-    assert refunds.finish_pending(ledger, stripe) == {}  # too young: its own request may retry
-    assert refunds.finish_pending(ledger, stripe, now=later()) == {"unavailable": 1}
+    assert finish_pending(ledger, stripe) == {}  # too young: its own request may retry
+    assert finish_pending(ledger, stripe, now=later()) == {"unavailable": 1}
     stripe.down = False
-    assert refunds.finish_pending(ledger, stripe, now=later()) == {"succeeded": 1}
-    assert refunds.finish_pending(ledger, stripe, now=later()) == {}  # out of the queue
+    assert finish_pending(ledger, stripe, now=later()) == {"succeeded": 1}
+    assert finish_pending(ledger, stripe, now=later()) == {}  # out of the queue
 
-    assert refunds.pending() == []
-    assert refunds.get(refund_id).status == "succeeded"
+    assert pending_refunds() == []
+    assert get_refund_repository().get(refund_id).status == "succeeded"
     assert len(stripe.refunds) == 1
     assert usd(people) == (0, 0)
     check_guarantees(people["table"])
@@ -577,7 +577,7 @@ def test_a_refund_whose_stripe_event_never_came_is_finished_by_the_schedule(
     refund(api_client, people["admin"], d["id"])
     stripe.set_status("re_fake1", "succeeded")
 
-    outcomes = refunds.finish_pending(get_ledger_service(), stripe, now=later())
+    outcomes = finish_pending(get_ledger_service(), stripe, now=later())
 
     assert outcomes == {"succeeded": 1}
     assert usd(people) == (0, 0)
@@ -603,11 +603,11 @@ def test_one_refund_that_fails_to_finish_does_not_stop_the_others(
 
     monkeypatch.setattr(stripe, "list_refunds", list_refunds)
 
-    outcomes = refunds.finish_pending(get_ledger_service(), stripe, now=later())
+    outcomes = finish_pending(get_ledger_service(), stripe, now=later())
 
     assert outcomes == {"error": 1, "succeeded": 1}
     assert usd(people) == (2500, 0)  # 25.00 still held for the first, 10.00 refunded
-    assert len(refunds.pending()) == 1
+    assert len(pending_refunds()) == 1
     check_guarantees(people["table"])
 
 
@@ -621,8 +621,8 @@ def test_a_refund_stripe_keeps_pending_goes_to_the_back_of_the_queue(api_client,
     stripe.down, stripe.outcome = False, "succeeded"
     ledger = get_ledger_service()
 
-    assert refunds.finish_pending(ledger, stripe, now=later(), limit=1) == {"pending": 1}
-    assert refunds.finish_pending(ledger, stripe, now=later(), limit=1) == {"succeeded": 1}
+    assert finish_pending(ledger, stripe, now=later(), limit=1) == {"pending": 1}
+    assert finish_pending(ledger, stripe, now=later(), limit=1) == {"succeeded": 1}
 
     assert usd(people) == (2500, 0)  # the first still held, the second refunded
     check_guarantees(people["table"])
@@ -643,9 +643,6 @@ def test_the_event_the_finisher_and_a_redelivery_racing_finish_a_refund_once(
 ):
     """Stripe's event, its redelivery under another id and the scheduled finisher all try to
     finish one pending refund at once (service level): the hold is posted exactly once."""
-    from chalicelib.services.deposits import handle_stripe_event
-    from tests.api.test_deposits import sign
-
     d = credited(api_client, people, stripe)
     stripe.outcome = "pending"
     assert refund(api_client, people["admin"], d["id"])[0].status_code == 201
@@ -656,10 +653,10 @@ def test_the_event_the_finisher_and_a_redelivery_racing_finish_a_refund_once(
 
     def deliver_event(event_id: str) -> str:
         payload = stripe_event(event_id, "refund.updated", {"id": "re_fake1", "object": "refund"})
-        return handle_stripe_event(ledger, stripe, payload, sign(payload))
+        return handle_event(ledger, stripe, payload)
 
     def finisher() -> str:
-        return str(refunds.finish_pending(ledger, stripe, now=later()))
+        return str(finish_pending(ledger, stripe, now=later()))
 
     def run(act) -> None:
         start.wait()

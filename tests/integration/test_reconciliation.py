@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 import boto3
@@ -27,6 +26,7 @@ from chalicelib.domain.transactions import (
 )
 from chalicelib.services import reconciliation as recon
 from chalicelib.services.ledger import PostingRequest
+from tests.stripe_fake import FakeStripe
 from tests.support import LedgerWorld
 
 DAY1, DAY2, DAY3 = "2026-01-10", "2026-01-11", "2026-01-12"
@@ -44,45 +44,6 @@ class Clock:
     def __call__(self) -> str:
         n = next(self._tick)
         return f"{self.day}T12:{n // 60 % 60:02d}:{n % 60:02d}.{n:06d}Z"
-
-
-@dataclass
-class FakeStripe:
-    """The gateway's reconciliation method over a list of balance transactions."""
-
-    items: list[BalanceTransaction] = field(default_factory=list)
-    calls: list[tuple[int, int]] = field(default_factory=list)
-
-    def list_balance_transactions(self, start: int, end: int) -> list[BalanceTransaction]:
-        self.calls.append((start, end))
-        return [i for i in self.items if start <= i.created < end]
-
-    def charge(self, pi: str, amount: int, day: str, hour: int = 12) -> None:
-        self.items.append(
-            BalanceTransaction(
-                id=f"txn_{pi}",
-                type="charge",
-                amount=amount,
-                currency=USD,
-                created=_epoch(day, hour),
-                source_id=f"ch_{pi}",
-                payment_intent_id=pi,
-            )
-        )
-
-    def refund(self, refund_id: str, pi: str, amount: int, day: str) -> None:
-        self.items.append(
-            BalanceTransaction(
-                id=f"txn_{refund_id}",
-                type="refund",
-                amount=-amount,
-                currency=USD,
-                created=_epoch(day, 13),
-                source_id=f"re_{refund_id}",
-                payment_intent_id=pi,
-                refund_id=refund_id,
-            )
-        )
 
 
 def _epoch(day: str, hour: int) -> int:
