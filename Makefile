@@ -63,6 +63,7 @@ verify-existing-emails: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 # checkov (the packaged template's static check, tests/unit/test_package.py) in a venv of its own:
 # its pins (boto3, packaging) conflict with the app's.

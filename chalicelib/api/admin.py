@@ -11,7 +11,12 @@ from chalice import Blueprint, Response
 from chalicelib.api import responses
 from chalicelib.api.access import admin_only, current_principal
 from chalicelib.api.accounts import parse_list_query, query_param
-from chalicelib.api.dependencies import get_auth_service, get_bound_settings, get_ledger_service
+from chalicelib.api.dependencies import (
+    get_auth_service,
+    get_bound_settings,
+    get_deposit_repository,
+    get_ledger_service,
+)
 from chalicelib.api.idempotency import replayable, request_mark
 from chalicelib.api.requests import parse_body, source_ip
 from chalicelib.api.views import transaction_view
@@ -121,6 +126,7 @@ def rollback_transaction(transaction_id: str) -> Response:
     user = current_principal().user
     reversal = service().rollback(
         get_ledger_service(),
+        get_deposit_repository(),
         user,
         transaction_id,
         reason=body.reason,

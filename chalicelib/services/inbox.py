@@ -30,22 +30,3 @@ class Inbox(Protocol):
         """Record an event that moves no money, once: ``outcome``, or ``DUPLICATE`` for a
         redelivery."""
         ...
-
-
-# -- module-level access, until every webhook service is given its Inbox ----------------------
-def _default() -> Inbox:
-    from chalicelib.adapters.dynamo.inbox_store import DynamoInbox
-
-    return DynamoInbox()
-
-
-def seen(provider: str, event_id: str) -> bool:
-    return _default().seen(provider, event_id)
-
-
-def entry(provider: str, event: ProviderEvent, outcome: str, subject: str | None) -> SideWrite:
-    return _default().entry(provider, event, outcome, subject)
-
-
-def record(provider: str, event: ProviderEvent, outcome: str, subject: str | None = None) -> str:
-    return _default().record(provider, event, outcome, subject)

@@ -41,6 +41,7 @@ from chalicelib.domain.transactions import (
     reversal_of,
     validate_postings,
 )
+from chalicelib.domain.users import AuditEvent
 
 
 class SideWrite(Protocol):
@@ -52,6 +53,10 @@ class SideWrite(Protocol):
 class LedgerRepository(Protocol):
     def read(self, account_ids: Iterable[str], transaction_ids: Iterable[str] = ()): ...
     def commit(self, plan: Plan, extra: Sequence[SideWrite] = ()) -> None: ...
+    def audit(self, event: AuditEvent) -> SideWrite:
+        """An audit event as part of the write of the action it records, append-only."""
+        ...
+
     def open_accounts(
         self, accounts: Sequence[Account], extra: Sequence[SideWrite] = ()
     ) -> None: ...

@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from chalicelib.adapters.clock import now_iso
-from chalicelib.adapters.dynamo.ledger_repository import audit_entry
 from chalicelib.domain.errors import (
     AlreadyReversed,
     CannotSuspendSelf,
@@ -39,6 +38,8 @@ from chalicelib.domain.transactions import (
     settled_with_provider,
 )
 from chalicelib.domain.users import AuditEvent, Role, User, UserStatus
+from chalicelib.services import deposits
+from chalicelib.services.deposits import DepositRepository
 from chalicelib.services.ledger import LedgerService
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ def get_transaction(ledger: LedgerService, transaction_id: str) -> Transaction:
 
 def rollback(
     ledger: LedgerService,
+    card_deposits: DepositRepository,
     admin: User,
     transaction_id: str,
     *,
@@ -112,16 +114,13 @@ def rollback(
         force=str(force).lower(),
         reversal_id=reversal_id,
     )
-    extra = [audit_entry(event)]
+    extra = [ledger.repository.audit(event)]
     original = ledger.repository.read([], [transaction_id]).transactions.get(transaction_id)
     settled = settled_with_provider(original) if original is not None else None
     if settled is not None:
         raise NotReversible(f"{transaction_id} is {settled}; correct it with an adjustment")
     if original is not None:
-        from chalicelib.adapters.dynamo.deposit_repository import DynamoDepositRepository
-        from chalicelib.services.deposits import rollback_guard
-
-        guard = rollback_guard(DynamoDepositRepository(), original, reversal_id)
+        guard = deposits.rollback_guard(card_deposits, original, reversal_id)
         if guard is not None:
             extra.append(guard)
     metadata = {"reason": reason, "rolled_back_by": admin.id, "force": str(force).lower()}

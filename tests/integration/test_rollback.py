@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from chalicelib.adapters.dynamo.deposit_repository import DynamoDepositRepository
 from chalicelib.adapters.dynamo.models import AuditItem
 from chalicelib.domain.errors import (
     AlreadyReversed,
@@ -41,7 +42,13 @@ def rollbacks() -> list[AuditItem]:
 
 def roll_back(ledger, transaction_id: str, *, force: bool = False):
     return operators.rollback(
-        ledger, ADMIN, transaction_id, reason="wrong recipient", force=force, ip=None
+        ledger,
+        DynamoDepositRepository(),
+        ADMIN,
+        transaction_id,
+        reason="wrong recipient",
+        force=force,
+        ip=None,
     )
 
 
@@ -126,8 +133,9 @@ def test_a_reason_is_required(world: LedgerWorld):
     alice, bob = world.open_user_account(), world.open_user_account()
     world.fund(alice, 5_00)
     sent = world.transfer(alice, bob, 1_00).transaction
+    deposits = DynamoDepositRepository()
     with pytest.raises(InvalidRequest):
-        operators.rollback(world.ledger, ADMIN, sent.id, reason=" ", force=False, ip=None)
+        operators.rollback(world.ledger, deposits, ADMIN, sent.id, reason=" ", force=False, ip=None)
     assert rollbacks() == []
 
 

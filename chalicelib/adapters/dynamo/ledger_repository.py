@@ -92,6 +92,11 @@ class EntryPage:
 class DynamoLedgerRepository:
     """Ledger persistence on the single table."""
 
+    @staticmethod
+    def audit(event: AuditEvent) -> ExtraWrite:
+        """An audit event as part of the write of the action it records (``audit_entry``)."""
+        return audit_entry(event)
+
     # -- reads ----------------------------------------------------------------------------------
     def read(self, account_ids: Iterable[str], transaction_ids: Iterable[str] = ()) -> Snapshot:
         """Strongly consistent read of accounts and transactions in one BatchGetItem round trip
