@@ -25,6 +25,11 @@ from chalicelib.api.reconciliations import reconciliations
 from chalicelib.api.restore_drill_job import restore_drill_jobs
 from chalicelib.api.transfers import transfers
 from chalicelib.api.withdrawals import withdrawals
+from chalicelib.config import read_settings
+
+# A setting that cannot be right fails the cold start, with the variable's name, instead of each
+# request that needs it. Not cached: the local server applies the stage's variables later.
+read_settings()
 
 # Powertools' Logger owns the log output (structured JSON); Chalice must not add its own handler.
 app = LedgerChalice(app_name="ledger", configure_logs=False)

@@ -1,15 +1,20 @@
-"""Settings, read once from the environment.
+"""Settings, read once from the environment and checked as they are read.
 
 Every tunable the code reads lives here, so a deployed stage and the local stack differ only by
-environment variables (see README.md for the names).
+environment variables (see README.md for the names). A value that cannot be right (a limit that
+is not a number, a currency the ledger does not have, an amount with too many decimals) stops
+the process with a ``ValueError`` naming the variable: ``app.py`` reads the settings once at
+import, so a bad deployment fails its cold start, not each request that needs the value.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cache
+from types import MappingProxyType
 
 # Public on purpose: the local stack and the tests sign with it; deployed stages must set their own.
 LOCAL_JWT_KID = "local-1"
@@ -39,8 +44,11 @@ class Settings:
     mail_dir: str | None
     ses_endpoint: str | None
     public_base_url: str
-    withdrawal_minimums: str  # JSON {currency: decimal string}
-    withdrawal_daily_limits: str  # JSON {currency: decimal string}
+    # WITHDRAWAL_MINIMUMS / WITHDRAWAL_DAILY_LIMITS: JSON {currency: decimal string}, kept here in
+    # minor units; a currency left out has no minimum / no daily limit.
+    # Not hashed (a mapping is not hashable; equal settings still compare equal).
+    withdrawal_minimums: Mapping[str, int] = field(hash=False)
+    withdrawal_daily_limits: Mapping[str, int] = field(hash=False)
     fx_rate_source: str  # which RateSource serves fx quotes (chalicelib/adapters/rates.py)
     fx_rates: str | None  # JSON {"FROM/TO": "decimal"}; unset: built-in table (local, test only)
     fx_quote_ttl_seconds: int
@@ -154,15 +162,76 @@ class Settings:
 
 def _int(name: str, default: int, minimum: int) -> int:
     raw = os.environ.get(name)
-    value = default if raw in (None, "") else int(raw)
+    try:
+        value = default if raw in (None, "") else int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
     return value
 
 
+def _amounts(name: str, default: Mapping[str, str]) -> Mapping[str, int]:
+    """A JSON object of amounts per currency, e.g. ``{"USD": "10.00", "BTC": "0.0001"}``, in
+    minor units."""
+    from chalicelib.domain.errors import LedgerError
+    from chalicelib.domain.money import parse_amount
+
+    raw = os.environ.get(name)
+    try:
+        table = default if not raw else json.loads(raw)
+    except ValueError:
+        raise ValueError(f"{name} is not valid JSON: {raw!r}") from None
+    if not isinstance(table, dict):
+        raise ValueError(f'{name} must be a JSON object like {{"USD": "10.00"}}, got {raw!r}')
+    amounts: dict[str, int] = {}
+    for code, amount in table.items():
+        try:
+            amounts[code] = parse_amount(amount, code)
+        except LedgerError as exc:
+            raise ValueError(f"{name}: {code} {amount!r}: {exc}") from None
+    return MappingProxyType(amounts)
+
+
+def _fx_rates(name: str) -> str | None:
+    """FX_RATES as given, once it is known to be a JSON object of ``"FROM/TO": "rate"``."""
+    from chalicelib.domain.errors import LedgerError
+    from chalicelib.domain.fx import parse_rate
+    from chalicelib.domain.money import currency
+
+    raw = os.environ.get(name) or None
+    if raw is None:
+        return None
+    try:
+        table = json.loads(raw)
+    except ValueError:
+        raise ValueError(f"{name} is not valid JSON") from None
+    if not isinstance(table, dict):
+        raise ValueError(f'{name} must be a JSON object like {{"USD/BTC": "0.00001047"}}')
+    for pair, rate in table.items():
+        try:
+            from_code, to_code = str(pair).split("/")
+            currency(from_code), currency(to_code)
+            parse_rate(rate)
+        except (ValueError, LedgerError) as exc:
+            raise ValueError(
+                f"{name}: {pair!r}: {rate!r} is not a rate between two currencies"
+            ) from exc
+    return raw
+
+
 @cache
 def get_settings() -> Settings:
     """The process-wide settings; tests call ``get_settings.cache_clear()`` after changing env."""
+    return read_settings()
+
+
+def read_settings() -> Settings:
+    """The settings of the environment as it is now.
+
+    Raises:
+        ValueError: a variable has a value that cannot be right; the message names it.
+    """
     return Settings(
         stage=os.environ.get("STAGE", "local"),
         table_name=os.environ.get("TABLE_NAME", "ledger-local"),
@@ -181,12 +250,15 @@ def get_settings() -> Settings:
         mail_dir=os.environ.get("MAIL_DIR") or None,
         ses_endpoint=os.environ.get("SES_ENDPOINT") or None,
         public_base_url=os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000"),
-        withdrawal_minimums=os.environ.get("WITHDRAWAL_MINIMUMS")
-        or json.dumps({"USD": "10.00", "BTC": "0.0001", "ETH": "0.001", "USDT": "10"}),
-        withdrawal_daily_limits=os.environ.get("WITHDRAWAL_DAILY_LIMITS")
-        or json.dumps({"USD": "10000.00", "BTC": "1", "ETH": "20", "USDT": "10000"}),
+        withdrawal_minimums=_amounts(
+            "WITHDRAWAL_MINIMUMS", {"USD": "10.00", "BTC": "0.0001", "ETH": "0.001", "USDT": "10"}
+        ),
+        withdrawal_daily_limits=_amounts(
+            "WITHDRAWAL_DAILY_LIMITS",
+            {"USD": "10000.00", "BTC": "1", "ETH": "20", "USDT": "10000"},
+        ),
         fx_rate_source=os.environ.get("FX_RATE_SOURCE") or "static",
-        fx_rates=os.environ.get("FX_RATES") or None,
+        fx_rates=_fx_rates("FX_RATES"),
         fx_quote_ttl_seconds=_int("FX_QUOTE_TTL_SECONDS", 60, 1),
         stripe_api_key=os.environ.get("STRIPE_API_KEY") or None,
         stripe_api_base=os.environ.get("STRIPE_API_BASE") or None,

@@ -36,6 +36,7 @@ from chalicelib.domain.errors import (
     WithdrawalNotPendingReview,
     WithdrawalNotProcessing,
 )
+from chalicelib.domain.money import format_amount
 from chalicelib.domain.transactions import derive_transaction_id
 
 MAX_REASON_LENGTH = 500
@@ -96,10 +97,12 @@ class Withdrawal:
                 [{"field": "destination", "message": "not a valid address"}],
             )
         if minimum is not None and amount < minimum:
-            raise AmountBelowMinimum(f"the minimum {currency} withdrawal is {minimum} minor units")
+            raise AmountBelowMinimum(
+                f"the minimum {currency} withdrawal is {format_amount(minimum, currency)}"
+            )
         if daily_limit is not None and amount > daily_limit:
             raise WithdrawalLimitExceeded(
-                f"the daily {currency} limit is {daily_limit} minor units"
+                f"the daily {currency} limit is {format_amount(daily_limit, currency)}"
             )
         transaction_id = derive_transaction_id("withdrawal", user_id, idempotency_key)
         return cls(

@@ -17,11 +17,9 @@ requests cannot exceed it either. Cancelled and rejected amounts are given back 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from decimal import Decimal
 from typing import Protocol
 
 from aws_lambda_powertools import Logger
@@ -94,11 +92,6 @@ class WithdrawalRepository(Protocol):
         ...
 
 
-def _limit(settings_json: str, code: str) -> int | None:
-    table = json.loads(settings_json)
-    return parse_amount(str(Decimal(table[code])), code) if code in table else None
-
-
 def give_back(withdrawals: WithdrawalRepository, w: Withdrawal) -> list[SideWrite]:
     """Return a voided (or failed) withdrawal's amount to its day's total, when that total
     still counts: the day is today and its counter exists. A withdrawal of a past day (its
@@ -161,7 +154,7 @@ def request(
         raise EmailUnverified("verify your email before withdrawing")
     code = currency(currency_code).code
     minor = parse_amount(amount, code)
-    daily = _limit(settings.withdrawal_daily_limits, code)
+    daily = settings.withdrawal_daily_limits.get(code)
     withdrawal = Withdrawal.requested(
         user_id=user.id,
         currency=code,
@@ -169,7 +162,7 @@ def request(
         destination=destination,
         idempotency_key=idempotency_key,
         at=now_iso(),
-        minimum=_limit(settings.withdrawal_minimums, code),
+        minimum=settings.withdrawal_minimums.get(code),
         daily_limit=daily,
     )
     recorded = ledger.record(
