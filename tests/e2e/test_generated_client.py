@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 import types
@@ -21,7 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from jsonschema import Draft202012Validator
 
 from infra.local.fake_gateway import deposit_event
 from tests.e2e.test_local_stack import HOST, Stack, get, mailed_token, require_running
@@ -65,11 +68,46 @@ def client_package(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> It
     assert "Warning" not in output, output  # every operation and schema typed
     sys.path.insert(0, str(folder))
     try:
-        yield importlib.import_module(PACKAGE)
+        package = importlib.import_module(PACKAGE)
+        package.document = body  # the document it was generated from, for AnswerCheck
+        yield package
     finally:
         sys.path.remove(str(folder))
         for name in [m for m in sys.modules if m == PACKAGE or m.startswith(f"{PACKAGE}.")]:
             del sys.modules[name]
+
+
+class AnswerCheck:
+    """An httpx response hook: every raw answer the client receives is validated against the
+    document's schema of its operation and status (the real answers of the story, not only what
+    the generated classes happen to read)."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+        self.templates = [
+            (re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", path) + "$"), path)
+            # literal segments first: /v1/deposits/card before /v1/deposits/{deposit_id}
+            for path in sorted(document["paths"], key=lambda p: p.count("{"))
+        ]
+        self.checked: list[str] = []
+        self.problems: list[str] = []
+
+    def __call__(self, response: httpx.Response) -> None:
+        response.read()
+        method, path = response.request.method.lower(), response.request.url.path
+        template = next(t for pattern, t in self.templates if pattern.match(path))
+        answers = self.document["paths"][template][method]["responses"]
+        where = f"{method.upper()} {template} {response.status_code}"
+        if str(response.status_code) not in answers:
+            self.problems.append(f"{where}: status not in the document")
+            return
+        content = answers[str(response.status_code)].get("content")
+        if content is not None:
+            schema = content["application/json"]["schema"]
+            validator = Draft202012Validator({**schema, "components": self.document["components"]})
+            for error in validator.iter_errors(response.json()):
+                self.problems.append(f"{where}: {error.message}")
+        self.checked.append(where)
 
 
 def operation(package: types.ModuleType, tag: str, name: str) -> Any:
@@ -80,7 +118,11 @@ def test_a_users_story_through_the_generated_client(stack: Stack, client_package
     pkg = client_package
     models = importlib.import_module(f"{PACKAGE}.models")
     base_url = f"http://{HOST}:{stack.api}"
-    public = pkg.Client(base_url=base_url, raise_on_unexpected_status=True, timeout=60)
+    check = AnswerCheck(pkg.document)
+    hooks = {"event_hooks": {"response": [check]}}
+    public = pkg.Client(
+        base_url=base_url, raise_on_unexpected_status=True, timeout=60, httpx_args=hooks
+    )
 
     # Sign up, verify the mailed token, log in: typed answers all the way.
     email = f"client-{uuid.uuid4().hex[:8]}@example.com"
@@ -100,7 +142,11 @@ def test_a_users_story_through_the_generated_client(stack: Stack, client_package
     )
     assert isinstance(tokens, models.TokenPair)
     user = pkg.AuthenticatedClient(
-        base_url=base_url, token=tokens.access_token, raise_on_unexpected_status=True, timeout=60
+        base_url=base_url,
+        token=tokens.access_token,
+        raise_on_unexpected_status=True,
+        timeout=60,
+        httpx_args=hooks,
     )
     me = operation(pkg, "auth", "me").sync(client=user)
     assert me.user.id == signed_up.user.id
@@ -185,3 +231,7 @@ def test_a_users_story_through_the_generated_client(stack: Stack, client_package
     assert isinstance(missing, models.Error)
     assert missing.error.code == "not_found"
     assert missing.error.request_id
+
+    # Every raw answer above matched the document's schema of its operation and status.
+    assert check.problems == []
+    assert len(check.checked) >= 15, check.checked
