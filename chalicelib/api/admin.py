@@ -12,7 +12,7 @@ from chalicelib.api import responses
 from chalicelib.api.access import admin_only, current_principal
 from chalicelib.api.accounts import parse_list_query, query_param
 from chalicelib.api.dependencies import (
-    get_auth_service,
+    get_auth_repository,
     get_bound_settings,
     get_deposit_repository,
     get_ledger_service,
@@ -60,7 +60,7 @@ def user_view(user: User) -> responses.ManagedUser:
 def list_users() -> dict[str, Any]:
     query = parse_list_query(admin.current_request.query_params)
     page = service().list_users(
-        get_auth_service().repository,
+        get_auth_repository(),
         query_param(admin.current_request.query_params, "email"),
         query.limit,
         query.cursor,
@@ -75,7 +75,7 @@ def list_users() -> dict[str, Any]:
 def suspend_user(user_id: str) -> dict[str, Any]:
     body = parse_body(admin.current_request, schemas().Suspension)
     user = service().suspend(
-        get_auth_service().repository,
+        get_auth_repository(),
         current_principal().user,
         user_id,
         body.reason,
@@ -89,7 +89,7 @@ def suspend_user(user_id: str) -> dict[str, Any]:
 def unsuspend_user(user_id: str) -> dict[str, Any]:
     parse_body(admin.current_request, schemas().RequestBody)
     user = service().unsuspend(
-        get_auth_service().repository,
+        get_auth_repository(),
         current_principal().user,
         user_id,
         source_ip(admin.current_request),
@@ -102,7 +102,7 @@ def unsuspend_user(user_id: str) -> dict[str, Any]:
 def change_role(user_id: str) -> dict[str, Any]:
     body = parse_body(admin.current_request, schemas().RoleChange)
     user = service().set_role(
-        get_auth_service().repository,
+        get_auth_repository(),
         current_principal().user,
         user_id,
         body.role,

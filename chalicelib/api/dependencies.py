@@ -17,10 +17,12 @@ if TYPE_CHECKING:
     from pynamodb.connection import TableConnection
 
     from chalicelib.adapters.aws_backup import BackupVault
+    from chalicelib.adapters.dynamo.auth_repository import DynamoAuthRepository
     from chalicelib.adapters.dynamo.deposit_repository import DynamoDepositRepository
     from chalicelib.adapters.dynamo.dispute_repository import DynamoDisputeRepository
     from chalicelib.adapters.dynamo.drill_tables import DynamoDrillTables
     from chalicelib.adapters.dynamo.inbox_store import DynamoInbox
+    from chalicelib.adapters.dynamo.outbox_repository import DynamoOutbox
     from chalicelib.adapters.dynamo.reconciliation_store import DynamoReconciliationStore
     from chalicelib.adapters.dynamo.refund_repository import DynamoRefundRepository
     from chalicelib.services.alerts import Alerts
@@ -80,11 +82,30 @@ def get_table_probe() -> TableProbe:
 
 
 @cache
+def get_auth_repository() -> DynamoAuthRepository:
+    """Users, logins, tokens, throttles and audit events (``adapters/dynamo/auth_repository.py``):
+    the auth service's, and the operators' for managing users."""
+    from chalicelib.adapters.dynamo.auth_repository import DynamoAuthRepository
+
+    get_bound_settings()
+    return DynamoAuthRepository()
+
+
+@cache
+def get_outbox() -> DynamoOutbox:
+    """The mail outbox (``adapters/dynamo/outbox_repository.py``): requests add to it, the
+    ``deliver_mail`` job sends from it."""
+    from chalicelib.adapters.dynamo.outbox_repository import DynamoOutbox
+
+    get_bound_settings()
+    return DynamoOutbox()
+
+
+@cache
 def get_auth_service():  # type: ignore[no-untyped-def]
-    """The auth service, its mailer and repository (built on the first auth request)."""
+    """The auth service, its mailer, repository and outbox (built on the first auth request)."""
     from pathlib import Path
 
-    from chalicelib.adapters.dynamo.auth_repository import DynamoAuthRepository
     from chalicelib.adapters.email import FanOutMailer, FolderMailer, SesMailer
     from chalicelib.services.auth import AuthService
 
@@ -92,7 +113,7 @@ def get_auth_service():  # type: ignore[no-untyped-def]
     mailer = SesMailer(settings.mail_from, settings.region, settings.ses_endpoint)
     if settings.is_local and settings.mail_dir:
         mailer = FanOutMailer((mailer, FolderMailer(settings.mail_from, Path(settings.mail_dir))))
-    return AuthService(DynamoAuthRepository(), settings, mailer)
+    return AuthService(get_auth_repository(), settings, mailer, get_outbox())
 
 
 @cache
@@ -298,6 +319,8 @@ def reset() -> None:
     """Forget every object built so far; the next getter call reads the settings again."""
     get_table_probe.cache_clear()
     get_bound_settings.cache_clear()
+    get_auth_repository.cache_clear()
+    get_outbox.cache_clear()
     get_auth_service.cache_clear()
     get_ledger_service.cache_clear()
     get_idempotent_runner.cache_clear()

@@ -27,6 +27,7 @@ from chalicelib.api.dependencies import (
     get_deposit_repository,
     get_inbox,
     get_ledger_service,
+    get_outbox,
     get_payment_gateway,
     get_payout_repository,
     get_refund_repository,
@@ -113,7 +114,7 @@ def deliver_waiting_mail():  # type: ignore[no-untyped-def]
     get_bound_settings()
     auth = get_auth_service()
     outcomes = mail_outbox.deliver_pending(
-        auth.outbox, auth.deliver, log=logger.warning, clock=auth.clock
+        get_outbox(), auth.deliver, log=logger.warning, clock=auth.clock
     )
     if outcomes:
         logger.info("mail outbox", outcomes=dict(outcomes))

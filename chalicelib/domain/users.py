@@ -136,3 +136,31 @@ class OutboxMail:
     user_id: str | None = None  # a verification names the user
     ip: str | None = None
     attempts: int = 0
+
+
+@dataclass(frozen=True)
+class UserPage:
+    """One page of users, and the cursor of the next (None on the last page)."""
+
+    users: list[User]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class ResetToken:
+    """A password reset token as stored: only its hash names it, never the token itself."""
+
+    user_id: str
+    expires_at: int  # epoch seconds
+    used: bool
+
+
+@dataclass(frozen=True)
+class VerificationToken:
+    """An email verification token as stored (by its hash): the address it proves and whose it
+    is; a changed address voids it."""
+
+    user_id: str
+    email: str
+    expires_at: int  # epoch seconds
+    used: bool

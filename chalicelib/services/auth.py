@@ -19,13 +19,12 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Protocol
 
 from chalicelib.adapters.clock import to_iso
-from chalicelib.adapters.dynamo.auth_repository import DynamoAuthRepository
-from chalicelib.adapters.dynamo.outbox_repository import DynamoOutbox
 from chalicelib.adapters.email import Mailer
 from chalicelib.auth import passwords, tokens, totp
 from chalicelib.config import Settings
@@ -53,10 +52,13 @@ from chalicelib.domain.users import (
     AuditEvent,
     MailKind,
     OutboxMail,
+    ResetToken,
     Role,
     Session,
     User,
+    UserPage,
     UserStatus,
+    VerificationToken,
 )
 
 MAX_EMAIL_LENGTH = 254
@@ -66,6 +68,143 @@ _NOBODY = "usr_nobody"
 _SESSION_ID = re.compile(r"ses_[A-Za-z0-9_]{1,64}")
 _EMAIL = re.compile(EMAIL_ADDRESS)
 _THROTTLE_ATTEMPTS = 8
+
+
+class AuthRepository(Protocol):
+    """Users, email claims, logins, reset and verification tokens, login throttles and audit
+    events (``adapters.dynamo.auth_repository.DynamoAuthRepository``). Every write that carries
+    an ``AuditEvent`` writes it in the same transaction."""
+
+    # -- reads: ``want_*`` name an item read soon, to fetch it in one batch with the others
+    def want_user(self, user_id: str) -> None: ...
+    def want_session(self, user_id: str, session_id: str) -> None: ...
+    def get_user(self, user_id: str) -> User | None: ...
+    def user_id_for_email(self, email: str) -> str | None:
+        """The id of the user who claimed this email (case-insensitively), or None."""
+        ...
+
+    def get_session(self, user_id: str, session_id: str) -> Session | None: ...
+    def sessions_of(self, user_id: str) -> list[Session]:
+        """Every login of the user, live or not."""
+        ...
+
+    def list_users(self, email_prefix: str, limit: int, cursor: str | None) -> UserPage:
+        """Users by lower-case email prefix ("" for everyone). Raises ValueError (cursor)."""
+        ...
+
+    # -- sign-up and email verification
+    def sign_up(
+        self,
+        user: User,
+        accounts: Sequence[Account],
+        event: AuditEvent,
+        mail: OutboxMail | None = None,
+        now: int = 0,
+    ) -> None:
+        """User, email claim, wallets, audit event and the mail, all or nothing. Raises
+        EmailTaken."""
+        ...
+
+    def create_verification(self, token_hash: str, user: User, expires_at: int) -> None: ...
+    def get_verification(self, token_hash: str) -> VerificationToken | None: ...
+    def verify_email(self, token_hash: str, user: User, now: int, event: AuditEvent) -> None:
+        """Use the token once (unused, unexpired, the user's) and mark the email verified.
+        Raises InvalidToken."""
+        ...
+
+    def mark_email_verified(self, user: User, event: AuditEvent) -> None: ...
+
+    # -- logins
+    def open_session(self, session: Session, event: AuditEvent) -> None: ...
+    def rotate_session(
+        self, session: Session, presented_hash: str, new_hash: str, now_ms: int
+    ) -> None:
+        """Replace the current refresh token on the condition that ``presented_hash`` still is
+        it. Raises Unauthenticated."""
+        ...
+
+    def revoke_session(self, session: Session, event: AuditEvent) -> None: ...
+
+    # -- second factor
+    def use_totp_step(self, user: User, step: int) -> None:
+        """Record the step as used, on the condition that it is later than the last one.
+        Raises InvalidTotp."""
+        ...
+
+    def use_recovery_code(self, user: User, code_hash: str) -> None:
+        """Strike the code off, on the condition that the user has it. Raises InvalidTotp."""
+        ...
+
+    def set_pending_totp(self, user: User, secret: str, event: AuditEvent) -> None: ...
+    def enable_mfa(
+        self,
+        user: User,
+        secret: str,
+        step: int,
+        recovery_hashes: set[str],
+        event: AuditEvent,
+        *,
+        keep: Session,
+        now_ms: int,
+    ) -> None:
+        """Raises InvalidState (changed meanwhile), Unauthenticated (``keep`` revoked)."""
+        ...
+
+    def disable_mfa(self, user: User, event: AuditEvent, *, keep: Session, now_ms: int) -> None:
+        """Raises InvalidState (off already), Unauthenticated (``keep`` revoked)."""
+        ...
+
+    # -- password reset
+    def create_reset(
+        self, token_hash: str, user_id: str, expires_at: int, event: AuditEvent
+    ) -> None: ...
+    def get_reset(self, token_hash: str) -> ResetToken | None: ...
+    def complete_reset(
+        self,
+        token_hash: str,
+        user: User,
+        password_hash: str,
+        now: int,
+        now_ms: int,
+        event: AuditEvent,
+    ) -> None:
+        """Use the token once (unused, unexpired, the user's), set the password and void every
+        login issued before ``now_ms``. Raises InvalidToken."""
+        ...
+
+    # -- login throttles
+    def recent_failures(self, kind: str, value: str) -> tuple[list[int], int]:
+        """The attempt times recorded for one email, and the item's version (0: none)."""
+        ...
+
+    def record_failure(
+        self, kind: str, value: str, failures: list[int], version: int, expires_at: int
+    ) -> None:
+        """Store the attempt times if the version is still the one read. Raises
+        VersionConflict."""
+        ...
+
+    def claim_attempt(
+        self, kind: str, value: str, window_start: int, limit: int, expires_at: int
+    ) -> bool:
+        """Count one attempt in the window with one conditional ADD; False at the limit."""
+        ...
+
+    def give_back_attempt(self, kind: str, value: str, window_start: int) -> None: ...
+    def clear_failures(self, kind: str, value: str) -> None: ...
+
+    # -- audit
+    def append_audit(self, event: AuditEvent) -> None: ...
+
+
+class Outbox(Protocol):
+    """Where requests leave the mails they ask for, and the hourly count per address
+    (``adapters.dynamo.outbox_repository.DynamoOutbox``)."""
+
+    def add(self, mail: OutboxMail, now: int) -> None: ...
+    def count_mail(self, kind: MailKind, email: str, hour: str, limit: int, now: int) -> bool:
+        """Count one more mail of ``kind`` to ``email`` in ``hour``; False at the limit."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -128,11 +267,11 @@ def _new_id(prefix: str) -> str:
 
 @dataclass
 class AuthService:
-    repository: DynamoAuthRepository
+    repository: AuthRepository
     settings: Settings
     mailer: Mailer
+    outbox: Outbox
     clock: Callable[[], float] = time.time
-    outbox: DynamoOutbox = field(default_factory=DynamoOutbox)
     _keys: tokens.SigningKeys | None = field(default=None, repr=False)
 
     @property
@@ -660,7 +799,7 @@ class AuthService:
         now, _ = self._now()
         token_hash = tokens.hash_secret(token) if token else ""
         found = self.repository.get_verification(token_hash) if token else None
-        if found is None or found.used or int(found.expires_at) <= now:
+        if found is None or found.used or found.expires_at <= now:
             raise InvalidToken("the verification token is not valid")
         user = self.repository.get_user(found.user_id)
         if user is None or user.email != found.email:
@@ -761,7 +900,7 @@ class AuthService:
         """Raises InvalidToken (unknown, used or expired) and WeakPassword."""
         now, _ = self._now()
         reset = self.repository.get_reset(tokens.hash_secret(token)) if token else None
-        if reset is None or reset.used or int(reset.expires_at) <= now:
+        if reset is None or reset.used or reset.expires_at <= now:
             raise InvalidToken("the reset token is not valid")
         _check_new_password(new_password)
         user = self.repository.get_user(reset.user_id)

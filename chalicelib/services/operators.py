@@ -20,7 +20,7 @@ Rules kept here (API.md, "Admin"; DESIGN.md, "Flows: Rollback"):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from chalicelib.adapters.clock import now_iso
 from chalicelib.domain.errors import (
@@ -37,13 +37,10 @@ from chalicelib.domain.transactions import (
     derive_transaction_id,
     settled_with_provider,
 )
-from chalicelib.domain.users import AuditEvent, Role, User, UserStatus
+from chalicelib.domain.users import AuditEvent, Role, User, UserPage, UserStatus
 from chalicelib.services import deposits
 from chalicelib.services.deposits import DepositRepository
 from chalicelib.services.ledger import LedgerService
-
-if TYPE_CHECKING:
-    from chalicelib.adapters.dynamo.auth_repository import DynamoAuthRepository, UserPage
 
 MAX_REASON_LENGTH = 500
 MAX_EMAIL_FILTER_LENGTH = 254
@@ -52,6 +49,26 @@ ROLLBACK_ACTION = "transaction.rollback"
 SUSPEND_ACTION = "user.suspended"
 UNSUSPEND_ACTION = "user.unsuspended"
 ROLE_ACTION = "user.role_changed"
+
+
+class UserRepository(Protocol):
+    """The users an operator manages (``adapters.dynamo.auth_repository.DynamoAuthRepository``);
+    each change is written with its audit event in one transaction."""
+
+    def get_user(self, user_id: str) -> User | None: ...
+    def set_status(self, user: User, to: UserStatus, event: AuditEvent) -> User:
+        """Suspend or unsuspend, only from the other status; returns the user as written.
+        Raises InvalidState."""
+        ...
+
+    def set_role(self, user: User, role: Role, event: AuditEvent) -> User:
+        """Change the role on the condition that it is still the one read. Raises
+        InvalidState."""
+        ...
+
+    def list_users(self, email_prefix: str, limit: int, cursor: str | None) -> UserPage:
+        """Users by lower-case email prefix ("" for everyone). Raises ValueError (cursor)."""
+        ...
 
 
 def reason_text(reason: object) -> str:
@@ -142,16 +159,14 @@ def rollback(
 
 
 # -- users --------------------------------------------------------------------------------------
-def _user(users: DynamoAuthRepository, user_id: str) -> User:
+def _user(users: UserRepository, user_id: str) -> User:
     found = users.get_user(user_id) if 0 < len(user_id) <= MAX_ID_LENGTH else None
     if found is None:
         raise UserNotFound(f"user {user_id} does not exist")
     return found
 
 
-def suspend(
-    users: DynamoAuthRepository, admin: User, user_id: str, reason: str, ip: str | None
-) -> User:
+def suspend(users: UserRepository, admin: User, user_id: str, reason: str, ip: str | None) -> User:
     """Suspend a user: no login, refresh or protected call from now on, old tokens included.
 
     Raises (in order): InvalidRequest (reason), UserNotFound, CannotSuspendSelf, InvalidState
@@ -165,7 +180,7 @@ def suspend(
     return users.set_status(user, UserStatus.SUSPENDED, event)
 
 
-def unsuspend(users: DynamoAuthRepository, admin: User, user_id: str, ip: str | None) -> User:
+def unsuspend(users: UserRepository, admin: User, user_id: str, ip: str | None) -> User:
     """Let a suspended user in again. Raises UserNotFound, InvalidState (not suspended)."""
     user = _user(users, user_id)
     previous = user.suspension_reason or ""
@@ -173,9 +188,7 @@ def unsuspend(users: DynamoAuthRepository, admin: User, user_id: str, ip: str | 
     return users.set_status(user, UserStatus.ACTIVE, event)
 
 
-def set_role(
-    users: DynamoAuthRepository, admin: User, user_id: str, role: str, ip: str | None
-) -> User:
+def set_role(users: UserRepository, admin: User, user_id: str, role: str, ip: str | None) -> User:
     """Make a user an admin or a user again, audited with the old and the new role. The role is
     read on every request, so it takes effect at once; a new admin still needs MFA (and a
     login with a TOTP code) for admin routes. Setting the role a user has changes nothing.
@@ -199,7 +212,7 @@ def set_role(
 
 
 def list_users(
-    users: DynamoAuthRepository, email: str | None, limit: int, cursor: str | None
+    users: UserRepository, email: str | None, limit: int, cursor: str | None
 ) -> UserPage:
     """Users by email (case-insensitive prefix match when ``email`` is given), paginated.
 

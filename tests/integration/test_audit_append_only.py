@@ -9,6 +9,7 @@ import pytest
 from chalicelib.adapters.dynamo.auth_repository import DynamoAuthRepository
 from chalicelib.adapters.dynamo.facility_repository import DynamoFacilityRepository
 from chalicelib.adapters.dynamo.models import AuditItem
+from chalicelib.adapters.dynamo.outbox_repository import DynamoOutbox
 from chalicelib.adapters.email import FolderMailer
 from chalicelib.auth import passwords
 from chalicelib.config import get_settings
@@ -39,7 +40,11 @@ def taken_id(table: str, monkeypatch) -> str:
 def test_a_sign_up_whose_audit_id_is_taken_creates_nothing(taken_id, tmp_path):
     passwords.configure_for_tests()
     service = AuthService(
-        DynamoAuthRepository(), get_settings(), FolderMailer("no-reply@x", tmp_path), lambda: 1e9
+        DynamoAuthRepository(),
+        get_settings(),
+        FolderMailer("no-reply@x", tmp_path),
+        DynamoOutbox(),
+        lambda: 1e9,
     )
     with pytest.raises(VersionConflict):
         service.sign_up("ann@example.com", "correct horse battery", True, None)

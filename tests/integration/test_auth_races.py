@@ -9,6 +9,7 @@ import pyotp
 import pytest
 
 from chalicelib.adapters.dynamo.auth_repository import DynamoAuthRepository
+from chalicelib.adapters.dynamo.outbox_repository import DynamoOutbox
 from chalicelib.adapters.email import FolderMailer
 from chalicelib.auth import passwords
 from chalicelib.config import get_settings
@@ -24,7 +25,11 @@ OFFICE = "198.51.100.7"  # many users behind one address
 def service(table: str, tmp_path) -> AuthService:
     passwords.configure_for_tests()
     return AuthService(
-        DynamoAuthRepository(), get_settings(), FolderMailer("no-reply@x", tmp_path), lambda: NOW
+        DynamoAuthRepository(),
+        get_settings(),
+        FolderMailer("no-reply@x", tmp_path),
+        DynamoOutbox(),
+        lambda: NOW,
     )
 
 
@@ -147,7 +152,11 @@ def test_parallel_wrong_logins_from_one_address_are_checked_at_most_the_ip_limit
     passwords.configure_for_tests()
     settings = replace(get_settings(), login_ip_limit=5)
     service = AuthService(
-        DynamoAuthRepository(), settings, FolderMailer("no-reply@x", tmp_path), lambda: NOW
+        DynamoAuthRepository(),
+        settings,
+        FolderMailer("no-reply@x", tmp_path),
+        DynamoOutbox(),
+        lambda: NOW,
     )
     emails = [f"target{n}@example.com" for n in range(30)]
     waiting = list(emails)

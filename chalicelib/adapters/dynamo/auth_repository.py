@@ -7,7 +7,7 @@ action is never done with its audit lost.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from pynamodb.exceptions import PutError, UpdateError
 
@@ -34,13 +34,17 @@ from chalicelib.domain.errors import (
     Unauthenticated,
     VersionConflict,
 )
-from chalicelib.domain.users import AuditEvent, OutboxMail, Role, Session, User, UserStatus
-
-
-@dataclass(frozen=True)
-class UserPage:
-    users: list[User]
-    next_cursor: str | None
+from chalicelib.domain.users import (
+    AuditEvent,
+    OutboxMail,
+    ResetToken,
+    Role,
+    Session,
+    User,
+    UserPage,
+    UserStatus,
+    VerificationToken,
+)
 
 
 class DynamoAuthRepository:
@@ -76,13 +80,16 @@ class DynamoAuthRepository:
         raw = read_ahead.get_raw(keys.user_pk(user_id), keys.session_sk(session_id))
         return SessionItem.from_raw_data(raw).to_domain() if raw is not None else None
 
-    def get_reset(self, token_hash: str) -> ResetTokenItem | None:
+    def get_reset(self, token_hash: str) -> ResetToken | None:
         try:
-            return ResetTokenItem.get(
+            item = ResetTokenItem.get(
                 keys.reset_pk(token_hash), keys.RESET_SK, consistent_read=True
             )
         except ResetTokenItem.DoesNotExist:
             return None
+        return ResetToken(
+            user_id=item.user_id, expires_at=int(item.expires_at), used=bool(item.used)
+        )
 
     def recent_failures(self, kind: str, value: str) -> tuple[list[int], int]:
         """The failure times recorded for one email or IP, and the item's version (0: none)."""
@@ -152,13 +159,19 @@ class DynamoAuthRepository:
             used=False,
         ).save(VerifyTokenItem.PK.does_not_exist())
 
-    def get_verification(self, token_hash: str) -> VerifyTokenItem | None:
+    def get_verification(self, token_hash: str) -> VerificationToken | None:
         try:
-            return VerifyTokenItem.get(
+            item = VerifyTokenItem.get(
                 keys.verify_pk(token_hash), keys.VERIFY_SK, consistent_read=True
             )
         except VerifyTokenItem.DoesNotExist:
             return None
+        return VerificationToken(
+            user_id=item.user_id,
+            email=item.email,
+            expires_at=int(item.expires_at),
+            used=bool(item.used),
+        )
 
     def verify_email(self, token_hash: str, user: User, now: int, event: AuditEvent) -> None:
         """Use the token once and mark the user's email (profile and claim) verified.
