@@ -108,6 +108,9 @@ DOMAIN_ERRORS: Mapping[type[domain.LedgerError], HttpError] = {
     domain.ReconciliationNotFound: HttpError(404, "not_found"),
     domain.UserNotFound: HttpError(404, "not_found"),
     domain.CannotSuspendSelf: HttpError(403, "forbidden"),
+    domain.FacilityNotFound: HttpError(404, "not_found"),
+    domain.ApiKeyNotFound: HttpError(404, "not_found"),
+    domain.RateLimited: HttpError(429, "rate_limited"),
 }
 
 # Chalice's ``Code`` values (its exception class names, or the codes it uses for errors it
@@ -179,7 +182,7 @@ def exception_response(exc: BaseException, request_id: str) -> Response:
     error = http_error_for(exc)
     message = error.message or _describe(exc)
     headers = {}
-    if isinstance(exc, domain.TooManyAttempts):
+    if isinstance(exc, domain.TooManyAttempts | domain.RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
     details = exc.details if isinstance(exc, domain.InvalidRequest) else None
     return error_response(error.status, error.code, message, request_id, headers, details)

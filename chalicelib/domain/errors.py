@@ -286,3 +286,24 @@ class UserNotFound(LedgerError):
 class CannotSuspendSelf(Forbidden):
     """An admin may not suspend their own account (another admin can), as they may not change
     their own role."""
+
+
+# -- facilities and their API keys ----------------------------------------------------------------
+class FacilityNotFound(LedgerError):
+    """No facility has this id."""
+
+
+class ApiKeyNotFound(LedgerError):
+    """The facility has no API key with this id."""
+
+
+class RateLimited(LedgerError):
+    """This API key made as many requests as it may in the current minute; retry after
+    ``retry_after`` seconds."""
+
+    def __init__(self, limit: int, retry_after: int) -> None:
+        super().__init__(
+            f"this API key may make {limit} requests per minute; retry after {retry_after} seconds"
+        )
+        self.limit = limit
+        self.retry_after = retry_after

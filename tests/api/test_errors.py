@@ -81,6 +81,9 @@ DOMAIN_ERRORS: dict[str, Callable[[], domain.LedgerError]] = {
     "ReconciliationNotFound": domain.ReconciliationNotFound,
     "UserNotFound": domain.UserNotFound,
     "CannotSuspendSelf": lambda: domain.CannotSuspendSelf("you cannot suspend yourself"),
+    "FacilityNotFound": domain.FacilityNotFound,
+    "ApiKeyNotFound": domain.ApiKeyNotFound,
+    "RateLimited": lambda: domain.RateLimited(100, 42),
 }
 
 EXPECTED = {
@@ -144,6 +147,9 @@ EXPECTED = {
     "ReconciliationNotFound": (404, "not_found"),
     "UserNotFound": (404, "not_found"),
     "CannotSuspendSelf": (403, "forbidden"),
+    "FacilityNotFound": (404, "not_found"),
+    "ApiKeyNotFound": (404, "not_found"),
+    "RateLimited": (429, "rate_limited"),
 }
 
 probe = Blueprint(__name__)
