@@ -94,6 +94,9 @@ class Settings:
     # BACKUP_RESTORE_ROLE_ARN: the role AWS Backup assumes to restore a recovery point (the stack's
     # BackupRole); the drill passes it to StartRestoreJob.
     backup_restore_role_arn: str | None = None
+    # FACILITY_RATE_LIMIT_PER_MINUTE: requests a facility API key may make per minute, unless the
+    # key has its own limit (rate_limit_per_minute, set when it is issued).
+    facility_rate_limit_per_minute: int = 100
 
     @property
     def is_local(self) -> bool:
@@ -279,4 +282,5 @@ def read_settings() -> Settings:
         withdrawal_review_days=_int("WITHDRAWAL_REVIEW_DAYS", 7, 1),
         backup_vault_name=os.environ.get("BACKUP_VAULT_NAME") or None,
         backup_restore_role_arn=os.environ.get("BACKUP_RESTORE_ROLE_ARN") or None,
+        facility_rate_limit_per_minute=_int("FACILITY_RATE_LIMIT_PER_MINUTE", 100, 1),
     )

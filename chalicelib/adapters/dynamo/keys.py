@@ -37,6 +37,10 @@
 - user (admin list): GSI2 ``USERS`` / ``<lower-case email>#<user id>`` on the email claim (written
   once; the profile, with its secrets, stays out of the index)
 - restore drill report: PK ``DRILL#<started at, yyyymmddThhmmssZ>``, SK ``DRILL``
+- facility API key: PK ``APIKEY#<prefix>``, SK ``APIKEY`` (found by the secret's public prefix);
+  GSI2 (a facility's keys, newest first) ``FACKEYS#<facility id>`` / ``<created_at>#<key id>``
+- API key rate counter: PK ``RATE#<prefix>#<window start, epoch seconds>``, SK ``RATE`` (one
+  minute's requests of one key; ``expires_at`` removes it a few minutes later)
 
 Entries sort by time *and* by ``seq`` (the write path keeps an account's entry times
 non-decreasing), so a time filter is a key range and "entries after a checkpoint" is a key range.
@@ -379,3 +383,26 @@ PENDING_REFUNDS_GSI_PK = "REFUNDS#pending"
 def pending_refunds_gsi_sk(created_at: str, refund_id: str) -> str:
     """A refund still pending, oldest first (GSI2, removed when it finishes)."""
     return f"{created_at}#{refund_id}"
+
+
+API_KEY_PREFIX = "APIKEY#"
+API_KEY_SK = "APIKEY"
+FACILITY_KEYS_GSI_PREFIX = "FACKEYS#"
+RATE_PREFIX = "RATE#"
+RATE_SK = "RATE"
+
+
+def api_key_pk(prefix: str) -> str:
+    return API_KEY_PREFIX + prefix
+
+
+def facility_keys_gsi_pk(facility_id: str) -> str:
+    return FACILITY_KEYS_GSI_PREFIX + facility_id
+
+
+def facility_keys_gsi_sk(created_at: str, key_id: str) -> str:
+    return f"{created_at}#{key_id}"
+
+
+def rate_pk(prefix: str, window_start: int) -> str:
+    return f"{RATE_PREFIX}{prefix}#{window_start}"

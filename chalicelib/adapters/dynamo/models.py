@@ -307,6 +307,45 @@ class FacilityItem(LedgerItem):
     ITEM_TYPE = "facility"
 
 
+class ApiKeyItem(LedgerItem):
+    """A facility's API key: the keyed hash of its secret, never the secret."""
+
+    class Meta(_Meta):
+        pass
+
+    facility_index = DayIndex()  # GSI2, overloaded: a facility's keys, newest first
+    GSI2PK = UnicodeAttribute()
+    GSI2SK = UnicodeAttribute()
+    key_id = UnicodeAttribute()
+    facility_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    prefix = UnicodeAttribute()
+    scopes = ListAttribute(of=UnicodeAttribute)
+    salt = UnicodeAttribute()
+    secret_hash = UnicodeAttribute()
+    status = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    created_by = UnicodeAttribute()
+    last_used_at = UnicodeAttribute(null=True)
+    revoked_at = UnicodeAttribute(null=True)
+    revoked_by = UnicodeAttribute(null=True)
+    rate_limit_per_minute = NumberAttribute(null=True)
+
+    ITEM_TYPE = "api_key"
+
+
+class RateCounterItem(LedgerItem):
+    """One minute's requests of one API key (``count``), gone with the TTL a few minutes later."""
+
+    class Meta(_Meta):
+        pass
+
+    requests = NumberAttribute(attr_name="count", null=True)
+    expires_at = NumberAttribute(null=True)  # the table's TTL attribute
+
+    ITEM_TYPE = "rate_counter"
+
+
 class WithdrawalItem(LedgerItem):
     class Meta(_Meta):
         pass
@@ -871,6 +910,8 @@ MODELS: tuple[type[Model], ...] = (
     TimelineItem,
     IdempotencyItem,
     FacilityItem,
+    ApiKeyItem,
+    RateCounterItem,
     WithdrawalItem,
     WithdrawalLimitItem,
     AdjustmentItem,
