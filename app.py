@@ -18,6 +18,7 @@ from chalicelib.api.audit import audit
 from chalicelib.api.auth import auth
 from chalicelib.api.crypto import crypto
 from chalicelib.api.deposits import deposits
+from chalicelib.api.facility import facility
 from chalicelib.api.fx import fx
 from chalicelib.api.health import health
 from chalicelib.api.jobs import jobs
@@ -46,6 +47,7 @@ app.register_blueprint(restore_drill_jobs)
 app.register_blueprint(admin)
 app.register_blueprint(audit)
 app.register_blueprint(reconciliations)
+app.register_blueprint(facility)
 
 
 @app.middleware("http")

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from chalicelib.adapters.dynamo.reconciliation_store import DynamoReconciliationStore
     from chalicelib.adapters.dynamo.refund_repository import DynamoRefundRepository
     from chalicelib.services.alerts import Alerts
+    from chalicelib.services.api_keys import ApiKeyRepository
     from chalicelib.services.crypto import AddressRepository
     from chalicelib.services.facilities import FacilityRepository
     from chalicelib.services.payouts import PayoutRepository
@@ -315,6 +316,15 @@ def get_facility_repository() -> FacilityRepository:
     return DynamoFacilityRepository()
 
 
+@cache
+def get_api_key_repository() -> ApiKeyRepository:
+    """Facility API keys and their rate counters on the configured table."""
+    from chalicelib.adapters.dynamo.api_key_repository import DynamoApiKeyRepository
+
+    get_bound_settings()
+    return DynamoApiKeyRepository()
+
+
 def reset() -> None:
     """Forget every object built so far; the next getter call reads the settings again."""
     get_table_probe.cache_clear()
@@ -335,3 +345,4 @@ def reset() -> None:
     get_payout_repository.cache_clear()
     get_address_repository.cache_clear()
     get_facility_repository.cache_clear()
+    get_api_key_repository.cache_clear()

@@ -9,7 +9,9 @@ For each request it:
    ``ViewRaised`` (see ``application.py``); an unexpected one is logged with its stack trace and
    answered with a generic 500 that reveals nothing;
 3. rewrites Chalice's own error responses (``{"Code", "Message"}``) into the envelope;
-4. adds the security headers to every response, and logs one line per request.
+4. adds the security headers, and the headers a route's guard asked for
+   (``response_headers``: a facility key's rate limit), to every response, and logs one line
+   per request.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Callable
 
 from chalice.app import Request, Response
 
-from chalicelib.api import errors
+from chalicelib.api import errors, response_headers
 from chalicelib.api.application import ViewRaised
 from chalicelib.api.log import logger
 from chalicelib.api.requests import check_body
@@ -63,8 +65,10 @@ def handle(request: Request, get_response: Callable[[Request], Response]) -> Res
     logger.thread_safe_append_keys(request_id=request_id)
     started = time.perf_counter()
     try:
-        response = _response_or_error(request, get_response, request_id)
+        with response_headers.collecting() as extra:
+            response = _response_or_error(request, get_response, request_id)
         rewritten = errors.rewrite_framework_error(response, request_id)
+        rewritten.headers.update(extra)
         if rewritten is not response and response.status_code >= 500:
             logger.error("server error answered by chalice", status=response.status_code)
         logger.info(

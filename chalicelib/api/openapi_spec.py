@@ -39,7 +39,7 @@ class Op:
     body: str | None = None  # "module:Model" of the request body, parsed by the route
     returns: Answers | None = None  # the model(s) of the success body
     errors: tuple[int, ...] = ()
-    access: str = "user"  # public | user | admin | signed (a provider's webhook)
+    access: str = "user"  # public | user | admin | facility | signed (a provider's webhook)
     idempotent: bool = False  # takes (and requires) Idempotency-Key
     key_optional: bool = False  # takes an Idempotency-Key if given (a decision's retry)
     query: tuple[str, ...] = ()
@@ -398,6 +398,48 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ),
 }
 
+# Facilities' API access (API.md, "Facilities").
+FK = "chalicelib.api.facility_schemas"
+OPERATIONS.update(
+    {
+        ("POST", "/v1/admin/facilities/{facility_id}/api-keys"): Op(
+            "Issue an API key for a facility (its secret is in this answer only)",
+            "facilities",
+            201,
+            f"{FK}:NewApiKey",
+            r.NewApiKeyAnswer,
+            access="admin",
+        ),
+        ("GET", "/v1/admin/facilities/{facility_id}/api-keys"): Op(
+            "A facility's API keys (never their secrets)",
+            "facilities",
+            returns=r.ApiKeyPage,
+            access="admin",
+        ),
+        ("POST", "/v1/admin/facilities/{facility_id}/api-keys/{key_id}/revoke"): Op(
+            "Revoke an API key: its next request is refused",
+            "facilities",
+            body=f"{FK}:RequestBody",
+            returns=r.ApiKeyAnswer,
+            access="admin",
+            body_optional=True,
+        ),
+        ("GET", "/v1/facility"): Op(
+            "The calling facility and its accounts (scope read)",
+            "facility",
+            returns=r.FacilityOverview,
+            access="facility",
+        ),
+        ("GET", "/v1/facility/transactions"): Op(
+            "The calling facility's transactions, newest first (scope read)",
+            "facility",
+            returns=r.TransactionPage,
+            access="facility",
+            query=(*LIST_QUERY, "from", "to"),
+        ),
+    }
+)
+
 # OpenAPI links: what a client (or a stateful fuzzer) does next with an answer, by the id in it.
 # (source method, path) -> link name -> (target method, path, parameters, request body or None).
 Link = tuple[str, str, Mapping[str, str], Mapping[str, str] | None]
@@ -453,7 +495,7 @@ ERROR_TEXT = {
     409: "Conflict (state, idempotency key)",
     410: "Gone (an expired quote)",
     422: "Refused by a ledger rule (insufficient_funds, ...)",
-    429: "Too many attempts",
+    429: "Too many attempts (too_many_attempts), or an API key's requests (rate_limited)",
     503: "A dependency is unavailable; safe to retry",
 }
 SUCCESS_TEXT = {
@@ -564,6 +606,9 @@ def _operation(
     if op.access in ("user", "admin"):
         operation["security"] = [{"bearer": []}]
         errors.update((401, 403))
+    elif op.access == "facility":
+        operation["security"] = [{"facilityKey": []}]
+        errors.update((401, 403, 429))
     else:
         operation["security"] = []
     if op.idempotent or op.key_optional:
@@ -577,8 +622,34 @@ def _operation(
         }
     if op.access == "admin":
         operation["description"] = "Role admin and an access token obtained with a TOTP code."
+    if op.access == "facility":
+        operation["description"] = FACILITY_ACCESS
+        _rate_limit_headers(operation["responses"])
     operation.update(op.extra)
     return operation
+
+
+FACILITY_ACCESS = (
+    "A facility's API key (Authorization: Bearer fk_...) with the route's scope; a user's "
+    "access token answers 403. Each key may make a number of requests per minute (429 "
+    "rate_limited past it, with Retry-After); every answer after authentication carries "
+    "X-RateLimit-Limit and X-RateLimit-Remaining."
+)
+_COUNT = {"type": "integer", "minimum": 0}
+
+
+def _rate_limit_headers(responses: dict[str, Any]) -> None:
+    """A facility route's answers (all but 401: no key was counted) carry the key's limit."""
+    for status, response in responses.items():
+        if status == "401":
+            continue
+        headers = {
+            "X-RateLimit-Limit": {"description": "requests per minute", "schema": _COUNT},
+            "X-RateLimit-Remaining": {"description": "left this minute", "schema": _COUNT},
+        }
+        if status == "429":
+            headers["Retry-After"] = {"description": "seconds to the next minute", "schema": _COUNT}
+        response["headers"] = headers
 
 
 def _answer_models() -> list[type[BaseModel]]:
@@ -670,7 +741,12 @@ def document(routes: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         "components": {
             "schemas": schemas,
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "facilityKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A facility's API key secret (fk_<prefix>_<random>)",
+                },
             },
         },
     }

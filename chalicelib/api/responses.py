@@ -158,6 +158,23 @@ class Facility(Answer):
     name: str
 
 
+ApiKeyScope = Literal["read", "payment_requests", "payouts", "webhooks"]
+
+
+class ApiKey(Answer):
+    """A facility's API key, as admins see it: never its secret."""
+
+    id: str
+    name: str
+    prefix: str = Field(description="public: the secret starts with fk_<prefix>_")
+    scopes: list[ApiKeyScope]
+    status: Literal["active", "revoked"]
+    created_at: Instant
+    last_used_at: Instant | None = Field(description="updated at most once a minute")
+    revoked_at: Instant | None
+    rate_limit_per_minute: int = Field(description="requests per minute this key may make")
+
+
 class Quote(Answer):
     id: str
     from_currency: Currency
@@ -325,6 +342,23 @@ class FacilityAnswer(Answer):
     facility: Facility
 
 
+class ApiKeyAnswer(Answer):
+    api_key: ApiKey
+
+
+class NewApiKeyAnswer(Answer):
+    api_key: ApiKey
+    secret: str = Field(
+        pattern="^fk_[0-9a-f]{16}_[A-Za-z0-9_-]+$",
+        description="the key's secret: shown only in this answer, stored only as a hash",
+    )
+
+
+class FacilityOverview(Answer):
+    facility: Facility
+    accounts: list[Account]
+
+
 class QuoteAnswer(Answer):
     quote: Quote
 
@@ -403,6 +437,11 @@ class TransactionPage(Answer):
 class FacilityPage(Answer):
     data: list[Facility]
     next_cursor: NextCursor
+
+
+class ApiKeyPage(Answer):
+    data: list[ApiKey]
+    next_cursor: None = Field(description="always null: a facility has few keys")
 
 
 class QueuedWithdrawalPage(Answer):

@@ -152,6 +152,41 @@ def transactions_of_user(
         raise InvalidRequest("cursor is not valid for this list") from exc
 
 
+def accounts_of_facility(repository: AccountsRepository, facility_id: str) -> list[Account]:
+    """The facility's accounts, one per currency (opened with it, derived ids), by currency."""
+    ids = [wallet_id(OwnerType.FACILITY, facility_id, code) for code in CURRENCIES]
+    found = repository.get_accounts(ids)
+    owned = [
+        a
+        for a in found.values()
+        if a.owner_type is OwnerType.FACILITY and a.owner_id == facility_id
+    ]
+    return sorted(owned, key=lambda account: account.currency)
+
+
+def transactions_of_facility(
+    repository: AccountsRepository,
+    facility_id: str,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> TransactionPage:
+    """One page of the transactions the facility takes part in, newest first (as
+    ``transactions_of_user``).
+
+    Raises:
+        InvalidRequest: the cursor was not handed out for this facility's transactions.
+    """
+    try:
+        return repository.transactions_of_owner(
+            OwnerType.FACILITY, facility_id, limit=limit, cursor=cursor, since=since, until=until
+        )
+    except ValueError as exc:
+        raise InvalidRequest("cursor is not valid for this list") from exc
+
+
 def transaction_of_user(
     repository: AccountsRepository, user_id: str, transaction_id: str
 ) -> Transaction:

@@ -16,6 +16,9 @@ ROUTES = [
     ("POST", "/v1/admin/transactions/txn_any/rollback", {"reason": "no"}),
     ("GET", "/v1/admin/audit", None),
     ("GET", "/v1/admin/audit/chain", None),
+    ("POST", "/v1/admin/facilities/fac_any/api-keys", {"name": "server"}),
+    ("GET", "/v1/admin/facilities/fac_any/api-keys", None),
+    ("POST", "/v1/admin/facilities/fac_any/api-keys/key_0123456789abcdef/revoke", None),
 ]
 
 

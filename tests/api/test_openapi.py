@@ -54,6 +54,11 @@ CONTRACT = {
     ("POST", "/v1/admin/withdrawals/{withdrawal_id}/approve"),
     ("POST", "/v1/admin/withdrawals/{withdrawal_id}/reject"),
     ("POST", "/v1/admin/deposits/{deposit_id}/refunds"),
+    ("POST", "/v1/admin/facilities/{facility_id}/api-keys"),
+    ("GET", "/v1/admin/facilities/{facility_id}/api-keys"),
+    ("POST", "/v1/admin/facilities/{facility_id}/api-keys/{key_id}/revoke"),
+    ("GET", "/v1/facility"),
+    ("GET", "/v1/facility/transactions"),
 }
 
 
