@@ -188,6 +188,21 @@ def test_real_answers_of_a_story_match_the_document(
     check("GET", f"/v1/deposits/{deposit_id}", "/v1/deposits/{deposit_id}")
     check("GET", "/health", "/health")
 
+    # a facility's API access: its keys (as the admin), then the facility with one
+    facility = check("POST", "/v1/admin/facilities", "/v1/admin/facilities", {"name": "C"}, admin)
+    keys = f"/v1/admin/facilities/{facility['facility']['id']}/api-keys"
+    template = "/v1/admin/facilities/{facility_id}/api-keys"
+    issued = check("POST", keys, template, {"name": "server"}, admin)
+    check("POST", keys, template, {"name": "server", "scopes": ["bad"]}, admin)  # 400
+    check("GET", keys, template, token=admin)
+    secret = issued["secret"]
+    check("GET", "/v1/facility", "/v1/facility", token=secret)
+    check("GET", "/v1/facility/transactions", "/v1/facility/transactions", token=secret)
+    check("GET", "/v1/facility", "/v1/facility", token=alice)  # 403
+    key_id = issued["api_key"]["id"]
+    check("POST", f"{keys}/{key_id}/revoke", template + "/{key_id}/revoke", token=admin)
+    check("GET", "/v1/facility", "/v1/facility", token=secret)  # 401
+
 
 def test_every_documented_shape_is_closed(document):
     """A field an answer grows without the document fails the story above and Schemathesis's
@@ -347,3 +362,18 @@ def test_a_transfer_names_exactly_one_recipient(document):
     assert check.is_valid(money | {"to_facility_id": "fac_1"})
     assert not check.is_valid(money)
     assert not check.is_valid(money | {"to_email": "bob@example.com", "to_facility_id": "fac_1"})
+
+
+def test_facility_routes_take_a_facility_key_and_document_its_limits(document):
+    scheme = document["components"]["securitySchemes"]["facilityKey"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    for path in ("/v1/facility", "/v1/facility/transactions"):
+        operation = document["paths"][path]["get"]
+        assert operation["security"] == [{"facilityKey": []}]
+        responses = operation["responses"]
+        assert {"200", "401", "403", "429"} <= set(responses)
+        assert "X-RateLimit-Remaining" in responses["200"]["headers"]
+        assert "Retry-After" in responses["429"]["headers"]
+        assert "headers" not in responses["401"]
+    keys = document["paths"]["/v1/admin/facilities/{facility_id}/api-keys"]
+    assert keys["post"]["security"] == keys["get"]["security"] == [{"bearer": []}]
