@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.request
 import uuid
 from collections import Counter
@@ -205,11 +206,18 @@ def test_a_refresh_token_presented_six_times_at_once_rotates_once(stack: Stack):
             assert again[0] == 401, again
 
 
-def test_six_parallel_rollbacks_of_one_transfer_reverse_it_once(stack: Stack, people):
+@pytest.fixture(scope="module")
+def admin(stack: Stack) -> dict:
+    """The seeded admin's login, once per module's stack (a TOTP code works once per step)."""
+    require_running(stack)
     code = pyotp.TOTP(ADMIN_TOTP_SECRET).now()
     credentials = {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD, "totp_code": code}
-    status, _, admin = post(f"{api(stack)}/v1/auth/login", credentials)
-    assert status == 200, admin
+    status, _, tokens = post(f"{api(stack)}/v1/auth/login", credentials)
+    assert status == 200, tokens
+    return tokens
+
+
+def test_six_parallel_rollbacks_of_one_transfer_reverse_it_once(stack: Stack, people, admin):
     body = {"amount": "4", "currency": CURRENCY, "to_email": people["bob_email"]}
     status, answer = call(stack, "/v1/transfers", people["ann"]["access_token"], body, "to-undo")
     assert status == 201, answer
@@ -246,3 +254,25 @@ def test_twenty_parallel_wrong_logins_for_one_email_are_checked_at_most_five_tim
     status, headers, body = post(url, {"email": "tess@example.com", "password": PASSWORD})
     assert (status, body["error"]["code"]) == (429, "too_many_attempts"), body
     assert int(headers["Retry-After"]) > 0
+
+
+def test_ten_parallel_requests_with_one_facility_key_get_exactly_its_limit(stack: Stack, admin):
+    """A key's per-minute limit is one conditional counter in DynamoDB: ten requests at once with
+    a key limited to five get five answers and five ``429 rate_limited``, whatever the workers."""
+    token = admin["access_token"]
+    status, body = call(stack, "/v1/admin/facilities", token, {"name": "Race Clinic"})
+    assert status == 201, body
+    facility_id = body["facility"]["id"]
+    wanted = {"name": "race", "scopes": ["read"], "rate_limit_per_minute": 5}
+    status, body = call(stack, f"/v1/admin/facilities/{facility_id}/api-keys", token, wanted)
+    assert status == 201, body
+    secret = body["secret"]
+    # All ten must fall in one minute's window: wait for a fresh one when this one is ending.
+    into_minute = time.time() % 60
+    if into_minute > 45:
+        time.sleep(60 - into_minute + 0.5)
+
+    answers = at_once(10, lambda _i: call(stack, "/v1/facility", secret))
+
+    assert statuses(answers) == {(200, None): 5, (429, "rate_limited"): 5}, answers
+    assert all(body["facility"]["id"] == facility_id for status, body in answers if status == 200)
