@@ -19,10 +19,9 @@ from chalicelib.api.dependencies import (
 )
 from chalicelib.api.idempotency import replayable, request_mark
 from chalicelib.api.requests import parse_body, source_ip
-from chalicelib.api.views import transaction_view
+from chalicelib.api.views import managed_user_view, transaction_view
 from chalicelib.domain.adjustments import Adjustment
 from chalicelib.domain.money import format_amount
-from chalicelib.domain.users import User
 
 admin = Blueprint(__name__)
 
@@ -39,22 +38,6 @@ def service():  # type: ignore[no-untyped-def]
     return operators
 
 
-def user_view(user: User) -> responses.ManagedUser:
-    return responses.ManagedUser(
-        id=user.id,
-        email=user.email,
-        role=user.role.value,
-        status=user.status.value,
-        mfa_enabled=user.mfa_enabled,
-        email_verified=user.email_verified,
-        created_at=user.created_at,
-        terms_accepted_at=user.terms_accepted_at,
-        suspended_at=user.suspended_at,
-        suspended_by=user.suspended_by,
-        suspension_reason=user.suspension_reason,
-    )
-
-
 @admin.route("/v1/admin/users", methods=["GET"])
 @admin_only(admin)
 def list_users() -> dict[str, Any]:
@@ -66,7 +49,7 @@ def list_users() -> dict[str, Any]:
         query.cursor,
     )
     return responses.ManagedUserPage(
-        data=[user_view(u) for u in page.users], next_cursor=page.next_cursor
+        data=[managed_user_view(u) for u in page.users], next_cursor=page.next_cursor
     ).body()
 
 
@@ -81,7 +64,7 @@ def suspend_user(user_id: str) -> dict[str, Any]:
         body.reason,
         source_ip(admin.current_request),
     )
-    return responses.ManagedUserAnswer(user=user_view(user)).body()
+    return responses.ManagedUserAnswer(user=managed_user_view(user)).body()
 
 
 @admin.route("/v1/admin/users/{user_id}/unsuspend", methods=["POST"])
@@ -94,7 +77,7 @@ def unsuspend_user(user_id: str) -> dict[str, Any]:
         user_id,
         source_ip(admin.current_request),
     )
-    return responses.ManagedUserAnswer(user=user_view(user)).body()
+    return responses.ManagedUserAnswer(user=managed_user_view(user)).body()
 
 
 @admin.route("/v1/admin/users/{user_id}/role", methods=["POST"])
@@ -108,7 +91,7 @@ def change_role(user_id: str) -> dict[str, Any]:
         body.role,
         source_ip(admin.current_request),
     )
-    return responses.ManagedUserAnswer(user=user_view(user)).body()
+    return responses.ManagedUserAnswer(user=managed_user_view(user)).body()
 
 
 @admin.route("/v1/admin/transactions/{transaction_id}", methods=["GET"])

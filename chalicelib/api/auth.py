@@ -10,6 +10,7 @@ from chalicelib.api import responses
 from chalicelib.api.access import current_principal, protected
 from chalicelib.api.dependencies import get_auth_service
 from chalicelib.api.requests import parse_body, source_ip
+from chalicelib.api.views import user_view
 
 auth = Blueprint(__name__)
 
@@ -20,19 +21,6 @@ def schemas():  # type: ignore[no-untyped-def]
     from chalicelib.api import auth_schemas
 
     return auth_schemas
-
-
-def user_view(user: Any) -> responses.User:
-    return responses.User(
-        id=user.id,
-        email=user.email,
-        role=user.role.value,
-        status=user.status.value,
-        terms_accepted_at=user.terms_accepted_at,
-        mfa_enabled=user.mfa_enabled,
-        email_verified=user.email_verified,
-        created_at=user.created_at,
-    )
 
 
 def tokens_view(pair: Any) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from chalicelib.api import responses
 from chalicelib.domain.accounts import Account
 from chalicelib.domain.money import format_amount
 from chalicelib.domain.transactions import Entry, Transaction
+from chalicelib.domain.users import User
 
 
 def account_view(account: Account) -> responses.Account:
@@ -58,4 +59,27 @@ def transaction_view(txn: Transaction) -> responses.Transaction:
         memo=txn.memo,
         metadata=dict(txn.metadata),
         forced=txn.forced,
+    )
+
+
+def user_view(user: User) -> responses.User:
+    return responses.User(
+        id=user.id,
+        email=user.email,
+        role=user.role.value,
+        status=user.status.value,
+        terms_accepted_at=user.terms_accepted_at,
+        mfa_enabled=user.mfa_enabled,
+        email_verified=user.email_verified,
+        created_at=user.created_at,
+    )
+
+
+def managed_user_view(user: User) -> responses.ManagedUser:
+    """A user as an admin sees one: the user's view and the suspension."""
+    return responses.ManagedUser(
+        **user_view(user).model_dump(),
+        suspended_at=user.suspended_at,
+        suspended_by=user.suspended_by,
+        suspension_reason=user.suspension_reason,
     )
