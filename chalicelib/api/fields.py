@@ -15,17 +15,18 @@ from typing import Annotated, Any
 
 from pydantic import StringConstraints, WithJsonSchema
 
+from chalicelib.api.responses import AMOUNT_PATTERN, SIGNED_AMOUNT_PATTERN
 from chalicelib.domain.money import CURRENCIES
 
 AMOUNT_SCHEMA = {
     "type": "string",
-    "pattern": r"^[0-9]{1,18}(\.[0-9]{1,18})?$",
+    "pattern": AMOUNT_PATTERN,
     "description": 'Decimal string in major units, e.g. "12.34" USD; never a JSON number.',
     "examples": ["12.34"],
 }
 SIGNED_AMOUNT_SCHEMA = {
     "type": "string",
-    "pattern": r"^-?[0-9]{1,18}(\.[0-9]{1,18})?$",
+    "pattern": SIGNED_AMOUNT_PATTERN,
     "description": 'Signed decimal string in the account\'s currency; "-12.50" takes money out.',
     "examples": ["-12.50"],
 }

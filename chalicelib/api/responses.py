@@ -17,10 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from chalicelib.domain.users import EMAIL_ADDRESS
 
 # -- the fields ----------------------------------------------------------------------------------
+# An amount on the wire (API.md, "Conventions"); request fields say the same (api/fields.py).
+AMOUNT_PATTERN = r"^[0-9]{1,18}(\.[0-9]{1,18})?$"
+SIGNED_AMOUNT_PATTERN = r"^-?[0-9]{1,18}(\.[0-9]{1,18})?$"
 Amount = Annotated[
     str,
     Field(
-        pattern=r"^[0-9]{1,18}(\.[0-9]{1,18})?$",
+        pattern=AMOUNT_PATTERN,
         description='Decimal string in major units, e.g. "12.34" USD; never a JSON number.',
         examples=["12.34"],
     ),
@@ -28,7 +31,7 @@ Amount = Annotated[
 SignedAmount = Annotated[
     str,
     Field(
-        pattern=r"^-?[0-9]{1,18}(\.[0-9]{1,18})?$",
+        pattern=SIGNED_AMOUNT_PATTERN,
         description="Signed decimal string in major units; negative = money out.",
         examples=["-12.34"],
     ),
