@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from chalicelib.adapters.dynamo import cursors, keys
 from chalicelib.adapters.dynamo.ledger_repository import ExtraWrite, audit_entry
 from chalicelib.adapters.dynamo.models import WithdrawalItem, WithdrawalLimitItem
 from chalicelib.adapters.dynamo.transact import AtomicWrite
 from chalicelib.domain.errors import (
+    LedgerError,
     VersionConflict,
     WithdrawalLimitExceeded,
     WithdrawalNotPendingReview,
@@ -85,6 +87,28 @@ def write_together(writes: Sequence[ExtraWrite]) -> None:
     write.send_or_raise_tag()
 
 
+def _moved(
+    w: Withdrawal,
+    expected: WithdrawalStatus,
+    error: LedgerError,
+    actions: list[Any],
+    event: AuditEvent | None,
+) -> list[ExtraWrite]:
+    """``w``'s new state written on condition that it is still ``expected`` (else ``error``),
+    and the audit event of the move when it has one."""
+    writes = [
+        ExtraWrite(
+            model=_key(w.id),
+            condition=WithdrawalItem.status == expected.value,
+            error=error,
+            actions=actions,
+        )
+    ]
+    if event is not None:
+        writes.append(audit_entry(event))
+    return writes
+
+
 class DynamoWithdrawalRepository:
     """``services.withdrawals.WithdrawalRepository`` on the ledger table."""
 
@@ -140,17 +164,8 @@ class DynamoWithdrawalRepository:
             actions.append(WithdrawalItem.reason.set(w.reason))
         if w.decided_request is not None:
             actions.append(WithdrawalItem.decided_request.set(w.decided_request))
-        writes = [
-            ExtraWrite(
-                model=_key(w.id),
-                condition=WithdrawalItem.status == WithdrawalStatus.PENDING_REVIEW.value,
-                error=WithdrawalNotPendingReview(f"withdrawal {w.id} is no longer pending review"),
-                actions=actions,
-            )
-        ]
-        if event is not None:
-            writes.append(audit_entry(event))
-        return writes
+        error = WithdrawalNotPendingReview(f"withdrawal {w.id} is no longer pending review")
+        return _moved(w, WithdrawalStatus.PENDING_REVIEW, error, actions, event)
 
     def settled_writes(self, w: Withdrawal, event: AuditEvent | None) -> list[ExtraWrite]:
         """``w`` as settled (completed, failed), on the condition that it is still processing,
@@ -161,17 +176,8 @@ class DynamoWithdrawalRepository:
         ]
         if w.reason:
             actions.append(WithdrawalItem.reason.set(w.reason))
-        writes = [
-            ExtraWrite(
-                model=_key(w.id),
-                condition=WithdrawalItem.status == WithdrawalStatus.PROCESSING.value,
-                error=WithdrawalNotProcessing(f"withdrawal {w.id} is no longer processing"),
-                actions=actions,
-            )
-        ]
-        if event is not None:
-            writes.append(audit_entry(event))
-        return writes
+        error = WithdrawalNotProcessing(f"withdrawal {w.id} is no longer processing")
+        return _moved(w, WithdrawalStatus.PROCESSING, error, actions, event)
 
     def given_back(self, w: Withdrawal) -> list[ExtraWrite]:
         """``w``'s amount taken off its day's total, when that counter exists (a currency
