@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from chalicelib.services.crypto import AddressRepository
     from chalicelib.services.facilities import FacilityRepository
     from chalicelib.services.payouts import PayoutRepository
+    from chalicelib.services.webhook_events import WebhookEvents
     from chalicelib.services.withdrawals import WithdrawalRepository
 
 
@@ -325,6 +326,15 @@ def get_api_key_repository() -> ApiKeyRepository:
     return DynamoApiKeyRepository()
 
 
+@cache
+def get_webhook_events() -> WebhookEvents:
+    """Outbound webhook events, written with the money they report (the outbox)."""
+    from chalicelib.adapters.dynamo.webhook_repository import DynamoWebhookEvents
+
+    get_bound_settings()
+    return DynamoWebhookEvents()
+
+
 def reset() -> None:
     """Forget every object built so far; the next getter call reads the settings again."""
     get_table_probe.cache_clear()
@@ -346,3 +356,4 @@ def reset() -> None:
     get_address_repository.cache_clear()
     get_facility_repository.cache_clear()
     get_api_key_repository.cache_clear()
+    get_webhook_events.cache_clear()

@@ -39,6 +39,8 @@
 - restore drill report: PK ``DRILL#<started at, yyyymmddThhmmssZ>``, SK ``DRILL``
 - facility API key: PK ``APIKEY#<prefix>``, SK ``APIKEY`` (found by the secret's public prefix);
   GSI2 (a facility's keys, newest first) ``FACKEYS#<facility id>`` / ``<created_at>#<key id>``
+- webhook event: PK ``WHEVT#<shard>``, SK ``<created_at>#<event id>`` (outbox: an event written
+  with its money, waiting to be fanned out to the facility's endpoints; ``expires_at`` TTL)
 - API key rate counter: PK ``RATE#<prefix>#<window start, epoch seconds>``, SK ``RATE`` (one
   minute's requests of one key; ``expires_at`` removes it a few minutes later)
 
@@ -151,6 +153,22 @@ MAILS_SK = "MAILS"
 
 def verify_pk(token_hash: str) -> str:
     return VERIFY_PREFIX + token_hash
+
+
+WEBHOOK_EVENT_PREFIX = "WHEVT#"
+WEBHOOK_EVENT_SHARDS = 4
+
+
+def webhook_event_pk(shard: int) -> str:
+    return f"{WEBHOOK_EVENT_PREFIX}{shard}"
+
+
+def webhook_event_sk(at: str, event_id: str) -> str:
+    return f"{at}#{event_id}"
+
+
+def webhook_event_shard(event_id: str) -> int:
+    return zlib.crc32(event_id.encode()) % WEBHOOK_EVENT_SHARDS
 
 
 def outbox_pk(shard: int) -> str:

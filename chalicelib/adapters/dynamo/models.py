@@ -438,7 +438,7 @@ class WebhookEventItem(LedgerItem):
     subject = UnicodeAttribute(null=True)  # e.g. the transaction or withdrawal it concerned
     received_at = UnicodeAttribute()
 
-    ITEM_TYPE = "webhook_event"
+    ITEM_TYPE = "outbound_event"
 
 
 class CryptoAddressItem(LedgerItem):
@@ -746,6 +746,23 @@ class OutboxItem(LedgerItem):
     ITEM_TYPE = "outbox"
 
 
+class OutboundEventItem(LedgerItem):
+    """An outbound webhook event, written with the money it reports (``domain/webhooks.py``)."""
+
+    class Meta(_Meta):
+        pass
+
+    event_id = UnicodeAttribute()
+    event_type = UnicodeAttribute()
+    facility_id = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    data = UnicodeAttribute()  # the event's ``data``, as JSON text
+    claimed_until = NumberAttribute(default=0)
+    expires_at = NumberAttribute()  # the table's TTL attribute
+
+    ITEM_TYPE = "outbound_event"
+
+
 class MailCountItem(LedgerItem):
     """How many mails of one kind went to one address in one hour."""
 
@@ -927,6 +944,7 @@ MODELS: tuple[type[Model], ...] = (
     ResetTokenItem,
     VerifyTokenItem,
     OutboxItem,
+    OutboundEventItem,
     MailCountItem,
     ThrottleItem,
     AuditItem,
