@@ -97,6 +97,9 @@ class Settings:
     # FACILITY_RATE_LIMIT_PER_MINUTE: requests a facility API key may make per minute, unless the
     # key has its own limit (rate_limit_per_minute, set when it is issued).
     facility_rate_limit_per_minute: int = 100
+    # USAGE_PLAN_ID: the API Gateway usage plan that holds one API Gateway key per facility key
+    # (a deployed stage's outer rate guard); unset (the local stack, the tests): no gateway keys.
+    usage_plan_id: str | None = None
 
     @property
     def is_local(self) -> bool:
@@ -283,4 +286,5 @@ def read_settings() -> Settings:
         backup_vault_name=os.environ.get("BACKUP_VAULT_NAME") or None,
         backup_restore_role_arn=os.environ.get("BACKUP_RESTORE_ROLE_ARN") or None,
         facility_rate_limit_per_minute=_int("FACILITY_RATE_LIMIT_PER_MINUTE", 100, 1),
+        usage_plan_id=os.environ.get("USAGE_PLAN_ID") or None,
     )

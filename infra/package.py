@@ -71,7 +71,11 @@ STACK_ENVIRONMENT: dict[str, Any] = {
 # What one function learns from the stack besides STACK_ENVIRONMENT.
 FUNCTION_ENVIRONMENT: dict[str, dict[str, Any]] = {
     # The API hands an admin's reconciliation run to this function (asynchronously).
-    API_HANDLER: {"RECONCILIATION_FUNCTION": {"Ref": "ReconciliationRun"}},
+    # ... and keeps one API Gateway key per facility API key in the usage plan.
+    API_HANDLER: {
+        "RECONCILIATION_FUNCTION": {"Ref": "ReconciliationRun"},
+        "USAGE_PLAN_ID": {"Ref": "FacilityUsagePlan"},
+    },
     # The drill restores the latest AWS Backup recovery point every other week.
     "restore_drill": {
         "BACKUP_VAULT_NAME": {"Ref": "BackupVault"},
@@ -122,6 +126,33 @@ FUNCTION_CHECKOV_SKIPS = [
         "encrypts variables at rest with its own key",
     },
 ]
+
+# The facility routes (API.md, "Facilities") and the authorizer that names each request's key for
+# the usage plan (infra/api.json FacilityUsagePlan, chalicelib/api/gateway_authorizer.py).
+FACILITY_ROUTES = ("/v1/facility",)
+AUTHORIZER = "facility_key_authorizer"  # infra/api.json's FacilityKeyAuthorizer
+AUTHORIZER_TIMEOUT = 5
+AUTHORIZER_CACHE_SECONDS = 300
+FACILITY_SECURITY: dict[str, Any] = {
+    "x-amazon-apigateway-api-key-source": "AUTHORIZER",
+    "securityDefinitions": {
+        "facility_key": {
+            "type": "apiKey",
+            "name": "Authorization",
+            "in": "header",
+            "x-amazon-apigateway-authtype": "custom",
+            "x-amazon-apigateway-authorizer": {
+                "type": "token",
+                "authorizerUri": {
+                    "Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/"
+                    "2015-03-31/functions/${FacilityKeyAuthorizer.Arn}/invocations"
+                },
+                "authorizerResultTtlInSeconds": AUTHORIZER_CACHE_SECONDS,
+            },
+        },
+        "usage_plan_key": {"type": "apiKey", "name": "x-api-key", "in": "header"},
+    },
+}
 
 # A function's Duration alarm fires past this share of its timeout.
 DURATION_ALARM_SHARE = 0.8
@@ -386,7 +417,57 @@ def merge_template(stage: str) -> dict[str, Any]:
                 raise SystemExit(f"resource {name} is defined twice")
             template["Resources"][name] = body
     responses = json.loads(GATEWAY_RESPONSES.read_text())
-    template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"] = responses
+    definition = responses | copy.deepcopy(FACILITY_SECURITY)
+    template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"] = definition
+    template["Resources"].update(authorizer_alarms())
+    return template
+
+
+def authorizer_alarms() -> dict[str, Any]:
+    """The facility key authorizer is watched like every function (errors, throttles, time)."""
+    fn, name = cfn_name(AUTHORIZER), AUTHORIZER
+    return {
+        f"{fn}ErrorsAlarm": function_alarm(
+            name,
+            "errors",
+            f"{name} raised errors: facility requests fail at API Gateway",
+            MetricName="Errors",
+            Statistic="Sum",
+            Threshold=0,
+        ),
+        f"{fn}ThrottlesAlarm": function_alarm(
+            name,
+            "throttles",
+            f"Lambda refused to run {name}: facility requests fail",
+            MetricName="Throttles",
+            Statistic="Sum",
+            Threshold=0,
+        ),
+        f"{fn}DurationAlarm": function_alarm(
+            name,
+            "duration",
+            f"{name} ran for over 80% of its {AUTHORIZER_TIMEOUT} s timeout",
+            MetricName="Duration",
+            Statistic="Maximum",
+            Threshold=int(AUTHORIZER_TIMEOUT * 1000 * DURATION_ALARM_SHARE),
+        ),
+    }
+
+
+def is_facility_route(path: str) -> bool:
+    return any(path == route or path.startswith(route + "/") for route in FACILITY_ROUTES)
+
+
+def guard_facility_routes(template: dict[str, Any]) -> dict[str, Any]:
+    """Every method of a facility route goes through the authorizer and needs a usage-plan key
+    (the one the authorizer names), so the usage plan throttles each facility key."""
+    paths = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
+    for path, methods in paths.items():
+        if not is_facility_route(path):
+            continue
+        for verb, operation in methods.items():
+            if verb != "options":
+                operation["security"] = [{"facility_key": [], "usage_plan_key": []}]
     return template
 
 
@@ -440,7 +521,7 @@ def package(stage: str, out_dir: Path, *, code_only: bool = False) -> Path:
     if not code_only:
         prune_chalice_cache(PROJECT_DIR / ".chalice" / "deployments", keep=1)
     sam = out_dir / "sam.json"
-    template = invoke_through_alias(json.loads(sam.read_text()))
+    template = guard_facility_routes(invoke_through_alias(json.loads(sam.read_text())))
     sam.write_text(json.dumps(template, indent=2) + "\n")
     return sam
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from chalicelib.adapters.dynamo.reconciliation_store import DynamoReconciliationStore
     from chalicelib.adapters.dynamo.refund_repository import DynamoRefundRepository
     from chalicelib.services.alerts import Alerts
-    from chalicelib.services.api_keys import ApiKeyRepository
+    from chalicelib.services.api_keys import ApiKeyRepository, GatewayKeys
     from chalicelib.services.crypto import AddressRepository
     from chalicelib.services.facilities import FacilityRepository
     from chalicelib.services.payouts import PayoutRepository
@@ -335,6 +335,17 @@ def get_webhook_events() -> WebhookEvents:
     return DynamoWebhookEvents()
 
 
+@cache
+def get_gateway_keys() -> GatewayKeys:
+    """The usage plan's API Gateway keys of a deployed stage (``USAGE_PLAN_ID``); none locally."""
+    from chalicelib.adapters.api_gateway_keys import ApiGatewayKeys, NoGatewayKeys
+
+    settings = get_bound_settings()
+    if settings.usage_plan_id is None:
+        return NoGatewayKeys()
+    return ApiGatewayKeys(settings.usage_plan_id, settings.region)
+
+
 def reset() -> None:
     """Forget every object built so far; the next getter call reads the settings again."""
     get_table_probe.cache_clear()
@@ -357,3 +368,4 @@ def reset() -> None:
     get_facility_repository.cache_clear()
     get_api_key_repository.cache_clear()
     get_webhook_events.cache_clear()
+    get_gateway_keys.cache_clear()

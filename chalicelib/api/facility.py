@@ -16,6 +16,7 @@ from chalicelib.api.dependencies import (
     get_api_key_repository,
     get_bound_settings,
     get_facility_repository,
+    get_gateway_keys,
 )
 from chalicelib.api.requests import parse_body, source_ip
 from chalicelib.api.views import account_view, transaction_view
@@ -64,6 +65,7 @@ def create_api_key(facility_id: str) -> Response:
         rate_limit_per_minute=body.rate_limit_per_minute,
         admin_id=current_principal().user.id,
         ip=source_ip(facility.current_request),
+        gateway=get_gateway_keys(),
     )
     answer = responses.NewApiKeyAnswer(api_key=api_key_view(key), secret=secret)
     return Response(answer.body(), status_code=201)
@@ -89,6 +91,7 @@ def revoke_api_key(facility_id: str, key_id: str) -> dict[str, Any]:
         key_id,
         admin_id=current_principal().user.id,
         ip=source_ip(facility.current_request),
+        gateway=get_gateway_keys(),
     )
     return responses.ApiKeyAnswer(api_key=api_key_view(key)).body()
 

@@ -60,6 +60,24 @@ def prefix_of_key_id(key_id: str) -> str | None:
     return prefix if prefix != key_id and _is_prefix(prefix) else None
 
 
+# What API Gateway's usage plan knows a key by (deployed stages, docs/deploy.md "Usage plan"):
+# not a secret (the client never sends it; the gateway's authorizer derives it from the
+# secret's public prefix), and at least the 20 characters API Gateway asks of a key's value.
+USAGE_IDENTIFIER_PREFIX = "ledger-facility-key-"
+
+
+def usage_identifier(prefix: str) -> str:
+    """The value of the API Gateway key that stands for the facility key ``prefix``."""
+    return USAGE_IDENTIFIER_PREFIX + prefix
+
+
+def not_a_facility_key(stage: str) -> str:
+    """The one usage identifier of a stage's requests that carry none of our secrets (a user's
+    token on a facility route, garbage): the app answers those (401 or 403) as it does locally,
+    and the plan throttles them together. Per stage: a key's value is unique in an account."""
+    return f"ledger-{stage}-not-a-facility-key"
+
+
 def _is_prefix(text: str) -> bool:
     return len(text) == PREFIX_HEX_DIGITS and all(c in "0123456789abcdef" for c in text)
 

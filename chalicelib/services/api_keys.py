@@ -73,6 +73,22 @@ class ApiKeyRepository(Protocol):
         ...
 
 
+class GatewayKeys(Protocol):
+    """The API Gateway keys of a deployed stage's usage plan, one per facility key (the outer
+    rate guard: ``chalicelib/api/gateway_authorizer.py``). Locally there is no gateway and
+    nothing to do (``adapters/api_gateway_keys.NoGatewayKeys``)."""
+
+    def register(self, prefix: str, facility_id: str) -> None:
+        """Make the key's usage identifier a key of the usage plan; registering it again is
+        harmless. Raises ProviderUnavailable: the gateway refused or did not answer."""
+        ...
+
+    def remove(self, prefix: str) -> None:
+        """Drop the key's API Gateway key (if any); failures are logged, not raised: a dangling
+        gateway key admits nothing the app does not refuse."""
+        ...
+
+
 @dataclass(frozen=True)
 class FacilityCaller:
     """A facility authenticated by one of its keys, and where its key stands in this minute."""
@@ -96,12 +112,18 @@ def issue_key(
     rate_limit_per_minute: int | None,
     admin_id: str,
     ip: str | None,
+    gateway: GatewayKeys,
 ) -> tuple[ApiKey, str]:
     """A new key of the facility and its secret; the key and its audit event in one write.
+
+    The key's API Gateway key is registered first: a key the app stores is never one the gateway
+    would refuse. If the write then fails, the gateway key names a prefix no key has, which the
+    app refuses anyway.
 
     Raises:
         FacilityNotFound: no such facility.
         InvalidRequest: a bad name, scope or rate limit.
+        ProviderUnavailable: API Gateway could not register the key; nothing is written.
         VersionConflict: the random prefix was taken; nothing is written.
     """
     if facilities.get(facility_id) is None:
@@ -125,6 +147,7 @@ def issue_key(
         name=key.name,
         scopes=",".join(key.scopes),
     )
+    gateway.register(key.prefix, facility_id)
     keys.create(key, event)
     return key, secret
 
@@ -150,9 +173,10 @@ def revoke_key(
     *,
     admin_id: str,
     ip: str | None,
+    gateway: GatewayKeys,
 ) -> ApiKey:
-    """Revoke the key: the next request with it is refused. Revoking a revoked key changes
-    nothing and answers it as it is.
+    """Revoke the key: the next request with it is refused (by the app at once; its API Gateway
+    key is removed after). Revoking a revoked key changes nothing and answers it as it is.
 
     Raises:
         FacilityNotFound: no such facility.
@@ -178,6 +202,7 @@ def revoke_key(
         facility_id=facility_id,
     )
     keys.revoke(revoked, event)
+    gateway.remove(key.prefix)
     return revoked
 
 

@@ -332,3 +332,40 @@ def test_parallel_requests_never_pass_the_limit(api_client, people, facility_id,
     (counter,) = [i for i in scan(table) if i["item_type"] == "rate_counter"]
     assert counter["count"] == 5
     assert counter["expires_at"] > NOW
+
+
+# -- the deployed stage's usage plan ------------------------------------------------------------
+def test_with_a_usage_plan_each_issued_key_is_in_it_until_revoked(
+    api_client,
+    people,  # noqa: F811
+    facility_id,
+    table,
+    monkeypatch,
+):
+    import boto3
+
+    from chalicelib.api import dependencies
+    from chalicelib.config import get_settings
+    from chalicelib.domain.api_keys import usage_identifier
+
+    gateway = boto3.client("apigateway", region_name="us-east-1")
+    plan_id = gateway.create_usage_plan(name="facility-keys")["id"]
+    monkeypatch.setenv("USAGE_PLAN_ID", plan_id)
+    get_settings.cache_clear()
+    dependencies.reset()
+
+    status, created = issue(api_client, people, facility_id)
+    assert status == 201, created
+    value = usage_identifier(created["api_key"]["prefix"])
+    (in_plan,) = gateway.get_usage_plan_keys(usagePlanId=plan_id)["items"]
+    assert in_plan["value"] == value
+
+    response, _ = call(
+        api_client,
+        "POST",
+        f"/v1/admin/facilities/{facility_id}/api-keys/{created['api_key']['id']}/revoke",
+        people["tokens"]["admin"],
+        {},
+    )
+    assert response.status_code == 200
+    assert gateway.get_api_keys()["items"] == []

@@ -255,12 +255,19 @@ def test_alarms_watch_reconciliation_errors_and_throttles_and_page_the_topic(tem
     assert resources(template, "AWS::SNS::Topic").keys() == {"AlertTopic"}
 
 
+def app_functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The functions that run the app's code (all but API Gateway's facility key authorizer,
+    which reads only the request's header and knows nothing of the stack)."""
+    functions = resources(template, "AWS::Serverless::Function")
+    return {name: f for name, f in functions.items() if name != "FacilityKeyAuthorizer"}
+
+
 def test_every_function_has_its_own_role_and_learns_the_stack_by_reference(template):
     functions = resources(template, "AWS::Serverless::Function")
     roles = {f["Properties"]["Role"]["Fn::GetAtt"][0] for f in functions.values()}
 
     assert len(roles) == len(functions)
-    for function in functions.values():
+    for function in app_functions(template).values():
         variables = function["Properties"]["Environment"]["Variables"]
         assert variables["TABLE_NAME"] == package.ACTIVE_TABLE_NAME
         assert variables["ALERT_TOPIC_ARN"] == {"Ref": "AlertTopic"}
@@ -281,8 +288,9 @@ def test_every_role_statement_is_scoped_to_the_stacks_resources(template):
                 continue
             assert resource != "*", (role, statement)
             assert not text.startswith('"arn:*'), (role, statement)
-            # a resource of this stack (GetAtt, Ref, ${X.Arn}) or named in this account
-            names_ours = ("Fn::GetAtt", '"Ref"', ".Arn}", "${AWS::AccountId}")
+            # a resource of this stack (GetAtt, Ref, ${X.Arn}) or named in this account (API
+            # Gateway's ARNs name no account: keys by their random ids, the plan by the stack's)
+            names_ours = ("Fn::GetAtt", '"Ref"', ".Arn}", "${AWS::AccountId}", "apigateway:")
             assert any(mark in text for mark in names_ours), (role, statement)
 
 
@@ -495,7 +503,7 @@ def test_asynchronous_failures_are_retried_boundedly_then_queued_and_alarmed(tem
         c["Properties"]["FunctionName"]["Ref"]: c["Properties"]
         for c in resources(template, "AWS::Lambda::EventInvokeConfig").values()
     }
-    assert set(configs) == set(functions) - {"APIHandler"}
+    assert set(configs) == set(functions) - {"APIHandler", "FacilityKeyAuthorizer"}
     for config in configs.values():
         assert config["DestinationConfig"]["OnFailure"]["Destination"] == {
             "Fn::GetAtt": ["FailedInvocations", "Arn"]
@@ -544,6 +552,7 @@ def test_every_function_has_reserved_concurrency(template):
     }
 
     assert reserved.pop("APIHandler") == 50  # dev; prod reserves 300
+    assert reserved.pop("FacilityKeyAuthorizer") == 20
     assert reserved.pop("ReconciliationRun") == 2
     assert set(reserved.values()) == {1}
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
@@ -721,9 +730,72 @@ def test_a_nightly_reconciliation_that_does_not_report_for_26_hours_alarms(templ
     assert alarm["TreatMissingData"] == "breaching"
 
 
+def test_each_facility_key_is_throttled_by_the_usage_plan_before_the_app_runs(template):
+    """API.md, "Facilities": the app's per-key limit is the inner guard, the plan the outer one."""
+    definition = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+    assert definition["x-amazon-apigateway-api-key-source"] == "AUTHORIZER"
+    authorizer = definition["securityDefinitions"]["facility_key"]
+    assert authorizer["x-amazon-apigateway-authorizer"]["type"] == "token"
+    assert "FacilityKeyAuthorizer.Arn" in json.dumps(authorizer)
+    guarded = {
+        (path, verb)
+        for path, methods in definition["paths"].items()
+        for verb, operation in methods.items()
+        if operation.get("security") == [{"facility_key": [], "usage_plan_key": []}]
+    }
+    facility = {
+        (path, verb)
+        for path, methods in definition["paths"].items()
+        for verb in methods
+        if path == "/v1/facility" or path.startswith("/v1/facility/")
+    }
+    assert facility
+    assert guarded == facility  # every facility route, and nothing else
+
+    plan = template["Resources"]["FacilityUsagePlan"]["Properties"]
+    assert plan["ApiStages"] == [{"ApiId": {"Ref": "RestAPI"}, "Stage": {"Ref": "RestAPI.Stage"}}]
+    assert plan["Throttle"] == {
+        "RateLimit": {"Ref": "FacilityKeyRateLimit"},
+        "BurstLimit": {"Ref": "FacilityKeyBurstLimit"},
+    }
+    # 100 requests a minute may come at once: the plan must not cut the app's default short
+    assert template["Parameters"]["FacilityKeyBurstLimit"]["Default"] >= 100
+    shared = template["Resources"]["NotAFacilityKey"]["Properties"]
+    assert shared["Value"] == {"Fn::Sub": "ledger-${Stage}-not-a-facility-key"}
+    assert template["Resources"]["NotAFacilityKeyInPlan"]["Properties"]["UsagePlanId"] == {
+        "Ref": "FacilityUsagePlan"
+    }
+
+    function = template["Resources"]["FacilityKeyAuthorizer"]["Properties"]
+    assert function["Handler"] == "chalicelib.api.gateway_authorizer.handler"
+    assert function["CodeUri"] == template["Resources"]["APIHandler"]["Properties"]["CodeUri"]
+    assert function["Runtime"] == package.RUNTIME
+    api = template["Resources"]["APIHandler"]["Properties"]["Environment"]["Variables"]
+    assert api["USAGE_PLAN_ID"] == {"Ref": "FacilityUsagePlan"}
+    responses = definition["x-amazon-apigateway-gateway-responses"]
+    assert responses["INVALID_API_KEY"]["statusCode"] == "401"  # unknown or revoked key
+    assert (
+        '"unauthenticated"' in responses["INVALID_API_KEY"]["responseTemplates"]["application/json"]
+    )
+    for suffix in ("Errors", "Throttles", "Duration"):
+        assert f"FacilityKeyAuthorizer{suffix}Alarm" in template["Resources"]
+
+
+def test_the_authorizer_loads_nothing_but_the_standard_library_and_the_key_rules():
+    code = (
+        "import sys; import chalicelib.api.gateway_authorizer; "
+        "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('pynamodb', 'botocore', 'boto3', 'chalice', 'pydantic', 'aws_lambda_powertools'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == ""
+
+
 # -- configuration, runtime, dependencies ---------------------------------------------------------
 def test_every_function_gets_the_crypto_gateway_and_fx_rates_which_have_no_default(template):
-    for function in resources(template, "AWS::Serverless::Function").values():
+    for function in app_functions(template).values():
         variables = function["Properties"]["Environment"]["Variables"]
         assert variables["CRYPTO_GATEWAY_URL"] == {"Ref": "CryptoGatewayUrl"}
         assert variables["FX_RATES"] == {"Ref": "FxRates"}
