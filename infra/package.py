@@ -371,6 +371,14 @@ def function_resources(function: Function, profile: list[dict]) -> dict[str, Any
                 "KmsKeyId": {"Fn::GetAtt": ["LogsKey", "Arn"]},
             }
         },
+        **function_alarms(name, function.timeout),
+    }
+
+
+def function_alarms(name: str, timeout: int) -> dict[str, Any]:
+    """A function's alarms: it raised, Lambda refused to run it, it ran close to its timeout."""
+    fn = cfn_name(name)
+    return {
         f"{fn}ErrorsAlarm": function_alarm(
             name,
             "errors",
@@ -390,11 +398,11 @@ def function_resources(function: Function, profile: list[dict]) -> dict[str, Any
         f"{fn}DurationAlarm": function_alarm(
             name,
             "duration",
-            f"{name} ran for over 80% of its {function.timeout} s timeout: it is close to being "
+            f"{name} ran for over 80% of its {timeout} s timeout: it is close to being "
             "cut off (a bigger table, a slow dependency)",
             MetricName="Duration",
             Statistic="Maximum",
-            Threshold=int(function.timeout * 1000 * DURATION_ALARM_SHARE),
+            Threshold=int(timeout * 1000 * DURATION_ALARM_SHARE),
         ),
     }
 
@@ -419,39 +427,9 @@ def merge_template(stage: str) -> dict[str, Any]:
     responses = json.loads(GATEWAY_RESPONSES.read_text())
     definition = responses | copy.deepcopy(FACILITY_SECURITY)
     template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"] = definition
-    template["Resources"].update(authorizer_alarms())
+    # API Gateway's facility key authorizer (infra/api.json) is watched like every function.
+    template["Resources"].update(function_alarms(AUTHORIZER, AUTHORIZER_TIMEOUT))
     return template
-
-
-def authorizer_alarms() -> dict[str, Any]:
-    """The facility key authorizer is watched like every function (errors, throttles, time)."""
-    fn, name = cfn_name(AUTHORIZER), AUTHORIZER
-    return {
-        f"{fn}ErrorsAlarm": function_alarm(
-            name,
-            "errors",
-            f"{name} raised errors: facility requests fail at API Gateway",
-            MetricName="Errors",
-            Statistic="Sum",
-            Threshold=0,
-        ),
-        f"{fn}ThrottlesAlarm": function_alarm(
-            name,
-            "throttles",
-            f"Lambda refused to run {name}: facility requests fail",
-            MetricName="Throttles",
-            Statistic="Sum",
-            Threshold=0,
-        ),
-        f"{fn}DurationAlarm": function_alarm(
-            name,
-            "duration",
-            f"{name} ran for over 80% of its {AUTHORIZER_TIMEOUT} s timeout",
-            MetricName="Duration",
-            Statistic="Maximum",
-            Threshold=int(AUTHORIZER_TIMEOUT * 1000 * DURATION_ALARM_SHARE),
-        ),
-    }
 
 
 def is_facility_route(path: str) -> bool:
