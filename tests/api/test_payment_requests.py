@@ -8,8 +8,11 @@ from __future__ import annotations
 import json
 import threading
 from datetime import timedelta
+from urllib.parse import urlencode
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from chalicelib.adapters.clock import parse_iso, to_iso
 from chalicelib.api import jobs
@@ -43,12 +46,12 @@ def _fixed_rate_window(monkeypatch):
     monkeypatch.setattr(api_keys, "epoch_now", lambda: NOW)
 
 
-def new_facility(client, people, name: str = "Clinic", scopes=None) -> dict:
+def new_facility(client, people, name: str = "Clinic", scopes=None, **key) -> dict:
     admin = people["tokens"]["admin"]
     response, body = call(client, "POST", "/v1/admin/facilities", admin, {"name": name})
     assert response.status_code == 201, body
     facility_id = body["facility"]["id"]
-    wanted = {"name": "server"} | ({"scopes": scopes} if scopes else {})
+    wanted = {"name": "server"} | ({"scopes": scopes} if scopes else {}) | key
     path = f"/v1/admin/facilities/{facility_id}/api-keys"
     response, key = call(client, "POST", path, admin, wanted)
     assert response.status_code == 201, key
@@ -627,3 +630,58 @@ def test_a_pay_whose_write_answer_was_lost_is_replayed_by_its_retry(
     assert len(events(table)) == 1
     assert alice_usd(people) == (7_50, 7_50)
     people["world"].check_guarantees()
+
+
+# -- no input gets a 5xx ---------------------------------------------------------------------------
+FIELDS = ["amount", "currency", "payer_email", "memo", "expires_in", "status"]
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+    st.sampled_from(["2.50", "USD", "BTC", "alice@example.com", "bob@example.com", "x" * 600]),
+)
+values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner)
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    body=st.dictionaries(st.sampled_from(FIELDS), values, max_size=6),
+    key=st.one_of(st.none(), st.text(max_size=300)),
+    query=st.dictionaries(st.sampled_from(["status", "limit", "cursor"]), st.text(max_size=30)),
+)
+def test_no_input_to_the_facility_routes_gets_a_5xx(api_client, people, body, key, query):
+    facility = FACILITY.get("it") or FACILITY.setdefault(
+        "it", new_facility(api_client, people, rate_limit_per_minute=100_000)
+    )
+    headers = {"content-type": "application/json", "authorization": f"Bearer {facility['secret']}"}
+    if key is not None and key.isprintable() and key.isascii():
+        headers["idempotency-key"] = key
+    raw = json.dumps(body).encode()
+    for method, path in (
+        ("POST", CREATE),
+        ("GET", f"{CREATE}?{urlencode(query)}"),
+        ("POST", f"{CREATE}/pr_{'0' * 32}/cancel"),
+        ("POST", f"/v1/payment-requests/pr_{'0' * 32}/pay"),
+    ):
+        response = api_client.http.request(method, path, headers=headers, body=raw)
+        assert response.status_code < 500, (method, path, response.body)
+        if response.status_code >= 400:
+            assert set(json.loads(response.body)) == {"error"}
+
+
+FACILITY: dict[str, dict] = {}
+
+
+@pytest.fixture(autouse=True)
+def _one_facility_per_test():
+    FACILITY.clear()
+    yield
+    FACILITY.clear()
