@@ -652,8 +652,9 @@ def _parameters(path: str, op: Op) -> list[dict[str, Any]]:
                 "schema": {"type": "string", "minLength": 1, "maxLength": 255},
                 "description": "Required: the retry of this request gets its first answer"
                 if op.idempotent
-                else "Optional: with it, the retry of a decision whose answer was lost gets "
-                "the decided withdrawal instead of 409 invalid_state",
+                else "Optional: with it, the retry of a request whose answer was lost gets what "
+                "the first one did (the decision, the payment request it created) instead of "
+                "409 invalid_state or a second one",
             }
         )
     if op.access == "signed":
