@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from chalicelib.services.api_keys import ApiKeyRepository, GatewayKeys
     from chalicelib.services.crypto import AddressRepository
     from chalicelib.services.facilities import FacilityRepository
+    from chalicelib.services.payment_requests import PaymentRequestRepository
     from chalicelib.services.payouts import PayoutRepository
     from chalicelib.services.webhook_events import WebhookEvents
     from chalicelib.services.withdrawals import WithdrawalRepository
@@ -346,6 +347,17 @@ def get_gateway_keys() -> GatewayKeys:
     return ApiGatewayKeys(settings.usage_plan_id, settings.region)
 
 
+@cache
+def get_payment_request_repository() -> PaymentRequestRepository:
+    """Facilities' payment requests on the configured table."""
+    from chalicelib.adapters.dynamo.payment_request_repository import (
+        DynamoPaymentRequestRepository,
+    )
+
+    get_bound_settings()
+    return DynamoPaymentRequestRepository()
+
+
 def reset() -> None:
     """Forget every object built so far; the next getter call reads the settings again."""
     get_table_probe.cache_clear()
@@ -369,3 +381,4 @@ def reset() -> None:
     get_api_key_repository.cache_clear()
     get_webhook_events.cache_clear()
     get_gateway_keys.cache_clear()
+    get_payment_request_repository.cache_clear()

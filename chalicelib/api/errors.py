@@ -93,6 +93,8 @@ DOMAIN_ERRORS: Mapping[type[domain.LedgerError], HttpError] = {
     domain.WithdrawalLimitExceeded: HttpError(422, "withdrawal_limit_exceeded"),
     domain.WithdrawalNotPendingReview: HttpError(409, "invalid_state"),
     domain.WithdrawalNotProcessing: HttpError(409, "invalid_state"),
+    domain.PaymentRequestNotFound: HttpError(404, "not_found"),
+    domain.PaymentRequestNotOpen: HttpError(409, "invalid_state"),
     domain.RateUnavailable: HttpError(422, "rate_unavailable"),
     domain.SameCurrencySwap: HttpError(400, "invalid_request"),
     domain.ConvertedAmountOutOfRange: HttpError(400, "invalid_amount"),

@@ -10,6 +10,9 @@ command, see docs/local-stack.md). Thin: each calls one service function.
 - ``expire_withdrawals`` (every hour): withdrawals left in ``pending_review`` for
   ``WITHDRAWAL_REVIEW_DAYS`` (7) expire and their holds are released
   (``chalicelib/services/withdrawals.py``).
+- ``expire_payment_requests`` (every 15 minutes): open payment requests past their
+  ``expires_at`` are stored ``expired`` and leave the expiry queue (every reader shows them
+  expired already; ``chalicelib/services/payment_requests.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from chalicelib.api.dependencies import (
     get_ledger_service,
     get_outbox,
     get_payment_gateway,
+    get_payment_request_repository,
     get_payout_repository,
     get_refund_repository,
     get_withdrawal_repository,
@@ -84,6 +88,21 @@ def expire_withdrawals(event: Any) -> dict[str, Any]:
     )
     logger.info("scheduled withdrawal expiry", expired=len(expired))
     return {"expired": expired}
+
+
+@jobs.schedule(Rate(15, unit=Rate.MINUTES), name="expire_payment_requests")
+def expire_payment_requests(event: Any) -> dict[str, Any]:
+    return {"expired": run_payment_request_expiry()}
+
+
+def run_payment_request_expiry() -> list[str]:
+    """One expiry run over the open payment requests; the ids it expired."""
+    from chalicelib.services import payment_requests
+
+    get_bound_settings()
+    expired = payment_requests.expire_due(get_payment_request_repository())
+    logger.info("scheduled payment request expiry", expired=len(expired))
+    return expired
 
 
 @jobs.schedule(Rate(15, unit=Rate.MINUTES), name="finish_refunds")

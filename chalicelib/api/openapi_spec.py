@@ -20,10 +20,17 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from chalicelib.api import responses as r
+from chalicelib.domain.payment_requests import STATUSES as PAYMENT_REQUEST_STATUSES
 
 INSTANT = {"type": "string", "format": "date-time", "description": "ISO-8601 UTC, with Z"}
 DAY = {"type": "string", "format": "date", "description": "A UTC day, YYYY-MM-DD"}
 REF_TEMPLATE = "#/components/schemas/{model}"
+FACILITY_ACCESS = (
+    "A facility's API key (Authorization: Bearer fk_...) with the route's scope; a user's "
+    "access token answers 403. Each key may make a number of requests per minute (429 "
+    "rate_limited past it, with Retry-After); every answer after authentication carries "
+    "X-RateLimit-Limit and X-RateLimit-Remaining."
+)
 
 # What a route answers with: one model, or several (the document says oneOf).
 Answers = type[BaseModel] | tuple[type[BaseModel], ...]
@@ -440,6 +447,86 @@ OPERATIONS.update(
     }
 )
 
+# Payment requests (API.md, "Facilities"): the facility's side and the payer's.
+PR = "chalicelib.api.payment_request_schemas"
+PR_ANSWER = r.PaymentRequestAnswer
+OPERATIONS.update(
+    {
+        ("POST", "/v1/facility/payment-requests"): Op(
+            "Ask a user (by verified email) to pay the facility (scope payment_requests)",
+            "facility",
+            201,
+            f"{PR}:NewPaymentRequest",
+            PR_ANSWER,
+            (404, 409),
+            access="facility",
+            key_optional=True,
+            extra={
+                "description": FACILITY_ACCESS
+                + " Idempotency-Key is optional (nothing is reserved): with one, a retry with "
+                "the same body answers the same request, and another body 409 "
+                "idempotency_key_reused. An unknown or unverified payer_email: 404 "
+                "recipient_not_found."
+            },
+        ),
+        ("GET", "/v1/facility/payment-requests"): Op(
+            "The calling facility's payment requests, newest first (scope payment_requests)",
+            "facility",
+            returns=r.PaymentRequestPage,
+            access="facility",
+            query=(*LIST_QUERY, "status"),
+            query_types={"status": {"type": "string", "enum": list(PAYMENT_REQUEST_STATUSES)}},
+        ),
+        ("GET", "/v1/facility/payment-requests/{request_id}"): Op(
+            "One of the calling facility's payment requests (scope payment_requests)",
+            "facility",
+            returns=PR_ANSWER,
+            access="facility",
+        ),
+        ("POST", "/v1/facility/payment-requests/{request_id}/cancel"): Op(
+            "Cancel an open payment request (scope payment_requests)",
+            "facility",
+            body=f"{PR}:RequestBody",
+            returns=PR_ANSWER,
+            errors=(409,),
+            access="facility",
+            key_optional=True,
+            body_optional=True,
+        ),
+        ("GET", "/v1/payment-requests"): Op(
+            "The payment requests addressed to the caller, newest first",
+            "payment requests",
+            returns=r.PaymentRequestPage,
+            query=(*LIST_QUERY, "status"),
+            query_types={"status": {"type": "string", "enum": list(PAYMENT_REQUEST_STATUSES)}},
+        ),
+        ("GET", "/v1/payment-requests/{request_id}"): Op(
+            "One of the payment requests addressed to the caller",
+            "payment requests",
+            returns=PR_ANSWER,
+        ),
+        ("POST", "/v1/payment-requests/{request_id}/pay"): Op(
+            "Pay a payment request: a payment to the facility, once",
+            "payment requests",
+            201,
+            f"{PR}:RequestBody",
+            PR_ANSWER,
+            (404, 409, 422),
+            idempotent=True,
+            body_optional=True,
+        ),
+        ("POST", "/v1/payment-requests/{request_id}/decline"): Op(
+            "Decline a payment request",
+            "payment requests",
+            body=f"{PR}:RequestBody",
+            returns=PR_ANSWER,
+            errors=(404, 409),
+            key_optional=True,
+            body_optional=True,
+        ),
+    }
+)
+
 # OpenAPI links: what a client (or a stateful fuzzer) does next with an answer, by the id in it.
 # (source method, path) -> link name -> (target method, path, parameters, request body or None).
 Link = tuple[str, str, Mapping[str, str], Mapping[str, str] | None]
@@ -565,8 +652,9 @@ def _parameters(path: str, op: Op) -> list[dict[str, Any]]:
                 "schema": {"type": "string", "minLength": 1, "maxLength": 255},
                 "description": "Required: the retry of this request gets its first answer"
                 if op.idempotent
-                else "Optional: with it, the retry of a decision whose answer was lost gets "
-                "the decided withdrawal instead of 409 invalid_state",
+                else "Optional: with it, the retry of a request whose answer was lost gets what "
+                "the first one did (the decision, the payment request it created) instead of "
+                "409 invalid_state or a second one",
             }
         )
     if op.access == "signed":
@@ -629,12 +717,6 @@ def _operation(
     return operation
 
 
-FACILITY_ACCESS = (
-    "A facility's API key (Authorization: Bearer fk_...) with the route's scope; a user's "
-    "access token answers 403. Each key may make a number of requests per minute (429 "
-    "rate_limited past it, with Retry-After); every answer after authentication carries "
-    "X-RateLimit-Limit and X-RateLimit-Remaining."
-)
 _COUNT = {"type": "integer", "minimum": 0}
 
 

@@ -178,6 +178,25 @@ class ApiKey(Answer):
     rate_limit_per_minute: int = Field(description="requests per minute this key may make")
 
 
+class PaymentRequest(Answer):
+    """A facility's request that a user pay it (API.md, "Facilities")."""
+
+    id: str
+    status: Literal["open", "paid", "declined", "expired", "cancelled"] = Field(
+        description="expired as soon as expires_at has passed while it was open"
+    )
+    amount: Amount
+    currency: Currency
+    payer_email: str
+    memo: str
+    facility_id: str
+    created_at: Instant
+    expires_at: Instant
+    transaction_id: str | None = Field(description="the payment (type payment), once paid")
+    paid_at: Instant | None
+    decided_at: Instant | None = Field(description="when it was declined, cancelled or expired")
+
+
 class Quote(Answer):
     id: str
     from_currency: Currency
@@ -362,6 +381,10 @@ class FacilityOverview(Answer):
     accounts: list[Account]
 
 
+class PaymentRequestAnswer(Answer):
+    payment_request: PaymentRequest
+
+
 class QuoteAnswer(Answer):
     quote: Quote
 
@@ -445,6 +468,11 @@ class FacilityPage(Answer):
 class ApiKeyPage(Answer):
     data: list[ApiKey]
     next_cursor: None = Field(description="always null: a facility has few keys")
+
+
+class PaymentRequestPage(Answer):
+    data: list[PaymentRequest]
+    next_cursor: NextCursor
 
 
 class QueuedWithdrawalPage(Answer):

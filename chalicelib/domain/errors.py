@@ -220,6 +220,15 @@ class WithdrawalNotProcessing(InvalidState):
     """Only a processing withdrawal (approved, its payout owed) can complete or fail."""
 
 
+# -- payment requests -----------------------------------------------------------------------------
+class PaymentRequestNotFound(LedgerError):
+    """No payment request with this id is the caller's (the payer's, or the facility's)."""
+
+
+class PaymentRequestNotOpen(InvalidState):
+    """Only an open payment request, before it expires, can be paid, declined or cancelled."""
+
+
 # -- currency exchange (fx) -----------------------------------------------------------------------
 class RateUnavailable(LedgerError):
     """No exchange rate is available for this currency pair and direction."""

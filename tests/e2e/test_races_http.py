@@ -4,7 +4,7 @@
 Each test fires its requests from threads released together, so the requests really run at once
 in different workers, and asserts the guarantee that a race must not break: one wallet cannot
 be spent twice, a refresh token rotates once, a transaction is reversed once, a login limit holds,
-and a webhook delivered many times moves money once.
+a webhook delivered many times moves money once, and a payment request is paid once.
 """
 
 from __future__ import annotations
@@ -135,7 +135,13 @@ def people(stack: Stack) -> dict:
         stack, ann["access_token"], "10", f"evt_{uuid.uuid4().hex}", f"tx_{uuid.uuid4().hex}"
     )
     answers = at_once(8, lambda _i: deliver(stack, event))
-    return {"ann": ann, "bob": bob, "bob_email": bob_email, "deposit_answers": answers}
+    return {
+        "ann": ann,
+        "ann_email": ann_email,
+        "bob": bob,
+        "bob_email": bob_email,
+        "deposit_answers": answers,
+    }
 
 
 def test_a_webhook_delivered_eight_times_at_once_credits_once(stack: Stack, people):
@@ -276,3 +282,42 @@ def test_ten_parallel_requests_with_one_facility_key_get_exactly_its_limit(stack
 
     assert statuses(answers) == {(200, None): 5, (429, "rate_limited"): 5}, answers
     assert all(body["facility"]["id"] == facility_id for status, body in answers if status == 200)
+
+
+def test_ten_parallel_pays_of_one_payment_request_move_money_once(stack: Stack, people, admin):
+    """Ten pays of one request at once, each with its own Idempotency-Key: the payment's id is
+    derived from the request and the request turns paid in the money's own write, so one pay
+    moves the money and the nine others are told the request is no longer open."""
+    token = admin["access_token"]
+    status, body = call(stack, "/v1/admin/facilities", token, {"name": "Pay Race Clinic"})
+    assert status == 201, body
+    facility_id = body["facility"]["id"]
+    wanted = {"name": "billing", "scopes": ["payment_requests", "read"]}
+    status, body = call(stack, f"/v1/admin/facilities/{facility_id}/api-keys", token, wanted)
+    assert status == 201, body
+    secret = body["secret"]
+    asked = {"amount": "4", "currency": CURRENCY, "payer_email": people["ann_email"]}
+    status, body = call(stack, "/v1/facility/payment-requests", secret, asked)
+    assert status == 201, body
+    request_id = body["payment_request"]["id"]
+    ann = people["ann"]["access_token"]
+
+    def pay(i: int) -> tuple[int, dict]:
+        return call(stack, f"/v1/payment-requests/{request_id}/pay", ann, {}, f"pay-{i}")
+
+    answers = at_once(10, pay)
+
+    counted = statuses(answers)
+    assert counted[(201, None)] == 1, answers
+    assert set(counted) <= {(201, None), (409, "invalid_state")}, answers
+    paid = next(b for s, b in answers if s == 201)["payment_request"]
+    account = wallet(stack, ann)
+    assert (account["posted"], account["available"]) == ("6.000000", "6.000000")
+    status, body = call(stack, "/v1/transactions?limit=100", ann)
+    assert status == 200, body
+    assert [t["id"] for t in body["data"] if t["type"] == "payment"] == [paid["transaction_id"]]
+    status, body = call(stack, "/v1/facility/transactions", secret)
+    assert status == 200, body
+    assert [t["id"] for t in body["data"]] == [paid["transaction_id"]]
+    status, body = call(stack, f"/v1/facility/payment-requests/{request_id}", secret)
+    assert (status, body["payment_request"]["status"]) == (200, "paid"), body

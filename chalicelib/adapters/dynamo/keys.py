@@ -41,6 +41,10 @@
   GSI2 (a facility's keys, newest first) ``FACKEYS#<facility id>`` / ``<created_at>#<key id>``
 - webhook event: PK ``WHEVT#<shard>``, SK ``<created_at>#<event id>`` (outbox: an event written
   with its money, waiting to be fanned out to the facility's endpoints; ``expires_at`` TTL)
+- payment request: PK ``PAYREQ#<id>``, SK ``PAYREQ``; GSI2 (open requests by expiry)
+  ``PAYREQS#open`` / ``<expires_at>#<id>``, removed when it leaves open (the expiry job's queue);
+  copies for the lists, kept in the same writes: the payer's PK ``PAYER#<user id>``, the
+  facility's PK ``FACPAYREQ#<facility id>``, each SK ``PAYREQ#<created_at>#<id>`` (newest first)
 - API key rate counter: PK ``RATE#<prefix>#<window start, epoch seconds>``, SK ``RATE`` (one
   minute's requests of one key; ``expires_at`` removes it a few minutes later)
 
@@ -424,3 +428,37 @@ def facility_keys_gsi_sk(created_at: str, key_id: str) -> str:
 
 def rate_pk(prefix: str, window_start: int) -> str:
     return f"{RATE_PREFIX}{prefix}#{window_start}"
+
+
+PAYMENT_REQUEST_PREFIX = "PAYREQ#"
+PAYMENT_REQUEST_SK = "PAYREQ"
+OPEN_PAYMENT_REQUESTS_GSI_PK = "PAYREQS#open"
+PAYER_PREFIX = "PAYER#"
+FACILITY_PAYMENT_REQUESTS_PREFIX = "FACPAYREQ#"
+
+
+def payment_request_pk(request_id: str) -> str:
+    return PAYMENT_REQUEST_PREFIX + request_id
+
+
+def open_payment_requests_gsi_sk(expires_at: str, request_id: str) -> str:
+    """An open request's place in the expiry queue: soonest to expire first."""
+    return f"{expires_at}#{request_id}"
+
+
+def payer_requests_pk(user_id: str) -> str:
+    return PAYER_PREFIX + user_id
+
+
+def facility_requests_pk(facility_id: str) -> str:
+    return FACILITY_PAYMENT_REQUESTS_PREFIX + facility_id
+
+
+def listed_request_sk(created_at: str, request_id: str) -> str:
+    """A request in its payer's and its facility's lists, by creation time."""
+    return f"{PAYMENT_REQUEST_PREFIX}{created_at}#{request_id}"
+
+
+def listed_request_bounds() -> tuple[str, str]:
+    """Inclusive SK bounds of every listed request of one payer or facility."""
+    return PAYMENT_REQUEST_PREFIX, PAYMENT_REQUEST_PREFIX + "~"

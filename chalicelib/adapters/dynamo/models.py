@@ -371,6 +371,39 @@ class WithdrawalItem(LedgerItem):
     ITEM_TYPE = "withdrawal"
 
 
+class PaymentRequestItem(LedgerItem):
+    """A facility's payment request (``domain/payment_requests.py``): the item
+    (``PAYREQ#<id>``), and its copies in the payer's and the facility's lists, written together.
+    ``expires_at`` is stored as ``request_expires_at``: a string, and not the table's TTL."""
+
+    class Meta(_Meta):
+        pass
+
+    ITEM_TYPE = "payment_request"
+    LISTED_TYPE = "payment_request_listed"  # a copy in a list
+
+    # GSI2, overloaded, on the item only: the open requests, soonest to expire first (keys
+    # removed when it leaves open), for the expiry job.
+    open_index = DayIndex()
+    GSI2PK = UnicodeAttribute(null=True)
+    GSI2SK = UnicodeAttribute(null=True)
+    request_id = UnicodeAttribute()
+    facility_id = UnicodeAttribute()
+    payer_id = UnicodeAttribute()
+    payer_email = UnicodeAttribute()
+    currency = UnicodeAttribute()
+    amount = NumberAttribute()
+    memo = UnicodeAttribute(default="")
+    status = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    expires_at = UnicodeAttribute(attr_name="request_expires_at")
+    transaction_id = UnicodeAttribute(null=True)
+    paid_at = UnicodeAttribute(null=True)
+    decided_at = UnicodeAttribute(null=True)
+    creation = UnicodeAttribute(null=True)
+    decided_request = UnicodeAttribute(null=True)
+
+
 class AdjustmentItem(LedgerItem):
     """An operator's adjustment of one account (chalicelib/domain/adjustments.py)."""
 
@@ -931,6 +964,7 @@ MODELS: tuple[type[Model], ...] = (
     RateCounterItem,
     WithdrawalItem,
     WithdrawalLimitItem,
+    PaymentRequestItem,
     AdjustmentItem,
     PayoutItem,
     WebhookEventItem,
