@@ -560,6 +560,8 @@ class UserItem(LedgerItem):
     suspended_by = UnicodeAttribute(null=True)
     suspension_reason = UnicodeAttribute(null=True)
     email_verified = BooleanAttribute(null=True)  # absent: a user of before verification
+    # ``<kind>_<hash>`` -> last seen (epoch seconds), domain/sign_ins.py; absent: never recorded
+    known_devices = MapAttribute(null=True)
 
     ITEM_TYPE = "user"
 
@@ -587,6 +589,7 @@ class UserItem(LedgerItem):
             suspended_by=user.suspended_by,
             suspension_reason=user.suspension_reason,
             email_verified=user.email_verified,
+            known_devices=dict(user.known_devices) if user.known_devices is not None else None,
         )
 
     def to_domain(self) -> User:
@@ -609,6 +612,11 @@ class UserItem(LedgerItem):
             suspended_by=self.suspended_by,
             suspension_reason=self.suspension_reason,
             email_verified=bool(self.email_verified),
+            known_devices=(
+                {k: int(v) for k, v in self.known_devices.as_dict().items()}
+                if self.known_devices is not None
+                else None
+            ),
         )
 
 
@@ -738,6 +746,7 @@ class OutboxItem(LedgerItem):
     email = UnicodeAttribute(null=True)
     user_id = UnicodeAttribute(null=True)
     ip = UnicodeAttribute(null=True)
+    user_agent = UnicodeAttribute(null=True)
     created_at = UnicodeAttribute()
     attempts = NumberAttribute(default=0)
     claimed_until = NumberAttribute(default=0)
