@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from chalicelib.services.api_keys import ApiKeyRepository
     from chalicelib.services.crypto import AddressRepository
     from chalicelib.services.facilities import FacilityRepository
+    from chalicelib.services.monitors import MonitorRepository
     from chalicelib.services.payouts import PayoutRepository
     from chalicelib.services.webhook_events import WebhookEvents
     from chalicelib.services.withdrawals import WithdrawalRepository
@@ -335,6 +336,15 @@ def get_webhook_events() -> WebhookEvents:
     return DynamoWebhookEvents()
 
 
+@cache
+def get_monitor_repository() -> MonitorRepository:
+    """Balance monitors on the configured table (``adapters/dynamo/monitor_repository.py``)."""
+    from chalicelib.adapters.dynamo.monitor_repository import DynamoMonitorRepository
+
+    get_bound_settings()
+    return DynamoMonitorRepository()
+
+
 def reset() -> None:
     """Forget every object built so far; the next getter call reads the settings again."""
     get_table_probe.cache_clear()
@@ -357,3 +367,4 @@ def reset() -> None:
     get_facility_repository.cache_clear()
     get_api_key_repository.cache_clear()
     get_webhook_events.cache_clear()
+    get_monitor_repository.cache_clear()
