@@ -32,6 +32,7 @@ from chalicelib.domain.money import currency as currency_of
 from chalicelib.domain.money import format_amount
 from chalicelib.domain.monitors import (
     DEFAULT_MONITOR_ID,
+    MAX_NAME_LENGTH,
     BalanceMonitor,
     MonitorCondition,
     MonitorPage,
@@ -161,7 +162,7 @@ def create_monitor(
     threshold = parse_threshold(amount, code)
     at = now_iso()
     target = f"platform {kind.value} {code}" if kind else f"account {account_id}"
-    label = name if name is not None else f"{target} {watched.value} {amount}"
+    label = name if name is not None else f"{target} {watched.value} {amount}"[:MAX_NAME_LENGTH]
     monitor = BalanceMonitor(
         id=new_monitor_id(),
         name=label,

@@ -165,7 +165,7 @@ def test_an_admin_creates_lists_and_disables_monitors(api_client, people, table)
         (
             {"platform": "fees", "currency": "USD", "condition": "below", "amount": 5},
             400,
-            "invalid_request",
+            "invalid_amount",
         ),
         ({"platform": "fees", "currency": "USD", "condition": "below"}, 400, "invalid_request"),
         (
