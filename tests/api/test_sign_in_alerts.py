@@ -215,3 +215,45 @@ def test_sign_in_alerts_add_no_round_trip_to_a_login(client, table):
     assert login_calls(client) == before  # a known IP and device
     assert login_calls(client, ip="203.0.113.9") == before  # a new IP: audit, mail, devices
     assert len(notices(table)) == 1
+
+
+def test_a_totp_login_from_a_new_device_is_alerted_too(client, table):
+    import pyotp
+
+    _, secret = get_auth_service().create_admin("root@example.com", PASSWORD)
+    code = pyotp.TOTP(secret)
+    client.where["ip"] = "198.51.100.1"
+    body = {"email": "root@example.com", "password": PASSWORD, "totp_code": code.at(CLOCK["now"])}
+    assert post(client, "/v1/auth/login", body)[0].status_code == 200  # the baseline
+    CLOCK["now"] += 60
+    body["totp_code"] = code.at(CLOCK["now"])
+    headers = {"user-agent": CHROME}
+    assert post(client, "/v1/auth/login", body, headers)[0].status_code == 200
+    [notice] = notices(table)
+    assert notice["details"]["new"] == "device"
+    assert len(alert_mails("root@example.com")) == 1
+
+
+def test_a_login_whose_write_met_a_concurrent_profile_write_is_retried_whole(
+    client, table, monkeypatch
+):
+    from chalicelib.domain.errors import VersionConflict
+
+    sign_up(client)
+    log_in(client)
+    repository = get_auth_service().repository
+    real = repository.open_session
+    calls = []
+
+    def conflict_once(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(kwargs.get("notice"))
+        if len(calls) == 1:
+            raise VersionConflict("a concurrent write touched the same items")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(repository, "open_session", conflict_once)
+    log_in(client, ip="203.0.113.9")
+    assert len(calls) == 2
+    assert calls[0] is calls[1]  # the same write, tried again
+    assert len(notices(table)) == 1
+    assert len(queued(table)) == 1
