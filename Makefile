@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 # Rebuilds .venv when it was made by another Python.
 MADE_BY := $(VENV)/.python$(PYTHON_VERSION)
 
-.PHONY: run test lint bench clean create-admin verify-existing-emails retry-payouts expire-payment-requests package deploy drill verify-audit seal-audit reconcile reconcile-full
+.PHONY: run test lint bench clean create-admin verify-existing-emails retry-payouts expire-payment-requests balance-monitors package deploy drill verify-audit seal-audit reconcile reconcile-full
 
 $(MADE_BY):
 	@test -n "$(PYTHON)" || { echo "Python $(PYTHON_VERSION) is needed (the Lambda runtime) and was not found: install it (e.g. pyenv install $(PYTHON_VERSION)) or pass PYTHON=/path/to/python$(PYTHON_VERSION)" >&2; exit 2; }
@@ -36,6 +36,11 @@ retry-payouts: $(STAMP)
 # a deployed stage's scheduled expire_payment_requests does every 15 minutes).
 expire-payment-requests: $(STAMP)
 	$(PY) -m infra.local.expire_payment_requests
+
+# Check the balance monitors once on the running local stack (what a deployed stage's scheduled
+# balance_monitors does every 5 minutes); alerts are printed. Same environment as `make run`.
+balance-monitors: $(STAMP)
+	$(PY) -m infra.local.balance_monitors
 
 # The audit digest chain (docs/audit.md): recompute it over FROM..TO (dates, default the 31 days
 # up to yesterday) and name the first broken day; seal the past days not sealed yet (what the

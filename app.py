@@ -22,6 +22,7 @@ from chalicelib.api.facility import facility
 from chalicelib.api.fx import fx
 from chalicelib.api.health import health
 from chalicelib.api.jobs import jobs
+from chalicelib.api.monitors import monitors
 from chalicelib.api.payment_requests import payment_requests
 from chalicelib.api.reconciliations import reconciliations
 from chalicelib.api.restore_drill_job import restore_drill_jobs
@@ -50,6 +51,7 @@ app.register_blueprint(audit)
 app.register_blueprint(reconciliations)
 app.register_blueprint(facility)
 app.register_blueprint(payment_requests)
+app.register_blueprint(monitors)
 
 
 @app.middleware("http")

@@ -90,6 +90,11 @@ def main() -> None:
             _, secret = service.create_admin("root@example.com", PASSWORD)
             credentials = {"email": "alice@example.com", "password": PASSWORD}
             login = call("POST /v1/auth/login", "POST", "/v1/auth/login", credentials)
+            # Sign-in alerts (docs/risk.md): a known device, then a new one (audit and mail in
+            # the login's own TransactWriteItems): the same round trips.
+            call("POST /v1/auth/login (known)", "POST", "/v1/auth/login", credentials)
+            new_device = {"user-agent": "bench-new-device/1.0"}
+            call("POST /v1/auth/login (new)", "POST", "/v1/auth/login", credentials, new_device)
             code = pyotp.TOTP(secret).now()
             admin = {"email": "root@example.com", "password": PASSWORD, "totp_code": code}
             admin_login = call("POST /v1/auth/login (TOTP)", "POST", "/v1/auth/login", admin)

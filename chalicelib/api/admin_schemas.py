@@ -3,12 +3,13 @@ Imported on first use (see requests.py)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, WithJsonSchema
 
 from chalicelib.api.auth_schemas import RequestBody
-from chalicelib.api.fields import SignedAmountText
+from chalicelib.api.fields import CurrencyAsSent, SignedAmountText
+from chalicelib.api.responses import SIGNED_AMOUNT_PATTERN
 
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 
@@ -37,3 +38,42 @@ class NewAdjustment(RequestBody):
     # against the currency by the service.
     amount: SignedAmountText
     reason: Reason
+
+
+class NewMonitor(RequestBody):
+    """A balance monitor: ``account_id``, or ``platform`` and ``currency``; the threshold
+    ``amount`` is a signed decimal string of that currency (zero allowed)."""
+
+    account_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    platform: (
+        Annotated[
+            str,
+            StringConstraints(min_length=1, max_length=32),
+            Field(
+                json_schema_extra={
+                    "enum": ["stripe_clearing", "crypto_custody", "fx_pool", "fees", "adjustments"]
+                }
+            ),
+        ]
+        | None
+    ) = None
+    currency: CurrencyAsSent = None
+    condition: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=16),
+        Field(json_schema_extra={"enum": ["below", "above"]}),
+    ]
+    # Taken as sent: the domain names the rule a bad one breaks (a JSON number: invalid_amount).
+    amount: Annotated[
+        Any,
+        WithJsonSchema(
+            {
+                "type": "string",
+                "pattern": SIGNED_AMOUNT_PATTERN,
+                "description": "The threshold: a signed decimal string of the monitor's "
+                'currency; "0" and negative amounts are allowed',
+                "examples": ["0.00", "-5000.00"],
+            }
+        ),
+    ]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from chalicelib.services.api_keys import ApiKeyRepository, GatewayKeys
     from chalicelib.services.crypto import AddressRepository
     from chalicelib.services.facilities import FacilityRepository
+    from chalicelib.services.monitors import MonitorRepository
     from chalicelib.services.payment_requests import PaymentRequestRepository
     from chalicelib.services.payouts import PayoutRepository
     from chalicelib.services.webhook_events import WebhookEvents
@@ -358,6 +359,15 @@ def get_payment_request_repository() -> PaymentRequestRepository:
     return DynamoPaymentRequestRepository()
 
 
+@cache
+def get_monitor_repository() -> MonitorRepository:
+    """Balance monitors on the configured table (``adapters/dynamo/monitor_repository.py``)."""
+    from chalicelib.adapters.dynamo.monitor_repository import DynamoMonitorRepository
+
+    get_bound_settings()
+    return DynamoMonitorRepository()
+
+
 def reset() -> None:
     """Forget every object built so far; the next getter call reads the settings again."""
     get_table_probe.cache_clear()
@@ -382,3 +392,4 @@ def reset() -> None:
     get_webhook_events.cache_clear()
     get_gateway_keys.cache_clear()
     get_payment_request_repository.cache_clear()
+    get_monitor_repository.cache_clear()

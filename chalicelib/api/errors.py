@@ -112,6 +112,7 @@ DOMAIN_ERRORS: Mapping[type[domain.LedgerError], HttpError] = {
     domain.CannotSuspendSelf: HttpError(403, "forbidden"),
     domain.FacilityNotFound: HttpError(404, "not_found"),
     domain.ApiKeyNotFound: HttpError(404, "not_found"),
+    domain.MonitorNotFound: HttpError(404, "not_found"),
     domain.RateLimited: HttpError(429, "rate_limited"),
 }
 

@@ -7,6 +7,8 @@ command, see docs/local-stack.md). Thin: each calls one service function.
   unreachable or its event never came (``chalicelib/services/refunds.py``).
 - ``deliver_mail`` (every minute): sends the mails requests asked for (verification, password
   reset) outside those requests (``chalicelib/services/mail_outbox.py``).
+- ``balance_monitors`` (every 5 minutes): checks each enabled balance monitor and pages the
+  alert topic once per crossing and once per recovery (``chalicelib/services/monitors.py``).
 - ``expire_withdrawals`` (every hour): withdrawals left in ``pending_review`` for
   ``WITHDRAWAL_REVIEW_DAYS`` (7) expire and their holds are released
   (``chalicelib/services/withdrawals.py``).
@@ -24,12 +26,14 @@ from chalice import Blueprint, Rate
 
 from chalicelib.adapters import alerts
 from chalicelib.api.dependencies import (
+    get_alerts,
     get_auth_service,
     get_bound_settings,
     get_crypto_gateway,
     get_deposit_repository,
     get_inbox,
     get_ledger_service,
+    get_monitor_repository,
     get_outbox,
     get_payment_gateway,
     get_payment_request_repository,
@@ -138,3 +142,28 @@ def deliver_waiting_mail():  # type: ignore[no-untyped-def]
     if outcomes:
         logger.info("mail outbox", outcomes=dict(outcomes))
     return outcomes
+
+
+@jobs.schedule(Rate(5, unit=Rate.MINUTES), name="balance_monitors")
+def balance_monitors(event: Any) -> dict[str, Any]:
+    report = run_balance_monitors()
+    return {
+        "outcomes": dict(report.outcomes),
+        "crossed": report.crossed,
+        "recovered": report.recovered,
+    }
+
+
+def run_balance_monitors():  # type: ignore[no-untyped-def]
+    """One check of the balance monitors (also ``python -m infra.local.balance_monitors``)."""
+    from chalicelib.services import monitors
+
+    settings = get_bound_settings()
+    report = monitors.check_monitors(
+        get_monitor_repository(),
+        monitors.LedgerBalances(get_ledger_service()),
+        get_alerts(settings),
+        log=logger.warning,
+    )
+    logger.info("balance monitors checked", outcomes=dict(report.outcomes))
+    return report

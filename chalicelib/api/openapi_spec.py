@@ -832,3 +832,33 @@ def document(routes: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
             },
         },
     }
+
+
+OPERATIONS.update(
+    {
+        ("POST", "/v1/admin/monitors"): Op(
+            "Create a balance monitor: an account (account_id) or a platform account "
+            "(platform, currency) below or above a threshold, checked every 5 minutes",
+            "admin",
+            201,
+            "chalicelib.api.admin_schemas:NewMonitor",
+            r.MonitorAnswer,
+            access="admin",
+        ),
+        ("GET", "/v1/admin/monitors"): Op(
+            "Balance monitors, oldest first, with their state (ok or crossed)",
+            "admin",
+            returns=r.MonitorPage,
+            query=LIST_QUERY,
+            access="admin",
+        ),
+        ("POST", "/v1/admin/monitors/{monitor_id}/disable"): Op(
+            "Disable a balance monitor: it is no longer checked (it stays listed)",
+            "admin",
+            body="chalicelib.api.admin_schemas:RequestBody",
+            returns=r.MonitorAnswer,
+            access="admin",
+            body_optional=True,
+        ),
+    }
+)

@@ -364,6 +364,30 @@ class FacilityAnswer(Answer):
     facility: Facility
 
 
+class Monitor(Answer):
+    """A balance monitor (docs/risk.md, "Balance monitors")."""
+
+    id: str
+    name: str
+    account_id: str | None = Field(description="the watched account; null for a platform one")
+    platform: (
+        Literal["stripe_clearing", "crypto_custody", "fx_pool", "fees", "adjustments"] | None
+    ) = Field(description="the watched platform account (the sum of its shards); or null")
+    currency: Currency
+    condition: Literal["below", "above"]
+    amount: SignedAmount = Field(description="the threshold, in the currency")
+    state: Literal["ok", "crossed"]
+    enabled: bool
+    created_at: Instant
+    created_by: str | None = Field(description="the admin; null for the out-of-the-box one")
+    state_changed_at: Instant | None
+    disabled_at: Instant | None
+
+
+class MonitorAnswer(Answer):
+    monitor: Monitor
+
+
 class ApiKeyAnswer(Answer):
     api_key: ApiKey
 
@@ -472,6 +496,11 @@ class ApiKeyPage(Answer):
 
 class PaymentRequestPage(Answer):
     data: list[PaymentRequest]
+    next_cursor: NextCursor
+
+
+class MonitorPage(Answer):
+    data: list[Monitor]
     next_cursor: NextCursor
 
 

@@ -316,3 +316,8 @@ class RateLimited(LedgerError):
         )
         self.limit = limit
         self.retry_after = retry_after
+
+
+# -- balance monitors -----------------------------------------------------------------------------
+class MonitorNotFound(LedgerError):
+    """No balance monitor has this id."""

@@ -50,6 +50,9 @@ class User:
     suspended_by: str | None = None
     suspension_reason: str | None = None
     email_verified: bool = False
+    # What the user signed in from lately (``domain/sign_ins.py``); None before the first
+    # sign-in that recorded it.
+    known_devices: Mapping[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,7 @@ class AuditEvent:
 class MailKind(StrEnum):
     VERIFY_EMAIL = "verify_email"
     PASSWORD_RESET = "password_reset"  # noqa: S105 - a kind of mail, not a secret
+    NEW_SIGN_IN = "new_sign_in"  # a sign-in from an IP or device not used lately
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,7 @@ class OutboxMail:
     user_id: str | None = None  # a verification names the user
     ip: str | None = None
     attempts: int = 0
+    user_agent: str | None = None  # a sign-in alert names the device it was from
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
@@ -47,6 +47,7 @@ from chalicelib.domain.errors import (
     WeakPassword,
 )
 from chalicelib.domain.money import CURRENCIES
+from chalicelib.domain.sign_ins import check_sign_in
 from chalicelib.domain.users import (
     EMAIL_ADDRESS,
     AuditEvent,
@@ -60,6 +61,7 @@ from chalicelib.domain.users import (
     UserStatus,
     VerificationToken,
 )
+from chalicelib.services import metrics
 
 MAX_EMAIL_LENGTH = 254
 MAX_USER_AGENT_LENGTH = 256
@@ -68,6 +70,9 @@ _NOBODY = "usr_nobody"
 _SESSION_ID = re.compile(r"ses_[A-Za-z0-9_]{1,64}")
 _EMAIL = re.compile(EMAIL_ADDRESS)
 _THROTTLE_ATTEMPTS = 8
+_OPEN_ATTEMPTS = 3
+# Sign-in alert mails per address and hour; past it the sign-ins are still audited.
+SIGN_IN_ALERTS_PER_HOUR = 10
 
 
 class AuthRepository(Protocol):
@@ -115,7 +120,20 @@ class AuthRepository(Protocol):
     def mark_email_verified(self, user: User, event: AuditEvent) -> None: ...
 
     # -- logins
-    def open_session(self, session: Session, event: AuditEvent) -> None: ...
+    def open_session(
+        self,
+        session: Session,
+        event: AuditEvent,
+        *,
+        known_devices: Mapping[str, int] | None = None,
+        notice: AuditEvent | None = None,
+        mail: OutboxMail | None = None,
+        now: int = 0,
+    ) -> None:
+        """The login and its event, with (when given) the user's new known devices and a new
+        sign-in's audit event and mail, in one write. Raises VersionConflict."""
+        ...
+
     def rotate_session(
         self, session: Session, presented_hash: str, new_hash: str, now_ms: int
     ) -> None:
@@ -463,8 +481,45 @@ class AuthService:
             user_agent=(user_agent or "")[:MAX_USER_AGENT_LENGTH] or None,
             last_used_at=now_ms,
         )
-        event = self._event("auth.login", actor=user.id, ip=ip, session=session_id, mfa=str(mfa))
-        self.repository.open_session(session, event)
+        event = self._event(
+            "auth.login",
+            actor=user.id,
+            ip=ip,
+            session=session_id,
+            mfa=str(mfa),
+            **({"user_agent": session.user_agent} if session.user_agent else {}),
+        )
+        check = check_sign_in(user.known_devices, user.id, ip, session.user_agent, now)
+        notice = mail = None
+        if check.is_new:  # audited and mailed with the login itself (docs/risk.md)
+            notice = self._event(
+                "auth.new_sign_in",
+                actor=user.id,
+                ip=ip,
+                target=user.id,
+                session=session_id,
+                new=check.what,
+                user_agent=session.user_agent or "",
+            )
+            mail = self._mail(
+                MailKind.NEW_SIGN_IN, user_id=user.id, ip=ip, user_agent=session.user_agent
+            )
+        for attempt in range(_OPEN_ATTEMPTS):
+            try:
+                self.repository.open_session(
+                    session,
+                    event,
+                    known_devices=check.store,
+                    notice=notice,
+                    mail=mail,
+                    now=now,
+                )
+                break
+            except VersionConflict:
+                # Another write touched the profile at the same moment (a parallel login's
+                # devices): nothing was written, so the same write is tried again.
+                if attempt + 1 == _OPEN_ATTEMPTS:
+                    raise
         return self._pair(user, session, refresh, now)
 
     def _pair(self, user: User, session: Session, refresh: str, now: int) -> TokenPair:
@@ -843,6 +898,9 @@ class AuthService:
             if user is None or user.email_verified:
                 return "skipped"
             return self._send_verification(user)
+        if mail.kind is MailKind.NEW_SIGN_IN:
+            user = self.repository.get_user(mail.user_id or _NOBODY)
+            return "skipped" if user is None else self._send_sign_in_alert(user, mail)
         user = self._user_by_email_evenly(mail.email or "")
         if user is None or user.status is UserStatus.SUSPENDED:
             return "skipped"
@@ -870,6 +928,28 @@ class AuthService:
             f"Verification token (valid {ttl // 3600} hours, usable once): {token}\n{link}\n\n"
             f"If you did not sign up, ignore this message.\n",
         )
+        return "sent"
+
+    def _send_sign_in_alert(self, user: User, mail: OutboxMail) -> str:
+        """Tell the user of a sign-in from an IP or a device not used lately: when, from where,
+        what to do if it was not them. No token, no link that signs anyone in."""
+        if not self._within_limit(MailKind.NEW_SIGN_IN, user.email, SIGN_IN_ALERTS_PER_HOUR):
+            return "limited"
+        when = mail.created_at[:19].replace("T", " ") + " UTC"
+        self.mailer.send(
+            user.email,
+            "New sign-in to your account",
+            f"Your account was just signed in to from an IP address or a device it has not "
+            f"used in the last 90 days.\n\n"
+            f"When: {when}\n"
+            f"IP address: {mail.ip or 'unknown'}\n"
+            f"Device: {mail.user_agent or 'unknown'}\n\n"
+            f"If this was you, there is nothing to do.\n"
+            f'If this wasn\'t you, reset your password now ("Forgot password" on the sign-in '
+            f"page of {self.settings.public_base_url}): resetting it signs every session of "
+            f"your account out.\n",
+        )
+        metrics.count(metrics.SIGN_IN_ALERTS_SENT)
         return "sent"
 
     def _send_reset(self, user: User, ip: str | None) -> str:

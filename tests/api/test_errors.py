@@ -85,6 +85,7 @@ DOMAIN_ERRORS: dict[str, Callable[[], domain.LedgerError]] = {
     "CannotSuspendSelf": lambda: domain.CannotSuspendSelf("you cannot suspend yourself"),
     "FacilityNotFound": domain.FacilityNotFound,
     "ApiKeyNotFound": domain.ApiKeyNotFound,
+    "MonitorNotFound": domain.MonitorNotFound,
     "RateLimited": lambda: domain.RateLimited(100, 42),
 }
 
@@ -153,6 +154,7 @@ EXPECTED = {
     "CannotSuspendSelf": (403, "forbidden"),
     "FacilityNotFound": (404, "not_found"),
     "ApiKeyNotFound": (404, "not_found"),
+    "MonitorNotFound": (404, "not_found"),
     "RateLimited": (429, "rate_limited"),
 }
 

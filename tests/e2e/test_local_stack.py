@@ -430,6 +430,35 @@ def test_crypto_in_and_out_through_the_fake_gateway_process(stack: Stack, admin_
     assert body["withdrawal"]["status"] == "failed", body
 
 
+def test_a_sign_in_from_a_new_device_is_mailed_as_an_eml_file(stack: Stack):
+    require_running(stack)
+    api = f"http://{HOST}:{stack.api}"
+    who = {"email": "erin@local.test", "password": "erin-local-password"}
+    status, _, body = post(f"{api}/v1/auth/signup", {**who, "accept_terms": True})
+    assert status == 201, body
+    assert post(f"{api}/v1/auth/login", who)[0] == 200  # the first: the baseline, no alert
+    phone = {"Content-Type": "application/json", "User-Agent": "ErinPhone/2.1 (e2e)"}
+    login = urllib.request.Request(f"{api}/v1/auth/login", json.dumps(who).encode(), phone)  # noqa: S310
+    assert send(login)[0] == 200
+    mails = wait_for_mail(stack, who["email"], count=2)  # the verification mail and the alert
+    alerts = [
+        email.message_from_bytes(path.read_bytes(), policy=email.policy.default) for path in mails
+    ]
+    [alert] = [m for m in alerts if m["Subject"] == "New sign-in to your account"]
+    body_text = alert.get_content()
+    assert "IP address: 127.0.0.1" in body_text
+    assert "Device: ErinPhone/2.1 (e2e)" in body_text
+    assert "reset your password" in body_text
+
+
+def test_the_balance_monitor_check_runs_on_the_stack(stack: Stack):
+    require_running(stack)
+    done = run_module(stack, "infra.local.balance_monitors")  # make balance-monitors
+    assert done.returncode == 0, done.stdout + done.stderr
+    # The out-of-the-box monitor is created and checked: Stripe clearing is not above zero.
+    assert "unchanged: 1" in done.stdout, done.stdout
+
+
 def test_ctrl_c_stops_every_service_and_frees_every_port(stack: Stack):
     require_running(stack)
     children = children_of(stack.process.pid)

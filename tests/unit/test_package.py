@@ -844,3 +844,25 @@ def test_functions_do_not_load_the_xray_sdk_at_cold_start():
     )
 
     assert result.stdout.strip() == "[]"
+
+
+def test_the_balance_monitor_check_runs_every_5_minutes_reads_items_and_pages(template):
+    """It reads monitors and balances, writes a monitor's state with its audit event, and
+    publishes to the alert topic: nothing else (no delete, scan, mail or secret)."""
+    function = template["Resources"]["BalanceMonitors"]["Properties"]
+    (event,) = function["Events"].values()
+    assert event["Properties"]["Schedule"] == "rate(5 minutes)"
+    actions = granted_actions(template, "BalanceMonitorsRole")
+    assert {"dynamodb:Query", "dynamodb:BatchGetItem", "sns:Publish"} <= actions
+    assert (
+        not {
+            "dynamodb:DeleteItem",
+            "dynamodb:Scan",
+            "ses:SendEmail",
+            "secretsmanager:GetSecretValue",
+        }
+        & actions
+    )
+    config = template["Resources"]["BalanceMonitorsInvokeConfig"]["Properties"]
+    assert config["MaximumRetryAttempts"] == package.DEFAULT_ASYNC_RETRIES
+    assert "BalanceMonitorsErrorsAlarm" in template["Resources"]

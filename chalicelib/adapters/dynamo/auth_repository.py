@@ -6,7 +6,7 @@ action is never done with its audit lost.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from pynamodb.exceptions import PutError, UpdateError
@@ -214,7 +214,22 @@ class DynamoAuthRepository:
             InvalidToken("the verification token is not valid"),
         )
 
-    def open_session(self, session: Session, event: AuditEvent) -> None:
+    def open_session(
+        self,
+        session: Session,
+        event: AuditEvent,
+        *,
+        known_devices: Mapping[str, int] | None = None,
+        notice: AuditEvent | None = None,
+        mail: OutboxMail | None = None,
+        now: int = 0,
+    ) -> None:
+        """The login, its audit event and, when given, the user's new ``known_devices``, the
+        new sign-in's audit event and its mail: one ``TransactWriteItems``, all or nothing.
+
+        Raises:
+            VersionConflict: a concurrent write touched the user (retry), or an id is taken.
+        """
         write = AtomicWrite()
         write.put(
             SessionItem.from_domain(session),
@@ -222,6 +237,17 @@ class DynamoAuthRepository:
             VersionConflict("session id taken"),
         )
         write.append_audit(event)
+        if notice is not None:
+            write.append_audit(notice)
+        if mail is not None:
+            DynamoOutbox().put_in(write, mail, now)
+        if known_devices is not None:
+            write.update(
+                UserItem(keys.user_pk(session.user_id), keys.PROFILE_SK),
+                [UserItem.known_devices.set(dict(known_devices))],
+                UserItem.PK.exists(),
+                VersionConflict("the user is gone"),
+            )
         write.send_or_raise_tag()
 
     def rotate_session(

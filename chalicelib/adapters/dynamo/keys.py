@@ -9,6 +9,8 @@
   owner taking part in a transaction: "my transactions", newest first, by time range)
 - idempotency: PK ``IDEM#<hash of scope, caller and key>``, SK ``IDEM`` (API replay records)
 - facility:    PK ``FACILITIES``, SK ``FAC#<id>`` (few, rarely written: one directory partition)
+- balance monitor: PK ``MONITORS``, SK ``MON#<id>`` (an operator's handful, written on creation,
+  disabling and each state change: one directory partition; ids sort by creation)
 - withdrawal:  PK ``WITHDRAWAL#<id>``, SK ``WITHDRAWAL``;
   GSI2 (review queue) ``WITHDRAWALS`` / ``<created_at>#<id>``
 - adjustment:  PK ``ADJUSTMENT#<id>``, SK ``ADJUSTMENT`` (an operator's correction of an account)
@@ -234,6 +236,14 @@ def idempotency_pk(idempotency_key: str) -> str:
 
 def facility_sk(facility_id: str) -> str:
     return FACILITY_PREFIX + facility_id
+
+
+MONITORS_PK = "MONITORS"
+MONITOR_PREFIX = "MON#"
+
+
+def monitor_sk(monitor_id: str) -> str:
+    return MONITOR_PREFIX + monitor_id
 
 
 WITHDRAWAL_PREFIX = "WITHDRAWAL#"

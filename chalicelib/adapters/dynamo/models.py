@@ -21,8 +21,9 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjec
 from pynamodb.models import Model
 
 from chalicelib.adapters.dynamo import keys
-from chalicelib.domain.accounts import Account, OwnerType
+from chalicelib.domain.accounts import Account, OwnerType, PlatformKind
 from chalicelib.domain.fx import Quote, format_rate, parse_rate
+from chalicelib.domain.monitors import BalanceMonitor, MonitorCondition, MonitorState
 from chalicelib.domain.transactions import (
     Entry,
     Posting,
@@ -305,6 +306,73 @@ class FacilityItem(LedgerItem):
     created_at = UnicodeAttribute()
 
     ITEM_TYPE = "facility"
+
+
+class MonitorItem(LedgerItem):
+    """A balance monitor (``domain/monitors.py``); thresholds and balances in minor units."""
+
+    class Meta(_Meta):
+        pass
+
+    monitor_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    currency = UnicodeAttribute()
+    condition = UnicodeAttribute()
+    threshold = NumberAttribute()
+    account_id = UnicodeAttribute(null=True)
+    platform = UnicodeAttribute(null=True)
+    state = UnicodeAttribute()
+    enabled = BooleanAttribute()
+    created_at = UnicodeAttribute()
+    created_by = UnicodeAttribute(null=True)
+    state_changed_at = UnicodeAttribute(null=True)
+    last_balance = NumberAttribute(null=True)
+    disabled_at = UnicodeAttribute(null=True)
+    disabled_by = UnicodeAttribute(null=True)
+
+    ITEM_TYPE = "balance_monitor"
+
+    @classmethod
+    def from_domain(cls, monitor: BalanceMonitor) -> MonitorItem:
+        return cls(
+            keys.MONITORS_PK,
+            keys.monitor_sk(monitor.id),
+            item_type=cls.ITEM_TYPE,
+            monitor_id=monitor.id,
+            name=monitor.name,
+            currency=monitor.currency,
+            condition=monitor.condition.value,
+            threshold=monitor.threshold,
+            account_id=monitor.account_id,
+            platform=monitor.platform.value if monitor.platform else None,
+            state=monitor.state.value,
+            enabled=monitor.enabled,
+            created_at=monitor.created_at,
+            created_by=monitor.created_by,
+            state_changed_at=monitor.state_changed_at,
+            last_balance=monitor.last_balance,
+            disabled_at=monitor.disabled_at,
+            disabled_by=monitor.disabled_by,
+        )
+
+    def to_domain(self) -> BalanceMonitor:
+        return BalanceMonitor(
+            id=self.monitor_id,
+            name=self.name,
+            currency=self.currency,
+            condition=MonitorCondition(self.condition),
+            threshold=int(self.threshold),
+            created_at=self.created_at,
+            created_by=self.created_by,
+            account_id=self.account_id,
+            platform=PlatformKind(self.platform) if self.platform else None,
+            state=MonitorState(self.state),
+            enabled=bool(self.enabled),
+            state_changed_at=self.state_changed_at,
+            last_balance=int(self.last_balance) if self.last_balance is not None else None,
+            disabled_at=self.disabled_at,
+            disabled_by=self.disabled_by,
+        )
 
 
 class ApiKeyItem(LedgerItem):
@@ -593,6 +661,8 @@ class UserItem(LedgerItem):
     suspended_by = UnicodeAttribute(null=True)
     suspension_reason = UnicodeAttribute(null=True)
     email_verified = BooleanAttribute(null=True)  # absent: a user of before verification
+    # ``<kind>_<hash>`` -> last seen (epoch seconds), domain/sign_ins.py; absent: never recorded
+    known_devices = MapAttribute(null=True)
 
     ITEM_TYPE = "user"
 
@@ -620,6 +690,7 @@ class UserItem(LedgerItem):
             suspended_by=user.suspended_by,
             suspension_reason=user.suspension_reason,
             email_verified=user.email_verified,
+            known_devices=dict(user.known_devices) if user.known_devices is not None else None,
         )
 
     def to_domain(self) -> User:
@@ -642,6 +713,11 @@ class UserItem(LedgerItem):
             suspended_by=self.suspended_by,
             suspension_reason=self.suspension_reason,
             email_verified=bool(self.email_verified),
+            known_devices=(
+                {k: int(v) for k, v in self.known_devices.as_dict().items()}
+                if self.known_devices is not None
+                else None
+            ),
         )
 
 
@@ -771,6 +847,7 @@ class OutboxItem(LedgerItem):
     email = UnicodeAttribute(null=True)
     user_id = UnicodeAttribute(null=True)
     ip = UnicodeAttribute(null=True)
+    user_agent = UnicodeAttribute(null=True)
     created_at = UnicodeAttribute()
     attempts = NumberAttribute(default=0)
     claimed_until = NumberAttribute(default=0)
@@ -960,6 +1037,7 @@ MODELS: tuple[type[Model], ...] = (
     TimelineItem,
     IdempotencyItem,
     FacilityItem,
+    MonitorItem,
     ApiKeyItem,
     RateCounterItem,
     WithdrawalItem,

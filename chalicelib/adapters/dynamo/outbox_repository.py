@@ -100,6 +100,7 @@ class DynamoOutbox:
         item.email = mail.email
         item.user_id = mail.user_id
         item.ip = mail.ip
+        item.user_agent = mail.user_agent
         item.created_at = mail.created_at
         item.attempts = mail.attempts
         item.claimed_until = 0
@@ -116,4 +117,5 @@ class DynamoOutbox:
             user_id=item.user_id,
             ip=item.ip,
             attempts=int(item.attempts or 0),
+            user_agent=item.user_agent,
         )
