@@ -97,6 +97,12 @@ class Settings:
     # FACILITY_RATE_LIMIT_PER_MINUTE: requests a facility API key may make per minute, unless the
     # key has its own limit (rate_limit_per_minute, set when it is issued).
     facility_rate_limit_per_minute: int = 100
+    # RISK_REVIEW_HOURS: a risk review still open this many hours after it was opened expires
+    # (its hold is voided) by the hourly expire_reviews job.
+    risk_review_hours: int = 72
+    # RISK_RULES_TTL_SECONDS: how long a process keeps the risk rules it read before reading them
+    # again (0: on every assessment); an admin's change reaches every process within it.
+    risk_rules_ttl_seconds: int = 10
 
     @property
     def is_local(self) -> bool:
@@ -283,4 +289,6 @@ def read_settings() -> Settings:
         backup_vault_name=os.environ.get("BACKUP_VAULT_NAME") or None,
         backup_restore_role_arn=os.environ.get("BACKUP_RESTORE_ROLE_ARN") or None,
         facility_rate_limit_per_minute=_int("FACILITY_RATE_LIMIT_PER_MINUTE", 100, 1),
+        risk_review_hours=_int("RISK_REVIEW_HOURS", 72, 1),
+        risk_rules_ttl_seconds=_int("RISK_RULES_TTL_SECONDS", 10, 0),
     )

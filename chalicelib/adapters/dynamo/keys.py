@@ -43,6 +43,11 @@
   with its money, waiting to be fanned out to the facility's endpoints; ``expires_at`` TTL)
 - API key rate counter: PK ``RATE#<prefix>#<window start, epoch seconds>``, SK ``RATE`` (one
   minute's requests of one key; ``expires_at`` removes it a few minutes later)
+- risk rules:  PK ``RISKRULES``, SK ``RULES`` (the one versioned rule set an admin replaces)
+- risk counter: PK ``RISK#<user id>``, SK ``COUNTER`` (a user's last 24 h in hourly buckets and
+  the recipients first paid, versioned; ``expires_at`` removes it after a quiet spell)
+- risk review: PK ``REVIEW#<id>``, SK ``REVIEW`` (an operation held for an admin's decision);
+  GSI2 (the review queue, newest first) ``REVIEWS`` / ``<created_at>#<id>``
 
 Entries sort by time *and* by ``seq`` (the write path keeps an account's entry times
 non-decreasing), so a time filter is a key range and "entries after a checkpoint" is a key range.
@@ -424,3 +429,25 @@ def facility_keys_gsi_sk(created_at: str, key_id: str) -> str:
 
 def rate_pk(prefix: str, window_start: int) -> str:
     return f"{RATE_PREFIX}{prefix}#{window_start}"
+
+
+RISK_RULES_PK = "RISKRULES"
+RISK_RULES_SK = "RULES"
+RISK_COUNTER_PREFIX = "RISK#"
+RISK_COUNTER_SK = "COUNTER"
+REVIEW_PREFIX = "REVIEW#"
+REVIEW_SK = "REVIEW"
+REVIEWS_GSI_PK = "REVIEWS"
+
+
+def risk_counter_pk(user_id: str) -> str:
+    return RISK_COUNTER_PREFIX + user_id
+
+
+def review_pk(review_id: str) -> str:
+    return REVIEW_PREFIX + review_id
+
+
+def reviews_gsi_sk(created_at: str, review_id: str) -> str:
+    """A review's place in the queue: by creation time, then id."""
+    return f"{created_at}#{review_id}"
