@@ -24,6 +24,7 @@ from chalicelib.api.health import health
 from chalicelib.api.jobs import jobs
 from chalicelib.api.reconciliations import reconciliations
 from chalicelib.api.restore_drill_job import restore_drill_jobs
+from chalicelib.api.risk import risk
 from chalicelib.api.transfers import transfers
 from chalicelib.api.withdrawals import withdrawals
 from chalicelib.config import read_settings
@@ -48,6 +49,7 @@ app.register_blueprint(admin)
 app.register_blueprint(audit)
 app.register_blueprint(reconciliations)
 app.register_blueprint(facility)
+app.register_blueprint(risk)
 
 
 @app.middleware("http")

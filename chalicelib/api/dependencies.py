@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from chalicelib.services.crypto import AddressRepository
     from chalicelib.services.facilities import FacilityRepository
     from chalicelib.services.payouts import PayoutRepository
+    from chalicelib.services.risk import Risk
     from chalicelib.services.webhook_events import WebhookEvents
     from chalicelib.services.withdrawals import WithdrawalRepository
 
@@ -335,6 +336,21 @@ def get_webhook_events() -> WebhookEvents:
     return DynamoWebhookEvents()
 
 
+@cache
+def get_risk() -> Risk:
+    """Risk rules (cached for RISK_RULES_TTL_SECONDS), counters and reviews on the table."""
+    from chalicelib.adapters.dynamo.risk_repository import DynamoRiskRepository
+    from chalicelib.services.risk import Risk, RulesCache
+
+    settings = get_bound_settings()
+    repository = DynamoRiskRepository()
+    return Risk(
+        repository,
+        RulesCache(repository, settings.risk_rules_ttl_seconds),
+        review_hours=settings.risk_review_hours,
+    )
+
+
 def reset() -> None:
     """Forget every object built so far; the next getter call reads the settings again."""
     get_table_probe.cache_clear()
@@ -357,3 +373,4 @@ def reset() -> None:
     get_facility_repository.cache_clear()
     get_api_key_repository.cache_clear()
     get_webhook_events.cache_clear()
+    get_risk.cache_clear()
