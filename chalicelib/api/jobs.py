@@ -10,6 +10,8 @@ command, see docs/local-stack.md). Thin: each calls one service function.
 - ``expire_withdrawals`` (every hour): withdrawals left in ``pending_review`` for
   ``WITHDRAWAL_REVIEW_DAYS`` (7) expire and their holds are released
   (``chalicelib/services/withdrawals.py``).
+- ``expire_reviews`` (every hour): risk reviews left ``open`` for ``RISK_REVIEW_HOURS`` (72)
+  expire and their holds are voided (``chalicelib/services/risk.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from chalicelib.api.dependencies import (
     get_payment_gateway,
     get_payout_repository,
     get_refund_repository,
+    get_risk,
     get_withdrawal_repository,
 )
 from chalicelib.api.log import logger
@@ -84,6 +87,20 @@ def expire_withdrawals(event: Any) -> dict[str, Any]:
     )
     logger.info("scheduled withdrawal expiry", expired=len(expired))
     return {"expired": expired}
+
+
+@jobs.schedule(Rate(1, unit=Rate.HOURS), name="expire_reviews")
+def expire_reviews(event: Any) -> dict[str, Any]:
+    return {"expired": run_review_expiry()}
+
+
+def run_review_expiry() -> list[str]:
+    """One run of the risk review expiry (also what ``infra.local.expire_reviews`` runs)."""
+    from chalicelib.services import risk
+
+    expired = risk.expire_stale(get_ledger_service(), get_risk())
+    logger.info("scheduled risk review expiry", expired=len(expired))
+    return expired
 
 
 @jobs.schedule(Rate(15, unit=Rate.MINUTES), name="finish_refunds")
