@@ -196,10 +196,10 @@ def parse_rules(raw: Any) -> tuple[Rule, ...]:
             bad("id", f"{rule_id!r} is used by another rule of the set")
         else:
             seen.add(rule_id)
-        if kind not in {k.value for k in RuleKind}:
+        if not isinstance(kind, str) or kind not in {k.value for k in RuleKind}:
             bad("kind", f"one of {', '.join(k.value for k in RuleKind)}")
             kind = None
-        if action not in {a.value for a in RuleAction}:
+        if not isinstance(action, str) or action not in {a.value for a in RuleAction}:
             bad("action", f"one of {', '.join(a.value for a in RuleAction)}")
             action = None
         fields: dict[str, Any] = {}

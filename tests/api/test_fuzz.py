@@ -27,9 +27,9 @@ FIELDS = [
     "amount", "currency", "to_email", "to_facility_id", "memo", "email", "password",
     "totp_code", "refresh_token", "code", "token", "new_password", "reason", "force", "role",
     "quote_id", "from_currency", "to_currency", "from_amount", "destination", "accept_terms",
-    "name", "account_id",
+    "name", "account_id", "rules", "version",
 ]  # fmt: skip
-QUERY = ["limit", "cursor", "from", "to", "email", "actor_id", "action", "date", "full"]
+QUERY = ["limit", "cursor", "from", "to", "email", "actor_id", "action", "date", "full", "status"]
 ROUTES = sorted((method, path) for path, methods in app.routes.items() for method in methods)
 # Any method on any path too: a method a route does not have answers 405 in the envelope.
 ANY_ROUTE = st.tuples(

@@ -189,6 +189,7 @@ def test_two_admins_changing_the_rules_at_once_cannot_both_win(people):
             "rules.0.x",
         ),
         ("not an object", "rules.0"),
+        ({"id": "x", "kind": ["amount_over"], "action": {"x": 1}}, "rules.0.kind"),
     ],
 )
 def test_a_bad_rule_answers_400_with_its_field_and_changes_nothing(api_client, people, rule, field):
