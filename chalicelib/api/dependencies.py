@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from chalicelib.services.api_keys import ApiKeyRepository
     from chalicelib.services.crypto import AddressRepository
     from chalicelib.services.facilities import FacilityRepository
+    from chalicelib.services.holds import HoldExpiries
     from chalicelib.services.payouts import PayoutRepository
     from chalicelib.services.risk import Risk
     from chalicelib.services.webhook_events import WebhookEvents
@@ -348,7 +349,17 @@ def get_risk() -> Risk:
         repository,
         RulesCache(repository, settings.risk_rules_ttl_seconds),
         review_hours=settings.risk_review_hours,
+        deadlines=get_hold_expiries(),
     )
+
+
+@cache
+def get_hold_expiries() -> HoldExpiries:
+    """Hold deadlines (written with holds, enforced by the hold sweeper) on the table."""
+    from chalicelib.adapters.dynamo.hold_expiry_repository import DynamoHoldExpiries
+
+    get_bound_settings()
+    return DynamoHoldExpiries()
 
 
 def reset() -> None:
@@ -374,3 +385,4 @@ def reset() -> None:
     get_api_key_repository.cache_clear()
     get_webhook_events.cache_clear()
     get_risk.cache_clear()
+    get_hold_expiries.cache_clear()

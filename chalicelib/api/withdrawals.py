@@ -12,6 +12,7 @@ from chalicelib.api.accounts import parse_list_query, query_param
 from chalicelib.api.dependencies import (
     get_bound_settings,
     get_crypto_gateway,
+    get_hold_expiries,
     get_ledger_service,
     get_payout_repository,
     get_risk,
@@ -84,6 +85,7 @@ def request_withdrawal() -> Response:
         currency_code=body.currency,
         destination=body.destination,
         idempotency_key=idempotency_key(withdrawals),
+        deadlines=get_hold_expiries(),
     )
     answer = responses.WithdrawalAnswer(withdrawal=withdrawal_view(w))
     return Response(answer.body(), status_code=201)

@@ -42,6 +42,7 @@ from chalicelib.domain.errors import (
     RulesVersionConflict,
     VersionConflict,
 )
+from chalicelib.domain.holds import HoldExpiry, HoldOwner
 from chalicelib.domain.risk import (
     ALLOW,
     Check,
@@ -97,6 +98,13 @@ class RiskRepository(Protocol):
     ) -> tuple[list[Review], str | None]: ...
 
 
+class HoldDeadlines(Protocol):
+    """Deadlines written with holds, enforced by the hold sweeper (``services/holds.py``;
+    ``adapters.dynamo.hold_expiry_repository.DynamoHoldExpiries``)."""
+
+    def expiry_write(self, expiry: HoldExpiry) -> SideWrite: ...
+
+
 @dataclass
 class RulesCache:
     """The rule set, read at most once per ``ttl_seconds`` per process (0: every time)."""
@@ -139,6 +147,9 @@ class Risk:
     on_decision: dict[Operation, Callable[[Review], Sequence[SideWrite]]] = field(
         default_factory=dict
     )
+    # Where a review's hold gets its deadline (the review's expires_at), for the hold sweeper;
+    # None: the hourly expire_reviews job alone ends it.
+    deadlines: HoldDeadlines | None = None
 
 
 # -- metrics ------------------------------------------------------------------------------------
@@ -312,6 +323,11 @@ def record_assessed(
             out = current[0].writes(risk)
             if review is not None:
                 out.append(risk.repository.opened(review))
+                if risk.deadlines is not None:
+                    deadline = HoldExpiry(
+                        transaction_id, review.expires_at, HoldOwner.REVIEW, review.id
+                    )
+                    out.append(risk.deadlines.expiry_write(deadline))
             if extra_for is not None:
                 out.extend(extra_for(txn, current[0].verdict, review))
             return out
@@ -422,6 +438,20 @@ def reject(
     decided = review.rejected(admin.id, now_iso(), reason)
     event = _event("risk.review_rejected", admin.id, review, ip, reason=decided.reason or "")
     return _resolve(ledger, risk, decided, event)
+
+
+def expire_review(ledger: LedgerService, risk: Risk, review_id: str) -> bool:
+    """Expire one review now (the hold sweeper found its deadline passed): ``expired``, hold
+    voided, audited, in one write. False if it was decided already (nothing written)."""
+    review = risk.repository.get(review_id)
+    if review is None or review.status is not ReviewStatus.OPEN:
+        return False
+    try:
+        decided = review.expired(now_iso())
+        _resolve(ledger, risk, decided, _event("risk.review_expired", "system", review, None))
+    except ReviewNotOpen:
+        return False
+    return True
 
 
 def expire_stale(ledger: LedgerService, risk: Risk, now: str | None = None) -> list[str]:

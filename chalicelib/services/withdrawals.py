@@ -37,6 +37,7 @@ from chalicelib.domain.errors import (
     WithdrawalNotFound,
     WithdrawalNotPendingReview,
 )
+from chalicelib.domain.holds import HoldExpiry, HoldOwner
 from chalicelib.domain.money import currency, parse_amount
 from chalicelib.domain.payouts import PayoutRequest, PayoutStatus
 from chalicelib.domain.risk import Check, Operation
@@ -46,7 +47,7 @@ from chalicelib.domain.withdrawals import Withdrawal, WithdrawalStatus, checked_
 from chalicelib.services import payouts
 from chalicelib.services.ledger import LedgerService, PostingRequest, SideWrite
 from chalicelib.services.payouts import PayoutRepository
-from chalicelib.services.risk import Risk, record_assessed
+from chalicelib.services.risk import HoldDeadlines, Risk, record_assessed
 
 logger = Logger(child=True)
 # How far back the expiry job looks past the review window: a withdrawal older than window +
@@ -147,8 +148,12 @@ def request(
     currency_code: str,
     destination: str,
     idempotency_key: str,
+    deadlines: HoldDeadlines | None = None,
 ) -> Withdrawal:
     """Hold the amount and queue the withdrawal for review.
+
+    With ``deadlines``, the hold is written with its deadline (``WITHDRAWAL_REVIEW_DAYS`` after
+    the request), which the hold sweeper enforces through ``expire_one``.
 
     Risk rules are checked first (``services.risk.record_assessed``): ``block`` refuses it;
     ``review`` names the rule on the withdrawal (``risk_rule``), whose own review then decides
@@ -182,6 +187,13 @@ def request(
         recipient=f"address:{code}:{destination}",
         user_created_at=user.created_at,
     )
+    deadline = []
+    if deadlines is not None:
+        due = parse_iso(withdrawal.created_at) + timedelta(days=settings.withdrawal_review_days)
+        expiry = HoldExpiry(
+            withdrawal.transaction_id, to_iso(due), HoldOwner.WITHDRAWAL, withdrawal.id
+        )
+        deadline.append(deadlines.expiry_write(expiry))
     guarded = record_assessed(
         ledger,
         risk,
@@ -196,9 +208,10 @@ def request(
         metadata={"withdrawal_id": withdrawal.id, "destination": destination},
         pending=True,
         lifecycle_review=True,
-        extra_for=lambda _txn, verdict, _review: withdrawals.requested_writes(
-            replace(withdrawal, risk_rule=verdict.rule_id), daily
-        ),
+        extra_for=lambda _txn, verdict, _review: [
+            *withdrawals.requested_writes(replace(withdrawal, risk_rule=verdict.rule_id), daily),
+            *deadline,
+        ],
     )
     if guarded.recorded.created:
         return replace(withdrawal, risk_rule=guarded.verdict.rule_id)
@@ -373,6 +386,31 @@ def send_payout(
     """
     outcome = payouts.hand_off(gateway, payout_requests, withdrawals, withdrawal_id)
     return outcome in (payouts.HANDED_OVER, payouts.ALREADY_SENT)
+
+
+def expire_one(
+    ledger: LedgerService, withdrawals: WithdrawalRepository, withdrawal_id: str
+) -> bool:
+    """Expire one withdrawal still ``pending_review`` now (the hold sweeper found its deadline
+    passed): ``expired``, hold released, the day's total given back when it still counts,
+    audited, in one write. False if it was decided meanwhile (nothing written)."""
+    w = withdrawals.get(withdrawal_id)
+    if w is None or w.status is not WithdrawalStatus.PENDING_REVIEW:
+        return False
+    reason = "not reviewed before its deadline"
+    try:
+        _release(
+            ledger,
+            withdrawals,
+            w,
+            WithdrawalStatus.EXPIRED,
+            lambda found: found.expired(now_iso(), reason),
+            event=_event("withdrawal.expired", "system", w, None, reason=reason),
+            request=None,
+        )
+    except InvalidState:
+        return False
+    return True
 
 
 def expire_stale(

@@ -888,3 +888,78 @@ def test_another_lifecycle_decides_with_the_review_in_the_same_write(api_client,
     actions = [i["action"] for i in scan(people["table"]) if i["item_type"] == "audit"]
     assert "test.lifecycle_followed" in actions
     check_guarantees(people["table"])
+
+
+# -- the hold sweeper -----------------------------------------------------------------------------
+def sweep(now: str):  # type: ignore[no-untyped-def]
+    from chalicelib.api.dependencies import get_hold_expiries, get_withdrawal_repository
+    from chalicelib.services import holds
+
+    return holds.sweep(
+        get_ledger_service(),
+        get_hold_expiries(),
+        risk=get_risk(),
+        withdrawals=get_withdrawal_repository(),
+        now=now,
+    )
+
+
+def test_the_sweeper_ends_a_review_hold_through_the_review_once(api_client, people, held):
+    deadline = parse_iso(held["review"]["expires_at"])
+    before = sweep(to_iso(deadline - timedelta(seconds=1)))
+    assert (before.expired, before.already_ended) == ([], [])
+    after = to_iso(deadline + timedelta(seconds=1))
+    assert sweep(after).expired == [held["transaction"]["id"]]
+    assert (sweep(after).expired, sweep(after).already_ended) == ([], [])  # swept: done
+    [review] = reviews(api_client, people, "?status=expired")
+    assert review["id"] == held["review"]["id"]
+    assert risk_service.expire_stale(get_ledger_service(), get_risk(), now=after) == []
+    assert usd(people, "alice") == (100_00, 100_00)
+    assert usd(people, "bob") == (0, 0)
+    check_guarantees(people["table"])
+
+
+def test_the_sweeper_ends_a_withdrawal_past_its_review_window_through_it(api_client, people):
+    response, body = withdraw(api_client, people, "0.2")
+    assert response.status_code == 201, body
+    created = parse_iso(body["withdrawal"]["created_at"])
+    result = sweep(to_iso(created + timedelta(days=7, seconds=1)))
+    assert result.expired == [body["withdrawal"]["transaction_id"]]
+    response, now = call(
+        api_client, "GET", f"/v1/withdrawals/{body['withdrawal']['id']}", people["tokens"]["alice"]
+    )
+    assert now["withdrawal"]["status"] == "expired"
+    assert balances(wallet(people["alice"].id, "BTC")) == (100_000_000, 100_000_000)
+    assert sweep(to_iso(created + timedelta(days=8))).expired == []
+    check_guarantees(people["table"])
+
+
+def test_the_sweeper_voids_a_hold_without_owner_once_and_skips_one_that_ended(people):
+    from chalicelib.api.dependencies import get_hold_expiries
+    from chalicelib.domain.holds import HoldExpiry
+    from chalicelib.domain.transactions import TransactionType, derive_transaction_id
+    from chalicelib.services.ledger import PostingRequest
+
+    ledger, deadlines = get_ledger_service(), get_hold_expiries()
+    source, target = wallet(people["alice"].id, "USD"), wallet(people["bob"].id, "USD")
+    deadline = "2026-01-01T00:00:00.000000Z"
+    ids = []
+    for key in ("lapses", "settled"):
+        txn_id = derive_transaction_id("test-hold", key)
+        ledger.record(
+            transaction_id=txn_id,
+            type=TransactionType.TRANSFER,
+            postings=[PostingRequest(source, "USD", -5_00), PostingRequest(target, "USD", 5_00)],
+            pending=True,
+            extra=[deadlines.expiry_write(HoldExpiry(txn_id, deadline))],
+        )
+        ids.append(txn_id)
+    ledger.post_pending(ids[1])
+    result = sweep("2026-01-01T00:00:01.000000Z")
+    assert (result.expired, result.already_ended) == ([ids[0]], [ids[1]])
+    assert sweep("2026-01-02T00:00:00.000000Z").expired == []
+    assert usd(people, "alice") == (95_00, 95_00)
+    assert usd(people, "bob") == (5_00, 5_00)
+    events = [i for i in scan(people["table"]) if i.get("action") == "hold.expired"]
+    assert [e["target"] for e in events] == [ids[0]]
+    check_guarantees(people["table"])

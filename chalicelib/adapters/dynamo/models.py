@@ -458,6 +458,22 @@ class ReviewItem(LedgerItem):
     ITEM_TYPE = "risk_review"
 
 
+class HoldExpiryItem(LedgerItem):
+    """A hold's deadline and owner (domain.holds.HoldExpiry), written with the hold."""
+
+    class Meta(_Meta):
+        pass
+
+    transaction_id = UnicodeAttribute()
+    hold_expires_at = UnicodeAttribute()
+    owner = UnicodeAttribute(null=True)
+    owner_id = UnicodeAttribute(null=True)
+    done = BooleanAttribute(null=True)  # swept: the hold had ended, or the sweep ended it
+    expires_at = NumberAttribute()  # the table's TTL attribute
+
+    ITEM_TYPE = "hold_expiry"
+
+
 class PayoutItem(LedgerItem):
     """A payout the crypto gateway must send; written with the approval, exactly once."""
 
@@ -991,6 +1007,7 @@ MODELS: tuple[type[Model], ...] = (
     RiskRulesItem,
     RiskCounterItem,
     ReviewItem,
+    HoldExpiryItem,
     AdjustmentItem,
     PayoutItem,
     WebhookEventItem,
