@@ -26,6 +26,7 @@ from chalicelib.api.monitors import monitors
 from chalicelib.api.payment_requests import payment_requests
 from chalicelib.api.reconciliations import reconciliations
 from chalicelib.api.restore_drill_job import restore_drill_jobs
+from chalicelib.api.risk import risk
 from chalicelib.api.transfers import transfers
 from chalicelib.api.withdrawals import withdrawals
 from chalicelib.config import read_settings
@@ -52,6 +53,7 @@ app.register_blueprint(reconciliations)
 app.register_blueprint(facility)
 app.register_blueprint(payment_requests)
 app.register_blueprint(monitors)
+app.register_blueprint(risk)
 
 
 @app.middleware("http")

@@ -100,6 +100,12 @@ class Settings:
     # USAGE_PLAN_ID: the API Gateway usage plan that holds one API Gateway key per facility key
     # (a deployed stage's outer rate guard); unset (the local stack, the tests): no gateway keys.
     usage_plan_id: str | None = None
+    # RISK_REVIEW_HOURS: a risk review still open this many hours after it was opened expires
+    # (its hold is voided) by the hourly expire_reviews job.
+    risk_review_hours: int = 72
+    # RISK_RULES_TTL_SECONDS: how long a process keeps the risk rules it read before reading them
+    # again (0: on every assessment); an admin's change reaches every process within it.
+    risk_rules_ttl_seconds: int = 10
 
     @property
     def is_local(self) -> bool:
@@ -287,4 +293,6 @@ def read_settings() -> Settings:
         backup_restore_role_arn=os.environ.get("BACKUP_RESTORE_ROLE_ARN") or None,
         facility_rate_limit_per_minute=_int("FACILITY_RATE_LIMIT_PER_MINUTE", 100, 1),
         usage_plan_id=os.environ.get("USAGE_PLAN_ID") or None,
+        risk_review_hours=_int("RISK_REVIEW_HOURS", 72, 1),
+        risk_rules_ttl_seconds=_int("RISK_RULES_TTL_SECONDS", 10, 0),
     )

@@ -29,9 +29,11 @@ if TYPE_CHECKING:
     from chalicelib.services.api_keys import ApiKeyRepository, GatewayKeys
     from chalicelib.services.crypto import AddressRepository
     from chalicelib.services.facilities import FacilityRepository
+    from chalicelib.services.holds import HoldExpiries
     from chalicelib.services.monitors import MonitorRepository
     from chalicelib.services.payment_requests import PaymentRequestRepository
     from chalicelib.services.payouts import PayoutRepository
+    from chalicelib.services.risk import Risk
     from chalicelib.services.webhook_events import WebhookEvents
     from chalicelib.services.withdrawals import WithdrawalRepository
 
@@ -368,6 +370,31 @@ def get_monitor_repository() -> MonitorRepository:
     return DynamoMonitorRepository()
 
 
+@cache
+def get_risk() -> Risk:
+    """Risk rules (cached for RISK_RULES_TTL_SECONDS), counters and reviews on the table."""
+    from chalicelib.adapters.dynamo.risk_repository import DynamoRiskRepository
+    from chalicelib.services.risk import Risk, RulesCache
+
+    settings = get_bound_settings()
+    repository = DynamoRiskRepository()
+    return Risk(
+        repository,
+        RulesCache(repository, settings.risk_rules_ttl_seconds),
+        review_hours=settings.risk_review_hours,
+        deadlines=get_hold_expiries(),
+    )
+
+
+@cache
+def get_hold_expiries() -> HoldExpiries:
+    """Hold deadlines (written with holds, enforced by the hold sweeper) on the table."""
+    from chalicelib.adapters.dynamo.hold_expiry_repository import DynamoHoldExpiries
+
+    get_bound_settings()
+    return DynamoHoldExpiries()
+
+
 def reset() -> None:
     """Forget every object built so far; the next getter call reads the settings again."""
     get_table_probe.cache_clear()
@@ -393,3 +420,5 @@ def reset() -> None:
     get_gateway_keys.cache_clear()
     get_payment_request_repository.cache_clear()
     get_monitor_repository.cache_clear()
+    get_risk.cache_clear()
+    get_hold_expiries.cache_clear()

@@ -18,6 +18,7 @@ from chalicelib.api.dependencies import (
     get_ledger_service,
     get_payment_gateway,
     get_refund_repository,
+    get_risk,
 )
 from chalicelib.api.idempotency import idempotency_key, replayable
 from chalicelib.api.log import logger
@@ -89,8 +90,15 @@ def refund_view(r: Any) -> responses.Refund:
     )
 
 
+def _risk_ahead(request: Any, user_id: str) -> None:
+    """The caller's risk counter (and the rules, when the cache is stale) in the first read."""
+    from chalicelib.services import risk
+
+    risk.read_ahead(get_risk(), user_id)
+
+
 @deposits.route("/v1/deposits/card", methods=["POST"])
-@protected(deposits)
+@protected(deposits, read_ahead=_risk_ahead)
 @replayable(deposits, "card-deposit")
 def create_card_deposit() -> Response:
     body = parse_body(deposits.current_request, schemas().NewCardDeposit)
@@ -98,6 +106,7 @@ def create_card_deposit() -> Response:
     d = service().create_card_deposit(
         get_payment_gateway(),
         deposits=get_deposit_repository(),
+        risk=get_risk(),
         user=current_principal().user,
         amount=body.amount,
         currency_code=body.currency,

@@ -114,6 +114,16 @@ DOMAIN_ERRORS: Mapping[type[domain.LedgerError], HttpError] = {
     domain.ApiKeyNotFound: HttpError(404, "not_found"),
     domain.MonitorNotFound: HttpError(404, "not_found"),
     domain.RateLimited: HttpError(429, "rate_limited"),
+    domain.RiskDeclined: HttpError(422, "risk_declined"),
+    domain.RiskCounterChanged: HttpError(
+        409,
+        "conflict",
+        "Other operations of the same user kept changing its risk counts; nothing was written "
+        "and the request is safe to retry.",
+    ),
+    domain.RulesVersionConflict: HttpError(409, "version_conflict"),
+    domain.ReviewNotFound: HttpError(404, "not_found"),
+    domain.ReviewNotOpen: HttpError(409, "invalid_state"),
 }
 
 # Chalice's ``Code`` values (its exception class names, or the codes it uses for errors it

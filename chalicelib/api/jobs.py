@@ -15,6 +15,10 @@ command, see docs/local-stack.md). Thin: each calls one service function.
 - ``expire_payment_requests`` (every 15 minutes): open payment requests past their
   ``expires_at`` are stored ``expired`` and leave the expiry queue (every reader shows them
   expired already; ``chalicelib/services/payment_requests.py``).
+- ``expire_reviews`` (every hour): risk reviews left ``open`` for ``RISK_REVIEW_HOURS`` (72)
+  expire and their holds are voided (``chalicelib/services/risk.py``).
+- ``sweep_holds`` (every hour): every hold written with a deadline is voided once it passed,
+  through its owner (a review, a withdrawal) when it has one (``chalicelib/services/holds.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from chalicelib.api.dependencies import (
     get_bound_settings,
     get_crypto_gateway,
     get_deposit_repository,
+    get_hold_expiries,
     get_inbox,
     get_ledger_service,
     get_monitor_repository,
@@ -39,6 +44,7 @@ from chalicelib.api.dependencies import (
     get_payment_request_repository,
     get_payout_repository,
     get_refund_repository,
+    get_risk,
     get_withdrawal_repository,
 )
 from chalicelib.api.log import logger
@@ -107,6 +113,42 @@ def run_payment_request_expiry() -> list[str]:
     expired = payment_requests.expire_due(get_payment_request_repository())
     logger.info("scheduled payment request expiry", expired=len(expired))
     return expired
+
+
+@jobs.schedule(Rate(1, unit=Rate.HOURS), name="expire_reviews")
+def expire_reviews(event: Any) -> dict[str, Any]:
+    return {"expired": run_review_expiry()}
+
+
+def run_review_expiry() -> list[str]:
+    """One run of the risk review expiry (also what ``infra.local.expire_reviews`` runs)."""
+    from chalicelib.services import risk
+
+    expired = risk.expire_stale(get_ledger_service(), get_risk())
+    logger.info("scheduled risk review expiry", expired=len(expired))
+    return expired
+
+
+@jobs.schedule(Rate(1, unit=Rate.HOURS), name="sweep_holds")
+def sweep_holds(event: Any) -> dict[str, Any]:
+    report = run_hold_sweeper()
+    return {"expired": report.expired, "already_ended": report.already_ended}
+
+
+def run_hold_sweeper():  # type: ignore[no-untyped-def]
+    """One sweep of the holds whose deadline passed (``services.holds.sweep``)."""
+    from chalicelib.services import holds
+
+    report = holds.sweep(
+        get_ledger_service(),
+        get_hold_expiries(),
+        risk=get_risk(),
+        withdrawals=get_withdrawal_repository(),
+    )
+    logger.info(
+        "scheduled hold sweep", expired=len(report.expired), ended=len(report.already_ended)
+    )
+    return report
 
 
 @jobs.schedule(Rate(15, unit=Rate.MINUTES), name="finish_refunds")

@@ -62,6 +62,8 @@ M, A, F, C = (
     "chalicelib.api.fx_schemas",
     "chalicelib.api.crypto_schemas",
 )
+RISK = "chalicelib.api.risk_schemas"
+REVIEW_STATUS = {"type": "string", "enum": ["open", "approved", "rejected", "expired"]}
 LIST_QUERY = ("limit", "cursor")
 TXN = r.TransactionAnswer
 
@@ -178,13 +180,15 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ),
     # moving money
     ("POST", "/v1/transfers"): Op(
-        "Send money to a user (transfer) or a facility (payment)",
+        "Send money to a user (transfer) or a facility (payment); 202 when a risk rule holds it "
+        "for review, 422 risk_declined when one declines it",
         "money",
         201,
         f"{M}:Transfer",
         TXN,
         (400, 404, 409, 422),
         idempotent=True,
+        also={202: r.ReviewedTransactionAnswer},
     ),
     ("GET", "/v1/facilities"): Op(
         "Facilities that can be paid", "money", returns=r.FacilityPage, query=LIST_QUERY
@@ -232,7 +236,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         201,
         f"{M}:NewCardDeposit",
         r.NewDepositAnswer,
-        (400,),
+        (400, 422),
         idempotent=True,
     ),
     ("GET", "/v1/deposits/{deposit_id}"): Op(
@@ -266,6 +270,42 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         201,
         f"{M}:NewFacility",
         r.FacilityAnswer,
+        access="admin",
+    ),
+    ("GET", "/v1/admin/risk/rules"): Op(
+        "The risk rule set and its version", "risk", returns=r.RiskRules, access="admin"
+    ),
+    ("PUT", "/v1/admin/risk/rules"): Op(
+        "Replace the risk rule set (audited); 409 version_conflict if it changed since version",
+        "risk",
+        body=f"{RISK}:RulesChange",
+        returns=r.RiskRules,
+        errors=(400, 409),
+        access="admin",
+    ),
+    ("GET", "/v1/admin/reviews"): Op(
+        "The risk review queue, newest first",
+        "risk",
+        returns=r.ReviewPage,
+        query=(*LIST_QUERY, "status"),
+        query_types={"status": REVIEW_STATUS},
+        access="admin",
+    ),
+    ("POST", "/v1/admin/reviews/{review_id}/approve"): Op(
+        "Approve a review: the held money moves (the hold is posted)",
+        "risk",
+        body=f"{RISK}:RequestBody",
+        returns=r.ReviewedTransactionAnswer,
+        errors=(404, 409),
+        access="admin",
+        body_optional=True,
+    ),
+    ("POST", "/v1/admin/reviews/{review_id}/reject"): Op(
+        "Reject a review: the hold is released",
+        "risk",
+        body=f"{RISK}:ReviewRejection",
+        returns=r.ReviewedTransactionAnswer,
+        errors=(400, 404, 409),
         access="admin",
     ),
     ("GET", "/v1/admin/withdrawals"): Op(

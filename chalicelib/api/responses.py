@@ -223,9 +223,63 @@ class Withdrawal(Answer):
 
 
 class QueuedWithdrawal(Withdrawal):
-    """A withdrawal in the admin's review queue: whose it is."""
+    """A withdrawal in the admin's review queue: whose it is, and the risk rule that asked for
+    its review, if one did (docs/risk.md)."""
 
     user_id: str
+    risk_rule: str | None = None
+
+
+class RiskRule(Answer):
+    """A risk rule (API.md, "Risk"); fields a kind does not use are absent."""
+
+    id: str
+    kind: Literal[
+        "amount_over",
+        "daily_amount_over",
+        "daily_count_over",
+        "new_recipients_over",
+        "account_younger_than",
+    ]
+    action: Literal["review", "block"]
+    currency: Currency | None = None
+    amount: Amount | None = None
+    count: int | None = None
+    hours: int | None = None
+    user_id: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class RiskRules(Answer):
+    version: int = Field(description="0 until rules are first set; +1 per change")
+    rules: list[RiskRule]
+    updated_at: Instant | None = None
+    updated_by: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        out = self.model_dump(exclude={"rules"})
+        out["rules"] = [rule.body() for rule in self.rules]
+        return out
+
+
+class Review(Answer):
+    """An operation held for a risk review."""
+
+    id: str
+    status: Literal["open", "approved", "rejected", "expired"]
+    user_id: str
+    operation: Literal["transfer", "payment", "payment_request", "withdrawal", "card_deposit"]
+    amount: Amount
+    currency: Currency
+    rule: str = Field(description="the id of the rule that asked for the review")
+    created_at: Instant
+    transaction_id: str
+    expires_at: Instant = Field(description="when it expires if nobody decides it")
+    decided_by: str | None
+    decided_at: Instant | None
+    reason: str | None
 
 
 class Deposit(Answer):
@@ -413,6 +467,14 @@ class QuoteAnswer(Answer):
     quote: Quote
 
 
+class ReviewedTransactionAnswer(Answer):
+    """A transaction a risk rule held for review, and its review: ``pending`` and ``open`` when
+    the money was just held (202), ``posted`` / ``voided`` once the review is decided."""
+
+    transaction: Transaction
+    review: Review
+
+
 class WithdrawalAnswer(Answer):
     withdrawal: Withdrawal
 
@@ -516,4 +578,9 @@ class ManagedUserPage(Answer):
 
 class AuditEventPage(Answer):
     data: list[AuditEvent]
+    next_cursor: NextCursor
+
+
+class ReviewPage(Answer):
+    data: list[Review]
     next_cursor: NextCursor

@@ -8,17 +8,19 @@ from typing import TYPE_CHECKING, Any
 from chalice import Blueprint, Response
 
 from chalicelib.api import responses
-from chalicelib.api.access import admin_only, current_principal, protected
+from chalicelib.api.access import admin_only, current_principal, current_user_id, protected
 from chalicelib.api.dependencies import (
     get_auth_service,
     get_facility_repository,
     get_ledger_service,
+    get_risk,
 )
 from chalicelib.api.idempotency import current_money_replay, idempotency_key, replayed_with_money
 from chalicelib.api.requests import parse_body, source_ip
 from chalicelib.api.views import transaction_view
 
 if TYPE_CHECKING:
+    from chalicelib.domain.risk import Review, Verdict
     from chalicelib.domain.transactions import Transaction
 
 transfers = Blueprint(__name__)
@@ -31,8 +33,12 @@ def schemas():  # type: ignore[no-untyped-def]
 
 
 def _recipient_ahead(request: Any) -> None:
-    """The recipient's email claim is read in the same batch as the caller (DESIGN.md budget)."""
+    """The recipient's email claim (and the caller's risk counter, when there are rules) is read
+    in the same batch as the caller (DESIGN.md budget)."""
+    from chalicelib.services import risk as risk_service
     from chalicelib.services import transfers as service
+
+    risk_service.read_ahead(get_risk(), current_user_id())
 
     try:
         body = json.loads(request.raw_body or b"{}")
@@ -42,8 +48,16 @@ def _recipient_ahead(request: Any) -> None:
         service.read_ahead(get_auth_service().repository, body.get("to_email"))
 
 
-def _answer(txn: Transaction) -> tuple[int, dict[str, Any]]:
-    return 201, responses.TransactionAnswer(transaction=transaction_view(txn)).body()
+def _answer(txn: Transaction, review: Review | None = None) -> tuple[int, dict[str, Any]]:
+    """201 and the transaction; 202 with its review when a risk rule held it (API.md, "Risk")."""
+    if review is None:
+        return 201, responses.TransactionAnswer(transaction=transaction_view(txn)).body()
+    from chalicelib.api.risk import review_view
+
+    answer = responses.ReviewedTransactionAnswer(
+        transaction=transaction_view(txn), review=review_view(review)
+    )
+    return 202, answer.body()
 
 
 @transfers.route("/v1/transfers", methods=["POST"])
@@ -54,9 +68,14 @@ def create_transfer() -> Response:
 
     body = parse_body(transfers.current_request, schemas().Transfer)
     replay = current_money_replay()
-    recorded = service.transfer(
+
+    def with_answer(txn: Transaction, verdict: Verdict, review: Review | None) -> Any:
+        return replay.writes_for(lambda t: _answer(t, review))(txn)
+
+    guarded = service.transfer(
         get_ledger_service(),
         get_auth_service().repository,
+        get_risk(),
         sender=current_principal().user,
         request=service.TransferRequest(
             amount=body.amount,
@@ -66,10 +85,10 @@ def create_transfer() -> Response:
             memo=body.memo,
         ),
         idempotency_key=idempotency_key(transfers),
-        extra_for=replay.writes_for(_answer),
+        extra_for=with_answer,
     )
-    replay.stored_with_money(recorded.created)
-    status, answer = _answer(recorded.transaction)
+    replay.stored_with_money(guarded.recorded.created)
+    status, answer = _answer(guarded.recorded.transaction, guarded.review)
     return Response(answer, status_code=status)
 
 

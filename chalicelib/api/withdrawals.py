@@ -12,8 +12,10 @@ from chalicelib.api.accounts import parse_list_query, query_param
 from chalicelib.api.dependencies import (
     get_bound_settings,
     get_crypto_gateway,
+    get_hold_expiries,
     get_ledger_service,
     get_payout_repository,
+    get_risk,
     get_withdrawal_repository,
 )
 from chalicelib.api.idempotency import idempotency_key, optional_request_mark, replayable
@@ -56,11 +58,20 @@ def _withdrawal_fields(w: Any) -> dict[str, Any]:
 
 def queued_withdrawal_view(w: Any) -> responses.QueuedWithdrawal:
     """A withdrawal in the review queue: whose it is, too."""
-    return responses.QueuedWithdrawal(**_withdrawal_fields(w), user_id=w.user_id)
+    return responses.QueuedWithdrawal(
+        **_withdrawal_fields(w), user_id=w.user_id, risk_rule=w.risk_rule
+    )
+
+
+def _risk_ahead(request: Any, user_id: str) -> None:
+    """The caller's risk counter (and the rules, when the cache is stale) in the first read."""
+    from chalicelib.services import risk
+
+    risk.read_ahead(get_risk(), user_id)
 
 
 @withdrawals.route("/v1/withdrawals", methods=["POST"])
-@protected(withdrawals)
+@protected(withdrawals, read_ahead=_risk_ahead)
 @replayable(withdrawals, "withdrawal")
 def request_withdrawal() -> Response:
     body = parse_body(withdrawals.current_request, schemas().NewWithdrawal)
@@ -68,11 +79,13 @@ def request_withdrawal() -> Response:
         get_ledger_service(),
         get_withdrawal_repository(),
         get_bound_settings(),
+        get_risk(),
         user=current_principal().user,
         amount=body.amount,
         currency_code=body.currency,
         destination=body.destination,
         idempotency_key=idempotency_key(withdrawals),
+        deadlines=get_hold_expiries(),
     )
     answer = responses.WithdrawalAnswer(withdrawal=withdrawal_view(w))
     return Response(answer.body(), status_code=201)

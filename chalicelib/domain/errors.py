@@ -321,3 +321,28 @@ class RateLimited(LedgerError):
 # -- balance monitors -----------------------------------------------------------------------------
 class MonitorNotFound(LedgerError):
     """No balance monitor has this id."""
+
+
+# -- risk -----------------------------------------------------------------------------------------
+class RiskDeclined(LedgerError):
+    """A risk rule declined the operation; nothing moved."""
+
+    def __init__(self, rule_id: str) -> None:
+        super().__init__("the operation was declined by a risk rule; nothing moved")
+        self.rule_id = rule_id
+
+
+class RiskCounterChanged(VersionConflict):
+    """The user's risk counter changed since it was read: the operation is assessed again."""
+
+
+class RulesVersionConflict(LedgerError):
+    """The risk rules changed since the version the change was based on; read them again."""
+
+
+class ReviewNotFound(LedgerError):
+    """No review has this id."""
+
+
+class ReviewNotOpen(InvalidState):
+    """The review was decided already (approved, rejected or expired)."""

@@ -69,6 +69,9 @@ class Withdrawal:
     # The mark of the request that decided it (api.idempotency.request_mark), when it had an
     # Idempotency-Key: its retry after a lost answer recognises its own decision.
     decided_request: str | None = None
+    # The risk rule that asked for this withdrawal's review (services/risk.py): the review is
+    # the withdrawal's own, so a risk review opens no second hold (docs/risk.md).
+    risk_rule: str | None = None
 
     @classmethod
     def requested(

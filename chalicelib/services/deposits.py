@@ -42,10 +42,12 @@ from chalicelib.domain.errors import (
     WebhookEventSeen,
 )
 from chalicelib.domain.money import currency, parse_amount
+from chalicelib.domain.risk import Check, Operation
 from chalicelib.domain.transactions import Transaction, TransactionType
 from chalicelib.domain.users import User
 from chalicelib.services.inbox import DUPLICATE, Inbox
 from chalicelib.services.ledger import LedgerService, PostingRequest, SideWrite
+from chalicelib.services.risk import Risk, count_alone
 
 PROVIDER = "stripe"  # the inbox's name for Stripe's events
 STRIPE_SUCCEEDED = "succeeded"
@@ -96,6 +98,7 @@ def create_card_deposit(
     gateway: PaymentGateway,
     *,
     deposits: DepositRepository,
+    risk: Risk,
     user: User,
     amount: str,
     currency_code: str,
@@ -107,15 +110,22 @@ def create_card_deposit(
     key: a retry (even after the API's replay record expired, or after a crash between the two
     writes) finds the same deposit and gets the same PaymentIntent back.
 
-    Raises (in order): UnsupportedCurrency (anything but USD), InvalidAmount.
+    A new deposit is assessed and counted by the risk rules first (``services.risk.count_alone``):
+    no money moves yet, so there is nothing to hold, and a rule whose action is ``review``
+    declines it like ``block`` does, before any PaymentIntent exists (docs/risk.md).
+
+    Raises (in order): UnsupportedCurrency (anything but USD), InvalidAmount, RiskDeclined.
     """
     code = currency(currency_code).code
     check_card_currency(code)
     minor = parse_amount(amount, code)
     deposit_id = card_deposit_id(user.id, idempotency_key)
-    deposit = deposits.get(deposit_id) or deposits.add(
-        Deposit.pending(deposit_id, user.id, minor, code, now_iso())
-    )
+    deposit = deposits.get(deposit_id)
+    if deposit is None:
+        at = now_iso()
+        check = Check(user.id, Operation.CARD_DEPOSIT, minor, code, at, None, user.created_at)
+        count_alone(risk, check)
+        deposit = deposits.add(Deposit.pending(deposit_id, user.id, minor, code, at))
     if deposit.payment_intent_id is not None:
         intent = gateway.retrieve_payment_intent(deposit.payment_intent_id)
     else:

@@ -1,21 +1,24 @@
 """Transfers between users (type ``transfer``) and payments to facilities (type ``payment``).
 
 The transaction id is derived from the sender and the request's Idempotency-Key, so a retried
-request moves money once even after its replay record has expired.
+request moves money once even after its replay record has expired. Every transfer is assessed by
+the risk rules first (``services.risk.record_assessed``): declined, held for review, or moved.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from chalicelib.adapters.clock import now_iso
 from chalicelib.domain.accounts import OwnerType, wallet_id
 from chalicelib.domain.errors import AccountNotFound, InvalidRequest, RecipientNotFound
 from chalicelib.domain.money import currency, parse_amount
-from chalicelib.domain.transactions import Transaction, TransactionType, derive_transaction_id
+from chalicelib.domain.risk import Check, Operation
+from chalicelib.domain.transactions import TransactionType, derive_transaction_id
 from chalicelib.domain.users import User
-from chalicelib.services.ledger import LedgerService, PostingRequest, Recorded, SideWrite
+from chalicelib.services.ledger import LedgerService, PostingRequest
+from chalicelib.services.risk import ExtraFor, Guarded, Risk, record_assessed
 
 MAX_MEMO_LENGTH = 500
 
@@ -50,19 +53,23 @@ def read_ahead(users: Recipients, to_email: object) -> None:
 def transfer(
     ledger: LedgerService,
     users: Recipients,
+    risk: Risk,
     *,
     sender: User,
     request: TransferRequest,
     idempotency_key: str,
-    extra_for: Callable[[Transaction], Sequence[SideWrite]] | None = None,
-) -> Recorded:
-    """Move ``amount`` from the sender's wallet to a user's wallet or a facility's account.
+    extra_for: ExtraFor | None = None,
+) -> Guarded:
+    """Move ``amount`` from the sender's wallet to a user's wallet or a facility's account, or
+    hold it for a risk review (``Guarded.review``).
 
-    ``extra_for`` (the request's replay record) is written with the money (``LedgerService``).
+    ``extra_for(transaction, verdict, review)`` (the request's replay record) is written with the
+    money (``services.risk.record_assessed``).
 
     Raises (in order of precedence):
         UnsupportedCurrency, InvalidAmount, InvalidRequest (both or no recipient, oneself,
-        memo too long), RecipientNotFound, InsufficientFunds, TransactionExistsWithDifferentFields.
+        memo too long), RecipientNotFound, RiskDeclined, InsufficientFunds,
+        TransactionExistsWithDifferentFields.
     """
     code = currency(request.currency).code
     amount = parse_amount(request.amount, code)
@@ -78,13 +85,26 @@ def transfer(
         if recipient_id == sender.id:
             raise InvalidRequest("a transfer to oneself moves nothing")
         target = wallet_id(OwnerType.USER, recipient_id, code)
-        kind = TransactionType.TRANSFER
+        kind, operation, recipient = TransactionType.TRANSFER, Operation.TRANSFER, recipient_id
     else:
         target = wallet_id(OwnerType.FACILITY, request.to_facility_id or "", code)
-        kind = TransactionType.PAYMENT
+        kind, operation = TransactionType.PAYMENT, Operation.PAYMENT
+        recipient = f"facility:{request.to_facility_id}"
     source = wallet_id(OwnerType.USER, sender.id, code)
+    check = Check(
+        user_id=sender.id,
+        operation=operation,
+        amount=amount,
+        currency=code,
+        at=now_iso(),
+        recipient=f"user:{recipient}" if kind is TransactionType.TRANSFER else recipient,
+        user_created_at=sender.created_at,
+    )
     try:
-        recorded = ledger.record(
+        guarded = record_assessed(
+            ledger,
+            risk,
+            check,
             transaction_id=derive_transaction_id("transfer", sender.id, idempotency_key),
             type=kind,
             postings=[
@@ -99,4 +119,4 @@ def transfer(
         if exc.account_id == target:
             raise RecipientNotFound("the recipient has no account in this currency") from exc
         raise
-    return recorded
+    return guarded

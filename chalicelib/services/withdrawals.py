@@ -18,7 +18,7 @@ requests cannot exceed it either. Cancelled and rejected amounts are given back 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Protocol
 
@@ -37,14 +37,17 @@ from chalicelib.domain.errors import (
     WithdrawalNotFound,
     WithdrawalNotPendingReview,
 )
+from chalicelib.domain.holds import HoldExpiry, HoldOwner
 from chalicelib.domain.money import currency, parse_amount
 from chalicelib.domain.payouts import PayoutRequest, PayoutStatus
+from chalicelib.domain.risk import Check, Operation
 from chalicelib.domain.transactions import TransactionType
 from chalicelib.domain.users import AuditEvent, User
 from chalicelib.domain.withdrawals import Withdrawal, WithdrawalStatus, checked_reason
 from chalicelib.services import payouts
 from chalicelib.services.ledger import LedgerService, PostingRequest, SideWrite
 from chalicelib.services.payouts import PayoutRepository
+from chalicelib.services.risk import HoldDeadlines, Risk, record_assessed
 
 logger = Logger(child=True)
 # How far back the expiry job looks past the review window: a withdrawal older than window +
@@ -138,17 +141,27 @@ def request(
     ledger: LedgerService,
     withdrawals: WithdrawalRepository,
     settings: Settings,
+    risk: Risk,
     *,
     user: User,
     amount: str,
     currency_code: str,
     destination: str,
     idempotency_key: str,
+    deadlines: HoldDeadlines | None = None,
 ) -> Withdrawal:
     """Hold the amount and queue the withdrawal for review.
 
+    With ``deadlines``, the hold is written with its deadline (``WITHDRAWAL_REVIEW_DAYS`` after
+    the request), which the hold sweeper enforces through ``expire_one``.
+
+    Risk rules are checked first (``services.risk.record_assessed``): ``block`` refuses it;
+    ``review`` names the rule on the withdrawal (``risk_rule``), whose own review then decides
+    it: one hold, one review.
+
     Raises (in order): EmailUnverified, UnsupportedCurrency, InvalidAmount, InvalidRequest
-    (destination), AmountBelowMinimum, WithdrawalLimitExceeded, InsufficientFunds.
+    (destination), AmountBelowMinimum, WithdrawalLimitExceeded (the request alone),
+    RiskDeclined, WithdrawalLimitExceeded (with the day's total), InsufficientFunds.
     """
     if not user.email_verified:
         raise EmailUnverified("verify your email before withdrawing")
@@ -165,7 +178,26 @@ def request(
         minimum=settings.withdrawal_minimums.get(code),
         daily_limit=daily,
     )
-    recorded = ledger.record(
+    check = Check(
+        user_id=user.id,
+        operation=Operation.WITHDRAWAL,
+        amount=minor,
+        currency=code,
+        at=withdrawal.created_at,
+        recipient=f"address:{code}:{destination}",
+        user_created_at=user.created_at,
+    )
+    deadline = []
+    if deadlines is not None:
+        due = parse_iso(withdrawal.created_at) + timedelta(days=settings.withdrawal_review_days)
+        expiry = HoldExpiry(
+            withdrawal.transaction_id, to_iso(due), HoldOwner.WITHDRAWAL, withdrawal.id
+        )
+        deadline.append(deadlines.expiry_write(expiry))
+    guarded = record_assessed(
+        ledger,
+        risk,
+        check,
         transaction_id=withdrawal.transaction_id,
         type=TransactionType.WITHDRAWAL,
         postings=[
@@ -175,10 +207,14 @@ def request(
         memo=f"withdrawal to {destination}",
         metadata={"withdrawal_id": withdrawal.id, "destination": destination},
         pending=True,
-        extra=withdrawals.requested_writes(withdrawal, daily),
+        lifecycle_review=True,
+        extra_for=lambda _txn, verdict, _review: [
+            *withdrawals.requested_writes(replace(withdrawal, risk_rule=verdict.rule_id), daily),
+            *deadline,
+        ],
     )
-    if recorded.created:
-        return withdrawal
+    if guarded.recorded.created:
+        return replace(withdrawal, risk_rule=guarded.verdict.rule_id)
     # A retry of a request that was recorded before: answer with the withdrawal as it is now.
     stored = withdrawals.get(withdrawal.id)
     if stored is None:
@@ -350,6 +386,31 @@ def send_payout(
     """
     outcome = payouts.hand_off(gateway, payout_requests, withdrawals, withdrawal_id)
     return outcome in (payouts.HANDED_OVER, payouts.ALREADY_SENT)
+
+
+def expire_one(
+    ledger: LedgerService, withdrawals: WithdrawalRepository, withdrawal_id: str
+) -> bool:
+    """Expire one withdrawal still ``pending_review`` now (the hold sweeper found its deadline
+    passed): ``expired``, hold released, the day's total given back when it still counts,
+    audited, in one write. False if it was decided meanwhile (nothing written)."""
+    w = withdrawals.get(withdrawal_id)
+    if w is None or w.status is not WithdrawalStatus.PENDING_REVIEW:
+        return False
+    reason = "not reviewed before its deadline"
+    try:
+        _release(
+            ledger,
+            withdrawals,
+            w,
+            WithdrawalStatus.EXPIRED,
+            lambda found: found.expired(now_iso(), reason),
+            event=_event("withdrawal.expired", "system", w, None, reason=reason),
+            request=None,
+        )
+    except InvalidState:
+        return False
+    return True
 
 
 def expire_stale(

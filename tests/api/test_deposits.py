@@ -24,6 +24,7 @@ from chalicelib.api.dependencies import (
     get_inbox,
     get_ledger_service,
     get_refund_repository,
+    get_risk,
 )
 from chalicelib.auth import passwords
 from chalicelib.domain.accounts import OwnerType, wallet_id
@@ -149,6 +150,7 @@ def test_a_retry_after_the_replay_record_is_gone_reuses_the_deposit(
     first = deposits.create_card_deposit(
         stripe_fake,
         deposits=repository,
+        risk=get_risk(),
         user=people["alice"],
         amount="5",
         currency_code="USD",
@@ -157,6 +159,7 @@ def test_a_retry_after_the_replay_record_is_gone_reuses_the_deposit(
     again = deposits.create_card_deposit(
         stripe_fake,
         deposits=repository,
+        risk=get_risk(),
         user=people["alice"],
         amount="5",
         currency_code="USD",

@@ -87,6 +87,11 @@ DOMAIN_ERRORS: dict[str, Callable[[], domain.LedgerError]] = {
     "ApiKeyNotFound": domain.ApiKeyNotFound,
     "MonitorNotFound": domain.MonitorNotFound,
     "RateLimited": lambda: domain.RateLimited(100, 42),
+    "RiskDeclined": lambda: domain.RiskDeclined("rule-1"),
+    "RiskCounterChanged": domain.RiskCounterChanged,
+    "RulesVersionConflict": domain.RulesVersionConflict,
+    "ReviewNotFound": domain.ReviewNotFound,
+    "ReviewNotOpen": domain.ReviewNotOpen,
 }
 
 EXPECTED = {
@@ -156,6 +161,11 @@ EXPECTED = {
     "ApiKeyNotFound": (404, "not_found"),
     "MonitorNotFound": (404, "not_found"),
     "RateLimited": (429, "rate_limited"),
+    "RiskDeclined": (422, "risk_declined"),
+    "RiskCounterChanged": (409, "conflict"),
+    "RulesVersionConflict": (409, "version_conflict"),
+    "ReviewNotFound": (404, "not_found"),
+    "ReviewNotOpen": (409, "invalid_state"),
 }
 
 probe = Blueprint(__name__)

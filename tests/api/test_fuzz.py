@@ -27,7 +27,7 @@ FIELDS = [
     "amount", "currency", "to_email", "to_facility_id", "memo", "email", "password",
     "totp_code", "refresh_token", "code", "token", "new_password", "reason", "force", "role",
     "quote_id", "from_currency", "to_currency", "from_amount", "destination", "accept_terms",
-    "name", "account_id", "payer_email", "expires_in",
+    "name", "account_id", "payer_email", "expires_in", "rules", "version",
 ]  # fmt: skip
 QUERY = ["limit", "cursor", "from", "to", "email", "actor_id", "action", "date", "full", "status"]
 ROUTES = sorted((method, path) for path, methods in app.routes.items() for method in methods)

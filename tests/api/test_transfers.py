@@ -10,7 +10,7 @@ import pyotp
 import pytest
 
 from chalicelib.adapters.dynamo.models import IdempotencyItem
-from chalicelib.api.dependencies import get_auth_service, get_ledger_service
+from chalicelib.api.dependencies import get_auth_service, get_ledger_service, get_risk
 from chalicelib.auth import passwords
 from chalicelib.domain.accounts import OwnerType
 from chalicelib.domain.errors import InsufficientFunds
@@ -211,6 +211,7 @@ def test_twenty_racing_transfers_spend_exactly_the_balance(people):
             transfer_service.transfer(
                 ledger,
                 users,
+                get_risk(),
                 sender=people["alice"],
                 request=transfer_service.TransferRequest(
                     "1.00", "USD", "bob@example.com", None, ""

@@ -14,6 +14,7 @@ from chalicelib.api.dependencies import (
     get_auth_service,
     get_bound_settings,
     get_ledger_service,
+    get_risk,
     get_withdrawal_repository,
 )
 from chalicelib.auth import passwords
@@ -213,6 +214,7 @@ def test_racing_requests_cannot_pass_the_daily_limit(people):
                 ledger,
                 get_withdrawal_repository(),
                 settings,
+                get_risk(),
                 user=people["alice"],
                 amount="0.2",
                 currency_code="BTC",

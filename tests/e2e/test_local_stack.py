@@ -151,6 +151,8 @@ def start_stack(
         "TABLE_NAME": "ledger-e2e",
         # More API workers than cores: parallel requests interleave as on Lambda.
         "LEDGER_API_WORKERS": str(workers),
+        # Risk rules a test sets apply to the very next request in every worker.
+        "RISK_RULES_TTL_SECONDS": "0",
     }
     log = tmp_path / "stack.log"
     with log.open("wb") as out:

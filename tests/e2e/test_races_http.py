@@ -242,6 +242,51 @@ def test_six_parallel_rollbacks_of_one_transfer_reverse_it_once(stack: Stack, pe
     assert body["transaction"]["reversed_by"]
 
 
+def test_twelve_parallel_transfers_cannot_pass_a_daily_risk_limit_together(
+    stack: Stack, people, admin
+):
+    """A daily_amount_over rule (5 USDT, block) for Ann; twelve transfers of 1 USDT at once in
+    different workers: each one's counter update is conditional, so exactly five get through."""
+    ann = people["ann"]["access_token"]
+    status, me = call(stack, "/v1/me", ann)
+    assert status == 200, me
+    token = admin["access_token"]
+    rule = {
+        "id": f"day-{me['user']['id']}",
+        "kind": "daily_amount_over",
+        "action": "block",
+        "currency": CURRENCY,
+        "amount": "5",
+        "user_id": me["user"]["id"],
+    }
+    status, current = call(stack, "/v1/admin/risk/rules", token)
+    assert status == 200, current
+    changed = {"rules": [rule], "version": current["version"]}
+    status, body = send_json(stack, "PUT", "/v1/admin/risk/rules", token, changed)
+    assert status == 200, body
+    try:
+
+        def transfer(i: int) -> tuple[int, dict]:
+            body = {"amount": "1", "currency": CURRENCY, "to_email": people["bob_email"]}
+            return call(stack, "/v1/transfers", ann, body, f"daily-{i}")
+
+        answers = at_once(12, transfer)
+        assert statuses(answers) == {(201, None): 5, (422, "risk_declined"): 7}, answers
+        assert wallet(stack, ann)["posted"] == "5.000000"
+        assert wallet(stack, people["bob"]["access_token"])["posted"] == "5.000000"
+    finally:
+        cleared = {"rules": [], "version": body["version"]}
+        assert send_json(stack, "PUT", "/v1/admin/risk/rules", token, cleared)[0] == 200
+
+
+def send_json(stack: Stack, method: str, path: str, token: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(  # noqa: S310 (127.0.0.1)
+        f"{api(stack)}{path}", json.dumps(body).encode(), authed(token, None), method=method
+    )
+    status, _, answer = send(request, TIMEOUT_SECONDS)
+    return status, answer
+
+
 def test_twenty_parallel_wrong_logins_for_one_email_are_checked_at_most_five_times(stack: Stack):
     sign_up_and_log_in(stack, "tess@example.com")
     url = f"{api(stack)}/v1/auth/login"

@@ -49,6 +49,14 @@
   facility's PK ``FACPAYREQ#<facility id>``, each SK ``PAYREQ#<created_at>#<id>`` (newest first)
 - API key rate counter: PK ``RATE#<prefix>#<window start, epoch seconds>``, SK ``RATE`` (one
   minute's requests of one key; ``expires_at`` removes it a few minutes later)
+- risk rules:  PK ``RISKRULES``, SK ``RULES`` (the one versioned rule set an admin replaces)
+- risk counter: PK ``RISK#<user id>``, SK ``COUNTER`` (a user's last 24 h in hourly buckets and
+  the recipients first paid, versioned; ``expires_at`` removes it after a quiet spell)
+- risk review: PK ``REVIEW#<id>``, SK ``REVIEW`` (an operation held for an admin's decision);
+  GSI2 (the review queue, newest first) ``REVIEWS`` / ``<created_at>#<id>``
+- hold expiry: PK ``HOLDEXP#<shard>``, SK ``<expires_at>#<transaction id>`` (a hold's deadline
+  and its owner, written with the hold; the sweeper reads the due ones by key range, marks them
+  ``done``; ``expires_at`` (epoch) removes them 30 days after the deadline)
 
 Entries sort by time *and* by ``seq`` (the write path keeps an account's entry times
 non-decreasing), so a time filter is a key range and "entries after a checkpoint" is a key range.
@@ -472,3 +480,46 @@ def listed_request_sk(created_at: str, request_id: str) -> str:
 def listed_request_bounds() -> tuple[str, str]:
     """Inclusive SK bounds of every listed request of one payer or facility."""
     return PAYMENT_REQUEST_PREFIX, PAYMENT_REQUEST_PREFIX + "~"
+
+
+RISK_RULES_PK = "RISKRULES"
+RISK_RULES_SK = "RULES"
+RISK_COUNTER_PREFIX = "RISK#"
+RISK_COUNTER_SK = "COUNTER"
+REVIEW_PREFIX = "REVIEW#"
+REVIEW_SK = "REVIEW"
+REVIEWS_GSI_PK = "REVIEWS"
+
+
+def risk_counter_pk(user_id: str) -> str:
+    return RISK_COUNTER_PREFIX + user_id
+
+
+def review_pk(review_id: str) -> str:
+    return REVIEW_PREFIX + review_id
+
+
+def reviews_gsi_sk(created_at: str, review_id: str) -> str:
+    """A review's place in the queue: by creation time, then id."""
+    return f"{created_at}#{review_id}"
+
+
+HOLD_EXPIRY_PREFIX = "HOLDEXP#"
+HOLD_EXPIRY_SHARDS = 4
+
+
+def hold_expiry_pk(transaction_id: str) -> str:
+    return f"{HOLD_EXPIRY_PREFIX}{zlib.crc32(transaction_id.encode()) % HOLD_EXPIRY_SHARDS}"
+
+
+def hold_expiry_pks() -> list[str]:
+    return [f"{HOLD_EXPIRY_PREFIX}{shard}" for shard in range(HOLD_EXPIRY_SHARDS)]
+
+
+def hold_expiry_sk(expires_at: str, transaction_id: str) -> str:
+    return f"{expires_at}#{transaction_id}"
+
+
+def hold_expiry_due_bound(now: str) -> str:
+    """The highest sort key of a hold whose deadline is at or before ``now``."""
+    return now + "#~"

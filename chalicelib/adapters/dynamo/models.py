@@ -435,6 +435,7 @@ class WithdrawalItem(LedgerItem):
     # The mark of the request that decided it (api.idempotency.request_mark), when it had an
     # Idempotency-Key: its retry after a lost answer recognises its own decision.
     decided_request = UnicodeAttribute(null=True)
+    risk_rule = UnicodeAttribute(null=True)  # the risk rule that asked for its review
 
     ITEM_TYPE = "withdrawal"
 
@@ -500,6 +501,78 @@ class WithdrawalLimitItem(LedgerItem):
     expires_at = NumberAttribute()
 
     ITEM_TYPE = "withdrawal_limit"
+
+
+class RiskRulesItem(LedgerItem):
+    """The one risk rule set (chalicelib/domain/risk.py), replaced whole, versioned."""
+
+    class Meta(_Meta):
+        pass
+
+    version = NumberAttribute()
+    rules = UnicodeAttribute()  # JSON (domain.risk.rules_to_json): amounts in minor units
+    updated_at = UnicodeAttribute(null=True)
+    updated_by = UnicodeAttribute(null=True)
+
+    ITEM_TYPE = "risk_rules"
+
+
+class RiskCounterItem(LedgerItem):
+    """A user's velocity counter (domain.risk.Counter), rewritten by each assessed operation on
+    the condition that its version did not change since it was read."""
+
+    class Meta(_Meta):
+        pass
+
+    user_id = UnicodeAttribute()
+    version = NumberAttribute()
+    state = UnicodeAttribute()  # JSON (domain.risk.Counter.to_json)
+    expires_at = NumberAttribute()  # the table's TTL attribute
+
+    ITEM_TYPE = "risk_counter"
+
+
+class ReviewItem(LedgerItem):
+    """An operation held for an admin's risk review (domain.risk.Review)."""
+
+    class Meta(_Meta):
+        pass
+
+    review_index = DayIndex()  # GSI2, overloaded: the review queue, newest first
+    GSI2PK = UnicodeAttribute()
+    GSI2SK = UnicodeAttribute()
+    review_id = UnicodeAttribute()
+    status = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    operation = UnicodeAttribute()
+    amount = NumberAttribute()
+    currency = UnicodeAttribute()
+    rule = UnicodeAttribute()
+    rule_kind = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    transaction_id = UnicodeAttribute()
+    review_expires_at = UnicodeAttribute()  # not the TTL attribute: a review is kept
+    decided_by = UnicodeAttribute(null=True)
+    decided_at = UnicodeAttribute(null=True)
+    reason = UnicodeAttribute(null=True)
+
+    ITEM_TYPE = "risk_review"
+
+
+class HoldExpiryItem(LedgerItem):
+    """A hold's deadline and owner (domain.holds.HoldExpiry), written with the hold."""
+
+    class Meta(_Meta):
+        pass
+
+    transaction_id = UnicodeAttribute()
+    hold_expires_at = UnicodeAttribute()
+    owner = UnicodeAttribute(null=True)
+    owner_id = UnicodeAttribute(null=True)
+    done = BooleanAttribute(null=True)  # swept: the hold had ended, or the sweep ended it
+    expires_at = NumberAttribute()  # the table's TTL attribute
+
+    ITEM_TYPE = "hold_expiry"
 
 
 class PayoutItem(LedgerItem):
@@ -1043,6 +1116,10 @@ MODELS: tuple[type[Model], ...] = (
     WithdrawalItem,
     WithdrawalLimitItem,
     PaymentRequestItem,
+    RiskRulesItem,
+    RiskCounterItem,
+    ReviewItem,
+    HoldExpiryItem,
     AdjustmentItem,
     PayoutItem,
     WebhookEventItem,

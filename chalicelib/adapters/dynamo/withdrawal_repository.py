@@ -45,6 +45,7 @@ def _item(w: Withdrawal) -> WithdrawalItem:
         status=w.status.value,
         transaction_id=w.transaction_id,
         created_at=w.created_at,
+        risk_rule=w.risk_rule,
     )
 
 
@@ -62,6 +63,7 @@ def _withdrawal(item: WithdrawalItem) -> Withdrawal:
         decided_at=item.decided_at,
         reason=item.reason,
         decided_request=item.decided_request,
+        risk_rule=item.risk_rule,
     )
 
 
