@@ -1,0 +1,310 @@
+"""The operator console in a real browser, on a local stack: the seeded admin signs in with a
+TOTP code, suspends and unsuspends a user, approves a withdrawal, rolls back a transfer after the
+confirmation that names its amount, and runs a reconciliation whose report and 30-day chart appear.
+The tests share one browser and its one sign-in (``signed_in``), and run in file order."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+import pyotp
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.e2e.test_local_stack import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    ADMIN_TOTP_SECRET,
+    HOST,
+    Stack,
+    require_running,
+)
+from tests.e2e.test_races_http import call, deliver, deposit_to, sign_up_and_log_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.xdist_group("browser-console")]
+
+# Generous: the stack's API shares two cores with the browser and other tests. Waiting ends as
+# soon as the page shows what is awaited.
+PATIENCE_SECONDS = 60
+
+
+def console_url(stack: Stack) -> str:
+    return f"http://{HOST}:{stack.api}/console"
+
+
+def wait(browser: WebDriver) -> WebDriverWait:
+    return WebDriverWait(browser, PATIENCE_SECONDS)
+
+
+def shown(browser: WebDriver, css: str) -> WebElement:
+    return wait(browser).until(ec.visibility_of_element_located((By.CSS_SELECTOR, css)))
+
+
+def text_in(browser: WebDriver, css: str, text: str) -> None:
+    wait(browser).until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, css), text))
+
+
+def go(browser: WebDriver, page: str) -> None:
+    browser.execute_script("location.hash = arguments[0]", page)
+    shown(browser, f'main[data-page="{page}"]')
+
+
+def other_code(code: str) -> str:
+    return f"{(int(code) + 1) % 1_000_000:06d}"
+
+
+@pytest.fixture(scope="module")
+def signed_in(driver: WebDriver, stack: Stack) -> dict[str, str]:
+    """The console, signed in as the seeded admin: once with a wrong code (refused, with the
+    API's message and request id), then with the current one."""
+    require_running(stack)
+    driver.get(console_url(stack))
+    code = pyotp.TOTP(ADMIN_TOTP_SECRET).now()
+    refused = ""
+    for attempt in (other_code(code), code):
+        email = shown(driver, 'input[name="email"]')
+        email.clear()
+        email.send_keys(ADMIN_EMAIL)
+        password = driver.find_element(By.NAME, "password")
+        password.clear()
+        password.send_keys(ADMIN_PASSWORD)
+        totp = driver.find_element(By.NAME, "totp_code")
+        totp.clear()
+        totp.send_keys(attempt)
+        driver.find_element(By.CSS_SELECTOR, "form.sign-in button[type=submit]").click()
+        if attempt != code:
+            text_in(driver, ".error .meta", "401 invalid_totp")
+            refused = driver.find_element(By.CSS_SELECTOR, ".error").text
+    shown(driver, "#nav")
+    text_in(driver, "#who", ADMIN_EMAIL)
+    return {"refused": refused}
+
+
+def test_the_admin_signs_in_with_password_and_totp(signed_in, browser):
+    assert browser.find_element(By.ID, "who").text == ADMIN_EMAIL
+    shown(browser, 'main[data-page="users"] article.user')
+    # The tokens are in the page's memory only.
+    stored = browser.execute_script(
+        "return [localStorage.length, sessionStorage.length, document.cookie]"
+    )
+    assert stored == [0, 0, ""]
+
+
+def test_a_refused_login_shows_the_apis_message_and_request_id(signed_in):
+    """The wrong code tried first by ``signed_in``: the API's own words, code and request id."""
+    message, meta = signed_in["refused"].splitlines()[:2]
+    assert message == "the code is wrong or was already used"
+    assert meta.startswith("401 invalid_totp · request id ")
+
+
+def test_suspend_and_unsuspend_a_user(signed_in, browser, stack):
+    email = f"suspend-{uuid.uuid4().hex[:8]}@example.com"
+    tokens = sign_up_and_log_in(stack, email)
+    go(browser, "users")
+
+    search = shown(browser, 'form.search-users input[name="email"]')
+    search.clear()
+    search.send_keys(email)
+    search.submit()
+    user = shown(browser, "article.user h3")
+    text_in(browser, "article.user h3", email)
+    assert user.text == email
+
+    browser.find_element(By.CSS_SELECTOR, 'form.suspend input[name="reason"]').send_keys(
+        "chargeback fraud <script>alert(1)</script>"
+    )
+    browser.find_element(By.CSS_SELECTOR, "form.suspend button").click()
+    shown(browser, 'article.user[data-status="suspended"]')
+    text_in(browser, "article.user", "chargeback fraud <script>alert(1)</script>")  # as text
+    status, body = call(stack, "/v1/me", tokens["access_token"])
+    assert (status, body["error"]["code"]) == (403, "account_suspended")
+
+    browser.find_element(By.CSS_SELECTOR, "button.unsuspend").click()
+    shown(browser, 'article.user[data-status="active"]')
+    text_in(browser, "article.user .outcome", "is active")
+
+
+def funded_user(stack: Stack, amount: str) -> dict:
+    email = f"funded-{uuid.uuid4().hex[:8]}@example.com"
+    tokens = sign_up_and_log_in(stack, email)
+    token = tokens["access_token"]
+    event = deposit_to(stack, token, amount, f"evt_{uuid.uuid4().hex}", f"tx_{uuid.uuid4().hex}")
+    assert deliver(stack, event)[0] == 200
+    return {"email": email, "token": token}
+
+
+def test_approve_a_withdrawal(signed_in, browser, stack):
+    user = funded_user(stack, "25")  # the local stage's USDT minimum is 10
+    request = {"amount": "12", "currency": "USDT", "destination": "0xconsole-destination-1"}
+    status, body = call(stack, "/v1/withdrawals", user["token"], request, uuid.uuid4().hex)
+    assert status == 201, body
+    withdrawal_id = body["withdrawal"]["id"]
+
+    go(browser, "withdrawals")
+    card = f'article.withdrawal[data-withdrawal-id="{withdrawal_id}"]'
+    shown(browser, f'{card}[data-status="pending_review"]')
+    browser.find_element(By.CSS_SELECTOR, f"{card} button.approve").click()
+
+    shown(browser, f'{card}[data-status="processing"]')
+    text_in(browser, f"{card} .outcome", "Approved")
+    status, body = call(stack, f"/v1/withdrawals/{withdrawal_id}", user["token"])
+    assert (status, body["withdrawal"]["status"]) == (200, "processing")
+
+
+def test_roll_back_a_transfer_after_confirming_its_amount(signed_in, browser, stack):
+    payer = funded_user(stack, "10")
+    payee = sign_up_and_log_in(stack, f"payee-{uuid.uuid4().hex[:8]}@example.com")
+    payee_email = call(stack, "/v1/me", payee["access_token"])[1]["user"]["email"]
+    transfer = {"amount": "3", "currency": "USDT", "to_email": payee_email}
+    status, body = call(stack, "/v1/transfers", payer["token"], transfer, uuid.uuid4().hex)
+    assert status == 201, body
+    transaction = body["transaction"]
+    moved = next(p["amount"] for p in transaction["postings"] if not p["amount"].startswith("-"))
+
+    go(browser, "transactions")
+    lookup = shown(browser, 'form.lookup input[name="transaction_id"]')
+    lookup.send_keys(transaction["id"])
+    lookup.submit()
+    shown(browser, f'.transaction[data-transaction-id="{transaction["id"]}"]')
+    browser.find_element(By.CSS_SELECTOR, '.rollback input[name="reason"]').send_keys(
+        "sent to the wrong person"
+    )
+    browser.find_element(By.CSS_SELECTOR, ".rollback form button[type=submit]").click()
+
+    confirm = shown(browser, "button.confirm-rollback")
+    assert confirm.text == f"Confirm: roll back {moved} USDT"
+    assert "Idempotency-Key console-" in browser.find_element(By.CSS_SELECTOR, ".confirmation").text
+    confirm.click()
+
+    text_in(browser, ".rollback .outcome", "Rolled back")
+    status, body = call(stack, f"/v1/transactions/{transaction['id']}", payer["token"])
+    assert status == 200
+    assert body["transaction"]["reversed_by"]
+    reversal = browser.find_element(By.CSS_SELECTOR, ".rollback .outcome .transaction")
+    assert reversal.get_attribute("data-transaction-id") == body["transaction"]["reversed_by"]
+
+
+def test_a_reconciliation_report_and_its_30_day_chart(signed_in, browser, stack):
+    go(browser, "reconciliation")
+    shown(browser, "svg.chart")
+    today = datetime.now(UTC).date().isoformat()
+    day = shown(browser, 'form.run-reconciliation input[name="date"]')
+    browser.execute_script("arguments[0].value = arguments[1]", day, today)
+    browser.find_element(By.CSS_SELECTOR, "form.run-reconciliation button").click()
+
+    text_in(browser, ".panel .outcome", f"Reconciled {today}")
+    report = shown(browser, f'article.report[data-date="{today}"]')
+    assert "Mismatches (" in report.text
+    wait(browser).until(
+        lambda b: b.find_elements(
+            By.CSS_SELECTOR, f'svg.chart g.day[data-date="{today}"] rect.checked'
+        )
+    )
+    days = browser.find_elements(By.CSS_SELECTOR, "svg.chart g.day")
+    assert len(days) == 30
+    assert days[-1].get_attribute("data-date") == today
+    bar = browser.find_element(By.CSS_SELECTOR, f'g.day[data-date="{today}"] rect.checked')
+    assert float(bar.get_attribute("height")) > 0  # the day's transactions were checked
+
+
+def test_the_console_works_at_phone_width(signed_in, browser):
+    browser.set_window_size(375, 800)
+    try:
+        for page in ("users", "transactions", "reconciliation", "facilities"):
+            go(browser, page)
+            width = browser.execute_script("return document.documentElement.scrollWidth")
+            assert width <= browser.execute_script("return window.innerWidth"), page
+    finally:
+        browser.set_window_size(1280, 800)
+
+
+def test_no_page_breaks_the_content_security_policy(signed_in, browser):
+    browser.get_log("browser")  # what earlier tests left
+    for page in ("users", "withdrawals", "reviews", "transactions", "adjustments", "audit"):
+        go(browser, page)
+    go(browser, "facilities")
+    shown(browser, "article.facility, .list-state .note")
+    messages = [e["message"] for e in browser.get_log("browser")]
+    assert [m for m in messages if "Content Security Policy" in m or "Refused" in m] == []
+
+
+def test_parallel_calls_after_expiry_share_one_token_renewal(signed_in, browser):
+    """api.js in the page, with a fake network: an access token refused with 401 is renewed
+    once, however many calls meet it at once, and each call is answered after the renewal."""
+    result = browser.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        import(new URL("console/api.js", location.href)).then(async ({ createClient }) => {
+          const sent = [];
+          const answer = (status, body) => new Response(JSON.stringify(body), { status });
+          const pair = (n) => ({ access_token: "a" + n, refresh_token: "r" + n,
+                                  token_type: "Bearer", expires_in: 900 });
+          const fetchImpl = async (url, init) => {
+            const path = new URL(url).pathname;
+            const sender = init.headers.Authorization || JSON.parse(init.body || "{}");
+            sent.push([path, typeof sender === "string" ? sender : sender.refresh_token]);
+            if (path.endsWith("/v1/auth/login")) return answer(200, pair(1));
+            if (path.endsWith("/v1/auth/refresh")) return answer(200, pair(2));
+            if (init.headers.Authorization === "Bearer a1")
+              return answer(401, {
+                error: { code: "unauthenticated", message: "expired", request_id: "r" },
+              });
+            return answer(200, { ok: path });
+          };
+          const client = createClient({ fetchImpl });
+          await client.signIn("a@example.com", "pw", "123456");
+          const answers = await Promise.all([client.get("v1/me"), client.get("v1/accounts")]);
+          done(JSON.stringify({ sent, answers }));
+        }).catch((error) => done(JSON.stringify({ error: String(error) })));
+        """
+    )
+    outcome = json.loads(result)
+    assert "error" not in outcome, outcome
+    refreshes = [s for s in outcome["sent"] if s[0].endswith("/v1/auth/refresh")]
+    assert refreshes == [[refreshes[0][0], "r1"]]
+    assert outcome["answers"] == [{"ok": "/v1/me"}, {"ok": "/v1/accounts"}]
+    assert sorted(s[1] for s in outcome["sent"] if s[0] in ("/v1/me", "/v1/accounts")) == [
+        "Bearer a1",
+        "Bearer a1",
+        "Bearer a2",
+        "Bearer a2",
+    ]
+
+
+def test_an_access_token_near_its_expiry_is_renewed_before_the_call(signed_in, browser):
+    result = browser.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        import(new URL("console/api.js", location.href)).then(async ({ createClient }) => {
+          let clock = 0;
+          const sent = [];
+          const pair = (n) => ({ access_token: "a" + n, refresh_token: "r" + n,
+                                  token_type: "Bearer", expires_in: 900 });
+          const fetchImpl = async (url, init) => {
+            const path = new URL(url).pathname;
+            sent.push(path + " " + (init.headers.Authorization || ""));
+            const body =
+              path.endsWith("/login") ? pair(1) : path.endsWith("/refresh") ? pair(2) : {};
+            return new Response(JSON.stringify(body), { status: 200 });
+          };
+          const client = createClient({ fetchImpl, now: () => clock });
+          await client.signIn("a@example.com", "pw", "123456");
+          await client.get("v1/me");
+          clock = 880_000;  // 20 s before the 900 s expiry
+          await client.get("v1/me");
+          done(JSON.stringify(sent));
+        }).catch((error) => done(JSON.stringify([String(error)])));
+        """
+    )
+    assert json.loads(result) == [
+        "/v1/auth/login ",
+        "/v1/me Bearer a1",
+        "/v1/auth/refresh ",
+        "/v1/me Bearer a2",
+    ]
