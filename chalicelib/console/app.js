@@ -70,7 +70,8 @@ function showSignIn(reason) {
     name: "totp_code",
     inputmode: "numeric",
     autocomplete: "one-time-code",
-    pattern: "[0-9]{6}|[A-Za-z0-9-]{8,32}",
+    minlength: "6",
+    maxlength: "64",
     required: true,
   });
   const submit = h("button", { type: "submit", className: "primary", text: "Sign in" });

@@ -94,6 +94,8 @@ def test_the_admin_signs_in_with_password_and_totp(signed_in, browser):
         "return [localStorage.length, sessionStorage.length, document.cookie]"
     )
     assert stored == [0, 0, ""]
+    entries = browser.get_log("browser")
+    assert [e for e in entries if e["level"] == "SEVERE" and e["source"] != "network"] == []
 
 
 def test_a_refused_login_shows_the_apis_message_and_request_id(signed_in):
@@ -213,25 +215,134 @@ def test_a_reconciliation_report_and_its_30_day_chart(signed_in, browser, stack)
     assert float(bar.get_attribute("height")) > 0  # the day's transactions were checked
 
 
+def test_a_facility_and_its_api_key_shown_once_then_revoked(signed_in, browser, stack):
+    name = f"Clinic {uuid.uuid4().hex[:6]}"
+    go(browser, "facilities")
+    field = shown(browser, 'form.create-facility input[name="facility_name"]')
+    field.send_keys(name)
+    field.submit()
+    text_in(browser, ".panel .outcome", f"Created {name}")
+    card = wait(browser).until(
+        lambda b: next(
+            (c for c in b.find_elements(By.CSS_SELECTOR, "article.facility") if name in c.text),
+            None,
+        )
+    )
+    card.find_element(By.CSS_SELECTOR, "button.show-keys").click()
+    key_name = wait(browser).until(
+        lambda b: card.find_element(By.CSS_SELECTOR, 'input[name="key_name"]')
+    )
+    key_name.send_keys("payments server")
+    card.find_element(By.CSS_SELECTOR, "form.create-key button[type=submit]").click()
+
+    secret = wait(browser).until(lambda b: card.find_element(By.CSS_SELECTOR, "input.secret"))
+    value = secret.get_attribute("value")
+    assert value.startswith("fk_")
+    status, _ = call(stack, "/v1/facility", value)
+    assert status == 200  # the key works
+    key = wait(browser).until(
+        lambda b: card.find_element(By.CSS_SELECTOR, '.key[data-status="active"]')
+    )
+    key.find_element(By.CSS_SELECTOR, "button.danger").click()
+    wait(browser).until(
+        lambda b: card.find_element(By.CSS_SELECTOR, "button.confirm-revoke")
+    ).click()
+    wait(browser).until(lambda b: card.find_element(By.CSS_SELECTOR, '.key[data-status="revoked"]'))
+    status, body = call(stack, "/v1/facility", value)
+    assert (status, body["error"]["code"]) == (401, "unauthenticated")
+
+
+def test_adjustments_post_below_the_threshold_and_wait_for_four_eyes_above(
+    signed_in, browser, stack
+):
+    user = funded_user(stack, "10")
+    account = next(
+        a for a in call(stack, "/v1/accounts", user["token"])[1]["data"] if a["currency"] == "USDT"
+    )
+    go(browser, "adjustments")
+
+    def create(amount: str) -> None:
+        for name, value in (("account_id", account["id"]), ("amount", amount)):
+            box = shown(browser, f'form.create-adjustment input[name="{name}"]')
+            box.clear()
+            box.send_keys(value)
+        reason = browser.find_element(
+            By.CSS_SELECTOR, 'form.create-adjustment input[name="reason"]'
+        )
+        reason.clear()
+        reason.send_keys("goodwill credit")
+        browser.find_element(By.CSS_SELECTOR, "form.create-adjustment button").click()
+
+    create("2.5")
+    text_in(browser, ".panel .outcome", "Posted: transaction")
+    create("5000")
+    pending = shown(browser, '.adjustment[data-status="pending_approval"]')
+    adjustment_id = pending.get_attribute("data-adjustment-id")
+
+    approve = browser.find_element(
+        By.CSS_SELECTOR, 'form.approve-adjustment input[name="adjustment_id"]'
+    )
+    approve.send_keys(adjustment_id)
+    approve.submit()
+    # Four eyes: the admin who asked cannot approve; the page shows the API's refusal.
+    text_in(browser, "form.approve-adjustment + .outcome .error .meta", "403 forbidden")
+    balance = next(
+        a for a in call(stack, "/v1/accounts", user["token"])[1]["data"] if a["currency"] == "USDT"
+    )
+    assert balance["posted"] == "12.500000"
+
+
+def test_the_audit_log_by_action_and_the_chains_verification(signed_in, browser):
+    go(browser, "audit")
+    action = shown(browser, 'form.audit-filters input[name="action"]')
+    action.send_keys("user.suspended")
+    action.submit()
+    shown(browser, 'article.audit-event[data-action="user.suspended"]')
+    events = browser.find_elements(By.CSS_SELECTOR, "article.audit-event")
+    assert {e.get_attribute("data-action") for e in events} == {"user.suspended"}
+
+    browser.find_element(By.CSS_SELECTOR, "form.verify-chain button").click()
+    text_in(browser, "form.verify-chain + .outcome", "days checked")
+    verdict = browser.find_element(By.CSS_SELECTOR, "form.verify-chain + .outcome .done").text
+    assert verdict.startswith("The chain verifies")
+
+
 def test_the_console_works_at_phone_width(signed_in, browser):
-    browser.set_window_size(375, 800)
+    """At 375 CSS pixels (a phone; emulated: a headless window is never that narrow) no page is
+    wider than the screen."""
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 375, "height": 812, "deviceScaleFactor": 2, "mobile": True},
+    )
     try:
-        for page in ("users", "transactions", "reconciliation", "facilities"):
+        assert browser.execute_script("return window.innerWidth") == 375
+        for page in (
+            "users",
+            "withdrawals",
+            "transactions",
+            "reconciliation",
+            "audit",
+            "facilities",
+        ):
             go(browser, page)
+            shown(browser, "main .panel")
             width = browser.execute_script("return document.documentElement.scrollWidth")
-            assert width <= browser.execute_script("return window.innerWidth"), page
+            assert width <= 375, page
     finally:
-        browser.set_window_size(1280, 800)
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
 def test_no_page_breaks_the_content_security_policy(signed_in, browser):
-    browser.get_log("browser")  # what earlier tests left
+    # What the browser logged since the sign-in test read its log: every earlier page included.
     for page in ("users", "withdrawals", "reviews", "transactions", "adjustments", "audit"):
         go(browser, page)
     go(browser, "facilities")
     shown(browser, "article.facility, .list-state .note")
-    messages = [e["message"] for e in browser.get_log("browser")]
+    entries = browser.get_log("browser")
+    messages = [e["message"] for e in entries]
     assert [m for m in messages if "Content Security Policy" in m or "Refused" in m] == []
+    # Nothing but the network's own lines (the review queue's answer, say) is an error.
+    assert [e for e in entries if e["level"] == "SEVERE" and e["source"] != "network"] == []
 
 
 def test_parallel_calls_after_expiry_share_one_token_renewal(signed_in, browser):
