@@ -5,7 +5,7 @@ import { act, facts, field, form, h, outcome, pagedList, section, showDone, when
 
 export function render(main, client) {
   const results = h("div", { className: "results" });
-  const email = h("input", { name: "email", type: "search", placeholder: "part or all of an email" });
+  const email = h("input", { name: "email", type: "search", placeholder: "the start of an email, or all of it" });
   const search = () =>
     results.replaceChildren(
       pagedList({

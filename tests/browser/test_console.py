@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pyotp
@@ -25,7 +26,7 @@ from tests.e2e.test_local_stack import (
     Stack,
     require_running,
 )
-from tests.e2e.test_races_http import call, deliver, deposit_to, sign_up_and_log_in
+from tests.e2e.test_races_http import call, deliver, deposit_to, post, sign_up_and_log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.xdist_group("browser-console")]
 
@@ -292,8 +293,45 @@ def test_adjustments_post_below_the_threshold_and_wait_for_four_eyes_above(
     assert balance["posted"] == "12.500000"
 
 
+def test_a_long_list_pages_with_more(signed_in, browser, stack):
+    """21 users whose emails start alike: the API's first page (20), then "More" fetches the
+    rest with the cursor, and the button goes away at the end."""
+    tag = uuid.uuid4().hex[:8]
+    signup = f"http://{HOST}:{stack.api}/v1/auth/signup"
+
+    def sign_up(i: int) -> int:
+        body = {"email": f"{tag}-{i:02d}@example.com", "password": "correct horse battery"}
+        return post(signup, {**body, "accept_terms": True})[0]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:  # waits up to 60 s for an answer
+        assert set(pool.map(sign_up, range(21))) == {201}
+    go(browser, "users")
+    search = shown(browser, 'form.search-users input[name="email"]')
+    search.clear()
+    search.send_keys(tag)
+    search.submit()
+    more = shown(browser, "button.more")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "article.user")) == 20
+    more.click()
+    wait(browser).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "article.user")) == 21)
+    wait(browser).until(ec.invisibility_of_element_located((By.CSS_SELECTOR, "button.more")))
+    emails = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "article.user h3")]
+    assert sorted(emails) == [f"{tag}-{i:02d}@example.com" for i in range(21)]
+
+
 def test_the_audit_log_by_action_and_the_chains_verification(signed_in, browser):
     go(browser, "audit")
+    since = shown(browser, 'form.audit-filters input[name="from"]')
+    # An hour ago on the browser's clock, as a datetime-local field holds it.
+    browser.execute_script(
+        """
+        const d = new Date(Date.now() - 3600e3);
+        const p = (n) => String(n).padStart(2, "0");
+        arguments[0].value = `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}` +
+          `T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+        """,
+        since,
+    )
     action = shown(browser, 'form.audit-filters input[name="action"]')
     action.send_keys("user.suspended")
     action.submit()
