@@ -457,3 +457,63 @@ def test_an_access_token_near_its_expiry_is_renewed_before_the_call(signed_in, b
         "/v1/auth/refresh ",
         "/v1/me Bearer a2",
     ]
+
+
+# The review queue's page, given a client that answers as API.md "Risk" states: the routes are
+# served by another part of the API, so the page is tested here against the contract's shapes.
+REVIEWS_AGAINST_THE_CONTRACT = """
+const done = arguments[arguments.length - 1];
+import(new URL("console/page-reviews.js", location.href)).then(({ render }) => {
+  const review = (n, status) => ({
+    id: "rev_" + n, status, user_id: "usr_" + n, operation: "transfer", amount: "500.00",
+    currency: "USD", rule: { id: "big", kind: "amount_over", action: "review", amount: "100" },
+    created_at: "2026-12-02T10:00:00.000000Z", transaction_id: "txn_" + n,
+  });
+  const calls = (window.reviewCalls = []);
+  const client = {
+    get: async (path, params) => {
+      calls.push(["GET", path, params]);
+      return params.cursor
+        ? { data: [review(3, "open")], next_cursor: null }
+        : { data: [review(1, "open"), review(2, "open")], next_cursor: "page2" };
+    },
+    post: async (path, body) => {
+      calls.push(["POST", path, body]);
+      return {};
+    },
+  };
+  const main = document.createElement("main");
+  main.id = "reviews-under-test";
+  document.body.replaceChildren(main);
+  render(main, client);
+  done(true);
+}).catch((error) => done(String(error)));
+"""
+
+
+def test_the_review_queue_against_the_contract(signed_in, browser, stack):
+    try:
+        assert browser.execute_async_script(REVIEWS_AGAINST_THE_CONTRACT) is True
+        root = "#reviews-under-test"
+        shown(browser, f'{root} article.review[data-review-id="rev_2"]')
+        browser.find_element(By.CSS_SELECTOR, f"{root} button.more").click()
+        shown(browser, f'{root} article.review[data-review-id="rev_3"]')
+        text_in(browser, f'{root} [data-review-id="rev_1"]', "kind: amount_over")
+
+        browser.find_element(By.CSS_SELECTOR, f'{root} [data-review-id="rev_1"] .approve').click()
+        shown(browser, f'{root} article.review[data-review-id="rev_1"][data-status="approved"]')
+        card = f'{root} [data-review-id="rev_2"]'
+        browser.find_element(By.CSS_SELECTOR, f'{card} input[name="reason"]').send_keys("mule")
+        browser.find_element(By.CSS_SELECTOR, f"{card} form.reject button").click()
+        shown(browser, f'{root} article.review[data-review-id="rev_2"][data-status="rejected"]')
+
+        calls = browser.execute_script("return window.reviewCalls")
+        assert calls == [
+            ["GET", "v1/admin/reviews", {"status": "open", "cursor": None}],
+            ["GET", "v1/admin/reviews", {"status": "open", "cursor": "page2"}],
+            ["POST", "v1/admin/reviews/rev_1/approve", {}],
+            ["POST", "v1/admin/reviews/rev_2/reject", {"reason": "mule"}],
+        ]
+    finally:
+        # The real console again; signed out, as after any reload: this test runs last.
+        browser.get(console_url(stack))
