@@ -53,6 +53,7 @@ function eventsSection(client) {
       }),
     );
   };
+  search();
   return section(
     "Audit events",
     h("p", { className: "note", text: "Oldest first. Without a range: the last 24 hours." }),
