@@ -59,6 +59,13 @@ def serve(name: str) -> Response:
 
 @console.route("/console", methods=["GET"])
 def console_page() -> Response:
+    # The route answers "/console/" too, where the page's relative URLs would miss its files:
+    # send the browser to "/console" (relative, so that a stage prefix is kept).
+    path = (console.current_request.context or {}).get("path") or ""
+    if path.endswith("/"):
+        return Response(
+            body="", status_code=308, headers={**CONSOLE_HEADERS, "Location": "../console"}
+        )
     return serve(PAGE)
 
 

@@ -45,6 +45,16 @@ def test_the_page_is_html_with_the_console_security_headers(api_client):
     assert b'<script type="module" src="console/app.js">' in response.body
 
 
+def test_the_page_with_a_trailing_slash_sends_the_browser_to_the_page(api_client):
+    """From "/console/" the page's relative URLs would miss its files; "../console" keeps a
+    deployed stage's prefix ("/api/console/" -> "/api/console")."""
+    response = api_client.http.get("/console/")
+
+    assert response.status_code == 308
+    assert response.headers["Location"] == "../console"
+    assert_console_headers(response)
+
+
 @pytest.mark.parametrize(
     ("name", "content_type"),
     [

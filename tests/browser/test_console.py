@@ -65,7 +65,8 @@ def signed_in(driver: WebDriver, stack: Stack) -> dict[str, str]:
     """The console, signed in as the seeded admin: once with a wrong code (refused, with the
     API's message and request id), then with the current one."""
     require_running(stack)
-    driver.get(console_url(stack))
+    driver.get(console_url(stack) + "/")  # sent on to /console, where its files are found
+    wait(driver).until(ec.url_to_be(console_url(stack)))
     code = pyotp.TOTP(ADMIN_TOTP_SECRET).now()
     refused = ""
     for attempt in (other_code(code), code):
