@@ -1,5 +1,6 @@
 // The reconciliation chart: one group of bars per day (transactions checked, mismatches), drawn
-// as SVG elements one by one. A day with no report gets a marker instead of bars.
+// as SVG elements one by one. A day with no report gets a grey mark instead of bars, a day
+// reconciled with nothing to check a blue one.
 
 const SVG = "http://www.w3.org/2000/svg";
 const WIDTH = 900;
@@ -61,6 +62,10 @@ export function reconciliationChart(days, onPick) {
         }),
         svg("title", {}, `${day.date}: ${checked} transactions checked, ${wrong} mismatches (${report.status})`),
       );
+      // A day reconciled with nothing to check still shows that it ran.
+      if (checked === 0) {
+        group.append(svg("rect", { class: "bar zero", x: x + 1, y: TOP + plotHeight - 2, width: bar, height: 2 }));
+      }
       if (report.status === "mismatch") group.classList.add("has-mismatch");
     } else {
       group.classList.add(report ? "running" : "none");

@@ -195,6 +195,7 @@ def test_roll_back_a_transfer_after_confirming_its_amount(signed_in, browser, st
 
 
 def test_a_reconciliation_report_and_its_30_day_chart(signed_in, browser, stack):
+    funded_user(stack, "10")  # a deposit today: the day has a transaction to check
     go(browser, "reconciliation")
     shown(browser, "svg.chart")
     today = datetime.now(UTC).date().isoformat()
@@ -334,11 +335,11 @@ def test_the_audit_log_by_action_and_the_chains_verification(signed_in, browser)
         since,
     )
     action = shown(browser, 'form.audit-filters input[name="action"]')
-    action.send_keys("user.suspended")
+    action.send_keys("auth.login_failed")  # the wrong code tried by signed_in
     action.submit()
-    shown(browser, 'article.audit-event[data-action="user.suspended"]')
+    shown(browser, 'article.audit-event[data-action="auth.login_failed"]')
     events = browser.find_elements(By.CSS_SELECTOR, "article.audit-event")
-    assert {e.get_attribute("data-action") for e in events} == {"user.suspended"}
+    assert {e.get_attribute("data-action") for e in events} == {"auth.login_failed"}
 
     browser.find_element(By.CSS_SELECTOR, "form.verify-chain button").click()
     text_in(browser, "form.verify-chain + .outcome", "days checked")
