@@ -16,7 +16,7 @@ from chalice import Blueprint, NotFoundError, Response
 
 console = Blueprint(__name__)
 
-# os.path, not pathlib: ``import app`` loads pathlib nowhere else, and this is cold-start code.
+# The console's files, packaged with chalicelib/ (Chalice zips the folder whole).
 ASSETS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "console")
 PAGE = "index.html"
 # Text only: none of these is one of API Gateway's binary media types, so the body goes out as
