@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 # Rebuilds .venv when it was made by another Python.
 MADE_BY := $(VENV)/.python$(PYTHON_VERSION)
 
-.PHONY: run test lint bench clean create-admin verify-existing-emails retry-payouts expire-payment-requests balance-monitors package deploy drill verify-audit seal-audit reconcile reconcile-full
+.PHONY: run test lint bench clean browser-deps create-admin verify-existing-emails retry-payouts expire-payment-requests balance-monitors package deploy drill verify-audit seal-audit reconcile reconcile-full
 
 $(MADE_BY):
 	@test -n "$(PYTHON)" || { echo "Python $(PYTHON_VERSION) is needed (the Lambda runtime) and was not found: install it (e.g. pyenv install $(PYTHON_VERSION)) or pass PYTHON=/path/to/python$(PYTHON_VERSION)" >&2; exit 2; }
@@ -86,7 +86,22 @@ $(CHECKOV): $(MADE_BY) infra/checkov-requirements.txt
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r infra/checkov-requirements.txt
 	touch $@
 
-test: lint $(CHECKOV)
+# The console's browser tests (tests/browser/, docs/console.md) drive Debian's Chromium through its
+# chromedriver; nothing downloads a browser or a driver. Installed here when missing: with
+# apt-get as root, else with `sudo -n` if allowed without a password; otherwise the step says
+# what to install (or run pytest with -m 'not browser').
+BROWSER_PACKAGES := chromium chromium-driver
+
+browser-deps:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then as_root=; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then as_root="sudo -n"; \
+	else echo "browser tests need Debian's $(BROWSER_PACKAGES) (/usr/bin/chromium, /usr/bin/chromedriver): install them as root (apt-get install $(BROWSER_PACKAGES)), or run the tests without them: $(PY) -m pytest -m 'not browser'" >&2; exit 2; fi; \
+	echo "installing $(BROWSER_PACKAGES) with apt-get"; \
+	$$as_root apt-get update -q && \
+	DEBIAN_FRONTEND=noninteractive $$as_root apt-get install -y -q --no-install-recommends $(BROWSER_PACKAGES)
+
+test: lint $(CHECKOV) browser-deps
 	LEDGER_CHECKOV=$(CHECKOV) $(PY) -m pytest -n auto --dist loadgroup
 
 bench: $(STAMP)

@@ -16,6 +16,7 @@ from chalicelib.api.admin import admin
 from chalicelib.api.application import LedgerChalice
 from chalicelib.api.audit import audit
 from chalicelib.api.auth import auth
+from chalicelib.api.console import console
 from chalicelib.api.crypto import crypto
 from chalicelib.api.deposits import deposits
 from chalicelib.api.facility import facility
@@ -54,6 +55,7 @@ app.register_blueprint(facility)
 app.register_blueprint(payment_requests)
 app.register_blueprint(monitors)
 app.register_blueprint(risk)
+app.register_blueprint(console)
 
 
 @app.middleware("http")

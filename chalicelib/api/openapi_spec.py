@@ -53,6 +53,7 @@ class Op:
     query_types: Mapping[str, Any] = field(default_factory=dict)  # this route's own kinds
     body_optional: bool = False  # the route has a default for a missing body
     also: Mapping[int, Answers] = field(default_factory=dict)  # other success statuses
+    media: tuple[str, ...] = ()  # a success body that is not JSON: its media types
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -76,6 +77,16 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         access="public",
     ),
     ("GET", "/openapi.json"): Op("This document", "health", access="public"),
+    # The operator console (docs/console.md): a page and its files; it signs in through the API.
+    ("GET", "/console"): Op(
+        "The operator console's page", "console", access="public", media=("text/html",)
+    ),
+    ("GET", "/console/{asset}"): Op(
+        "A script or style sheet of the operator console",
+        "console",
+        access="public",
+        media=("text/javascript", "text/css"),
+    ),
     # auth
     ("POST", "/v1/auth/signup"): Op(
         "Sign up", "auth", 201, f"{A}:SignUp", r.UserAnswer, (400, 409), "public"
@@ -645,6 +656,15 @@ QUERY_SCHEMAS = {
 }
 
 
+def _path_schemas() -> dict[str, dict[str, Any]]:
+    from chalicelib.api.console import asset_names
+
+    return {"date": DAY, "asset": {"type": "string", "enum": sorted(asset_names())}}
+
+
+PATH_SCHEMAS = _path_schemas()
+
+
 def _request_schema(spec: str) -> dict[str, Any]:
     module, name = spec.split(":")
     schema = getattr(importlib.import_module(module), name).model_json_schema()
@@ -665,7 +685,9 @@ def _successes(op: Op, refs: Mapping[type[BaseModel], dict[str, str]]) -> dict[s
     out: dict[str, dict[str, Any]] = {}
     for status, model in sorted(answers.items()):
         response: dict[str, Any] = {"description": SUCCESS_TEXT.get(status, "OK")}
-        if model is not None:
+        if op.media:
+            response["content"] = {m: {"schema": {"type": "string"}} for m in op.media}
+        elif model is not None:
             response["content"] = _content(model, refs)
         elif status != 204:
             response["content"] = {"application/json": {"schema": {"type": "object"}}}
@@ -678,7 +700,7 @@ def _parameters(path: str, op: Op) -> list[dict[str, Any]]:
     for part in path.split("/"):
         if part.startswith("{") and part.endswith("}"):
             name = part[1:-1]
-            schema = DAY if name == "date" else {"type": "string"}
+            schema = PATH_SCHEMAS.get(name) or {"type": "string"}
             params.append({"name": name, "in": "path", "required": True, "schema": schema})
     for name in op.query:
         schema = op.query_types.get(name) or QUERY_SCHEMAS.get(name, {"type": "string"})
@@ -741,7 +763,7 @@ def _operation(
         operation["security"] = []
     if op.idempotent or op.key_optional:
         errors.update((400, 409))
-    if path not in ("/health", "/openapi.json"):
+    if path not in ("/health", "/openapi.json", "/console"):
         errors.add(404)
     for status in sorted(errors):
         operation["responses"][str(status)] = {

@@ -23,6 +23,7 @@ from tests.api.test_transfers import people, to_bob  # noqa: F401 (a fixture)
 CONTRACT = {
     ("GET", "/health"),
     ("GET", "/openapi.json"),
+    ("GET", "/console"),
     ("POST", "/v1/auth/signup"),
     ("POST", "/v1/auth/login"),
     ("POST", "/v1/auth/refresh"),
@@ -377,3 +378,16 @@ def test_facility_routes_take_a_facility_key_and_document_its_limits(document):
         assert "headers" not in responses["401"]
     keys = document["paths"]["/v1/admin/facilities/{facility_id}/api-keys"]
     assert keys["post"]["security"] == keys["get"]["security"] == [{"bearer": []}]
+
+
+def test_the_console_is_documented_with_its_media_types(document):
+    """Like /health, the console's routes are in the document: public, answering text (the
+    page, scripts, styles) named by media type, and 404 for a file it does not have."""
+    page = document["paths"]["/console"]["get"]
+    asset = document["paths"]["/console/{asset}"]["get"]
+    assert page["security"] == asset["security"] == []
+    assert set(page["responses"]["200"]["content"]) == {"text/html"}
+    assert set(asset["responses"]["200"]["content"]) == {"text/javascript", "text/css"}
+    assert "404" in asset["responses"]
+    names = asset["parameters"][0]["schema"]["enum"]
+    assert {"app.js", "api.js", "console.css"} <= set(names)

@@ -97,6 +97,8 @@ def test_the_packaged_template_passes_cfn_lint(packaged: Path):
     with zipfile.ZipFile(packaged.parent / "deployment.zip") as code:
         names = set(code.namelist())
     assert {"app.py", "chalicelib/services/restore_drill.py"} <= names
+    console = {f"chalicelib/console/{p.name}" for p in (ROOT / "chalicelib" / "console").iterdir()}
+    assert {"chalicelib/console/index.html", "chalicelib/console/app.js"} <= console <= names
 
 
 def checkov(path: Path) -> subprocess.CompletedProcess[str]:
