@@ -438,7 +438,7 @@ class WebhookEventItem(LedgerItem):
     subject = UnicodeAttribute(null=True)  # e.g. the transaction or withdrawal it concerned
     received_at = UnicodeAttribute()
 
-    ITEM_TYPE = "outbound_event"
+    ITEM_TYPE = "webhook_event"
 
 
 class CryptoAddressItem(LedgerItem):
