@@ -111,6 +111,9 @@ DOMAIN_ERRORS: Mapping[type[domain.LedgerError], HttpError] = {
     domain.FacilityNotFound: HttpError(404, "not_found"),
     domain.ApiKeyNotFound: HttpError(404, "not_found"),
     domain.RateLimited: HttpError(429, "rate_limited"),
+    domain.InvalidWebhookUrl: HttpError(400, "invalid_request"),
+    domain.WebhookEndpointNotFound: HttpError(404, "not_found"),
+    domain.WebhookDeliveryNotFound: HttpError(404, "not_found"),
 }
 
 # Chalice's ``Code`` values (its exception class names, or the codes it uses for errors it

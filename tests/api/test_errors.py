@@ -84,6 +84,9 @@ DOMAIN_ERRORS: dict[str, Callable[[], domain.LedgerError]] = {
     "FacilityNotFound": domain.FacilityNotFound,
     "ApiKeyNotFound": domain.ApiKeyNotFound,
     "RateLimited": lambda: domain.RateLimited(100, 42),
+    "InvalidWebhookUrl": lambda: domain.InvalidWebhookUrl("url must be an https URL"),
+    "WebhookEndpointNotFound": domain.WebhookEndpointNotFound,
+    "WebhookDeliveryNotFound": domain.WebhookDeliveryNotFound,
 }
 
 EXPECTED = {
@@ -150,6 +153,9 @@ EXPECTED = {
     "FacilityNotFound": (404, "not_found"),
     "ApiKeyNotFound": (404, "not_found"),
     "RateLimited": (429, "rate_limited"),
+    "InvalidWebhookUrl": (400, "invalid_request"),
+    "WebhookEndpointNotFound": (404, "not_found"),
+    "WebhookDeliveryNotFound": (404, "not_found"),
 }
 
 probe = Blueprint(__name__)
