@@ -23,6 +23,7 @@ LOCAL_STRIPE_API_KEY = "sk_test_local"
 LOCAL_STRIPE_WEBHOOK_SECRET = "whsec_local"  # noqa: S105
 LOCAL_CRYPTO_WEBHOOK_SECRET = "crypto_local"  # noqa: S105
 LOCAL_CRYPTO_ADDRESS_SECRET = "crypto-address-local"  # noqa: S105
+LOCAL_WEBHOOK_SECRET_KEY = "webhook-secret-key-local"  # noqa: S105
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,9 @@ class Settings:
     # FACILITY_RATE_LIMIT_PER_MINUTE: requests a facility API key may make per minute, unless the
     # key has its own limit (rate_limit_per_minute, set when it is issued).
     facility_rate_limit_per_minute: int = 100
+    # WEBHOOK_SECRET_KEY: the master key every webhook endpoint's signing secret is derived from
+    # (domain/webhooks.py); a secret like the five above (environment, else SECRETS_ID).
+    webhook_secret_key: str | None = None
 
     @property
     def is_local(self) -> bool:
@@ -161,6 +165,21 @@ class Settings:
                 "CRYPTO_WEBHOOK_SECRET or CRYPTO_ADDRESS_SECRET is not set for this stage"
             )
         return webhook, address
+
+
+def webhook_master_key(settings: Settings) -> str:
+    """The key webhook endpoint secrets are derived from; only the local and test stages may
+    fall back to a public one.
+
+    Raises:
+        RuntimeError: a deployed stage has no WEBHOOK_SECRET_KEY.
+    """
+    key = settings.secret("WEBHOOK_SECRET_KEY", settings.webhook_secret_key)
+    if key:
+        return key
+    if settings.stage in ("local", "test"):
+        return LOCAL_WEBHOOK_SECRET_KEY
+    raise RuntimeError("WEBHOOK_SECRET_KEY is not set for this stage")
 
 
 def _int(name: str, default: int, minimum: int) -> int:
@@ -283,4 +302,5 @@ def read_settings() -> Settings:
         backup_vault_name=os.environ.get("BACKUP_VAULT_NAME") or None,
         backup_restore_role_arn=os.environ.get("BACKUP_RESTORE_ROLE_ARN") or None,
         facility_rate_limit_per_minute=_int("FACILITY_RATE_LIMIT_PER_MINUTE", 100, 1),
+        webhook_secret_key=os.environ.get("WEBHOOK_SECRET_KEY") or None,
     )

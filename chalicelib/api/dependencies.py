@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from chalicelib.services.facilities import FacilityRepository
     from chalicelib.services.payouts import PayoutRepository
     from chalicelib.services.webhook_events import WebhookEvents
+    from chalicelib.services.webhooks import Webhooks, WebhookSender
     from chalicelib.services.withdrawals import WithdrawalRepository
 
 
@@ -335,6 +336,33 @@ def get_webhook_events() -> WebhookEvents:
     return DynamoWebhookEvents()
 
 
+@cache
+def get_webhook_sender() -> WebhookSender:
+    """HTTP to facilities' webhook endpoints under the stage's URL policy: https to public
+    addresses only; the local and test stages also reach http(s)://127.0.0.1:<port>."""
+    from chalicelib.adapters.webhook_http import HttpWebhookSender
+
+    settings = get_settings()
+    return HttpWebhookSender(allow_loopback=settings.stage in ("local", "test"))
+
+
+@cache
+def get_webhooks() -> Webhooks:
+    """Outbound webhooks: endpoints, fan-out and delivery (``services/webhooks.py``)."""
+    from chalicelib.adapters.dynamo.webhook_repository import DynamoWebhookRepository
+    from chalicelib.config import webhook_master_key
+    from chalicelib.services.webhooks import Webhooks
+
+    settings = get_bound_settings()
+    return Webhooks(
+        repository=DynamoWebhookRepository(),
+        sender=get_webhook_sender(),
+        alerts=get_alerts(settings),
+        master_key=webhook_master_key(settings),
+        log=logger.warning,
+    )
+
+
 def reset() -> None:
     """Forget every object built so far; the next getter call reads the settings again."""
     get_table_probe.cache_clear()
@@ -357,3 +385,5 @@ def reset() -> None:
     get_facility_repository.cache_clear()
     get_api_key_repository.cache_clear()
     get_webhook_events.cache_clear()
+    get_webhook_sender.cache_clear()
+    get_webhooks.cache_clear()

@@ -7,6 +7,9 @@ command, see docs/local-stack.md). Thin: each calls one service function.
   unreachable or its event never came (``chalicelib/services/refunds.py``).
 - ``deliver_mail`` (every minute): sends the mails requests asked for (verification, password
   reset) outside those requests (``chalicelib/services/mail_outbox.py``).
+- ``deliver_webhooks`` (every minute): fans facilities' webhook events out to their endpoints
+  and attempts the deliveries that are due (``chalicelib/services/webhooks.py``); an event
+  reaches its endpoint within about a minute of its money (the local stack: a second).
 - ``expire_withdrawals`` (every hour): withdrawals left in ``pending_review`` for
   ``WITHDRAWAL_REVIEW_DAYS`` (7) expire and their holds are released
   (``chalicelib/services/withdrawals.py``).
@@ -31,6 +34,7 @@ from chalicelib.api.dependencies import (
     get_payment_gateway,
     get_payout_repository,
     get_refund_repository,
+    get_webhooks,
     get_withdrawal_repository,
 )
 from chalicelib.api.log import logger
@@ -118,4 +122,18 @@ def deliver_waiting_mail():  # type: ignore[no-untyped-def]
     )
     if outcomes:
         logger.info("mail outbox", outcomes=dict(outcomes))
+    return outcomes
+
+
+@jobs.schedule(Rate(1, unit=Rate.MINUTES), name="deliver_webhooks")
+def deliver_webhooks(event: Any) -> dict[str, Any]:
+    return {"outcomes": dict(run_webhook_delivery())}
+
+
+def run_webhook_delivery():  # type: ignore[no-untyped-def]
+    """One run of outbound webhooks: fan-out, then due deliveries (also what the local stack
+    runs every second)."""
+    outcomes = get_webhooks().run()
+    if outcomes:
+        logger.info("webhook delivery", outcomes=dict(outcomes))
     return outcomes
