@@ -19,6 +19,7 @@ from chalicelib.api.auth import auth
 from chalicelib.api.crypto import crypto
 from chalicelib.api.deposits import deposits
 from chalicelib.api.facility import facility
+from chalicelib.api.facility_webhooks import facility_webhooks
 from chalicelib.api.fx import fx
 from chalicelib.api.health import health
 from chalicelib.api.jobs import jobs
@@ -48,6 +49,7 @@ app.register_blueprint(admin)
 app.register_blueprint(audit)
 app.register_blueprint(reconciliations)
 app.register_blueprint(facility)
+app.register_blueprint(facility_webhooks)
 
 
 @app.middleware("http")

@@ -13,6 +13,7 @@ from chalicelib.api.dependencies import (
     get_auth_service,
     get_facility_repository,
     get_ledger_service,
+    get_webhook_events,
 )
 from chalicelib.api.idempotency import current_money_replay, idempotency_key, replayed_with_money
 from chalicelib.api.requests import parse_body, source_ip
@@ -67,6 +68,7 @@ def create_transfer() -> Response:
         ),
         idempotency_key=idempotency_key(transfers),
         extra_for=replay.writes_for(_answer),
+        events=get_webhook_events(),
     )
     replay.stored_with_money(recorded.created)
     status, answer = _answer(recorded.transaction)

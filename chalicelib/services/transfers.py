@@ -12,10 +12,12 @@ from typing import Protocol
 
 from chalicelib.domain.accounts import OwnerType, wallet_id
 from chalicelib.domain.errors import AccountNotFound, InvalidRequest, RecipientNotFound
-from chalicelib.domain.money import currency, parse_amount
+from chalicelib.domain.money import currency, format_amount, parse_amount
 from chalicelib.domain.transactions import Transaction, TransactionType, derive_transaction_id
 from chalicelib.domain.users import User
+from chalicelib.domain.webhooks import WebhookEvent, WebhookEventType
 from chalicelib.services.ledger import LedgerService, PostingRequest, Recorded, SideWrite
+from chalicelib.services.webhook_events import WebhookEvents
 
 MAX_MEMO_LENGTH = 500
 
@@ -55,10 +57,14 @@ def transfer(
     request: TransferRequest,
     idempotency_key: str,
     extra_for: Callable[[Transaction], Sequence[SideWrite]] | None = None,
+    events: WebhookEvents | None = None,
 ) -> Recorded:
     """Move ``amount`` from the sender's wallet to a user's wallet or a facility's account.
 
     ``extra_for`` (the request's replay record) is written with the money (``LedgerService``).
+    A payment to a facility also writes, in the same write, the facility's ``payment.received``
+    event through ``events`` (the outbox): it exists exactly when the money moved, and a retried
+    request (same transaction id, same event id) writes neither again.
 
     Raises (in order of precedence):
         UnsupportedCurrency, InvalidAmount, InvalidRequest (both or no recipient, oneself,
@@ -83,6 +89,11 @@ def transfer(
         target = wallet_id(OwnerType.FACILITY, request.to_facility_id or "", code)
         kind = TransactionType.PAYMENT
     source = wallet_id(OwnerType.USER, sender.id, code)
+    writes = extra_for
+    if kind is TransactionType.PAYMENT and events is not None:
+        writes = _with_payment_event(
+            extra_for, events, request.to_facility_id or "", sender.id, amount, code
+        )
     try:
         recorded = ledger.record(
             transaction_id=derive_transaction_id("transfer", sender.id, idempotency_key),
@@ -93,10 +104,40 @@ def transfer(
             ],
             memo=request.memo,
             metadata={"initiated_by": sender.id},
-            extra_for=extra_for,
+            extra_for=writes,
         )
     except AccountNotFound as exc:
         if exc.account_id == target:
             raise RecipientNotFound("the recipient has no account in this currency") from exc
         raise
     return recorded
+
+
+def _with_payment_event(
+    extra_for: Callable[[Transaction], Sequence[SideWrite]] | None,
+    events: WebhookEvents,
+    facility_id: str,
+    sender_id: str,
+    amount: int,
+    code: str,
+) -> Callable[[Transaction], Sequence[SideWrite]]:
+    """``extra_for``'s writes and the facility's ``payment.received`` event about the
+    transaction as it will be written (its id and time)."""
+
+    def writes(txn: Transaction) -> Sequence[SideWrite]:
+        event = WebhookEvent.about(
+            WebhookEventType.PAYMENT_RECEIVED,
+            txn.id,
+            facility_id,
+            txn.created_at,
+            {
+                "transaction_id": txn.id,
+                "amount": format_amount(amount, code),
+                "currency": code,
+                "from_user_id": sender_id,
+                "memo": txn.memo,
+            },
+        )
+        return [*(extra_for(txn) if extra_for else ()), events.event(event)]
+
+    return writes
