@@ -297,3 +297,27 @@ def test_each_delivery_checks_again_and_connects_to_the_address_it_checked(monke
     assert lookups == ["rebind.example.com"]
     assert connected == [("93.184.215.14", 8443)]
     assert attempt.status_code is None
+
+
+def test_the_documented_verification_snippet_verifies_our_signature():
+    """docs/facilities.md's Python snippet, run as written, on a body we signed."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "facilities.md").read_text()
+    section = text[text.index("### Verifying the signature") :]
+    begin = section.index("```python\n") + len("```python\n")
+    snippet = section[begin : section.index("\n```", begin)]
+    namespace: dict = {}
+    exec(compile(snippet, "facilities.md", "exec"), namespace)  # noqa: S102 - our own docs
+    verify_webhook = namespace["verify_webhook"]
+
+    body = payload(_event())
+    header = signature_header("whsec_abc", 1_800_000_000, body)
+    assert verify_webhook("whsec_abc", header, body, now=1_800_000_100)["id"] == _event().id
+    for secret, raw, now in (
+        ("whsec_other", body, 1_800_000_100),
+        ("whsec_abc", body + b" ", 1_800_000_100),
+        ("whsec_abc", body, 1_800_000_301),  # too old
+    ):
+        with pytest.raises(ValueError, match="X-Signature"):
+            verify_webhook(secret, header, raw, now=now)
