@@ -35,7 +35,7 @@ def system_resolver(host: str, port: int) -> list[str]:
     """
     try:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
+    except (OSError, UnicodeError) as exc:  # gaierror is an OSError
         raise InvalidWebhookUrl(f"url host {host} does not resolve: {exc}") from None
     addresses: list[str] = []
     for _family, _type, _proto, _name, sockaddr in found:

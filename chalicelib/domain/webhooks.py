@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import random
+import re
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -71,6 +72,20 @@ SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 # long after its first attempt (API.md: "retried with exponential back-off for up to 3 days").
 GIVE_UP_SECONDS = 3 * 24 * 3600
 MAX_ENDPOINTS_PER_FACILITY = 16
+
+
+_ENDPOINT_ID = re.compile(r"we_[0-9a-f]{24}")
+_DELIVERY_ID = re.compile(r"whd_[0-9a-f]{32}")
+
+
+def is_endpoint_id(text: str) -> bool:
+    """Shaped like an id we give an endpoint (anything else names no endpoint)."""
+    return _ENDPOINT_ID.fullmatch(text) is not None
+
+
+def is_delivery_id(text: str) -> bool:
+    """Shaped like an id we give a delivery (anything else names no delivery)."""
+    return _DELIVERY_ID.fullmatch(text) is not None
 
 
 class EndpointStatus(StrEnum):

@@ -46,6 +46,8 @@ from chalicelib.domain.webhooks import (
     WebhookDelivery,
     WebhookEndpoint,
     WebhookEvent,
+    is_delivery_id,
+    is_endpoint_id,
     payload,
 )
 from chalicelib.services.alerts import Alerts
@@ -157,7 +159,11 @@ class Webhooks:
         Raises:
             WebhookEndpointNotFound: the facility has no endpoint with this id.
         """
-        endpoint = self.repository.endpoint(facility_id, endpoint_id)
+        endpoint = (
+            self.repository.endpoint(facility_id, endpoint_id)
+            if is_endpoint_id(endpoint_id)
+            else None
+        )
         if endpoint is None:
             raise WebhookEndpointNotFound(f"webhook endpoint {endpoint_id} does not exist")
         if not endpoint.enabled:
@@ -193,6 +199,8 @@ class Webhooks:
         Raises:
             InvalidRequest: a cursor this list did not return.
         """
+        if endpoint_id is not None and not is_endpoint_id(endpoint_id):
+            return [], None  # no endpoint has this id: none of its deliveries exist
         try:
             return self.repository.deliveries_of(facility_id, endpoint_id, limit, cursor)
         except ValueError as exc:
@@ -211,7 +219,7 @@ class Webhooks:
             InvalidState: its endpoint is disabled.
             VersionConflict: a worker is attempting it right now; safe to retry.
         """
-        delivery = self.repository.delivery(delivery_id)
+        delivery = self.repository.delivery(delivery_id) if is_delivery_id(delivery_id) else None
         if delivery is None or delivery.facility_id != facility_id:
             raise WebhookDeliveryNotFound(f"webhook delivery {delivery_id} does not exist")
         endpoint = self.repository.endpoint(facility_id, delivery.endpoint_id)

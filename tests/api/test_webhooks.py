@@ -143,7 +143,7 @@ def test_another_facilitys_endpoint_is_not_found(api_client, people, key, hooks)
     other = _facility(api_client, people, "Other")
     _, other_key = issue(api_client, people, other, scopes=["webhooks"])
     _, theirs = register(api_client, other_key["secret"], hooks.url)
-    for endpoint_id in (theirs["endpoint"]["id"], "we_nothing"):
+    for endpoint_id in (theirs["endpoint"]["id"], "we_nothing", "we_" + "0" * 3000):
         response, body = as_facility(api_client, "POST", f"{ENDPOINTS}/{endpoint_id}/disable", key)
         assert (response.status_code, body["error"]["code"]) == (404, "not_found")
     _, listed = as_facility(api_client, "GET", ENDPOINTS, key)
@@ -337,6 +337,8 @@ def test_only_enabled_endpoints_that_want_the_type_get_a_delivery(
         api_client, "GET", f"{DELIVERIES}?endpoint_id={off['endpoint']['id']}", key
     )
     assert none["data"] == []
+    _, unknown = as_facility(api_client, "GET", f"{DELIVERIES}?endpoint_id={'x' * 3000}", key)
+    assert unknown == {"data": [], "next_cursor": None}
 
 
 def test_after_three_days_of_failures_the_delivery_fails_and_the_endpoint_is_disabled(
@@ -457,7 +459,7 @@ def test_another_facilitys_delivery_is_not_found(
     delivery_id = listed["data"][0]["id"]
     other = _facility(api_client, people, "Other")
     _, other_key = issue(api_client, people, other, scopes=["webhooks"])
-    for target in (delivery_id, "whd_nothing"):
+    for target in (delivery_id, "whd_nothing", "whd_" + "f" * 3000):
         response, answer = as_facility(
             api_client, "POST", f"{DELIVERIES}/{target}/retry", other_key["secret"]
         )
