@@ -314,6 +314,27 @@ def test_a_retried_payment_gives_exactly_one_delivery(
     assert len([i for i in scan(table) if i["item_type"] == "webhook_delivery"]) == 1
 
 
+def test_a_payment_retried_after_its_replay_record_expired_gives_no_second_event(
+    api_client, people, facility_id, key, hooks, worker, table
+):
+    """The event item is gone once fanned out, and the replay record can expire: the derived
+    transaction id still makes the retry move no money and write no event."""
+    from chalicelib.adapters.dynamo.models import IdempotencyItem
+
+    register(api_client, key, hooks.url)
+    first = pay(api_client, people, facility_id, key="expired")
+    assert jobs.run_webhook_delivery()["deliveries_created"] == 1
+    for item in IdempotencyItem.scan(IdempotencyItem.item_type == IdempotencyItem.ITEM_TYPE):
+        item.delete()  # as if its 24 h TTL had passed
+    again = pay(api_client, people, facility_id, key="expired")
+    assert again["id"] == first["id"]
+    assert [i for i in scan(table) if i["item_type"] == "outbound_event"] == []
+    assert jobs.run_webhook_delivery()["deliveries_created"] == 0
+    hooks.wait_for(1)
+    assert len(hooks.received) == 1
+    people["world"].check_guarantees()
+
+
 def test_only_enabled_endpoints_that_want_the_type_get_a_delivery(
     api_client,
     people,

@@ -101,3 +101,10 @@ def test_two_fan_out_runs_racing_for_one_event_make_one_delivery(world: LedgerWo
     deliveries = list(WebhookDeliveryItem.scan(WebhookDeliveryItem.item_type == "webhook_delivery"))
     assert len(deliveries) == 1
     assert _events() == []  # the event item is gone with its fan-out
+
+    # written again after its fan-out (the ledger prevents it; this is the store's own defence):
+    # the next run finds every delivery there, makes none, and removes the event
+    DynamoWebhookEvents.event(event).model.save()
+    assert [e.id for e in _events()] == [event.id]
+    assert repository.fan_out(event, [WebhookDelivery.of(event, endpoint, "again")]) is False
+    assert _events() == []

@@ -289,7 +289,8 @@ class DynamoWebhookRepository:
 
     def fan_out(self, event: WebhookEvent, deliveries: list[WebhookDelivery]) -> bool:
         """The event's deliveries (none may exist yet) and the event's removal, in one write.
-        False when another run fanned it out first (nothing written by this one)."""
+        False when another run fanned it out first (nothing written by this one; an event whose
+        deliveries all exist already is removed)."""
         puts = [
             _delivery_item(d).get_save_kwargs_from_instance(
                 condition=WebhookDeliveryItem.PK.does_not_exist()
@@ -310,9 +311,13 @@ class DynamoWebhookRepository:
                 client_request_token=str(uuid.uuid4()),
             )
         except TransactWriteError as exc:
-            if _cancelled_by_condition(exc):
-                return False
-            raise
+            if not _cancelled_by_condition(exc):
+                raise
+            # Another run fanned it out (the event is gone), or the event was written again
+            # after its deliveries were: once every delivery exists, the event has no more use.
+            if all(self.delivery(d.id) is not None for d in deliveries):
+                key.delete()
+            return False
         return True
 
     # -- deliveries ---------------------------------------------------------------------------
