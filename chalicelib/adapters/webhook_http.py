@@ -59,9 +59,11 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """TLS to ``address``, with SNI, ``Host`` and certificate checks for the URL's host."""
 
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
-        self._tls = ssl.create_default_context()
-        super().__init__(host, port, timeout=timeout, context=self._tls)
+    def __init__(
+        self, host: str, port: int, address: str, timeout: float, tls: ssl.SSLContext
+    ) -> None:
+        self._tls = tls
+        super().__init__(host, port, timeout=timeout, context=tls)
         self._address = address
 
     def connect(self) -> None:
@@ -78,10 +80,12 @@ class HttpWebhookSender:
         allow_loopback: bool,
         resolver: Resolver = system_resolver,
         timeout: float = TIMEOUT_SECONDS,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.allow_loopback = allow_loopback
         self.resolver = resolver
         self.timeout = timeout
+        self.tls = tls or ssl.create_default_context()  # the system's CAs, hostname checked
 
     def _checked(self, url: str) -> tuple[Target, str]:
         target = parse_target(url, allow_loopback=self.allow_loopback)
@@ -100,8 +104,13 @@ class HttpWebhookSender:
             target, address = self._checked(url)
         except InvalidWebhookUrl as exc:
             return Attempt(None, f"refused: {exc}")
-        kind = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
-        connection = kind(target.host, target.port, address, self.timeout)
+        connection: http.client.HTTPConnection
+        if target.scheme == "https":
+            connection = _PinnedHTTPSConnection(
+                target.host, target.port, address, self.timeout, self.tls
+            )
+        else:
+            connection = _PinnedHTTPConnection(target.host, target.port, address, self.timeout)
         try:
             connection.request(
                 "POST",

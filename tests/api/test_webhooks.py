@@ -189,6 +189,16 @@ def test_a_bad_endpoint_is_invalid_request(api_client, key, body):
     assert (response.status_code, answer["error"]["code"]) == (400, "invalid_request"), answer
 
 
+def test_only_the_local_and_test_stages_take_the_loopback_receiver(monkeypatch):
+    from chalicelib.config import get_settings
+
+    for stage, allowed in (("local", True), ("test", True), ("dev", False), ("prod", False)):
+        monkeypatch.setenv("STAGE", stage)
+        get_settings.cache_clear()
+        dependencies.reset()
+        assert dependencies.get_webhook_sender().allow_loopback is allowed, stage
+
+
 @pytest.mark.parametrize(
     ("url", "says"),
     [

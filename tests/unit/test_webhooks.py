@@ -321,3 +321,79 @@ def test_the_documented_verification_snippet_verifies_our_signature():
     ):
         with pytest.raises(ValueError, match="X-Signature"):
             verify_webhook(secret, header, raw, now=now)
+
+
+def test_https_goes_to_the_checked_address_with_the_names_sni_host_and_certificate(tmp_path):
+    """A TLS receiver on 127.0.0.1 with a certificate for hooks.example.test: the connection is
+    made to the address, the TLS SNI and Host header carry the name, and the certificate is
+    verified against the name (a certificate for another name is refused)."""
+    import http.server
+    import ssl
+    import subprocess
+    import threading
+
+    from chalicelib.adapters.webhook_http import _PinnedHTTPSConnection
+
+    def certificate(name: str) -> tuple[str, str]:
+        cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+        subprocess.run(
+            [
+                "/usr/bin/openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                f"/CN={name}",
+                "-addext",
+                f"subjectAltName=DNS:{name}",
+                "-keyout",
+                str(key),
+                "-out",
+                str(cert),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        return str(cert), str(key)
+
+    seen: dict[str, str] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen["host"] = self.headers["Host"]
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    cert, key = certificate("hooks.example.test")
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    server_tls.sni_callback = lambda sock, name, ctx: seen.__setitem__("sni", name)
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = server_tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        trusting = ssl.create_default_context(cafile=cert)
+        connection = _PinnedHTTPSConnection("hooks.example.test", port, "127.0.0.1", 5, trusting)
+        connection.request("POST", "/h", body=b"{}")
+        assert connection.getresponse().status == 204
+        connection.close()
+        assert seen == {"sni": "hooks.example.test", "host": f"hooks.example.test:{port}"}
+
+        other_cert, _ = certificate("elsewhere.example.test")
+        wrong = ssl.create_default_context(cafile=other_cert)
+        connection = _PinnedHTTPSConnection("hooks.example.test", port, "127.0.0.1", 5, wrong)
+        with pytest.raises(ssl.SSLCertVerificationError):
+            connection.request("POST", "/h", body=b"{}")
+        connection.close()
+    finally:
+        server.shutdown()
+        server.server_close()
