@@ -168,11 +168,13 @@ class Webhooks:
             raise WebhookEndpointNotFound(f"webhook endpoint {endpoint_id} does not exist")
         if not endpoint.enabled:
             return endpoint
-        return self._disable(endpoint, "disabled by the facility", actor_id=actor_id, ip=ip)
+        return self._disable(endpoint, "disabled by the facility", actor_id=actor_id, ip=ip)[0]
 
     def _disable(
         self, endpoint: WebhookEndpoint, reason: str, *, actor_id: str | None, ip: str | None
-    ) -> WebhookEndpoint:
+    ) -> tuple[WebhookEndpoint, bool]:
+        """The endpoint disabled, and whether this call disabled it (False: someone else did
+        meanwhile, and wrote the audit event)."""
         at = to_iso(self.clock())
         disabled = endpoint.disabled(at, reason)
         event = AuditEvent.new(
@@ -187,8 +189,8 @@ class Webhooks:
         try:
             self.repository.disable_endpoint(disabled, event)
         except VersionConflict:  # disabled meanwhile (by the facility or a worker): as stored
-            return self.repository.endpoint(endpoint.facility_id, endpoint.id) or disabled
-        return disabled
+            return self.repository.endpoint(endpoint.facility_id, endpoint.id) or disabled, False
+        return disabled, True
 
     # -- deliveries: reading and retrying -----------------------------------------------------
     def deliveries(
@@ -262,23 +264,33 @@ class Webhooks:
         started = time.monotonic()
         due_at = to_iso(self.clock())
 
+        failures: list[Exception] = []
+
         def one(delivery_id: str) -> str:
             if time.monotonic() - started > budget_seconds:
                 return "left_for_next_run"
-            moment = self.clock()
-            now = int(moment.timestamp())
-            claimed = self.repository.claim(
-                delivery_id, now, now + LEASE_SECONDS, due_at=to_iso(moment)
-            )
-            if claimed is None:
-                return "leased_elsewhere"
-            return self._attempt(*claimed)[1]
+            try:
+                moment = self.clock()
+                now = int(moment.timestamp())
+                claimed = self.repository.claim(
+                    delivery_id, now, now + LEASE_SECONDS, due_at=to_iso(moment)
+                )
+                if claimed is None:
+                    return "leased_elsewhere"
+                return self._attempt(*claimed)[1]
+            except Exception as exc:  # the store failed: the others still go; raised below
+                self.log("webhook delivery failed", delivery_id=delivery_id, error=repr(exc))
+                failures.append(exc)
+                return "error"
 
         ids = self.repository.due(due_at, limit)
         if not ids:
             return Counter()
         with ThreadPoolExecutor(max_workers=min(PARALLEL_ATTEMPTS, len(ids))) as pool:
-            return Counter(pool.map(one, ids))
+            outcomes = Counter(pool.map(one, ids))
+        if failures:  # the run fails (the function's error alarm); its lease expires, retried
+            raise failures[0]
+        return outcomes
 
     def _attempt(self, delivery: WebhookDelivery, token: str) -> tuple[WebhookDelivery, str]:
         """One attempt of a leased delivery, recorded; the delivery after it and an outcome."""
@@ -312,7 +324,9 @@ class Webhooks:
         return after, "failed" if after.status is DeliveryStatus.FAILED else "retry_later"
 
     def _give_up_on(self, endpoint: WebhookEndpoint) -> None:
-        self._disable(endpoint, DISABLED_REASON, actor_id=None, ip=None)
+        _, changed = self._disable(endpoint, DISABLED_REASON, actor_id=None, ip=None)
+        if not changed:  # another attempt of the same run disabled it (and alerted) first
+            return
         details = {
             "facility_id": endpoint.facility_id,
             "endpoint_id": endpoint.id,

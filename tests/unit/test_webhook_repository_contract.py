@@ -250,3 +250,28 @@ def test_the_endpoint_is_disabled_once_and_alerted_once_after_three_days_of_fail
     assert now[0] - T0 >= timedelta(days=3)
     statuses = {d.status for d in repository.deliveries_of("fac_1", None, 10, None)[0]}
     assert statuses == {DeliveryStatus.FAILED}
+
+
+def test_a_store_failure_on_one_delivery_lets_the_others_go_then_fails_the_run():
+    webhooks, repository = service(Sender(), lambda: T0)
+    webhooks.create_endpoint(
+        "fac_1", "https://a.example/h", ["payment.received"], actor_id="k", ip=None
+    )
+    for n in range(3):
+        repository.put_event(event_of(f"txn_{n}"))
+    webhooks.fan_out()
+    broken = repository.due("9999", 10)[0]
+    record = repository.record
+
+    def flaky(delivery, token, now):  # type: ignore[no-untyped-def]
+        if delivery.id == broken:
+            raise ConnectionError("the table is unreachable")
+        return record(delivery, token, now)
+
+    repository.record = flaky  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        webhooks.deliver_due()
+    assert len(webhooks.sender.posts) == 3
+    statuses = {d.id: d.status for d in repository.deliveries_of("fac_1", None, 10, None)[0]}
+    assert statuses.pop(broken) is DeliveryStatus.PENDING  # leased; tried again once it expires
+    assert set(statuses.values()) == {DeliveryStatus.SUCCEEDED}
