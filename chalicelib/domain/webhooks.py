@@ -71,6 +71,8 @@ SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 # An endpoint failing this long with no success since is disabled; a delivery is given up this
 # long after its first attempt (API.md: "retried with exponential back-off for up to 3 days").
 GIVE_UP_SECONDS = 3 * 24 * 3600
+# An event's fan-out is one TransactWriteItems (at most 100 items): a delivery per endpoint and
+# the event's removal.
 MAX_ENDPOINTS_PER_FACILITY = 16
 
 

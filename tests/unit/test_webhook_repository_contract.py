@@ -13,7 +13,12 @@ from chalicelib.adapters.dynamo.webhook_repository import (
     DynamoWebhookEvents,
     DynamoWebhookRepository,
 )
-from chalicelib.domain.errors import InvalidState, VersionConflict, WebhookDeliveryNotFound
+from chalicelib.domain.errors import (
+    InvalidRequest,
+    InvalidState,
+    VersionConflict,
+    WebhookDeliveryNotFound,
+)
 from chalicelib.domain.users import AuditEvent
 from chalicelib.domain.webhooks import (
     Attempt,
@@ -275,3 +280,19 @@ def test_a_store_failure_on_one_delivery_lets_the_others_go_then_fails_the_run()
     statuses = {d.id: d.status for d in repository.deliveries_of("fac_1", None, 10, None)[0]}
     assert statuses.pop(broken) is DeliveryStatus.PENDING  # leased; tried again once it expires
     assert set(statuses.values()) == {DeliveryStatus.SUCCEEDED}
+
+
+def test_a_facility_has_at_most_sixteen_endpoints():
+    webhooks, repository = service(Sender(), lambda: T0)
+    for n in range(16):
+        webhooks.create_endpoint(
+            "fac_1", f"https://a.example/{n}", ["payment.received"], actor_id="k", ip=None
+        )
+    with pytest.raises(InvalidRequest, match="at most 16"):
+        webhooks.create_endpoint(
+            "fac_1", "https://a.example/17", ["payment.received"], actor_id="k", ip=None
+        )
+    webhooks.create_endpoint(
+        "fac_2", "https://a.example/1", ["payout.completed"], actor_id="k", ip=None
+    )
+    assert len(repository.endpoints_of("fac_1")) == 16
