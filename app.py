@@ -20,6 +20,7 @@ from chalicelib.api.console import console
 from chalicelib.api.crypto import crypto
 from chalicelib.api.deposits import deposits
 from chalicelib.api.facility import facility
+from chalicelib.api.facility_webhooks import facility_webhooks
 from chalicelib.api.fx import fx
 from chalicelib.api.health import health
 from chalicelib.api.jobs import jobs
@@ -56,6 +57,7 @@ app.register_blueprint(payment_requests)
 app.register_blueprint(monitors)
 app.register_blueprint(risk)
 app.register_blueprint(console)
+app.register_blueprint(facility_webhooks)
 
 
 @app.middleware("http")

@@ -23,6 +23,7 @@ LOCAL_STRIPE_API_KEY = "sk_test_local"
 LOCAL_STRIPE_WEBHOOK_SECRET = "whsec_local"  # noqa: S105
 LOCAL_CRYPTO_WEBHOOK_SECRET = "crypto_local"  # noqa: S105
 LOCAL_CRYPTO_ADDRESS_SECRET = "crypto-address-local"  # noqa: S105
+LOCAL_WEBHOOK_SECRET_KEY = "webhook-secret-key-local"  # noqa: S105
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,9 @@ class Settings:
     # RISK_RULES_TTL_SECONDS: how long a process keeps the risk rules it read before reading them
     # again (0: on every assessment); an admin's change reaches every process within it.
     risk_rules_ttl_seconds: int = 10
+    # WEBHOOK_SECRET_KEY: the master key every webhook endpoint's signing secret is derived from
+    # (domain/webhooks.py); a secret like the five above (environment, else SECRETS_ID).
+    webhook_secret_key: str | None = None
 
     @property
     def is_local(self) -> bool:
@@ -170,6 +174,21 @@ class Settings:
                 "CRYPTO_WEBHOOK_SECRET or CRYPTO_ADDRESS_SECRET is not set for this stage"
             )
         return webhook, address
+
+
+def webhook_master_key(settings: Settings) -> str:
+    """The key webhook endpoint secrets are derived from; only the local and test stages may
+    fall back to a public one.
+
+    Raises:
+        RuntimeError: a deployed stage has no WEBHOOK_SECRET_KEY.
+    """
+    key = settings.secret("WEBHOOK_SECRET_KEY", settings.webhook_secret_key)
+    if key:
+        return key
+    if settings.stage in ("local", "test"):
+        return LOCAL_WEBHOOK_SECRET_KEY
+    raise RuntimeError("WEBHOOK_SECRET_KEY is not set for this stage")
 
 
 def _int(name: str, default: int, minimum: int) -> int:
@@ -295,4 +314,5 @@ def read_settings() -> Settings:
         usage_plan_id=os.environ.get("USAGE_PLAN_ID") or None,
         risk_review_hours=_int("RISK_REVIEW_HOURS", 72, 1),
         risk_rules_ttl_seconds=_int("RISK_RULES_TTL_SECONDS", 10, 0),
+        webhook_secret_key=os.environ.get("WEBHOOK_SECRET_KEY") or None,
     )

@@ -10,7 +10,7 @@ answers with the same addresses).
 
 Webhooks carry ``X-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>``;
 ``sign`` builds that header (the local fake gateway and the tests use it), the webhook service
-checks it.
+checks it; the scheme itself is ``domain/signatures.py``, which outbound webhooks use too.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import hmac
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from chalicelib.domain.signatures import signature_header
 
 DEPOSIT_CURRENCIES = ("BTC", "ETH", "USDT")
 _BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
@@ -72,12 +74,7 @@ class LocalCryptoGateway:
             self.payouts.append(payout)
 
 
-def signature(secret: str, timestamp: int, raw_body: bytes) -> str:
-    message = f"{timestamp}.".encode() + raw_body
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
-
-
 def sign(secret: str, raw_body: bytes, timestamp: int | None = None) -> str:
     """The ``X-Signature`` header for ``raw_body`` (now, unless ``timestamp`` is given)."""
     t = int(time.time()) if timestamp is None else timestamp
-    return f"t={t},v1={signature(secret, t, raw_body)}"
+    return signature_header(secret, t, raw_body)

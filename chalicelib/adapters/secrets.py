@@ -3,8 +3,8 @@
 A deployed function gets ``SECRETS_ARN`` (the secret's ARN, set by the packaged template) and no
 secret in its environment. The secret holds the same names the local stack reads from environment
 variables (``JWT_SIGNING_KEYS``, ``STRIPE_API_KEY``, ``STRIPE_WEBHOOK_SECRET``,
-``CRYPTO_WEBHOOK_SECRET``, ``CRYPTO_ADDRESS_SECRET``), so ``chalicelib.config`` asks for a name and
-does not care where it comes from.
+``CRYPTO_WEBHOOK_SECRET``, ``CRYPTO_ADDRESS_SECRET``, ``WEBHOOK_SECRET_KEY``), so
+``chalicelib.config`` asks for a name and does not care where it comes from.
 
 Why this shape:
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from chalicelib.services.payouts import PayoutRepository
     from chalicelib.services.risk import Risk
     from chalicelib.services.webhook_events import WebhookEvents
+    from chalicelib.services.webhooks import Webhooks, WebhookSender
     from chalicelib.services.withdrawals import WithdrawalRepository
 
 
@@ -373,17 +374,25 @@ def get_monitor_repository() -> MonitorRepository:
 @cache
 def get_risk() -> Risk:
     """Risk rules (cached for RISK_RULES_TTL_SECONDS), counters and reviews on the table."""
+    from chalicelib.adapters.clock import now_iso
     from chalicelib.adapters.dynamo.risk_repository import DynamoRiskRepository
+    from chalicelib.domain.risk import Operation
     from chalicelib.services.risk import Risk, RulesCache
+    from chalicelib.services.transfers import payment_received_on_approval
 
     settings = get_bound_settings()
     repository = DynamoRiskRepository()
-    return Risk(
+    risk = Risk(
         repository,
         RulesCache(repository, settings.risk_rules_ttl_seconds),
         review_hours=settings.risk_review_hours,
         deadlines=get_hold_expiries(),
     )
+    # A payment to a facility held for review tells the facility when it is approved.
+    risk.on_decision[Operation.PAYMENT] = payment_received_on_approval(
+        get_ledger_service().transaction, get_webhook_events(), now_iso
+    )
+    return risk
 
 
 @cache
@@ -393,6 +402,33 @@ def get_hold_expiries() -> HoldExpiries:
 
     get_bound_settings()
     return DynamoHoldExpiries()
+
+
+@cache
+def get_webhook_sender() -> WebhookSender:
+    """HTTP to facilities' webhook endpoints under the stage's URL policy: https to public
+    addresses only; the local and test stages also reach http(s)://127.0.0.1:<port>."""
+    from chalicelib.adapters.webhook_http import HttpWebhookSender
+
+    settings = get_settings()
+    return HttpWebhookSender(allow_loopback=settings.stage in ("local", "test"))
+
+
+@cache
+def get_webhooks() -> Webhooks:
+    """Outbound webhooks: endpoints, fan-out and delivery (``services/webhooks.py``)."""
+    from chalicelib.adapters.dynamo.webhook_repository import DynamoWebhookRepository
+    from chalicelib.config import webhook_master_key
+    from chalicelib.services.webhooks import Webhooks
+
+    settings = get_bound_settings()
+    return Webhooks(
+        repository=DynamoWebhookRepository(),
+        sender=get_webhook_sender(),
+        alerts=get_alerts(settings),
+        master_key=webhook_master_key(settings),
+        log=logger.warning,
+    )
 
 
 def reset() -> None:
@@ -422,3 +458,5 @@ def reset() -> None:
     get_monitor_repository.cache_clear()
     get_risk.cache_clear()
     get_hold_expiries.cache_clear()
+    get_webhook_sender.cache_clear()
+    get_webhooks.cache_clear()

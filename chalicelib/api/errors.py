@@ -124,6 +124,9 @@ DOMAIN_ERRORS: Mapping[type[domain.LedgerError], HttpError] = {
     domain.RulesVersionConflict: HttpError(409, "version_conflict"),
     domain.ReviewNotFound: HttpError(404, "not_found"),
     domain.ReviewNotOpen: HttpError(409, "invalid_state"),
+    domain.InvalidWebhookUrl: HttpError(400, "invalid_request"),
+    domain.WebhookEndpointNotFound: HttpError(404, "not_found"),
+    domain.WebhookDeliveryNotFound: HttpError(404, "not_found"),
 }
 
 # Chalice's ``Code`` values (its exception class names, or the codes it uses for errors it

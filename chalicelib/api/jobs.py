@@ -9,6 +9,9 @@ command, see docs/local-stack.md). Thin: each calls one service function.
   reset) outside those requests (``chalicelib/services/mail_outbox.py``).
 - ``balance_monitors`` (every 5 minutes): checks each enabled balance monitor and pages the
   alert topic once per crossing and once per recovery (``chalicelib/services/monitors.py``).
+- ``deliver_webhooks`` (every minute): fans facilities' webhook events out to their endpoints
+  and attempts the deliveries that are due (``chalicelib/services/webhooks.py``); an event
+  reaches its endpoint within about a minute of its money (the local stack: a second).
 - ``expire_withdrawals`` (every hour): withdrawals left in ``pending_review`` for
   ``WITHDRAWAL_REVIEW_DAYS`` (7) expire and their holds are released
   (``chalicelib/services/withdrawals.py``).
@@ -45,6 +48,7 @@ from chalicelib.api.dependencies import (
     get_payout_repository,
     get_refund_repository,
     get_risk,
+    get_webhooks,
     get_withdrawal_repository,
 )
 from chalicelib.api.log import logger
@@ -209,3 +213,17 @@ def run_balance_monitors():  # type: ignore[no-untyped-def]
     )
     logger.info("balance monitors checked", outcomes=dict(report.outcomes))
     return report
+
+
+@jobs.schedule(Rate(1, unit=Rate.MINUTES), name="deliver_webhooks")
+def deliver_webhooks(event: Any) -> dict[str, Any]:
+    return {"outcomes": dict(run_webhook_delivery())}
+
+
+def run_webhook_delivery():  # type: ignore[no-untyped-def]
+    """One run of outbound webhooks: fan-out, then due deliveries (also what the local stack
+    runs every second)."""
+    outcomes = get_webhooks().run()
+    if outcomes:
+        logger.info("webhook delivery", outcomes=dict(outcomes))
+    return outcomes

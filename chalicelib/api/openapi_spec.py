@@ -578,6 +578,56 @@ OPERATIONS.update(
     }
 )
 
+# A facility's outbound webhooks (API.md, "Outbound webhooks").
+WH = "chalicelib.api.webhook_schemas"
+OPERATIONS.update(
+    {
+        ("POST", "/v1/facility/webhook-endpoints"): Op(
+            "Register a webhook endpoint (scope webhooks; its secret is in this answer only)",
+            "facility",
+            201,
+            f"{WH}:NewWebhookEndpoint",
+            r.NewWebhookEndpointAnswer,
+            errors=(400,),
+            access="facility",
+        ),
+        ("GET", "/v1/facility/webhook-endpoints"): Op(
+            "The calling facility's webhook endpoints, newest first (scope webhooks)",
+            "facility",
+            returns=r.WebhookEndpointPage,
+            access="facility",
+        ),
+        ("POST", "/v1/facility/webhook-endpoints/{endpoint_id}/disable"): Op(
+            "Disable a webhook endpoint: nothing more is sent to it (scope webhooks)",
+            "facility",
+            body=f"{WH}:RequestBody",
+            returns=r.WebhookEndpointAnswer,
+            errors=(404,),
+            access="facility",
+            body_optional=True,
+        ),
+        ("GET", "/v1/facility/webhook-deliveries"): Op(
+            "The calling facility's webhook deliveries, newest first (scope webhooks)",
+            "facility",
+            returns=r.WebhookDeliveryPage,
+            errors=(400,),
+            access="facility",
+            query=(*LIST_QUERY, "endpoint_id"),
+        ),
+        ("POST", "/v1/facility/webhook-deliveries/{delivery_id}/retry"): Op(
+            "Attempt a delivery again now, within the request, with the same event id (scope "
+            "webhooks)",
+            "facility",
+            202,
+            f"{WH}:RequestBody",
+            r.WebhookDeliveryAnswer,
+            errors=(404, 409),
+            access="facility",
+            body_optional=True,
+        ),
+    }
+)
+
 # OpenAPI links: what a client (or a stateful fuzzer) does next with an answer, by the id in it.
 # (source method, path) -> link name -> (target method, path, parameters, request body or None).
 Link = tuple[str, str, Mapping[str, str], Mapping[str, str] | None]

@@ -197,6 +197,38 @@ class PaymentRequest(Answer):
     decided_at: Instant | None = Field(description="when it was declined, cancelled or expired")
 
 
+WebhookEventType = Literal[
+    "payment_request.paid", "payment_request.declined", "payment.received", "payout.completed"
+]
+
+
+class WebhookEndpoint(Answer):
+    """A facility's webhook endpoint: never its secret."""
+
+    id: str
+    url: str
+    events: list[WebhookEventType]
+    status: Literal["enabled", "disabled"]
+    created_at: Instant
+    disabled_at: Instant | None
+    disabled_reason: str | None
+
+
+class WebhookDelivery(Answer):
+    """One event to one endpoint, and how its attempts went."""
+
+    id: str
+    event_id: str = Field(description="the same on every attempt: receivers drop duplicates")
+    event_type: WebhookEventType
+    endpoint_id: str
+    status: Literal["pending", "succeeded", "failed"]
+    attempts: int = Field(ge=0)
+    last_status_code: int | None = Field(description="HTTP status of the last answer, if any")
+    last_error: str | None = Field(description="why the last attempt failed, if it did")
+    next_attempt_at: Instant | None = Field(description="null once succeeded or failed")
+    created_at: Instant
+
+
 class Quote(Answer):
     id: str
     from_currency: Currency
@@ -454,6 +486,19 @@ class NewApiKeyAnswer(Answer):
     )
 
 
+class NewWebhookEndpointAnswer(Answer):
+    endpoint: WebhookEndpoint
+    secret: str = Field(description="signs every delivery (X-Signature); shown only here")
+
+
+class WebhookEndpointAnswer(Answer):
+    endpoint: WebhookEndpoint
+
+
+class WebhookDeliveryAnswer(Answer):
+    delivery: WebhookDelivery
+
+
 class FacilityOverview(Answer):
     facility: Facility
     accounts: list[Account]
@@ -583,4 +628,14 @@ class AuditEventPage(Answer):
 
 class ReviewPage(Answer):
     data: list[Review]
+    next_cursor: NextCursor
+
+
+class WebhookEndpointPage(Answer):
+    data: list[WebhookEndpoint]
+    next_cursor: None = Field(description="always null: a facility has few endpoints")
+
+
+class WebhookDeliveryPage(Answer):
+    data: list[WebhookDelivery]
     next_cursor: NextCursor

@@ -14,6 +14,7 @@ from chalicelib.api.dependencies import (
     get_facility_repository,
     get_ledger_service,
     get_risk,
+    get_webhook_events,
 )
 from chalicelib.api.idempotency import current_money_replay, idempotency_key, replayed_with_money
 from chalicelib.api.requests import parse_body, source_ip
@@ -86,6 +87,7 @@ def create_transfer() -> Response:
         ),
         idempotency_key=idempotency_key(transfers),
         extra_for=with_answer,
+        events=get_webhook_events(),
     )
     replay.stored_with_money(guarded.recorded.created)
     status, answer = _answer(guarded.recorded.transaction, guarded.review)

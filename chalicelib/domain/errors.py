@@ -306,6 +306,18 @@ class ApiKeyNotFound(LedgerError):
     """The facility has no API key with this id."""
 
 
+class InvalidWebhookUrl(InvalidRequest):
+    """A webhook endpoint's URL that we will not send to (domain/webhook_urls.py)."""
+
+
+class WebhookEndpointNotFound(LedgerError):
+    """The facility has no webhook endpoint with this id."""
+
+
+class WebhookDeliveryNotFound(LedgerError):
+    """The facility has no webhook delivery with this id."""
+
+
 class RateLimited(LedgerError):
     """This API key made as many requests as it may in the current minute; retry after
     ``retry_after`` seconds."""

@@ -35,7 +35,6 @@ from chalicelib.adapters.crypto_gateway import (
     DEPOSIT_CURRENCIES,
     CryptoGateway,
     CryptoGatewayError,
-    signature,
 )
 from chalicelib.domain.accounts import OwnerType, PlatformAccount, PlatformKind, wallet_id
 from chalicelib.domain.errors import (
@@ -49,6 +48,7 @@ from chalicelib.domain.errors import (
     WebhookEventSeen,
 )
 from chalicelib.domain.money import currency, parse_amount
+from chalicelib.domain.signatures import signature
 from chalicelib.domain.transactions import TransactionType, derive_transaction_id
 from chalicelib.domain.users import User
 from chalicelib.domain.withdrawals import WithdrawalStatus

@@ -160,6 +160,10 @@ class LedgerService:
             return Recorded(candidate, created=True)
         raise VersionConflict(f"gave up on {transaction_id} after {self.max_attempts} attempts")
 
+    def transaction(self, transaction_id: str) -> Transaction:
+        """The transaction, read strongly consistent. Raises TransactionNotFound."""
+        return self._get(transaction_id)
+
     def post_pending(self, transaction_id: str, extra: Sequence[SideWrite] = ()) -> Transaction:
         """Turn a hold into posted money. Raises HoldNotPending if posted or voided already."""
         return self._resolve_hold(transaction_id, post=True, extra=extra)

@@ -7,18 +7,21 @@ the risk rules first (``services.risk.record_assessed``): declined, held for rev
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from chalicelib.adapters.clock import now_iso
 from chalicelib.domain.accounts import OwnerType, wallet_id
 from chalicelib.domain.errors import AccountNotFound, InvalidRequest, RecipientNotFound
-from chalicelib.domain.money import currency, parse_amount
-from chalicelib.domain.risk import Check, Operation
-from chalicelib.domain.transactions import TransactionType, derive_transaction_id
+from chalicelib.domain.money import currency, format_amount, parse_amount
+from chalicelib.domain.risk import Check, Operation, Review, ReviewStatus
+from chalicelib.domain.transactions import Transaction, TransactionType, derive_transaction_id
 from chalicelib.domain.users import User
-from chalicelib.services.ledger import LedgerService, PostingRequest
+from chalicelib.domain.webhooks import WebhookEvent, WebhookEventType
+from chalicelib.services.ledger import LedgerService, PostingRequest, SideWrite
 from chalicelib.services.risk import ExtraFor, Guarded, Risk, record_assessed
+from chalicelib.services.webhook_events import WebhookEvents
 
 MAX_MEMO_LENGTH = 500
 
@@ -59,12 +62,17 @@ def transfer(
     request: TransferRequest,
     idempotency_key: str,
     extra_for: ExtraFor | None = None,
+    events: WebhookEvents | None = None,
 ) -> Guarded:
     """Move ``amount`` from the sender's wallet to a user's wallet or a facility's account, or
     hold it for a risk review (``Guarded.review``).
 
     ``extra_for(transaction, verdict, review)`` (the request's replay record) is written with the
-    money (``services.risk.record_assessed``).
+    money (``services.risk.record_assessed``). A payment to a facility that moves at once also
+    writes, in the same write, the facility's ``payment.received`` event through ``events`` (the
+    outbox): it exists exactly when the money moved, and a retried request (same transaction id,
+    same event id) writes neither again. A payment held for review has no event until an admin
+    approves it (``payment_received_on_approval``).
 
     Raises (in order of precedence):
         UnsupportedCurrency, InvalidAmount, InvalidRequest (both or no recipient, oneself,
@@ -100,6 +108,12 @@ def transfer(
         recipient=f"user:{recipient}" if kind is TransactionType.TRANSFER else recipient,
         user_created_at=sender.created_at,
     )
+    writes = extra_for
+    metadata = {"initiated_by": sender.id}
+    if kind is TransactionType.PAYMENT:
+        metadata["facility_id"] = request.to_facility_id or ""
+        if events is not None:
+            writes = _with_payment_event(extra_for, events)
     try:
         guarded = record_assessed(
             ledger,
@@ -112,11 +126,60 @@ def transfer(
                 PostingRequest(target, code, amount),
             ],
             memo=request.memo,
-            metadata={"initiated_by": sender.id},
-            extra_for=extra_for,
+            metadata=metadata,
+            extra_for=writes,
         )
     except AccountNotFound as exc:
         if exc.account_id == target:
             raise RecipientNotFound("the recipient has no account in this currency") from exc
         raise
     return guarded
+
+
+def payment_received_event(txn: Transaction, at: str) -> WebhookEvent | None:
+    """The facility's ``payment.received`` event about a payment, or None for a transaction that
+    pays no facility (the facility is named in the payment's metadata)."""
+    facility_id = txn.metadata.get("facility_id")
+    if txn.type is not TransactionType.PAYMENT or not facility_id:
+        return None
+    credit = next(p for p in txn.postings if p.amount > 0)
+    return WebhookEvent.about(
+        WebhookEventType.PAYMENT_RECEIVED,
+        txn.id,
+        facility_id,
+        at,
+        {
+            "transaction_id": txn.id,
+            "amount": format_amount(credit.amount, credit.currency),
+            "currency": credit.currency,
+            "from_user_id": txn.metadata.get("initiated_by"),
+            "memo": txn.memo,
+        },
+    )
+
+
+def _with_payment_event(extra_for: ExtraFor | None, events: WebhookEvents) -> ExtraFor:
+    """``extra_for``'s writes and, when the payment moves now (not held for review), the
+    facility's ``payment.received`` event about the transaction as it will be written."""
+
+    def writes(txn: Transaction, verdict: object, review: Review | None) -> Sequence[SideWrite]:
+        own = list(extra_for(txn, verdict, review)) if extra_for else []  # type: ignore[arg-type]
+        event = payment_received_event(txn, txn.created_at) if review is None else None
+        return [*own, events.event(event)] if event is not None else own
+
+    return writes
+
+
+def payment_received_on_approval(
+    transactions: Callable[[str], Transaction], events: WebhookEvents, clock: Callable[[], str]
+) -> Callable[[Review], Sequence[SideWrite]]:
+    """The writes a risk review's decision adds for a payment (``Risk.on_decision``): when it is
+    approved, the facility's ``payment.received`` event, in the write that posts the hold."""
+
+    def writes(review: Review) -> Sequence[SideWrite]:
+        if review.status is not ReviewStatus.APPROVED:
+            return []
+        event = payment_received_event(transactions(review.transaction_id), clock())
+        return [events.event(event)] if event is not None else []
+
+    return writes

@@ -689,7 +689,7 @@ def serve_api(port: int) -> int:
     stopped = threading.Event()
     _on_stop_signals(stopped.set)
     exit_with_supervisor()
-    mail = _start_mail_sender()
+    scheduler = _start_scheduler()
     try:
         pool.start()
         if stopped.is_set():
@@ -705,14 +705,14 @@ def serve_api(port: int) -> int:
         return 0
     finally:
         pool.stop()
-        mail.terminate()
+        scheduler.terminate()
 
 
-def _start_mail_sender() -> subprocess.Popen:
-    """The mail outbox's sender, every second, in a process of its own (infra/local/mail_sender);
-    it stops when this process does."""
+def _start_scheduler() -> subprocess.Popen:
+    """The scheduled jobs (mail, webhooks), every second, in a process of their own
+    (infra/local/scheduler); it stops when this process does."""
     return subprocess.Popen(
-        [sys.executable, "-m", "infra.local.mail_sender", str(os.getpid())], cwd=PROJECT_DIR
+        [sys.executable, "-m", "infra.local.scheduler", str(os.getpid())], cwd=PROJECT_DIR
     )
 
 

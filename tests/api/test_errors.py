@@ -92,6 +92,9 @@ DOMAIN_ERRORS: dict[str, Callable[[], domain.LedgerError]] = {
     "RulesVersionConflict": domain.RulesVersionConflict,
     "ReviewNotFound": domain.ReviewNotFound,
     "ReviewNotOpen": domain.ReviewNotOpen,
+    "InvalidWebhookUrl": lambda: domain.InvalidWebhookUrl("url must be an https URL"),
+    "WebhookEndpointNotFound": domain.WebhookEndpointNotFound,
+    "WebhookDeliveryNotFound": domain.WebhookDeliveryNotFound,
 }
 
 EXPECTED = {
@@ -166,6 +169,9 @@ EXPECTED = {
     "RulesVersionConflict": (409, "version_conflict"),
     "ReviewNotFound": (404, "not_found"),
     "ReviewNotOpen": (409, "invalid_state"),
+    "InvalidWebhookUrl": (400, "invalid_request"),
+    "WebhookEndpointNotFound": (404, "not_found"),
+    "WebhookDeliveryNotFound": (404, "not_found"),
 }
 
 probe = Blueprint(__name__)

@@ -963,3 +963,57 @@ def test_the_sweeper_voids_a_hold_without_owner_once_and_skips_one_that_ended(pe
     events = [i for i in scan(people["table"]) if i.get("action") == "hold.expired"]
     assert [e["target"] for e in events] == [ids[0]]
     check_guarantees(people["table"])
+
+
+# -- a payment to a facility held for review, and the facility's payment.received event ------------
+def outbound_events(table: str) -> list[dict]:
+    return [i for i in scan(table) if i["item_type"] == "outbound_event"]
+
+
+@pytest.mark.parametrize("verb", ["approve", "reject"])
+def test_a_held_payment_tells_the_facility_only_once_approved(api_client, people, verb):
+    response, created = call(
+        api_client, "POST", "/v1/admin/facilities", people["tokens"]["admin"], {"name": "Clinic"}
+    )
+    assert response.status_code == 201, created
+    facility_id = created["facility"]["id"]
+    set_rules(
+        api_client,
+        people,
+        [
+            {
+                "id": "big",
+                "kind": "amount_over",
+                "action": "review",
+                "currency": "USD",
+                "amount": "20",
+            }
+        ],
+    )
+    body = {"amount": "30.00", "currency": "USD", "to_facility_id": facility_id}
+    response, held = call(
+        api_client, "POST", "/v1/transfers", people["tokens"]["alice"], body, "p1"
+    )
+    assert response.status_code == 202, held
+    assert outbound_events(people["table"]) == []  # held: the facility has received nothing
+
+    response, decided = decide(
+        api_client,
+        people,
+        held["review"]["id"],
+        verb,
+        {"reason": "no"} if verb == "reject" else None,
+    )
+    assert response.status_code == 200, decided
+    events = outbound_events(people["table"])
+    if verb == "reject":
+        assert events == []
+        return
+    (event,) = events
+    assert (event["event_type"], event["facility_id"]) == ("payment.received", facility_id)
+    data = json.loads(event["data"])
+    assert (data["transaction_id"], data["amount"], data["from_user_id"]) == (
+        held["transaction"]["id"],
+        "30.00",
+        people["alice"].id,
+    )

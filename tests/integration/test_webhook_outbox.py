@@ -60,3 +60,51 @@ def test_no_money_no_event(world: LedgerWorld):
         _pay(world, payer, facility, 1_00, key="k2")
 
     assert _events() == []
+
+
+def test_two_fan_out_runs_racing_for_one_event_make_one_delivery(world: LedgerWorld):
+    """The deliveries and the event's removal are one write: of two runs racing for the same
+    event, one writes everything and the other nothing, so an endpoint gets one delivery."""
+    import threading
+
+    from chalicelib.adapters.dynamo.models import WebhookDeliveryItem
+    from chalicelib.adapters.dynamo.webhook_repository import DynamoWebhookRepository
+    from chalicelib.domain.users import AuditEvent
+    from chalicelib.domain.webhooks import WebhookDelivery, WebhookEndpoint
+
+    payer, facility = world.open_user_account(), world.open_user_account()
+    world.fund(payer, 10_00)
+    repository = DynamoWebhookRepository()
+    endpoint = WebhookEndpoint.new("fac_1", "https://a.example/h", ["payment.received"], "t")
+    audit = AuditEvent.new(
+        "facility.webhook_endpoint_created", at="t", actor_id=None, target=None, ip=None
+    )
+    repository.create_endpoint(endpoint, audit)
+    _pay(world, payer, facility, 1_00, key="k3")
+    (event,) = repository.waiting_events(10)
+    start = threading.Barrier(2)
+    results: list[bool] = []
+
+    def run() -> None:
+        start.wait()
+        results.append(
+            repository.fan_out(event, [WebhookDelivery.of(event, endpoint, "2026-12-02T06:00:01Z")])
+        )
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False, True]
+    assert repository.fan_out(event, [WebhookDelivery.of(event, endpoint, "later")]) is False
+    deliveries = list(WebhookDeliveryItem.scan(WebhookDeliveryItem.item_type == "webhook_delivery"))
+    assert len(deliveries) == 1
+    assert _events() == []  # the event item is gone with its fan-out
+
+    # written again after its fan-out (the ledger prevents it; this is the store's own defence):
+    # the next run finds every delivery there, makes none, and removes the event
+    DynamoWebhookEvents.event(event).model.save()
+    assert [e.id for e in _events()] == [event.id]
+    assert repository.fan_out(event, [WebhookDelivery.of(event, endpoint, "again")]) is False
+    assert _events() == []

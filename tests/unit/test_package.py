@@ -868,3 +868,18 @@ def test_the_balance_monitor_check_runs_every_5_minutes_reads_items_and_pages(te
     config = template["Resources"]["BalanceMonitorsInvokeConfig"]["Properties"]
     assert config["MaximumRetryAttempts"] == package.DEFAULT_ASYNC_RETRIES
     assert "BalanceMonitorsErrorsAlarm" in template["Resources"]
+
+
+def test_the_webhook_sender_runs_every_minute_and_deletes_only_fanned_out_events(template):
+    function = template["Resources"]["DeliverWebhooks"]["Properties"]
+    (event,) = function["Events"].values()
+    assert event["Properties"]["Schedule"] == "rate(1 minute)"
+    assert function["Timeout"] == 90  # a run starts no attempt after 30 s (services/webhooks.py)
+
+    actions = granted_actions(template, "DeliverWebhooksRole")
+    assert "ses:SendEmail" not in actions
+    assert "dynamodb:Scan" not in actions
+    assert {"sns:Publish", "secretsmanager:GetSecretValue", "dynamodb:DeleteItem"} <= actions
+    own = [s for name, s in role_statements(template) if name == "DeliverWebhooksRole"]
+    [deleting] = [s for s in own if "dynamodb:DeleteItem" in as_list(s["Action"])]
+    assert deleting["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == ["WHEVT#*"]

@@ -47,6 +47,12 @@
   ``PAYREQS#open`` / ``<expires_at>#<id>``, removed when it leaves open (the expiry job's queue);
   copies for the lists, kept in the same writes: the payer's PK ``PAYER#<user id>``, the
   facility's PK ``FACPAYREQ#<facility id>``, each SK ``PAYREQ#<created_at>#<id>`` (newest first)
+- webhook endpoint: PK ``WHEP#<facility id>``, SK ``WHEP#<endpoint id>`` (a facility's endpoints
+  in one partition: listed, and found by id, only under the facility that owns them)
+- webhook delivery: PK ``WHDLV#<delivery id>``, SK ``WHDLV`` (one event to one endpoint; the id
+  is derived from both, so a fan-out run again writes nothing new);
+  GSI2 (a facility's deliveries, newest first) ``WHDLVS#<facility id>`` / ``<created_at>#<id>``;
+  GSI1 (due, only while pending) ``WHDUE#<shard>`` / ``<next attempt at>#<delivery id>``
 - API key rate counter: PK ``RATE#<prefix>#<window start, epoch seconds>``, SK ``RATE`` (one
   minute's requests of one key; ``expires_at`` removes it a few minutes later)
 - risk rules:  PK ``RISKRULES``, SK ``RULES`` (the one versioned rule set an admin replaces)
@@ -183,6 +189,57 @@ def webhook_event_sk(at: str, event_id: str) -> str:
 
 def webhook_event_shard(event_id: str) -> int:
     return zlib.crc32(event_id.encode()) % WEBHOOK_EVENT_SHARDS
+
+
+WEBHOOK_ENDPOINT_PREFIX = "WHEP#"
+WEBHOOK_DELIVERY_PREFIX = "WHDLV#"
+WEBHOOK_DELIVERY_SK = "WHDLV"
+WEBHOOK_DELIVERIES_GSI_PREFIX = "WHDLVS#"
+WEBHOOK_DUE_PREFIX = "WHDUE#"
+WEBHOOK_DUE_SHARDS = 4
+
+
+def webhook_endpoint_pk(facility_id: str) -> str:
+    return WEBHOOK_ENDPOINT_PREFIX + facility_id
+
+
+def webhook_endpoint_sk(endpoint_id: str) -> str:
+    return WEBHOOK_ENDPOINT_PREFIX + endpoint_id
+
+
+def webhook_delivery_pk(delivery_id: str) -> str:
+    return WEBHOOK_DELIVERY_PREFIX + delivery_id
+
+
+def webhook_delivery_id_from_pk(pk: str) -> str:
+    if not pk.startswith(WEBHOOK_DELIVERY_PREFIX):
+        raise ValueError(f"not a webhook delivery key: {pk!r}")
+    return pk[len(WEBHOOK_DELIVERY_PREFIX) :]
+
+
+def webhook_deliveries_gsi_pk(facility_id: str) -> str:
+    return WEBHOOK_DELIVERIES_GSI_PREFIX + facility_id
+
+
+def webhook_deliveries_gsi_sk(created_at: str, delivery_id: str) -> str:
+    return f"{created_at}#{delivery_id}"
+
+
+def webhook_due_pk(delivery_id: str) -> str:
+    return f"{WEBHOOK_DUE_PREFIX}{zlib.crc32(delivery_id.encode()) % WEBHOOK_DUE_SHARDS}"
+
+
+def webhook_due_pks() -> list[str]:
+    return [f"{WEBHOOK_DUE_PREFIX}{shard}" for shard in range(WEBHOOK_DUE_SHARDS)]
+
+
+def webhook_due_sk(next_attempt_at: str, delivery_id: str) -> str:
+    return f"{next_attempt_at}#{delivery_id}"
+
+
+def webhook_due_until(now: str) -> str:
+    """The highest due-index sort key of a delivery due at ``now`` ("~" sorts after ids)."""
+    return f"{now}#~"
 
 
 def outbox_pk(shard: int) -> str:

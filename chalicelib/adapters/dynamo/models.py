@@ -946,6 +946,71 @@ class OutboundEventItem(LedgerItem):
     ITEM_TYPE = "outbound_event"
 
 
+class WebhookEndpointItem(LedgerItem):
+    """A facility's webhook endpoint. No secret: it is derived when needed (domain/webhooks.py)."""
+
+    class Meta(_Meta):
+        pass
+
+    endpoint_id = UnicodeAttribute()
+    facility_id = UnicodeAttribute()
+    url = UnicodeAttribute()
+    events = ListAttribute(of=UnicodeAttribute)
+    status = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    secret_nonce = UnicodeAttribute()
+    disabled_at = UnicodeAttribute(null=True)
+    disabled_reason = UnicodeAttribute(null=True)
+    failing_since = UnicodeAttribute(null=True)
+
+    ITEM_TYPE = "webhook_endpoint"
+
+
+class DueIndex(GlobalSecondaryIndex):
+    """GSI1, overloaded (keys only): webhook deliveries still pending, by when they are due."""
+
+    class Meta:
+        index_name = "GSI1"
+        projection = KeysOnlyProjection()
+
+    GSI1PK = UnicodeAttribute(hash_key=True)
+    GSI1SK = UnicodeAttribute(range_key=True)
+
+
+class WebhookDeliveryItem(LedgerItem):
+    """One event to one endpoint and how its attempts went; in GSI1 only while pending."""
+
+    class Meta(_Meta):
+        pass
+
+    facility_index = DayIndex()  # GSI2, overloaded: a facility's deliveries, newest first
+    due_index = DueIndex()
+    GSI1PK = UnicodeAttribute(null=True)
+    GSI1SK = UnicodeAttribute(null=True)
+    GSI2PK = UnicodeAttribute()
+    GSI2SK = UnicodeAttribute()
+    delivery_id = UnicodeAttribute()
+    facility_id = UnicodeAttribute()
+    endpoint_id = UnicodeAttribute()
+    event_id = UnicodeAttribute()
+    event_type = UnicodeAttribute()
+    event_created_at = UnicodeAttribute()
+    data = UnicodeAttribute()  # the event's ``data``, as JSON text
+    status = UnicodeAttribute()
+    attempts = NumberAttribute(default=0)
+    created_at = UnicodeAttribute()
+    next_attempt_at = UnicodeAttribute(null=True)
+    last_status_code = NumberAttribute(null=True)
+    last_error = UnicodeAttribute(null=True)
+    first_attempt_at = UnicodeAttribute(null=True)
+    last_attempt_at = UnicodeAttribute(null=True)
+    claimed_until = NumberAttribute(default=0)
+    lease = UnicodeAttribute(null=True)  # the claim's own token: only its holder records
+    expires_at = NumberAttribute(null=True)  # the table's TTL: set once the delivery has ended
+
+    ITEM_TYPE = "webhook_delivery"
+
+
 class MailCountItem(LedgerItem):
     """How many mails of one kind went to one address in one hour."""
 
@@ -1134,6 +1199,8 @@ MODELS: tuple[type[Model], ...] = (
     VerifyTokenItem,
     OutboxItem,
     OutboundEventItem,
+    WebhookEndpointItem,
+    WebhookDeliveryItem,
     MailCountItem,
     ThrottleItem,
     AuditItem,

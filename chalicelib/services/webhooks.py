@@ -1,0 +1,343 @@
+"""Outbound webhooks (API.md, "Outbound webhooks"): a facility's endpoints, and the delivery of
+the events that money-moving services wrote in their outbox (``services/webhook_events.py``).
+
+- **Endpoints**: created (URL checked against the SSRF rules, ``WebhookSender.check``), listed
+  and disabled by the facility; creating and disabling are audited in the same write. The
+  signing secret is derived from the stage's master key, never stored, and shown once.
+- **Fan-out** (``fan_out``): each waiting event becomes one delivery per enabled endpoint of its
+  facility that wants its type; the deliveries and the removal of the event are one write, and
+  delivery ids are derived from event and endpoint, so a run repeated or raced makes no second.
+- **Delivery** (``deliver_due``): each due delivery is leased (a conditional write), POSTed with
+  ``X-Signature`` (``domain/signatures.py``) under the endpoint's secret, and its outcome stored
+  by the lease's holder only. A non-2xx answer or none within 10 s is retried with full-jitter
+  exponential back-off until 3 days after the first attempt, then the delivery fails. The URL
+  is checked again before every attempt, and the connection goes to the address checked.
+- **Disabling**: an endpoint whose attempts have been failing for 3 days with no success since
+  is disabled, audited and reported to the operators (``Alerts``); its pending deliveries end
+  as failed without another attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from chalicelib.adapters.clock import to_iso
+from chalicelib.domain.errors import (
+    InvalidRequest,
+    InvalidState,
+    VersionConflict,
+    WebhookDeliveryNotFound,
+    WebhookEndpointNotFound,
+)
+from chalicelib.domain.signatures import signature_header
+from chalicelib.domain.users import AuditEvent
+from chalicelib.domain.webhooks import (
+    MAX_ENDPOINTS_PER_FACILITY,
+    Attempt,
+    DeliveryStatus,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+    is_delivery_id,
+    is_endpoint_id,
+    payload,
+)
+from chalicelib.services.alerts import Alerts
+
+# A delivery is leased this long: longer than one attempt can take (10 s per socket operation).
+LEASE_SECONDS = 120
+# A run starts no attempt after this many seconds (the function runs every minute) and makes
+# this many attempts at once.
+RUN_BUDGET_SECONDS = 30.0
+PARALLEL_ATTEMPTS = 8
+USER_AGENT = "ledger-webhooks/1"
+DISABLED_REASON = "deliveries failed for 3 days with no success"
+
+
+class WebhookSender(Protocol):
+    """HTTP to facilities' endpoints under the stage's URL policy (``adapters/webhook_http``)."""
+
+    def check(self, url: str) -> None:
+        """Raises InvalidWebhookUrl (an InvalidRequest): we would not send to ``url``."""
+        ...
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Attempt:
+        """POST once; what the endpoint answered, or why it did not. Checks ``url`` again."""
+        ...
+
+
+class WebhookRepository(Protocol):
+    def create_endpoint(self, endpoint: WebhookEndpoint, event: AuditEvent) -> None: ...
+    def endpoints_of(self, facility_id: str) -> list[WebhookEndpoint]:
+        """Newest first."""
+        ...
+
+    def endpoint(self, facility_id: str, endpoint_id: str) -> WebhookEndpoint | None: ...
+    def disable_endpoint(self, endpoint: WebhookEndpoint, event: AuditEvent) -> None:
+        """Raises VersionConflict if the stored endpoint is not enabled (nothing written)."""
+        ...
+
+    def endpoint_failed(self, endpoint: WebhookEndpoint, at: str) -> WebhookEndpoint | None: ...
+    def endpoint_succeeded(self, endpoint: WebhookEndpoint) -> None: ...
+    def waiting_events(self, limit: int) -> list[WebhookEvent]: ...
+    def fan_out(self, event: WebhookEvent, deliveries: list[WebhookDelivery]) -> bool: ...
+    def due(self, now: str, limit: int) -> list[str]: ...
+    def delivery(self, delivery_id: str) -> WebhookDelivery | None: ...
+    def claim(
+        self, delivery_id: str, now: int, until: int, *, due_at: str | None
+    ) -> tuple[WebhookDelivery, str] | None: ...
+    def record(self, delivery: WebhookDelivery, token: str, now: int) -> bool: ...
+    def deliveries_of(
+        self, facility_id: str, endpoint_id: str | None, limit: int, cursor: str | None
+    ) -> tuple[list[WebhookDelivery], str | None]: ...
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Webhooks:
+    """The use cases, with what they need: the repository, the HTTP sender, the operators'
+    alerts, the stage's master key for endpoint secrets, a clock and a random source."""
+
+    repository: WebhookRepository
+    sender: WebhookSender
+    alerts: Alerts
+    master_key: str
+    clock: Callable[[], datetime] = _now
+    rng: random.Random = field(default_factory=random.Random)
+    log: Callable[..., None] = lambda *_a, **_k: None
+
+    # -- endpoints ----------------------------------------------------------------------------
+    def create_endpoint(
+        self, facility_id: str, url: object, events: Iterable[str], *, actor_id: str, ip: str | None
+    ) -> tuple[WebhookEndpoint, str]:
+        """A new enabled endpoint and its signing secret (shown once).
+
+        Raises:
+            InvalidRequest: a URL we would not send to (InvalidWebhookUrl), no or unknown event
+                types, or the facility has ``MAX_ENDPOINTS_PER_FACILITY`` endpoints already.
+        """
+        at = to_iso(self.clock())
+        endpoint = WebhookEndpoint.new(facility_id, str(url), events, at)
+        self.sender.check(endpoint.url)
+        if len(self.repository.endpoints_of(facility_id)) >= MAX_ENDPOINTS_PER_FACILITY:
+            raise InvalidRequest(
+                f"a facility may have at most {MAX_ENDPOINTS_PER_FACILITY} webhook endpoints"
+            )
+        event = AuditEvent.new(
+            "facility.webhook_endpoint_created",
+            at=at,
+            actor_id=actor_id,
+            target=endpoint.id,
+            ip=ip,
+            facility_id=facility_id,
+            url=endpoint.url,
+            events=",".join(endpoint.events),
+        )
+        self.repository.create_endpoint(endpoint, event)
+        return endpoint, endpoint.secret(self.master_key)
+
+    def endpoints(self, facility_id: str) -> list[WebhookEndpoint]:
+        return self.repository.endpoints_of(facility_id)
+
+    def disable_endpoint(
+        self, facility_id: str, endpoint_id: str, *, actor_id: str | None, ip: str | None
+    ) -> WebhookEndpoint:
+        """Disable the facility's endpoint: nothing more is sent to it. Disabling a disabled
+        endpoint changes nothing and answers it as it is.
+
+        Raises:
+            WebhookEndpointNotFound: the facility has no endpoint with this id.
+        """
+        endpoint = (
+            self.repository.endpoint(facility_id, endpoint_id)
+            if is_endpoint_id(endpoint_id)
+            else None
+        )
+        if endpoint is None:
+            raise WebhookEndpointNotFound(f"webhook endpoint {endpoint_id} does not exist")
+        if not endpoint.enabled:
+            return endpoint
+        return self._disable(endpoint, "disabled by the facility", actor_id=actor_id, ip=ip)[0]
+
+    def _disable(
+        self, endpoint: WebhookEndpoint, reason: str, *, actor_id: str | None, ip: str | None
+    ) -> tuple[WebhookEndpoint, bool]:
+        """The endpoint disabled, and whether this call disabled it (False: someone else did
+        meanwhile, and wrote the audit event)."""
+        at = to_iso(self.clock())
+        disabled = endpoint.disabled(at, reason)
+        event = AuditEvent.new(
+            "facility.webhook_endpoint_disabled",
+            at=at,
+            actor_id=actor_id,
+            target=endpoint.id,
+            ip=ip,
+            facility_id=endpoint.facility_id,
+            reason=reason,
+        )
+        try:
+            self.repository.disable_endpoint(disabled, event)
+        except VersionConflict:  # disabled meanwhile (by the facility or a worker): as stored
+            return self.repository.endpoint(endpoint.facility_id, endpoint.id) or disabled, False
+        return disabled, True
+
+    # -- deliveries: reading and retrying -----------------------------------------------------
+    def deliveries(
+        self, facility_id: str, endpoint_id: str | None, limit: int, cursor: str | None
+    ) -> tuple[list[WebhookDelivery], str | None]:
+        """The facility's deliveries, newest first.
+
+        Raises:
+            InvalidRequest: a cursor this list did not return.
+        """
+        if endpoint_id is not None and not is_endpoint_id(endpoint_id):
+            return [], None  # no endpoint has this id: none of its deliveries exist
+        try:
+            return self.repository.deliveries_of(facility_id, endpoint_id, limit, cursor)
+        except ValueError as exc:
+            raise InvalidRequest(
+                "cursor is not valid",
+                [{"field": "cursor", "message": "is not a cursor this list returned"}],
+            ) from exc
+
+    def retry(self, facility_id: str, delivery_id: str) -> WebhookDelivery:
+        """Attempt the delivery once, now, within the call (whatever its status), with the same
+        event id; the delivery as it stands after the attempt (its back-off and 3-day limit
+        apply as to any attempt).
+
+        Raises:
+            WebhookDeliveryNotFound: the facility has no delivery with this id.
+            InvalidState: its endpoint is disabled.
+            VersionConflict: a worker is attempting it right now; safe to retry.
+        """
+        delivery = self.repository.delivery(delivery_id) if is_delivery_id(delivery_id) else None
+        if delivery is None or delivery.facility_id != facility_id:
+            raise WebhookDeliveryNotFound(f"webhook delivery {delivery_id} does not exist")
+        endpoint = self.repository.endpoint(facility_id, delivery.endpoint_id)
+        if endpoint is None or not endpoint.enabled:
+            raise InvalidState("the delivery's webhook endpoint is disabled")
+        now = int(self.clock().timestamp())
+        claimed = self.repository.claim(delivery_id, now, now + LEASE_SECONDS, due_at=None)
+        if claimed is None:
+            raise VersionConflict("the delivery is being attempted right now; retry shortly")
+        after, _ = self._attempt(*claimed)
+        return after
+
+    # -- the worker ---------------------------------------------------------------------------
+    def run(self, limit: int = 100, budget_seconds: float = RUN_BUDGET_SECONDS) -> Counter:
+        """One worker run: fan out waiting events, then attempt due deliveries."""
+        outcomes = self.fan_out(limit)
+        outcomes.update(self.deliver_due(limit, budget_seconds))
+        return outcomes
+
+    def fan_out(self, limit: int = 100) -> Counter:
+        outcomes: Counter = Counter()
+        at = to_iso(self.clock())
+        endpoints: dict[str, list[WebhookEndpoint]] = {}
+        for event in self.repository.waiting_events(limit):
+            if event.facility_id not in endpoints:
+                endpoints[event.facility_id] = self.repository.endpoints_of(event.facility_id)
+            wanted = [e for e in endpoints[event.facility_id] if e.wants(event)]
+            deliveries = [WebhookDelivery.of(event, endpoint, at) for endpoint in wanted]
+            if self.repository.fan_out(event, deliveries):
+                outcomes["fanned_out"] += 1
+                outcomes["deliveries_created"] += len(deliveries)
+            else:
+                outcomes["fanned_out_elsewhere"] += 1
+        return outcomes
+
+    def deliver_due(self, limit: int = 100, budget_seconds: float = RUN_BUDGET_SECONDS) -> Counter:
+        """Attempt up to ``limit`` due deliveries, ``PARALLEL_ATTEMPTS`` at a time (a slow
+        endpoint does not hold up the others); none is started after ``budget_seconds``, so a run
+        ends before the next one starts (what is left is due for the next run)."""
+        started = time.monotonic()
+        due_at = to_iso(self.clock())
+
+        failures: list[Exception] = []
+
+        def one(delivery_id: str) -> str:
+            if time.monotonic() - started > budget_seconds:
+                return "left_for_next_run"
+            try:
+                moment = self.clock()
+                now = int(moment.timestamp())
+                claimed = self.repository.claim(
+                    delivery_id, now, now + LEASE_SECONDS, due_at=to_iso(moment)
+                )
+                if claimed is None:
+                    return "leased_elsewhere"
+                return self._attempt(*claimed)[1]
+            except Exception as exc:  # the store failed: the others still go; raised below
+                self.log("webhook delivery failed", delivery_id=delivery_id, error=repr(exc))
+                failures.append(exc)
+                return "error"
+
+        ids = self.repository.due(due_at, limit)
+        if not ids:
+            return Counter()
+        with ThreadPoolExecutor(max_workers=min(PARALLEL_ATTEMPTS, len(ids))) as pool:
+            outcomes = Counter(pool.map(one, ids))
+        if failures:  # the run fails (the function's error alarm); its lease expires, retried
+            raise failures[0]
+        return outcomes
+
+    def _attempt(self, delivery: WebhookDelivery, token: str) -> tuple[WebhookDelivery, str]:
+        """One attempt of a leased delivery, recorded; the delivery after it and an outcome."""
+        endpoint = self.repository.endpoint(delivery.facility_id, delivery.endpoint_id)
+        if endpoint is None or not endpoint.enabled:
+            ended = delivery.abandoned("the endpoint is disabled")
+            self.repository.record(ended, token, int(self.clock().timestamp()))
+            return ended, "abandoned"
+        body = payload(delivery.event)
+        moment = self.clock()
+        headers = {
+            "X-Signature": signature_header(
+                endpoint.secret(self.master_key), int(moment.timestamp()), body
+            ),
+            "User-Agent": USER_AGENT,
+            "X-Webhook-Event-Id": delivery.event.id,
+        }
+        attempt = self.sender.post(endpoint.url, body, headers)
+        finished = self.clock()
+        after = delivery.after(attempt, finished, self.rng)
+        if not self.repository.record(after, token, int(finished.timestamp())):
+            self.log("webhook delivery lease lost", delivery_id=delivery.id)
+            return after, "lease_lost"
+        if attempt.succeeded:
+            if endpoint.failing_since is not None:
+                self.repository.endpoint_succeeded(endpoint)
+            return after, "succeeded"
+        stored = self.repository.endpoint_failed(endpoint, to_iso(finished))
+        if stored is not None and stored.enabled and stored.failing_too_long(finished):
+            self._give_up_on(stored)
+        return after, "failed" if after.status is DeliveryStatus.FAILED else "retry_later"
+
+    def _give_up_on(self, endpoint: WebhookEndpoint) -> None:
+        _, changed = self._disable(endpoint, DISABLED_REASON, actor_id=None, ip=None)
+        if not changed:  # another attempt of the same run disabled it (and alerted) first
+            return
+        details = {
+            "facility_id": endpoint.facility_id,
+            "endpoint_id": endpoint.id,
+            "url": endpoint.url,
+            "failing_since": endpoint.failing_since,
+            "reason": DISABLED_REASON,
+        }
+        self.log("webhook endpoint disabled", **details)
+        sent = self.alerts.publish(
+            f"Ledger: webhook endpoint {endpoint.id} disabled",
+            json.dumps(details, sort_keys=True),
+        )
+        if not sent:
+            self.log("no alert topic: the disabled endpoint was only logged", **details)
