@@ -22,6 +22,7 @@ from chalicelib.api.facility import facility
 from chalicelib.api.fx import fx
 from chalicelib.api.health import health
 from chalicelib.api.jobs import jobs
+from chalicelib.api.payroll import payroll
 from chalicelib.api.reconciliations import reconciliations
 from chalicelib.api.restore_drill_job import restore_drill_jobs
 from chalicelib.api.transfers import transfers
@@ -48,6 +49,7 @@ app.register_blueprint(admin)
 app.register_blueprint(audit)
 app.register_blueprint(reconciliations)
 app.register_blueprint(facility)
+app.register_blueprint(payroll)
 
 
 @app.middleware("http")

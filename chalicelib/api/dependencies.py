@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from chalicelib.services.crypto import AddressRepository
     from chalicelib.services.facilities import FacilityRepository
     from chalicelib.services.payouts import PayoutRepository
+    from chalicelib.services.payroll import PayrollRepository
     from chalicelib.services.webhook_events import WebhookEvents
     from chalicelib.services.withdrawals import WithdrawalRepository
 
@@ -335,6 +336,15 @@ def get_webhook_events() -> WebhookEvents:
     return DynamoWebhookEvents()
 
 
+@cache
+def get_payroll_repository() -> PayrollRepository:
+    """Facilities' payroll batches on the configured table."""
+    from chalicelib.adapters.dynamo.payroll_repository import DynamoPayrollRepository
+
+    get_bound_settings()
+    return DynamoPayrollRepository()
+
+
 def reset() -> None:
     """Forget every object built so far; the next getter call reads the settings again."""
     get_table_probe.cache_clear()
@@ -357,3 +367,4 @@ def reset() -> None:
     get_facility_repository.cache_clear()
     get_api_key_repository.cache_clear()
     get_webhook_events.cache_clear()
+    get_payroll_repository.cache_clear()

@@ -111,6 +111,8 @@ DOMAIN_ERRORS: Mapping[type[domain.LedgerError], HttpError] = {
     domain.FacilityNotFound: HttpError(404, "not_found"),
     domain.ApiKeyNotFound: HttpError(404, "not_found"),
     domain.RateLimited: HttpError(429, "rate_limited"),
+    domain.PayrollNotFound: HttpError(404, "not_found"),
+    domain.PayrollChanged: HttpError(409, "conflict"),
 }
 
 # Chalice's ``Code`` values (its exception class names, or the codes it uses for errors it

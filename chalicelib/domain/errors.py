@@ -307,3 +307,13 @@ class RateLimited(LedgerError):
         )
         self.limit = limit
         self.retry_after = retry_after
+
+
+# -- payroll payouts ------------------------------------------------------------------------------
+class PayrollNotFound(LedgerError):
+    """The facility has no payout batch with this id."""
+
+
+class PayrollChanged(LedgerError):
+    """Another run of the same payout batch (its retry, the scheduled finisher) decided this
+    first; nothing was written and the request is safe to retry."""

@@ -84,6 +84,8 @@ DOMAIN_ERRORS: dict[str, Callable[[], domain.LedgerError]] = {
     "FacilityNotFound": domain.FacilityNotFound,
     "ApiKeyNotFound": domain.ApiKeyNotFound,
     "RateLimited": lambda: domain.RateLimited(100, 42),
+    "PayrollNotFound": domain.PayrollNotFound,
+    "PayrollChanged": domain.PayrollChanged,
 }
 
 EXPECTED = {
@@ -150,6 +152,8 @@ EXPECTED = {
     "FacilityNotFound": (404, "not_found"),
     "ApiKeyNotFound": (404, "not_found"),
     "RateLimited": (429, "rate_limited"),
+    "PayrollNotFound": (404, "not_found"),
+    "PayrollChanged": (409, "conflict"),
 }
 
 probe = Blueprint(__name__)

@@ -43,6 +43,12 @@
   with its money, waiting to be fanned out to the facility's endpoints; ``expires_at`` TTL)
 - API key rate counter: PK ``RATE#<prefix>#<window start, epoch seconds>``, SK ``RATE`` (one
   minute's requests of one key; ``expires_at`` removes it a few minutes later)
+- payroll batch: PK ``PAYROLL#<id>``, SK ``PAYROLL`` (a facility's payout batch and its items);
+  GSI1 (a facility's batches, newest first, keys only) ``PAYROLLS#<facility id>`` /
+  ``<created_at>#<id>``; GSI2 (still processing, for the finisher) ``PAYROLLS#processing`` /
+  ``<created_at>#<id>``, removed when the batch completes
+- payroll item outcome: PK ``PAYROLL#<id>``, SK ``ITEM#<index:04d>`` (one payable item paid or
+  failed, written once, with its money)
 
 Entries sort by time *and* by ``seq`` (the write path keeps an account's entry times
 non-decreasing), so a time filter is a key range and "entries after a checkpoint" is a key range.
@@ -424,3 +430,34 @@ def facility_keys_gsi_sk(created_at: str, key_id: str) -> str:
 
 def rate_pk(prefix: str, window_start: int) -> str:
     return f"{RATE_PREFIX}{prefix}#{window_start}"
+
+
+PAYROLL_PREFIX = "PAYROLL#"
+PAYROLL_SK = "PAYROLL"
+PAYROLL_ITEM_PREFIX = "ITEM#"
+PAYROLLS_OF_FACILITY_PREFIX = "PAYROLLS#"
+PAYROLLS_PROCESSING_GSI_PK = "PAYROLLS#processing"
+
+
+def payroll_pk(payroll_id: str) -> str:
+    return PAYROLL_PREFIX + payroll_id
+
+
+def payroll_item_sk(index: int) -> str:
+    return f"{PAYROLL_ITEM_PREFIX}{index:04d}"
+
+
+def payroll_item_index(sk: str) -> int:
+    if not sk.startswith(PAYROLL_ITEM_PREFIX):
+        raise ValueError(f"not a payroll item key: {sk!r}")
+    return int(sk[len(PAYROLL_ITEM_PREFIX) :])
+
+
+def payrolls_of_facility_gsi_pk(facility_id: str) -> str:
+    """A facility's payroll batches (GSI1, keys only; the processing queue is on GSI2)."""
+    return PAYROLLS_OF_FACILITY_PREFIX + facility_id
+
+
+def payroll_gsi_sk(created_at: str, payroll_id: str) -> str:
+    """A batch's place in its facility's list and in the processing queue: oldest to newest."""
+    return f"{created_at}#{payroll_id}"

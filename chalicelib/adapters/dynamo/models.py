@@ -763,6 +763,47 @@ class OutboundEventItem(LedgerItem):
     ITEM_TYPE = "outbound_event"
 
 
+class PayrollBatchItem(LedgerItem):
+    """A facility's payroll batch (``domain/payroll.py``): its items as compact JSON text, their
+    outcomes included once it completed."""
+
+    class Meta(_Meta):
+        pass
+
+    facility_index = OwnerIndex()  # GSI1, overloaded: a facility's batches (keys only)
+    GSI1PK = UnicodeAttribute()
+    GSI1SK = UnicodeAttribute()
+    # GSI2, overloaded: the batches still processing (keys removed when the batch completes),
+    # so the finisher finds them without a Scan.
+    processing_index = DayIndex()
+    GSI2PK = UnicodeAttribute(null=True)
+    GSI2SK = UnicodeAttribute(null=True)
+    payroll_id = UnicodeAttribute()
+    facility_id = UnicodeAttribute()
+    currency = UnicodeAttribute()
+    status = UnicodeAttribute()
+    items = UnicodeAttribute()  # JSON list, one compact object per item
+    created_at = UnicodeAttribute()
+    completed_at = UnicodeAttribute(null=True)
+    request_hash = UnicodeAttribute()
+
+    ITEM_TYPE = "payroll"
+
+
+class PayrollOutcomeItem(LedgerItem):
+    """How one payable item of a batch was decided; written once, with its money."""
+
+    class Meta(_Meta):
+        pass
+
+    status = UnicodeAttribute()  # paid | failed
+    transaction_id = UnicodeAttribute(null=True)
+    error_code = UnicodeAttribute(null=True)
+    decided_at = UnicodeAttribute()
+
+    ITEM_TYPE = "payroll_item"
+
+
 class MailCountItem(LedgerItem):
     """How many mails of one kind went to one address in one hour."""
 
@@ -951,6 +992,8 @@ MODELS: tuple[type[Model], ...] = (
     QuoteItem,
     AuditDigestItem,
     AuditChainHeadItem,
+    PayrollBatchItem,
+    PayrollOutcomeItem,
 )
 
 
