@@ -85,7 +85,10 @@ class PayrollRepository(Protocol):
         until: str | None = None,
     ) -> tuple[list[Payroll], str | None]: ...
     def processing_since_before(self, before: str, limit: int) -> list[str]: ...
-    def created(self, payroll: Payroll) -> SideWrite: ...
+    def created(self, payroll: Payroll) -> Sequence[SideWrite]:
+        """The new batch (written once) and whatever lists it."""
+        ...
+
     def item_paid(self, payroll_id: str, index: int, transaction_id: str, at: str) -> SideWrite: ...
 
     def item_failed(self, payroll_id: str, index: int, error_code: str, at: str) -> bool: ...
@@ -307,7 +310,7 @@ def _store(payer: Payer, payroll: Payroll) -> Payroll:
         if payroll.reserved == 0:  # nobody to pay: the batch is complete as it is stored
             done = payroll.settled({}, payroll.created_at)
             payer.payrolls.write(
-                [payer.payrolls.created(done), payer.events.event(_completed_event(done))]
+                [*payer.payrolls.created(done), payer.events.event(_completed_event(done))]
             )
             return done
         recorded = payer.ledger.record(
@@ -319,7 +322,7 @@ def _store(payer: Payer, payroll: Payroll) -> Payroll:
             ],
             memo=f"payroll {payroll.id}",
             metadata=_metadata(payroll, "funding"),
-            extra=[payer.payrolls.created(payroll)],
+            extra=payer.payrolls.created(payroll),
         )
     except (PayrollChanged, TransactionExistsWithDifferentFields):
         return _reread(payer, payroll.id)  # a concurrent run of the same key stored it first

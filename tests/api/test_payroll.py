@@ -424,6 +424,10 @@ def test_a_facility_reads_its_batches_and_never_anothers(api_client, clinic, peo
     assert body == {"data": [], "next_cursor": None}
     response, body = get(api_client, clinic["secret"], f"{PATH}/po_unknown")
     assert (response.status_code, body["error"]["code"]) == (404, "not_found")
+    # Another facility's cursor, or a made-up one, is a bad request, never a 5xx.
+    for cursor in ("abc", page["next_cursor"]):
+        response, body = get(api_client, other_key["secret"], f"{PATH}?cursor={cursor}")
+        assert (response.status_code, body["error"]["code"]) == (400, "invalid_request")
 
 
 def post_facility(client, people, name: str):  # noqa: F811
@@ -562,3 +566,27 @@ def test_the_retry_and_the_finisher_racing_on_one_batch_pay_each_item_once(
     assert transit() == 0
     assert len(events(table)) == 1
     check_guarantees(table)
+
+
+def test_the_reconciliation_of_the_day_is_ok_after_payouts_crashes_and_returns(
+    api_client, clinic, staff, table, monkeypatch
+):
+    """Funding, item, return and crashed-then-finished batches: the day's reconciliation (every
+    transaction balanced, the trial balance zero, each account equal to its entries, pending
+    amounts equal to open holds) finds nothing wrong."""
+    from chalicelib.adapters.dynamo.reconciliation_store import DynamoReconciliationStore
+    from chalicelib.services import reconciliation as recon
+
+    post(api_client, clinic["secret"], batch(("dan@example.com", "3"), ("x@example.com", "4")))
+    with monkeypatch.context() as faults:
+        lose_the_first_answer(faults, after=2)
+        post(api_client, clinic["secret"], crew_batch(), key="crash")
+    retried, _ = post(api_client, clinic["secret"], crew_batch(), key="crash")
+    assert retried.status_code == 201
+
+    today = datetime.now(UTC).date().isoformat()
+    report = recon.run(today, store=DynamoReconciliationStore(table)).as_dict()
+
+    assert report["status"] == "ok", report["mismatches"]
+    assert report["trial_balance"]["USD"] == "0.00"
+    assert report["transactions_checked"] >= 2 + 1 + 6 + 1

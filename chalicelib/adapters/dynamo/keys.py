@@ -44,9 +44,10 @@
 - API key rate counter: PK ``RATE#<prefix>#<window start, epoch seconds>``, SK ``RATE`` (one
   minute's requests of one key; ``expires_at`` removes it a few minutes later)
 - payroll batch: PK ``PAYROLL#<id>``, SK ``PAYROLL`` (a facility's payout batch and its items);
-  GSI1 (a facility's batches, newest first, keys only) ``PAYROLLS#<facility id>`` /
-  ``<created_at>#<id>``; GSI2 (still processing, for the finisher) ``PAYROLLS#processing`` /
-  ``<created_at>#<id>``, removed when the batch completes
+  GSI2 (still processing, for the finisher) ``PAYROLLS#processing`` / ``<created_at>#<id>``,
+  removed when the batch completes
+- payroll listing: PK ``PAYROLLS#<facility id>``, SK ``<created_at>#<id>`` (a facility's batches,
+  newest first; written with the batch, never changed; GSI1 stays accounts only)
 - payroll item outcome: PK ``PAYROLL#<id>``, SK ``ITEM#<index:04d>`` (one payable item paid or
   failed, written once, with its money)
 
@@ -453,11 +454,15 @@ def payroll_item_index(sk: str) -> int:
     return int(sk[len(PAYROLL_ITEM_PREFIX) :])
 
 
-def payrolls_of_facility_gsi_pk(facility_id: str) -> str:
-    """A facility's payroll batches (GSI1, keys only; the processing queue is on GSI2)."""
+def payrolls_of_facility_pk(facility_id: str) -> str:
+    """A facility's payroll listing partition (one small item per batch)."""
     return PAYROLLS_OF_FACILITY_PREFIX + facility_id
 
 
-def payroll_gsi_sk(created_at: str, payroll_id: str) -> str:
-    """A batch's place in its facility's list and in the processing queue: oldest to newest."""
+def payroll_order_key(created_at: str, payroll_id: str) -> str:
+    """A batch's place in its facility's listing (SK) and in the processing queue (GSI2SK)."""
     return f"{created_at}#{payroll_id}"
+
+
+def payroll_id_from_order_key(key: str) -> str:
+    return key.rsplit("#", 1)[1]

@@ -770,9 +770,6 @@ class PayrollBatchItem(LedgerItem):
     class Meta(_Meta):
         pass
 
-    facility_index = OwnerIndex()  # GSI1, overloaded: a facility's batches (keys only)
-    GSI1PK = UnicodeAttribute()
-    GSI1SK = UnicodeAttribute()
     # GSI2, overloaded: the batches still processing (keys removed when the batch completes),
     # so the finisher finds them without a Scan.
     processing_index = DayIndex()
@@ -788,6 +785,17 @@ class PayrollBatchItem(LedgerItem):
     request_hash = UnicodeAttribute()
 
     ITEM_TYPE = "payroll"
+
+
+class PayrollListingItem(LedgerItem):
+    """A batch's line in its facility's list (``PAYROLLS#<facility id>``); never changed."""
+
+    class Meta(_Meta):
+        pass
+
+    payroll_id = UnicodeAttribute()
+
+    ITEM_TYPE = "payroll_listing"
 
 
 class PayrollOutcomeItem(LedgerItem):
@@ -993,6 +1001,7 @@ MODELS: tuple[type[Model], ...] = (
     AuditDigestItem,
     AuditChainHeadItem,
     PayrollBatchItem,
+    PayrollListingItem,
     PayrollOutcomeItem,
 )
 

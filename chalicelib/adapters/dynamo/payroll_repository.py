@@ -24,6 +24,7 @@ from chalicelib.adapters.dynamo.ledger_repository import ExtraWrite
 from chalicelib.adapters.dynamo.models import (
     EmailClaimItem,
     PayrollBatchItem,
+    PayrollListingItem,
     PayrollOutcomeItem,
 )
 from chalicelib.adapters.dynamo.transact import AtomicWrite, condition_failed
@@ -75,13 +76,11 @@ def _items_of(text: str) -> tuple[PayrollItem, ...]:
 
 def batch_item(payroll: Payroll) -> PayrollBatchItem:
     processing = payroll.status is PayrollStatus.PROCESSING
-    order = keys.payroll_gsi_sk(payroll.created_at, payroll.id)
+    order = keys.payroll_order_key(payroll.created_at, payroll.id)
     return PayrollBatchItem(
         keys.payroll_pk(payroll.id),
         keys.PAYROLL_SK,
         item_type=PayrollBatchItem.ITEM_TYPE,
-        GSI1PK=keys.payrolls_of_facility_gsi_pk(payroll.facility_id),
-        GSI1SK=order,
         GSI2PK=keys.PAYROLLS_PROCESSING_GSI_PK if processing else None,
         GSI2SK=order if processing else None,
         payroll_id=payroll.id,
@@ -172,40 +171,38 @@ class DynamoPayrollRepository:
         since: str | None = None,
         until: str | None = None,
     ) -> tuple[list[Payroll], str | None]:
-        """One page of a facility's batches, newest first: ids from GSI1 (keys only), the
-        batches read by key (strongly consistent, so a batch shows its current status).
+        """One page of a facility's batches, newest first: ids from the listing partition (one
+        strongly consistent Query), the batches read by key in one BatchGetItem (so a batch
+        shows its current status).
 
         Raises:
             ValueError: the cursor was not handed out for this list.
         """
         limit = max(1, min(limit, MAX_PAGE))
-        pk = keys.payrolls_of_facility_gsi_pk(facility_id)
+        pk = keys.payrolls_of_facility_pk(facility_id)
         low, high = (since or "0"), ((until + "#~") if until else "~")
-        results = PayrollBatchItem.facility_index.query(
+        results = PayrollListingItem.query(
             pk,
-            PayrollBatchItem.GSI1SK.between(low, high),
+            PayrollListingItem.SK.between(low, high),
             scan_index_forward=False,
             limit=limit,
             page_size=limit,
+            consistent_read=True,
             last_evaluated_key=(
-                cursors.decode(
-                    cursor,
-                    partition={"GSI1PK": pk, "SK": keys.PAYROLL_SK},
-                    ranges={"GSI1SK": (low, high), "PK": (keys.PAYROLL_PREFIX, "PAYROLL#~")},
-                )
+                cursors.decode(cursor, partition={"PK": pk}, ranges={"SK": (low, high)})
                 if cursor
                 else None
             ),
         )
-        ids = [item.PK for item in results]
+        wanted = [(keys.payroll_pk(item.payroll_id), keys.PAYROLL_SK) for item in results]
         last = results.last_evaluated_key
-        raw = read_ahead.get_many([(pk_, keys.PAYROLL_SK) for pk_ in ids])
+        raw = read_ahead.get_many(wanted)
         page = [
-            payroll_of(PayrollBatchItem.from_raw_data(raw[(pk_, keys.PAYROLL_SK)]))
-            for pk_ in ids
-            if raw.get((pk_, keys.PAYROLL_SK)) is not None
+            payroll_of(PayrollBatchItem.from_raw_data(raw[key]))
+            for key in wanted
+            if raw.get(key) is not None
         ]
-        next_cursor = cursors.encode(last) if last and len(ids) == limit else None
+        next_cursor = cursors.encode(last) if last and len(wanted) == limit else None
         return page, next_cursor
 
     def processing_since_before(self, before: str, limit: int) -> list[str]:
@@ -219,13 +216,19 @@ class DynamoPayrollRepository:
         return [item.payroll_id for item in results]
 
     # -- side writes (go with the money) ----------------------------------------------------------
-    def created(self, payroll: Payroll) -> ExtraWrite:
-        """The new batch, written once."""
-        return ExtraWrite(
-            batch_item(payroll),
-            PayrollBatchItem.PK.does_not_exist(),
-            PayrollChanged(f"payroll batch {payroll.id} exists"),
+    def created(self, payroll: Payroll) -> list[ExtraWrite]:
+        """The new batch, written once, and its line in the facility's list."""
+        listing = PayrollListingItem(
+            keys.payrolls_of_facility_pk(payroll.facility_id),
+            keys.payroll_order_key(payroll.created_at, payroll.id),
+            item_type=PayrollListingItem.ITEM_TYPE,
+            payroll_id=payroll.id,
         )
+        exists = PayrollChanged(f"payroll batch {payroll.id} exists")
+        return [
+            ExtraWrite(batch_item(payroll), PayrollBatchItem.PK.does_not_exist(), exists),
+            ExtraWrite(listing, PayrollListingItem.PK.does_not_exist(), exists),
+        ]
 
     def item_paid(self, payroll_id: str, index: int, transaction_id: str, at: str) -> ExtraWrite:
         """Item ``index`` paid by ``transaction_id``: unless it was decided before."""
