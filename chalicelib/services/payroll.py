@@ -22,6 +22,8 @@ outcome is written with its money, so nobody is paid twice.
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -64,6 +66,11 @@ FINISH_AFTER_SECONDS = 300  # a batch processing this long is taken over by the 
 FINISH_LIMIT = 20  # batches one finisher run takes on
 # DynamoDB numbers hold 38 digits: a total above this could not be stored as a balance.
 MAX_TOTAL = 10**38 - 1
+# The batch, its event and its stored answer are single DynamoDB items (400 KB at most): a batch
+# whose answer would be larger than this (JSON-escaped text, e.g. memos in a non-Latin script,
+# grows up to 6 bytes a character) is refused before anything is written.
+MAX_ANSWER_BYTES = 380_000
+ITEM_ANSWER_OVERHEAD = 200  # an item's keys, status, amount and transaction id in the answer
 
 
 class PayrollRepository(Protocol):
@@ -271,6 +278,12 @@ def _lines(items: Sequence[PayrollLine], code: str) -> tuple[tuple[str, int, str
         lines.append((email, amount, line.memo))
     if sum(amount for _, amount, _ in lines) > MAX_TOTAL:
         raise InvalidAmount("the items' total is too large")
+    size = sum(
+        len(json.dumps(email)) + len(json.dumps(memo)) + ITEM_ANSWER_OVERHEAD
+        for email, _, memo in lines
+    )
+    if size > MAX_ANSWER_BYTES:
+        raise InvalidRequest("the batch is too large to store in one piece: split it in two")
     return tuple(lines)
 
 
@@ -339,9 +352,9 @@ def _pay_items(
         return {}
     workers = max(1, min(payer.workers, len(todo)))
     shards = payer.ledger.platform_shards
-    groups = [
-        (_transit(payroll.currency).shard_id(w % shards), todo[w::workers]) for w in range(workers)
-    ]
+    first = zlib.crc32(payroll.id.encode()) % shards  # concurrent batches start apart
+    transit = _transit(payroll.currency)
+    groups = [(transit.shard_id((first + w) % shards), todo[w::workers]) for w in range(workers)]
     decided: dict[int, ItemOutcome | None] = {}
     errors: list[BaseException] = []
 

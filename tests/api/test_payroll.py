@@ -373,6 +373,32 @@ def test_bad_batches_answer_contract_errors_and_move_nothing(
     assert payroll_transactions(table) == []
 
 
+def test_a_batch_too_large_to_store_is_refused_before_anything_moves(
+    api_client, clinic, staff, table
+):
+    """Under the 256 KiB body limit, but memos in a non-Latin script grow to 6 bytes a character
+    once JSON-escaped: the answer, its event and its replay record would each pass DynamoDB's
+    400 KB item limit (a 5xx after the money moved). Refused first, as a bad request."""
+    memo = "\u8a66" * 500  # 500 CJK characters: 1,500 bytes as sent, 3,000 escaped
+    body = {
+        "currency": "USD",
+        "items": [{"to_email": "alice@example.com", "amount": "0.01", "memo": memo}] * 165,
+    }
+    assert len(json.dumps(body, ensure_ascii=False).encode()) < 256 * 1024
+
+    headers = {
+        "content-type": "application/json",
+        "authorization": f"Bearer {clinic['secret']}",
+        "idempotency-key": "big",
+    }
+    raw = json.dumps(body, ensure_ascii=False).encode()
+    response = api_client.http.post(PATH, body=raw, headers=headers)
+
+    answer = json.loads(response.body)
+    assert (response.status_code, answer["error"]["code"]) == (400, "invalid_request"), answer
+    assert payroll_transactions(table) == []
+
+
 def test_the_key_and_its_scope_are_required(api_client, clinic, people, staff):  # noqa: F811
     response, body = post(api_client, clinic["secret"], batch(("alice@example.com", "1")), key=None)
     assert (response.status_code, body["error"]["code"]) == (400, "idempotency_key_required")

@@ -55,6 +55,7 @@ def _items_json(items: Iterable[PayrollItem]) -> str:
             for i in items
         ],
         separators=(",", ":"),
+        ensure_ascii=False,  # stored as UTF-8: no escaping growth
     )
 
 
