@@ -616,3 +616,29 @@ def test_the_reconciliation_of_the_day_is_ok_after_payouts_crashes_and_returns(
     assert report["status"] == "ok", report["mismatches"]
     assert report["trial_balance"]["USD"] == "0.00"
     assert report["transactions_checked"] >= 2 + 1 + 6 + 1
+
+
+def test_a_batchs_transfers_are_corrected_not_rolled_back(api_client, clinic, people, staff, table):  # noqa: F811
+    """A rollback of an item's transfer would take the money into the transit account while the
+    batch says paid: refused like provider-settled money (409 not_reversible), nothing moves."""
+    _, body = post(api_client, clinic["secret"], batch(("dan@example.com", "5")))
+    item_txn = body["payout"]["items"][0]["transaction_id"]
+    funding = next(
+        t["transaction_id"]
+        for t in payroll_transactions(table)
+        if t["metadata"]["payroll_leg"] == "funding"
+    )
+    for transaction_id in (item_txn, funding):
+        response = api_client.http.post(
+            f"/v1/admin/transactions/{transaction_id}/rollback",
+            body=json.dumps({"reason": "mistake"}).encode(),
+            headers={
+                "content-type": "application/json",
+                "authorization": f"Bearer {people['tokens']['admin']}",
+                "idempotency-key": f"rb-{transaction_id}",
+            },
+        )
+        answer = json.loads(response.body)
+        assert (response.status_code, answer["error"]["code"]) == (409, "not_reversible")
+    assert posted(user_wallet(staff["dan"].id)) == 5_00
+    assert transit() == 0
