@@ -118,6 +118,10 @@ def replayable(
                     failure = errors.http_error_for(exc)
                     if failure.status >= 500 or failure.code in RETRY_CODES:
                         raise  # "safe to retry": the record is dropped so a retry runs again
+                    if isinstance(exc, IdempotencyKeyReused):
+                        # The view found the key's earlier request (its record had expired):
+                        # that request, not this one, keeps the key.
+                        raise
                     response = errors.exception_response(exc, request_id_of(request))
                 if not isinstance(response, Response):
                     response = Response(body=response)

@@ -169,6 +169,7 @@ def pay(
     """
     code = currency(request.currency).code
     lines = _lines(request.items, code)
+    fingerprint = request_fingerprint(code, lines)
     payroll_id = derive_payroll_id(facility_id, idempotency_key)
     existing = payer.payrolls.get(payroll_id)
     if existing is None:
@@ -181,8 +182,8 @@ def pay(
             payer.payrolls.verified_recipients(emails),
             payer.clock(),
         )
-        existing = _store(payer, new)
-    elif existing.request_hash != request_fingerprint(code, lines):
+        existing = _store(payer, new)  # or the batch a concurrent run of the key stored
+    if existing.request_hash != fingerprint:
         raise IdempotencyKeyReused("this Idempotency-Key was used for another payout batch")
     return finish(payer, existing)
 

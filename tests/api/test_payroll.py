@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from chalicelib.adapters.dynamo.models import OutboundEventItem
+from chalicelib.adapters.dynamo.models import IdempotencyItem, OutboundEventItem
 from chalicelib.adapters.dynamo.transact import AtomicWrite
 from chalicelib.api import jobs
 from chalicelib.api.dependencies import (
@@ -421,6 +421,21 @@ def test_a_retry_answers_the_same_payout_and_pays_nobody_again(api_client, clini
     assert set(item_payments(table).values()) == {1}
     other, reused = post(api_client, clinic["secret"], batch(("alice@example.com", "11")))
     assert (other.status_code, reused["error"]["code"]) == (409, "idempotency_key_reused")
+
+
+def test_the_batch_keeps_its_key_after_the_replay_record_expired(api_client, clinic, staff, table):
+    body = batch(("alice@example.com", "10"), ("bob@example.com", "5"))
+    _, created = post(api_client, clinic["secret"], body, key="old")
+    for item in IdempotencyItem.scan(IdempotencyItem.item_type == IdempotencyItem.ITEM_TYPE):
+        item.delete()  # as if its 24 h TTL had passed
+
+    other, reused = post(api_client, clinic["secret"], batch(("bob@example.com", "5")), key="old")
+    again, replayed = post(api_client, clinic["secret"], body, key="old")
+
+    assert (other.status_code, reused["error"]["code"]) == (409, "idempotency_key_reused")
+    assert (again.status_code, replayed) == (201, created)
+    assert posted(facility_wallet(clinic["id"])) == 85_00
+    assert_each_item_paid_once(table, 2)
 
 
 def test_a_facility_reads_its_batches_and_never_anothers(api_client, clinic, people, staff):  # noqa: F811
