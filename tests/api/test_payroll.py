@@ -373,6 +373,30 @@ def test_bad_batches_answer_contract_errors_and_move_nothing(
     assert payroll_transactions(table) == []
 
 
+def test_the_largest_batch_the_body_limit_lets_through_is_paid_whole(
+    api_client, clinic, staff, table
+):
+    """500 items with long memos, just under the 256 KiB body limit: the batch, its event and its
+    replay record are each one DynamoDB item (400 KB at most), and all fit."""
+    crew = ("alice", "bob", "dan", "erin")  # item i goes to worker i % 4: one recipient each
+    body = {
+        "currency": "USD",
+        "items": [
+            {"to_email": f"{crew[i % 4]}@example.com", "amount": "0.01", "memo": "m" * 459}
+            for i in range(500)
+        ],
+    }
+    assert 255 * 1024 < len(json.dumps(body).encode()) < 256 * 1024
+
+    response, answer = post(api_client, clinic["secret"], body)
+
+    assert response.status_code == 201, answer
+    assert (answer["payout"]["status"], answer["payout"]["paid_total"]) == ("completed", "5.00")
+    assert posted(user_wallet(staff["dan"].id)) == 1_25
+    assert transit() == 0
+    assert_each_item_paid_once(table, 500)
+
+
 def test_a_batch_too_large_to_store_is_refused_before_anything_moves(
     api_client, clinic, staff, table
 ):

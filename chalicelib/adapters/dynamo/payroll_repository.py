@@ -89,14 +89,32 @@ def batch_item(payroll: Payroll) -> PayrollBatchItem:
         currency=payroll.currency,
         status=payroll.status.value,
         items=_items_json(payroll.items),
+        outcomes=None if processing else _outcomes_json(payroll),
         created_at=payroll.created_at,
         completed_at=payroll.completed_at,
         request_hash=payroll.request_hash,
     )
 
 
+def _outcomes_json(payroll: Payroll) -> str:
+    return json.dumps(
+        {
+            str(i.index): [i.status.value, i.transaction_id, i.error_code]
+            for i in payroll.payable_items
+        },
+        separators=(",", ":"),
+    )
+
+
+def _outcomes_of(text: str | None) -> dict[int, ItemOutcome]:
+    return {
+        int(index): ItemOutcome(int(index), ItemStatus(status), transaction_id, error_code)
+        for index, (status, transaction_id, error_code) in json.loads(text or "{}").items()
+    }
+
+
 def payroll_of(item: PayrollBatchItem) -> Payroll:
-    return Payroll(
+    stored = Payroll(
         id=item.payroll_id,
         facility_id=item.facility_id,
         currency=item.currency,
@@ -106,6 +124,7 @@ def payroll_of(item: PayrollBatchItem) -> Payroll:
         request_hash=item.request_hash,
         completed_at=item.completed_at,
     )
+    return stored.with_outcomes(_outcomes_of(item.outcomes)) if item.outcomes else stored
 
 
 def _outcome_item(payroll_id: str, outcome: ItemOutcome, at: str) -> PayrollOutcomeItem:
@@ -241,17 +260,16 @@ class DynamoPayrollRepository:
         )
 
     def completed(self, payroll: Payroll) -> ExtraWrite:
-        """The batch's final state (its items' outcomes, its status), once; it leaves the
-        processing queue."""
-        stored = batch_item(payroll)
+        """The batch's final state (its status, its payable items' outcomes), once; it leaves
+        the processing queue. The items as first stored are not rewritten."""
         return ExtraWrite(
             PayrollBatchItem(keys.payroll_pk(payroll.id), keys.PAYROLL_SK),
             PayrollBatchItem.status == PayrollStatus.PROCESSING.value,
             PayrollChanged(f"payroll batch {payroll.id} was completed by another run"),
             actions=[
-                PayrollBatchItem.status.set(stored.status),
-                PayrollBatchItem.items.set(stored.items),
-                PayrollBatchItem.completed_at.set(stored.completed_at),
+                PayrollBatchItem.status.set(payroll.status.value),
+                PayrollBatchItem.outcomes.set(_outcomes_json(payroll)),
+                PayrollBatchItem.completed_at.set(payroll.completed_at),
                 PayrollBatchItem.GSI2PK.remove(),
                 PayrollBatchItem.GSI2SK.remove(),
             ],
