@@ -53,6 +53,14 @@ class PayrollIncomplete(Exception):
     """A batch cannot complete while a payable item is undecided (a bug if ever raised)."""
 
 
+def is_payroll_id(text: str) -> bool:
+    """Shaped like an id ``derive_payroll_id`` makes (anything else names no batch)."""
+    return len(text) == 31 and text.startswith("po_") and all(c in _HEX for c in text[3:])
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
 def derive_payroll_id(facility_id: str, idempotency_key: str) -> str:
     """The batch of a facility's request: its retry (same Idempotency-Key) names the same batch,
     so a crashed batch is found and finished instead of paid again."""

@@ -54,6 +54,7 @@ from chalicelib.domain.payroll import (
     PayrollItem,
     PayrollStatus,
     derive_payroll_id,
+    is_payroll_id,
     request_fingerprint,
 )
 from chalicelib.domain.transactions import TransactionType
@@ -191,7 +192,7 @@ def pay(
 def get_payroll(payrolls: PayrollRepository, facility_id: str, payroll_id: str) -> Payroll:
     """A facility's batch; another facility's answers like none (``PayrollNotFound``). A batch
     still processing shows the items decided so far."""
-    found = payrolls.get(payroll_id)
+    found = payrolls.get(payroll_id) if is_payroll_id(payroll_id) else None
     if found is None or found.facility_id != facility_id:
         raise PayrollNotFound(f"payout {payroll_id} does not exist")
     if found.status is PayrollStatus.PROCESSING:

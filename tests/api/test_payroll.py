@@ -487,8 +487,9 @@ def test_a_facility_reads_its_batches_and_never_anothers(api_client, clinic, peo
     assert (response.status_code, body["error"]["code"]) == (404, "not_found")
     response, body = get(api_client, other_key["secret"], PATH)
     assert body == {"data": [], "next_cursor": None}
-    response, body = get(api_client, clinic["secret"], f"{PATH}/po_unknown")
-    assert (response.status_code, body["error"]["code"]) == (404, "not_found")
+    for unknown in ("po_unknown", "po_" + "a" * 28, "x" * 3000):
+        response, body = get(api_client, clinic["secret"], f"{PATH}/{unknown}")
+        assert (response.status_code, body["error"]["code"]) == (404, "not_found")
     # Another facility's cursor, or a made-up one, is a bad request, never a 5xx.
     for cursor in ("abc", page["next_cursor"]):
         response, body = get(api_client, other_key["secret"], f"{PATH}?cursor={cursor}")
