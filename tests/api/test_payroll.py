@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from chalicelib.adapters.clock import parse_iso
 from chalicelib.adapters.dynamo.models import IdempotencyItem, OutboundEventItem
 from chalicelib.adapters.dynamo.transact import AtomicWrite
 from chalicelib.api import jobs
@@ -582,8 +583,9 @@ def test_a_crashed_batch_is_finished_by_the_scheduled_finisher(
     assert seen["payout"]["status"] == "processing"
     assert Counter(i["status"] for i in seen["payout"]["items"]) == {"paid": 2, "pending": 4}
 
-    assert jobs.run_payroll_finisher() == {}  # not stuck long enough yet
-    later = datetime.now(UTC) + timedelta(minutes=6)
+    created = parse_iso(seen["payout"]["created_at"])
+    assert jobs.run_payroll_finisher(now=created + timedelta(minutes=4)) == {}  # not stuck yet
+    later = created + timedelta(minutes=6)
     assert jobs.run_payroll_finisher(now=later) == {payout_id: "completed"}
     assert jobs.run_payroll_finisher(now=later) == {}  # out of the queue
 
