@@ -1,6 +1,8 @@
-"""Payroll batches: the domain's rules (pure), and the DynamoDB repository's conditions (moto)
-that enforce them again: a batch is stored once, an item is decided once (paid or failed, never
-both), a batch completes once and then leaves the finisher's queue."""
+"""Payroll batches: the domain's rules (pure), and the contract of
+``services.payroll.PayrollRepository``, run against the in-memory repository and
+``DynamoPayrollRepository`` (moto), whose conditions enforce the rules again: a batch is stored
+once, an item is decided once (paid or failed, never both), a batch completes once and then
+leaves the finisher's queue."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from chalicelib.domain.payroll import (
     derive_payroll_id,
     request_fingerprint,
 )
+from tests.memory.payroll import MemoryPayrollRepository
 
 LINES = (
     ("ann@example.com", 1_000, "a"),
@@ -82,64 +85,64 @@ def test_all_paid_is_completed_and_nothing_is_returned():
     assert (done.status, done.returned) == (PayrollStatus.COMPLETED, 0)
 
 
-# -- the store's conditions -----------------------------------------------------------------------
-@pytest.fixture
-def repository(table: str) -> DynamoPayrollRepository:
-    return DynamoPayrollRepository()
+# -- the store's conditions: the in-memory repository and DynamoDB's behave alike ----------------
+class TestPayrollRepositoryContract:
+    @pytest.fixture(params=["memory", "dynamodb"])
+    def repository(self, request: pytest.FixtureRequest):
+        if request.param == "memory":
+            return MemoryPayrollRepository()
+        request.getfixturevalue("table")
+        return DynamoPayrollRepository()
 
-
-def test_a_batch_is_stored_once_and_reads_back(repository):
-    batch = new()
-    repository.write(repository.created(batch))
-
-    assert repository.get(batch.id) == batch
-    with pytest.raises(PayrollChanged):
+    def test_a_batch_is_stored_once_and_reads_back(self, repository):
+        batch = new()
         repository.write(repository.created(batch))
-    assert repository.processing_since_before("2026-12-02T07", 10) == [batch.id]
-    assert repository.processing_since_before("2026-12-02T05", 10) == []
 
+        assert repository.get(batch.id) == batch
+        with pytest.raises(PayrollChanged):
+            repository.write(repository.created(batch))
+        assert repository.processing_since_before("2026-12-02T07", 10) == [batch.id]
+        assert repository.processing_since_before("2026-12-02T05", 10) == []
 
-def test_an_item_is_decided_once_paid_or_failed_never_both(repository):
-    batch = new()
-    repository.write(repository.created(batch))
-    repository.write([repository.item_paid(batch.id, 0, "txn_a", AT)])
+    def test_an_item_is_decided_once_paid_or_failed_never_both(self, repository):
+        batch = new()
+        repository.write(repository.created(batch))
+        repository.write([repository.item_paid(batch.id, 0, "txn_a", AT)])
 
-    with pytest.raises(PayrollChanged):
-        repository.write([repository.item_paid(batch.id, 0, "txn_b", AT)])
-    assert repository.item_failed(batch.id, 0, RECIPIENT_NOT_FOUND, AT) is False
-    assert repository.item_failed(batch.id, 2, RECIPIENT_NOT_FOUND, AT) is True
-    with pytest.raises(PayrollChanged):
-        repository.write([repository.item_paid(batch.id, 2, "txn_c", AT)])
-    assert repository.outcomes(batch.id) == {
-        0: ItemOutcome(0, ItemStatus.PAID, transaction_id="txn_a"),
-        2: ItemOutcome(2, ItemStatus.FAILED, error_code=RECIPIENT_NOT_FOUND),
-    }
+        with pytest.raises(PayrollChanged):
+            repository.write([repository.item_paid(batch.id, 0, "txn_b", AT)])
+        assert repository.item_failed(batch.id, 0, RECIPIENT_NOT_FOUND, AT) is False
+        assert repository.item_failed(batch.id, 2, RECIPIENT_NOT_FOUND, AT) is True
+        with pytest.raises(PayrollChanged):
+            repository.write([repository.item_paid(batch.id, 2, "txn_c", AT)])
+        assert repository.outcomes(batch.id) == {
+            0: ItemOutcome(0, ItemStatus.PAID, transaction_id="txn_a"),
+            2: ItemOutcome(2, ItemStatus.FAILED, error_code=RECIPIENT_NOT_FOUND),
+        }
 
+    def test_a_batch_completes_once_and_leaves_the_finishers_queue(self, repository):
+        batch = new()
+        repository.write(repository.created(batch))
+        done = batch.settled({0: paid(batch, 0), 2: paid(batch, 2)}, AT)
 
-def test_a_batch_completes_once_and_leaves_the_finishers_queue(repository):
-    batch = new()
-    repository.write(repository.created(batch))
-    done = batch.settled({0: paid(batch, 0), 2: paid(batch, 2)}, AT)
-
-    repository.write([repository.completed(done)])
-
-    assert repository.get(batch.id) == done
-    assert repository.processing_since_before("2026-12-03", 10) == []
-    with pytest.raises(PayrollChanged):
         repository.write([repository.completed(done)])
 
+        assert repository.get(batch.id) == done
+        assert repository.processing_since_before("2026-12-03", 10) == []
+        with pytest.raises(PayrollChanged):
+            repository.write([repository.completed(done)])
 
-def test_a_facility_lists_its_own_batches_newest_first_a_page_at_a_time(repository):
-    older, newer = new(key="a", at=AT), new(key="b", at="2026-12-02T07:00:00.000000Z")
-    other = new(facility="fac_2", key="a")
-    for batch in (older, newer, other):
-        repository.write(repository.created(batch))
+    def test_a_facility_lists_its_own_batches_newest_first_a_page_at_a_time(self, repository):
+        older, newer = new(key="a", at=AT), new(key="b", at="2026-12-02T07:00:00.000000Z")
+        other = new(facility="fac_2", key="a")
+        for batch in (older, newer, other):
+            repository.write(repository.created(batch))
 
-    page, cursor = repository.of_facility("fac_1", limit=1)
-    assert [b.id for b in page] == [newer.id]
-    rest, end = repository.of_facility("fac_1", limit=1, cursor=cursor)
-    assert ([b.id for b in rest], end) == ([older.id], None)
-    assert [b.id for b in repository.of_facility("fac_2")[0]] == [other.id]
-    with pytest.raises(ValueError, match="cursor"):
-        repository.of_facility("fac_2", cursor=cursor)
-    assert repository.of_facility("fac_1", until="2026-12-02T06:30:00.000000Z")[0] == [older]
+        page, cursor = repository.of_facility("fac_1", limit=1)
+        assert [b.id for b in page] == [newer.id]
+        rest, end = repository.of_facility("fac_1", limit=1, cursor=cursor)
+        assert ([b.id for b in rest], end) == ([older.id], None)
+        assert [b.id for b in repository.of_facility("fac_2")[0]] == [other.id]
+        with pytest.raises(ValueError, match="cursor"):
+            repository.of_facility("fac_2", cursor=cursor)
+        assert repository.of_facility("fac_1", until="2026-12-02T06:30:00.000000Z")[0] == [older]
