@@ -32,6 +32,7 @@ from tests.e2e.test_local_stack import (
     authed,
     mailed_token,
     require_running,
+    run_module,
     send,
 )
 
@@ -317,3 +318,8 @@ def test_payroll_batches_at_once_never_spend_a_facility_twice(stack: Stack, peop
     assert status == 200, body
     usdt = next(a for a in body["accounts"] if a["currency"] == CURRENCY)
     assert (usdt["posted"], usdt["available"]) == ("0.000000", "0.000000")
+    # The finisher (make finish-payrolls) finds nothing left to finish, and pays nobody again.
+    done = run_module(stack, "infra.local.finish_payrolls", "--older-than", "0")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no payout batch left processing" in done.stdout, done.stdout
+    assert wallet(stack, bob)["posted"] == "10.000000"
