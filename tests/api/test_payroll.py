@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from chalicelib.adapters.clock import parse_iso
+from chalicelib.adapters.clock import parse_iso, to_iso
 from chalicelib.adapters.dynamo.models import IdempotencyItem, OutboundEventItem
 from chalicelib.adapters.dynamo.transact import AtomicWrite
 from chalicelib.api import jobs
@@ -652,10 +652,15 @@ def test_the_reconciliation_of_the_day_is_ok_after_payouts_crashes_and_returns(
     retried, _ = post(api_client, clinic["secret"], crew_batch(), key="crash")
     assert retried.status_code == 201
 
-    today = datetime.now(UTC).date().isoformat()
-    report = recon.run(today, store=DynamoReconciliationStore(table)).as_dict()
+    today = datetime.now(UTC).date()
+    # Run as the night after would: the day is over, every write of it is before the cut-off.
+    next_night = to_iso(datetime(today.year, today.month, today.day, tzinfo=UTC) + timedelta(1))
+    report = recon.run(
+        today.isoformat(), store=DynamoReconciliationStore(table), now=lambda: next_night
+    ).as_dict()
 
     assert report["status"] == "ok", report["mismatches"]
+    assert report["accounts_checked"] >= 6  # the facility, four users, transit shards
     assert report["trial_balance"]["USD"] == "0.00"
     assert report["transactions_checked"] >= 2 + 1 + 6 + 1
 
