@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 # Rebuilds .venv when it was made by another Python.
 MADE_BY := $(VENV)/.python$(PYTHON_VERSION)
 
-.PHONY: run test lint bench clean browser-deps create-admin verify-existing-emails retry-payouts expire-payment-requests balance-monitors package deploy drill verify-audit seal-audit reconcile reconcile-full
+.PHONY: run test lint bench clean browser-deps create-admin verify-existing-emails retry-payouts expire-payment-requests balance-monitors finish-payrolls package deploy drill verify-audit seal-audit reconcile reconcile-full
 
 $(MADE_BY):
 	@test -n "$(PYTHON)" || { echo "Python $(PYTHON_VERSION) is needed (the Lambda runtime) and was not found: install it (e.g. pyenv install $(PYTHON_VERSION)) or pass PYTHON=/path/to/python$(PYTHON_VERSION)" >&2; exit 2; }
@@ -41,6 +41,11 @@ expire-payment-requests: $(STAMP)
 # balance_monitors does every 5 minutes); alerts are printed. Same environment as `make run`.
 balance-monitors: $(STAMP)
 	$(PY) -m infra.local.balance_monitors
+
+# Finish the payout batches left processing on the running local stack (what a deployed stage's
+# scheduled finish_payrolls does every 5 minutes); OLDER_THAN=0 takes every one at once.
+finish-payrolls: $(STAMP)
+	$(PY) -m infra.local.finish_payrolls --older-than $(or $(OLDER_THAN),300)
 
 # The audit digest chain (docs/audit.md): recompute it over FROM..TO (dates, default the 31 days
 # up to yesterday) and name the first broken day; seal the past days not sealed yet (what the

@@ -26,6 +26,7 @@ from chalicelib.api.health import health
 from chalicelib.api.jobs import jobs
 from chalicelib.api.monitors import monitors
 from chalicelib.api.payment_requests import payment_requests
+from chalicelib.api.payroll import payroll
 from chalicelib.api.reconciliations import reconciliations
 from chalicelib.api.restore_drill_job import restore_drill_jobs
 from chalicelib.api.risk import risk
@@ -58,6 +59,7 @@ app.register_blueprint(monitors)
 app.register_blueprint(risk)
 app.register_blueprint(console)
 app.register_blueprint(facility_webhooks)
+app.register_blueprint(payroll)
 
 
 @app.middleware("http")

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from chalicelib.services.monitors import MonitorRepository
     from chalicelib.services.payment_requests import PaymentRequestRepository
     from chalicelib.services.payouts import PayoutRepository
+    from chalicelib.services.payroll import PayrollRepository
     from chalicelib.services.risk import Risk
     from chalicelib.services.webhook_events import WebhookEvents
     from chalicelib.services.webhooks import Webhooks, WebhookSender
@@ -431,6 +432,15 @@ def get_webhooks() -> Webhooks:
     )
 
 
+@cache
+def get_payroll_repository() -> PayrollRepository:
+    """Facilities' payroll batches on the configured table."""
+    from chalicelib.adapters.dynamo.payroll_repository import DynamoPayrollRepository
+
+    get_bound_settings()
+    return DynamoPayrollRepository()
+
+
 def reset() -> None:
     """Forget every object built so far; the next getter call reads the settings again."""
     get_table_probe.cache_clear()
@@ -460,3 +470,4 @@ def reset() -> None:
     get_hold_expiries.cache_clear()
     get_webhook_sender.cache_clear()
     get_webhooks.cache_clear()
+    get_payroll_repository.cache_clear()

@@ -127,6 +127,8 @@ DOMAIN_ERRORS: Mapping[type[domain.LedgerError], HttpError] = {
     domain.InvalidWebhookUrl: HttpError(400, "invalid_request"),
     domain.WebhookEndpointNotFound: HttpError(404, "not_found"),
     domain.WebhookDeliveryNotFound: HttpError(404, "not_found"),
+    domain.PayrollNotFound: HttpError(404, "not_found"),
+    domain.PayrollChanged: HttpError(409, "conflict"),
 }
 
 # Chalice's ``Code`` values (its exception class names, or the codes it uses for errors it

@@ -94,15 +94,22 @@ def _request_fingerprint(request: Any) -> str:
     return f"{params}\n{_fingerprint(request.raw_body)}"
 
 
-def replayable(blueprint: Blueprint, scope: str) -> Callable[[Callable[..., Any]], Callable]:
-    """Decorator for a money route, below ``protected``/``admin_only``."""
+def _signed_in_user() -> str:
+    return current_principal().user.id
+
+
+def replayable(
+    blueprint: Blueprint, scope: str, caller_of: Callable[[], str] = _signed_in_user
+) -> Callable[[Callable[..., Any]], Callable]:
+    """Decorator for a money route, below ``protected``/``admin_only`` (or ``facility_only``,
+    with ``caller_of`` naming the facility: a key is its caller's own)."""
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Response:
             request = blueprint.current_request
             key = idempotency_key(blueprint)
-            caller = current_principal().user.id
+            caller = caller_of()
 
             def execute() -> dict[str, Any]:
                 try:
@@ -111,6 +118,10 @@ def replayable(blueprint: Blueprint, scope: str) -> Callable[[Callable[..., Any]
                     failure = errors.http_error_for(exc)
                     if failure.status >= 500 or failure.code in RETRY_CODES:
                         raise  # "safe to retry": the record is dropped so a retry runs again
+                    if isinstance(exc, IdempotencyKeyReused):
+                        # The view found the key's earlier request (its record had expired):
+                        # that request, not this one, keeps the key.
+                        raise
                     response = errors.exception_response(exc, request_id_of(request))
                 if not isinstance(response, Response):
                     response = Response(body=response)

@@ -22,11 +22,15 @@ command, see docs/local-stack.md). Thin: each calls one service function.
   expire and their holds are voided (``chalicelib/services/risk.py``).
 - ``sweep_holds`` (every hour): every hold written with a deadline is voided once it passed,
   through its owner (a review, a withdrawal) when it has one (``chalicelib/services/holds.py``).
+- ``finish_payrolls`` (every 5 minutes): finishes facilities' payout batches left processing for
+  5 minutes (their request crashed or timed out) without paying anyone twice
+  (``chalicelib/services/payroll.py``).
 """
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from chalice import Blueprint, Rate
@@ -46,8 +50,10 @@ from chalicelib.api.dependencies import (
     get_payment_gateway,
     get_payment_request_repository,
     get_payout_repository,
+    get_payroll_repository,
     get_refund_repository,
     get_risk,
+    get_webhook_events,
     get_webhooks,
     get_withdrawal_repository,
 )
@@ -226,4 +232,26 @@ def run_webhook_delivery():  # type: ignore[no-untyped-def]
     outcomes = get_webhooks().run()
     if outcomes:
         logger.info("webhook delivery", outcomes=dict(outcomes))
+    return outcomes
+
+
+@jobs.schedule(Rate(5, unit=Rate.MINUTES), name="finish_payrolls")
+def finish_payrolls(event: Any) -> dict[str, Any]:
+    return {"outcomes": run_payroll_finisher()}
+
+
+def run_payroll_finisher(now: datetime | None = None) -> dict[str, str]:
+    """One run of the payroll finisher (``services.payroll.finish_stuck``); a batch it could not
+    finish is logged as an error (the next run takes it again)."""
+    from datetime import UTC
+
+    from chalicelib.services import payroll
+
+    get_bound_settings()
+    payer = payroll.Payer(get_ledger_service(), get_payroll_repository(), get_webhook_events())
+    outcomes = payroll.finish_stuck(payer, now=now or datetime.now(UTC))
+    logger.info("scheduled payroll finishing", outcomes=outcomes)
+    failed = {k: v for k, v in outcomes.items() if v.startswith("error:")}
+    if failed:
+        logger.error("payroll batches not finished; the next run retries them", failed=failed)
     return outcomes

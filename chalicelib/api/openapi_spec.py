@@ -628,6 +628,37 @@ OPERATIONS.update(
     }
 )
 
+# Payroll payouts (API.md, "Facilities"; docs/facilities.md, "Payroll payouts").
+PR = "chalicelib.api.payroll_schemas"
+OPERATIONS.update(
+    {
+        ("POST", "/v1/facility/payouts"): Op(
+            "Pay staff in one batch: all or nothing on funds, each item once (scope payouts)",
+            "facility",
+            201,
+            f"{PR}:NewPayroll",
+            r.PayrollAnswer,
+            (400, 404, 409, 422),
+            access="facility",
+            idempotent=True,
+        ),
+        ("GET", "/v1/facility/payouts"): Op(
+            "The calling facility's payout batches, newest first (scope payouts)",
+            "facility",
+            returns=r.PayrollPage,
+            access="facility",
+            query=(*LIST_QUERY, "from", "to"),
+        ),
+        ("GET", "/v1/facility/payouts/{payout_id}"): Op(
+            "One of the calling facility's payout batches and its items (scope payouts)",
+            "facility",
+            returns=r.PayrollAnswer,
+            errors=(404,),
+            access="facility",
+        ),
+    }
+)
+
 # OpenAPI links: what a client (or a stateful fuzzer) does next with an answer, by the id in it.
 # (source method, path) -> link name -> (target method, path, parameters, request body or None).
 Link = tuple[str, str, Mapping[str, str], Mapping[str, str] | None]

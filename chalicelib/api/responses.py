@@ -406,6 +406,37 @@ class Verification(Answer):
     unsealed_from: Day | None = Field(description="days from here on are not sealed yet")
 
 
+class PayrollItem(Answer):
+    """One line of a payout batch: paid (with its transaction), failed (with why), or pending
+    while the batch is still processing."""
+
+    to_email: str
+    amount: Amount
+    memo: str
+    status: Literal["pending", "paid", "failed"]
+    error_code: Literal["recipient_not_found"] | None
+    transaction_id: str | None
+
+
+class PayrollSummary(Answer):
+    """A payout batch without its items (``GET /v1/facility/payouts``)."""
+
+    id: str
+    status: Literal["processing", "completed", "partially_completed"]
+    currency: Currency
+    total: Amount = Field(description="every item's amount")
+    paid_total: Amount = Field(description="what was paid; the rest stayed with the facility")
+    item_count: int
+    created_at: Instant
+    completed_at: Instant | None
+
+
+class Payroll(PayrollSummary):
+    """A payout batch (a facility's payroll) and every item's outcome."""
+
+    items: list[PayrollItem]
+
+
 class Health(Answer):
     status: Literal["ok", "degraded"]
     checks: dict[str, str]
@@ -556,6 +587,10 @@ class VerificationAnswer(Answer):
     verification: Verification
 
 
+class PayrollAnswer(Answer):
+    payout: Payroll
+
+
 class Received(Answer):
     received: Literal[True]
 
@@ -638,4 +673,9 @@ class WebhookEndpointPage(Answer):
 
 class WebhookDeliveryPage(Answer):
     data: list[WebhookDelivery]
+    next_cursor: NextCursor
+
+
+class PayrollPage(Answer):
+    data: list[PayrollSummary]
     next_cursor: NextCursor

@@ -33,6 +33,7 @@ class PlatformKind(StrEnum):
     FX_POOL = "fx_pool"
     FEES = "fees"
     ADJUSTMENTS = "adjustments"  # the other side of operators' adjustments
+    PAYROLL = "payroll"  # transit of a facility's payroll batch: zero once each batch completes
 
 
 PLATFORM_PREFIX = "plat"

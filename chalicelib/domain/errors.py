@@ -358,3 +358,13 @@ class ReviewNotFound(LedgerError):
 
 class ReviewNotOpen(InvalidState):
     """The review was decided already (approved, rejected or expired)."""
+
+
+# -- payroll payouts ------------------------------------------------------------------------------
+class PayrollNotFound(LedgerError):
+    """The facility has no payout batch with this id."""
+
+
+class PayrollChanged(LedgerError):
+    """Another run of the same payout batch (its retry, the scheduled finisher) decided this
+    first; nothing was written and the request is safe to retry."""

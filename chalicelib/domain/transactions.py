@@ -323,6 +323,10 @@ def settled_with_provider(transaction: Transaction) -> str | None:
         return "a withdrawal paid out on chain"
     if "dispute_id" in transaction.metadata:
         return "a card dispute's outcome"
+    if "payroll_id" in transaction.metadata:
+        # Not a provider's, but settled with a batch the same way: reversing one leg would leave
+        # the money in the payroll transit account while the batch says paid (domain/payroll.py).
+        return "a leg of a payroll payout batch"
     return None
 
 

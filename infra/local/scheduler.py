@@ -37,6 +37,7 @@ JOBS: tuple[Job, ...] = (
     Job("run_review_expiry", 30.0),  # deployed: expire_reviews, hourly
     Job("run_hold_sweeper", 30.0),  # deployed: sweep_holds, hourly
     Job("run_balance_monitors", 30.0),  # deployed: balance_monitors, 5 minutes (alerts printed)
+    Job("run_payroll_finisher", 30.0),  # deployed: finish_payrolls, 5 minutes
 )
 
 

@@ -95,6 +95,8 @@ DOMAIN_ERRORS: dict[str, Callable[[], domain.LedgerError]] = {
     "InvalidWebhookUrl": lambda: domain.InvalidWebhookUrl("url must be an https URL"),
     "WebhookEndpointNotFound": domain.WebhookEndpointNotFound,
     "WebhookDeliveryNotFound": domain.WebhookDeliveryNotFound,
+    "PayrollNotFound": domain.PayrollNotFound,
+    "PayrollChanged": domain.PayrollChanged,
 }
 
 EXPECTED = {
@@ -172,6 +174,8 @@ EXPECTED = {
     "InvalidWebhookUrl": (400, "invalid_request"),
     "WebhookEndpointNotFound": (404, "not_found"),
     "WebhookDeliveryNotFound": (404, "not_found"),
+    "PayrollNotFound": (404, "not_found"),
+    "PayrollChanged": (409, "conflict"),
 }
 
 probe = Blueprint(__name__)

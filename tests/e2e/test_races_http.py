@@ -32,6 +32,7 @@ from tests.e2e.test_local_stack import (
     authed,
     mailed_token,
     require_running,
+    run_module,
     send,
 )
 
@@ -366,3 +367,49 @@ def test_ten_parallel_pays_of_one_payment_request_move_money_once(stack: Stack, 
     assert [t["id"] for t in body["data"]] == [paid["transaction_id"]]
     status, body = call(stack, f"/v1/facility/payment-requests/{request_id}", secret)
     assert (status, body["payment_request"]["status"]) == (200, "paid"), body
+
+
+def test_payroll_batches_at_once_never_spend_a_facility_twice(stack: Stack, people, admin):
+    """Two payroll batches of 6 against a facility holding 10, at once in different workers: one
+    is paid, the other is refused whole; then one batch's key sent four times at once pays its
+    recipient once."""
+    token = admin["access_token"]
+    status, body = call(stack, "/v1/admin/facilities", token, {"name": "Payroll Clinic"})
+    assert status == 201, body
+    facility_id = body["facility"]["id"]
+    wanted = {"name": "payroll", "scopes": ["read", "payouts"]}
+    status, body = call(stack, f"/v1/admin/facilities/{facility_id}/api-keys", token, wanted)
+    assert status == 201, body
+    secret = body["secret"]
+    pay_in = {"amount": "10", "currency": CURRENCY, "to_facility_id": facility_id}
+    status, body = call(stack, "/v1/transfers", people["ann"]["access_token"], pay_in, "fund")
+    assert status == 201, body
+
+    def batch(amount: str) -> dict:
+        return {
+            "currency": CURRENCY,
+            "items": [{"to_email": people["bob_email"], "amount": amount}],
+        }
+
+    answers = at_once(2, lambda i: call(stack, "/v1/facility/payouts", secret, batch("6"), f"p{i}"))
+
+    assert statuses(answers) == {(201, None): 1, (422, "insufficient_funds"): 1}, answers
+    bob = people["bob"]["access_token"]
+    assert wallet(stack, bob)["posted"] == "6.000000"
+
+    answers = at_once(4, lambda _i: call(stack, "/v1/facility/payouts", secret, batch("4"), "one"))
+
+    counted = statuses(answers)
+    assert set(counted) <= {(201, None), (409, "idempotency_in_progress")}, answers
+    assert counted[(201, None)] >= 1
+    assert len({b["payout"]["id"] for s, b in answers if s == 201}) == 1
+    assert wallet(stack, bob)["posted"] == "10.000000"
+    status, body = call(stack, "/v1/facility", secret)
+    assert status == 200, body
+    usdt = next(a for a in body["accounts"] if a["currency"] == CURRENCY)
+    assert (usdt["posted"], usdt["available"]) == ("0.000000", "0.000000")
+    # The finisher (make finish-payrolls) finds nothing left to finish, and pays nobody again.
+    done = run_module(stack, "infra.local.finish_payrolls", "--older-than", "0")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no payout batch left processing" in done.stdout, done.stdout
+    assert wallet(stack, bob)["posted"] == "10.000000"

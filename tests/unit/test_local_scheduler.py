@@ -46,6 +46,7 @@ def test_the_stack_runs_mail_and_webhooks_every_second_and_the_expiries_and_chec
         ("run_review_expiry", 30.0),
         ("run_hold_sweeper", 30.0),
         ("run_balance_monitors", 30.0),
+        ("run_payroll_finisher", 30.0),
     }
     for job in scheduler.JOBS:
         assert callable(getattr(jobs, job.name))

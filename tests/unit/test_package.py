@@ -492,6 +492,33 @@ def test_each_scheduled_function_gets_only_what_it_uses(template):
     )
 
 
+def test_the_payroll_finisher_runs_every_five_minutes_with_table_items_only(template):
+    """``finish_payrolls`` finishes crashed payout batches: it reads and writes table items (the
+    money, the batches, their events) and nothing else; a failed run is retried twice, then
+    queued and alarmed like every asynchronous function."""
+    function = template["Resources"]["FinishPayrolls"]["Properties"]
+    (event,) = function["Events"].values()
+    assert event["Properties"]["Schedule"] == "rate(5 minutes)"
+    assert function["ReservedConcurrentExecutions"] == 1  # two runs never overlap
+    actions = granted_actions(template, "FinishPayrollsRole")
+    assert {"dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:UpdateItem"} <= actions
+    forbidden = {
+        "dynamodb:Scan",
+        "dynamodb:DeleteItem",
+        "secretsmanager:GetSecretValue",
+        "sns:Publish",
+        "ses:SendEmail",
+    }
+    assert not forbidden & actions
+    [config] = [
+        c["Properties"]
+        for c in resources(template, "AWS::Lambda::EventInvokeConfig").values()
+        if c["Properties"]["FunctionName"]["Ref"] == "FinishPayrolls"
+    ]
+    assert config["MaximumRetryAttempts"] == 2
+    assert "FinishPayrollsErrorsAlarm" in template["Resources"]
+
+
 def test_a_function_without_a_policy_in_iam_json_fails_the_packaging():
     with pytest.raises(SystemExit, match="no policy for the function 'new_job'"):
         package.function_policy({"Statements": {}, "Functions": {}}, "new_job")

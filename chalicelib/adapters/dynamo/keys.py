@@ -63,6 +63,13 @@
 - hold expiry: PK ``HOLDEXP#<shard>``, SK ``<expires_at>#<transaction id>`` (a hold's deadline
   and its owner, written with the hold; the sweeper reads the due ones by key range, marks them
   ``done``; ``expires_at`` (epoch) removes them 30 days after the deadline)
+- payroll batch: PK ``PAYROLL#<id>``, SK ``PAYROLL`` (a facility's payout batch and its items);
+  GSI2 (still processing, for the finisher) ``PAYROLLS#processing`` / ``<created_at>#<id>``,
+  removed when the batch completes
+- payroll listing: PK ``PAYROLLS#<facility id>``, SK ``<created_at>#<id>`` (a facility's batches,
+  newest first; written with the batch, never changed; GSI1 stays accounts only)
+- payroll item outcome: PK ``PAYROLL#<id>``, SK ``ITEM#<index:04d>`` (one payable item paid or
+  failed, written once, with its money)
 
 Entries sort by time *and* by ``seq`` (the write path keeps an account's entry times
 non-decreasing), so a time filter is a key range and "entries after a checkpoint" is a key range.
@@ -580,3 +587,38 @@ def hold_expiry_sk(expires_at: str, transaction_id: str) -> str:
 def hold_expiry_due_bound(now: str) -> str:
     """The highest sort key of a hold whose deadline is at or before ``now``."""
     return now + "#~"
+
+
+PAYROLL_PREFIX = "PAYROLL#"
+PAYROLL_SK = "PAYROLL"
+PAYROLL_ITEM_PREFIX = "ITEM#"
+PAYROLLS_OF_FACILITY_PREFIX = "PAYROLLS#"
+PAYROLLS_PROCESSING_GSI_PK = "PAYROLLS#processing"
+
+
+def payroll_pk(payroll_id: str) -> str:
+    return PAYROLL_PREFIX + payroll_id
+
+
+def payroll_item_sk(index: int) -> str:
+    return f"{PAYROLL_ITEM_PREFIX}{index:04d}"
+
+
+def payroll_item_index(sk: str) -> int:
+    if not sk.startswith(PAYROLL_ITEM_PREFIX):
+        raise ValueError(f"not a payroll item key: {sk!r}")
+    return int(sk[len(PAYROLL_ITEM_PREFIX) :])
+
+
+def payrolls_of_facility_pk(facility_id: str) -> str:
+    """A facility's payroll listing partition (one small item per batch)."""
+    return PAYROLLS_OF_FACILITY_PREFIX + facility_id
+
+
+def payroll_order_key(created_at: str, payroll_id: str) -> str:
+    """A batch's place in its facility's listing (SK) and in the processing queue (GSI2SK)."""
+    return f"{created_at}#{payroll_id}"
+
+
+def payroll_id_from_order_key(key: str) -> str:
+    return key.rsplit("#", 1)[1]

@@ -1011,6 +1011,58 @@ class WebhookDeliveryItem(LedgerItem):
     ITEM_TYPE = "webhook_delivery"
 
 
+class PayrollBatchItem(LedgerItem):
+    """A facility's payroll batch (``domain/payroll.py``): its items as compact JSON text, their
+    outcomes included once it completed."""
+
+    class Meta(_Meta):
+        pass
+
+    # GSI2, overloaded: the batches still processing (keys removed when the batch completes),
+    # so the finisher finds them without a Scan.
+    processing_index = DayIndex()
+    GSI2PK = UnicodeAttribute(null=True)
+    GSI2SK = UnicodeAttribute(null=True)
+    payroll_id = UnicodeAttribute()
+    facility_id = UnicodeAttribute()
+    currency = UnicodeAttribute()
+    status = UnicodeAttribute()
+    items = UnicodeAttribute()  # JSON list, one compact object per item, as stored at first
+    # JSON object, item index -> [status, transaction id, error code] of every payable item: set
+    # once, when the batch completes (``items`` is never rewritten: a 300 KB batch stays one write)
+    outcomes = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+    completed_at = UnicodeAttribute(null=True)
+    request_hash = UnicodeAttribute()
+
+    ITEM_TYPE = "payroll"
+
+
+class PayrollListingItem(LedgerItem):
+    """A batch's line in its facility's list (``PAYROLLS#<facility id>``); never changed."""
+
+    class Meta(_Meta):
+        pass
+
+    payroll_id = UnicodeAttribute()
+
+    ITEM_TYPE = "payroll_listing"
+
+
+class PayrollOutcomeItem(LedgerItem):
+    """How one payable item of a batch was decided; written once, with its money."""
+
+    class Meta(_Meta):
+        pass
+
+    status = UnicodeAttribute()  # paid | failed
+    transaction_id = UnicodeAttribute(null=True)
+    error_code = UnicodeAttribute(null=True)
+    decided_at = UnicodeAttribute()
+
+    ITEM_TYPE = "payroll_item"
+
+
 class MailCountItem(LedgerItem):
     """How many mails of one kind went to one address in one hour."""
 
@@ -1207,6 +1259,9 @@ MODELS: tuple[type[Model], ...] = (
     QuoteItem,
     AuditDigestItem,
     AuditChainHeadItem,
+    PayrollBatchItem,
+    PayrollListingItem,
+    PayrollOutcomeItem,
 )
 
 
