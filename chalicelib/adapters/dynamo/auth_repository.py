@@ -6,10 +6,11 @@ action is never done with its audit lost.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 
 from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.expressions.condition import Condition
 
 from chalicelib.adapters.clock import parse_iso
 from chalicelib.adapters.dynamo import cursors, keys, read_ahead
@@ -219,16 +220,27 @@ class DynamoAuthRepository:
         session: Session,
         event: AuditEvent,
         *,
+        user: User,
         known_devices: Mapping[str, int] | None = None,
+        touch_devices: Mapping[str, int] | None = None,
+        forget_devices: Collection[str] = (),
         notice: AuditEvent | None = None,
         mail: OutboxMail | None = None,
         now: int = 0,
     ) -> None:
-        """The login, its audit event and, when given, the user's new ``known_devices``, the
-        new sign-in's audit event and its mail: one ``TransactWriteItems``, all or nothing.
+        """The login, its audit event and, when given, the new sign-in's audit event and its
+        mail and the user's known devices: one ``TransactWriteItems``, all or nothing, and only
+        while the profile is still as ``user`` was read (same password, still active, no login
+        voided and MFA not turned on or off since; ``_as_read``).
+
+        The known devices are written entry by entry (``touch_devices`` set, ``forget_devices``
+        removed), so parallel logins keep each other's entries; a profile read without a map
+        gets the whole ``known_devices``, only if it still has none. Without a change of the
+        devices the profile is a ``ConditionCheck``.
 
         Raises:
-            VersionConflict: a concurrent write touched the user (retry), or an id is taken.
+            VersionConflict: the profile changed since it was read, a concurrent write touched
+                it (re-read it and decide again), or an id is taken.
         """
         write = AtomicWrite()
         write.put(
@@ -241,14 +253,45 @@ class DynamoAuthRepository:
             write.append_audit(notice)
         if mail is not None:
             DynamoOutbox().put_in(write, mail, now)
-        if known_devices is not None:
+        changed = VersionConflict("the user's profile changed since it was read")
+        as_read = self._as_read(user)
+        profile = UserItem(keys.user_pk(user.id), keys.PROFILE_SK)
+        if known_devices is None:
+            write.check(UserItem, keys.user_pk(user.id), keys.PROFILE_SK, as_read, changed)
+        elif user.known_devices is None:
             write.update(
-                UserItem(keys.user_pk(session.user_id), keys.PROFILE_SK),
+                profile,
                 [UserItem.known_devices.set(dict(known_devices))],
-                UserItem.PK.exists(),
-                VersionConflict("the user is gone"),
+                as_read & UserItem.known_devices.does_not_exist(),
+                changed,
             )
+        else:
+            actions = [UserItem.known_devices[k].set(t) for k, t in (touch_devices or {}).items()]
+            actions += [UserItem.known_devices[k].remove() for k in forget_devices]
+            write.update(profile, actions, as_read & UserItem.known_devices.exists(), changed)
         write.send_or_raise_tag()
+
+    @staticmethod
+    def _as_read(user: User) -> Condition:
+        """The profile still lets the login that read ``user`` in: the same password hash, still
+        active, no login voided since (``sessions_valid_after``), MFA neither turned on nor off.
+        """
+        condition = (
+            UserItem.PK.exists()
+            & (UserItem.password_hash == user.password_hash)
+            & (UserItem.status == UserStatus.ACTIVE.value)
+        )
+        if user.sessions_valid_after:
+            condition &= UserItem.sessions_valid_after == user.sessions_valid_after
+        else:
+            condition &= UserItem.sessions_valid_after.does_not_exist() | (
+                UserItem.sessions_valid_after == 0
+            )
+        if user.mfa_enabled:
+            condition &= UserItem.mfa_enabled == True  # noqa: E712 - a DynamoDB condition
+        else:
+            condition &= UserItem.mfa_enabled.does_not_exist() | (UserItem.mfa_enabled == False)  # noqa: E712
+        return condition
 
     def rotate_session(
         self, session: Session, presented_hash: str, new_hash: str, now_ms: int

@@ -1,7 +1,8 @@
 """One ``TransactWriteItems`` request, built item by item, remembering what each item was for.
 
-A cancelled request reports one reason per item, in request order; PynamoDB sends puts before
-updates, so ``tags`` lists them in that order too and repositories can name the rule that failed.
+A cancelled request reports one reason per item, in request order; PynamoDB sends condition
+checks, then puts, then updates, so ``tags`` lists them in that order too and repositories can
+name the rule that failed.
 """
 
 from __future__ import annotations
@@ -37,8 +38,19 @@ def append_only_audit(event: AuditEvent) -> tuple[AuditItem, Condition, VersionC
 
 @dataclass
 class AtomicWrite:
+    checks: list[tuple[dict, Any]] = field(default_factory=list)
     puts: list[tuple[dict, Any]] = field(default_factory=list)
     updates: list[tuple[dict, Any]] = field(default_factory=list)
+
+    def check(
+        self, model_cls: type[Model], hash_key: str, range_key: str, condition: Condition, tag: Any
+    ) -> None:
+        """An item that is not written but whose ``condition`` must hold for the write to
+        happen (a ``ConditionCheck``)."""
+        kwargs = model_cls.get_operation_kwargs_from_class(
+            hash_key, range_key=range_key, condition=condition
+        )
+        self.checks.append((kwargs, tag))
 
     def put(self, model: Model, condition: Condition | None, tag: Any) -> None:
         kwargs = model.get_save_kwargs_from_instance(
@@ -60,7 +72,7 @@ class AtomicWrite:
 
     @property
     def tags(self) -> list[Any]:
-        return [tag for _, tag in self.puts] + [tag for _, tag in self.updates]
+        return [tag for _, tag in self.checks + self.puts + self.updates]
 
     def send(self) -> None:
         puts = [kwargs for kwargs, _ in self.puts]
@@ -72,7 +84,7 @@ class AtomicWrite:
         # and a token derived from the content would let DynamoDB answer "done" to the second.
         token = str(uuid.uuid4())
         LedgerItem._get_connection().connection.transact_write_items(
-            condition_check_items=[],
+            condition_check_items=[kwargs for kwargs, _ in self.checks],
             delete_items=[],
             put_items=puts,
             update_items=updates,
