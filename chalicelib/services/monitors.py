@@ -142,6 +142,8 @@ def create_monitor(
         raise _invalid("condition", "condition must be below or above") from exc
     kind: PlatformKind | None = None
     if account_id is not None:
+        if currency is not None:
+            currency_of(currency)  # an unknown currency is unsupported_currency, whoever's account
         if account_id.startswith(PLATFORM_PREFIX + "_"):
             raise _invalid("account_id", "a platform account is watched by platform and currency")
         found = balances.account_balance(account_id)

@@ -303,3 +303,16 @@ def test_the_scheduled_function_runs_the_check(api_client, people, pager):
         "recovered": [],
     }
     assert len(pager.sent) == 1
+
+
+def test_an_unknown_currency_with_an_account_is_unsupported_currency(api_client, people, table):
+    account = wallet(people["alice"].id, "USD")
+    before = scan(table)
+    for currency in ("XYZ", "usd1"):
+        body = {"account_id": account, "currency": currency, "condition": "below", "amount": "1"}
+        response, answer = admin(api_client, "POST", "/v1/admin/monitors", people, body)
+        assert (response.status_code, answer["error"]["code"]) == (400, "unsupported_currency")
+    body = {"account_id": account, "currency": "BTC", "condition": "below", "amount": "1"}
+    response, answer = admin(api_client, "POST", "/v1/admin/monitors", people, body)
+    assert (response.status_code, answer["error"]["code"]) == (400, "invalid_request")
+    assert scan(table) == before
