@@ -828,15 +828,19 @@ class AuthService:
         if secret is None or step is None:
             raise TotpSetupCodeWrong("the code does not match the secret being set up")
         codes = totp.new_recovery_codes()
-        self.repository.enable_mfa(
-            user,
-            secret,
-            step,
-            {tokens.hash_secret(c) for c in codes},
-            self._event("mfa.enabled", actor=user.id, ip=ip, target=user.id),
-            keep=principal.session,
-            now_ms=self._void_mark(),
-        )
+        try:
+            self.repository.enable_mfa(
+                user,
+                secret,
+                step,
+                {tokens.hash_secret(c) for c in codes},
+                self._event("mfa.enabled", actor=user.id, ip=ip, target=user.id),
+                keep=principal.session,
+                now_ms=self._void_mark(),
+            )
+        except InvalidState:
+            self._login_still_counts(user)
+            raise
         return codes
 
     def disable_totp(self, principal: Principal, password: str, code: str, ip: str | None) -> None:
@@ -857,13 +861,34 @@ class AuthService:
             self._use_second_factor(user, code, now)
         except InvalidTotp as exc:
             raise TotpSetupCodeWrong("the code is wrong or was already used") from exc
-        fresh = self.repository.get_user(user.id) or user  # the code's step was just stored
-        self.repository.disable_mfa(
-            fresh,
-            self._event("mfa.disabled", actor=user.id, ip=ip, target=user.id),
-            keep=principal.session,
-            now_ms=self._void_mark(),
-        )
+        try:
+            self.repository.disable_mfa(
+                user,
+                self._event("mfa.disabled", actor=user.id, ip=ip, target=user.id),
+                keep=principal.session,
+                now_ms=self._void_mark(),
+            )
+        except InvalidState:
+            self._login_still_counts(user)
+            raise
+
+    def _login_still_counts(self, read: User) -> None:
+        """After an MFA change found the profile changed: raises if the caller's login ended
+        since ``read`` (a password reset, a suspension, another change that voided logins).
+
+        Raises:
+            AccountSuspended: the user was suspended meanwhile.
+            Unauthenticated: the password changed or the logins were voided meanwhile.
+        """
+        user = self.repository.get_user(read.id)
+        if user is not None and user.status is UserStatus.SUSPENDED:
+            raise AccountSuspended("this account is suspended")
+        if (
+            user is None
+            or user.password_hash != read.password_hash
+            or user.sessions_valid_after != read.sessions_valid_after
+        ):
+            raise Unauthenticated("this login ended meanwhile")
 
     def _void_mark(self) -> int:
         """An instant (ms) after every login opened so far: logins counting from before it end."""

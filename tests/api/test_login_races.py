@@ -215,3 +215,90 @@ def test_parallel_logins_from_two_new_devices_keep_both_devices(client, table, m
     assert login_from(firefox).status_code == 200
     after = [i for i in scan(table) if i.get("action") == "auth.new_sign_in"]
     assert len(after) == len(before) == 2
+
+
+def test_turning_mfa_off_racing_a_reset_does_not_bring_the_login_back(client, table, monkeypatch):
+    import pyotp
+
+    service = get_auth_service()
+    user, secret = service.create_admin("alice@example.com", PASSWORD)
+    code = pyotp.TOTP(secret)
+    body = {"email": "alice@example.com", "password": PASSWORD, "totp_code": code.at(CLOCK["now"])}
+    response, pair = post(client, "/v1/auth/login", body)
+    assert response.status_code == 200, pair
+    post(client, "/v1/auth/password/forgot", {"email": "alice@example.com"})
+    (token,) = sent_tokens()
+    CLOCK["now"] += 60
+
+    def reset():
+        service.reset_password(token, "a brand new passphrase", None)
+
+    # The step-up checks the password the principal was read with; the reset lands meanwhile.
+    while_the_password_is_checked(monkeypatch, reset)
+    disable = {"password": PASSWORD, "code": code.at(CLOCK["now"])}
+    response, answer = post(client, "/v1/auth/mfa/totp/disable", disable, pair["access_token"])
+    monkeypatch.undo()
+    assert (response.status_code, answer["error"]["code"]) == (401, "unauthenticated")
+    assert DynamoAuthRepository().get_user(user.id).mfa_enabled  # nothing written
+    response, _ = get(client, "/v1/me", pair["access_token"])
+    assert response.status_code == 401  # the reset ended this login, and it stays ended
+
+
+def conflicting(monkeypatch, times: int) -> list[float]:
+    """The next ``times`` transactions are cancelled as DynamoDB cancels one that met another
+    transaction on the same item (nothing written); returns the back-offs waited."""
+    from pynamodb.exceptions import CancellationReason, TransactWriteError, VerboseClientError
+
+    from chalicelib.adapters.dynamo import transact
+
+    real = transact.AtomicWrite.send
+    left = [times]
+    waits: list[float] = []
+
+    def send(self):
+        if left[0] > 0:
+            left[0] -= 1
+            reasons = [CancellationReason(code="TransactionConflict")] + [None] * (
+                len(self.tags) - 1
+            )
+            error = VerboseClientError(
+                {"Error": {"Code": "TransactionCanceledException", "Message": "conflict"}},
+                "TransactWriteItems",
+                cancellation_reasons=reasons,
+            )
+            raise TransactWriteError("Failed to write transaction items", error)
+        return real(self)
+
+    monkeypatch.setattr(transact.AtomicWrite, "send", send)
+    monkeypatch.setattr("time.sleep", waits.append)
+    return waits
+
+
+def test_a_totp_step_that_met_a_concurrent_login_is_written_again(table, monkeypatch):
+    from chalicelib.domain.errors import VersionConflict
+
+    user, _ = get_auth_service().create_admin("root@example.com", PASSWORD)
+    repo = DynamoAuthRepository()
+    step = user.totp_last_step + 5
+    waits = conflicting(monkeypatch, 2)
+    repo.use_totp_step(user, step)
+    assert repo.get_user(user.id).totp_last_step == step
+    assert len(waits) == 2
+    assert waits[1] > 0.02 >= waits[0] > 0  # random, and longer each time
+    conflicting(monkeypatch, 4)
+    with pytest.raises(VersionConflict):  # still contended after every retry
+        repo.use_totp_step(user, step + 1)
+    assert repo.get_user(user.id).totp_last_step == step
+
+
+def test_a_login_whose_write_keeps_meeting_conflicts_retries_with_growing_back_off(
+    client, monkeypatch
+):
+    sign_up_and_log_in(client)
+    waits: list[float] = []
+    get_auth_service().sleep = waits.append
+    conflicting(monkeypatch, 2)
+    response, body = log_in(client)
+    assert response.status_code == 200, body
+    assert len(waits) == 2
+    assert waits[1] > 0.02 >= waits[0] > 0

@@ -47,6 +47,10 @@ from chalicelib.domain.users import (
     VerificationToken,
 )
 
+# A write of the profile that met a concurrent transaction on it (a login, another TOTP code, an
+# admin's change) is sent again this many times: its conditions decide, nothing was written.
+PROFILE_CONFLICT_RETRIES = 3
+
 
 class DynamoAuthRepository:
     # -- reads ----------------------------------------------------------------------------------
@@ -276,17 +280,7 @@ class DynamoAuthRepository:
         """The profile still lets the login that read ``user`` in: the same password hash, still
         active, no login voided since (``sessions_valid_after``), MFA neither turned on nor off.
         """
-        condition = (
-            UserItem.PK.exists()
-            & (UserItem.password_hash == user.password_hash)
-            & (UserItem.status == UserStatus.ACTIVE.value)
-        )
-        if user.sessions_valid_after:
-            condition &= UserItem.sessions_valid_after == user.sessions_valid_after
-        else:
-            condition &= UserItem.sessions_valid_after.does_not_exist() | (
-                UserItem.sessions_valid_after == 0
-            )
+        condition = _logins_unchanged(user)
         if user.mfa_enabled:
             condition &= UserItem.mfa_enabled == True  # noqa: E712 - a DynamoDB condition
         else:
@@ -338,7 +332,7 @@ class DynamoAuthRepository:
             UserItem.totp_last_step < step,
             InvalidTotp("this code was already used"),
         )
-        write.send_or_raise_tag()
+        write.send_or_raise_tag(conflict_retries=PROFILE_CONFLICT_RETRIES)
 
     def use_recovery_code(self, user: User, code_hash: str) -> None:
         """Strike a recovery code off; each works once.
@@ -353,7 +347,7 @@ class DynamoAuthRepository:
             UserItem.recovery_code_hashes.contains(code_hash),
             InvalidTotp("this recovery code is not valid"),
         )
-        write.send_or_raise_tag()
+        write.send_or_raise_tag(conflict_retries=PROFILE_CONFLICT_RETRIES)
 
     def set_pending_totp(self, user: User, secret: str, event: AuditEvent) -> None:
         write = AtomicWrite()
@@ -377,10 +371,14 @@ class DynamoAuthRepository:
         keep: Session,
         now_ms: int,
     ) -> None:
-        """Turn MFA on with the secret that was set up, once, and end every login but ``keep``.
+        """Turn MFA on with the secret that was set up, once, and end every login but ``keep``;
+        only while the profile is as ``user`` was read as far as logins go (password, status,
+        ``sessions_valid_after``): a reset or a suspension in between is not undone by re-stamping
+        ``keep``.
 
         Raises:
-            InvalidState: MFA was enabled meanwhile, or another setup replaced the secret.
+            InvalidState: MFA was enabled meanwhile, another setup replaced the secret, or the
+                profile changed (the caller re-reads it to tell).
             Unauthenticated: the kept login was revoked meanwhile.
         """
         write = AtomicWrite()
@@ -394,18 +392,22 @@ class DynamoAuthRepository:
                 UserItem.recovery_code_hashes.set(recovery_hashes),
                 UserItem.sessions_valid_after.set(now_ms),
             ],
-            (UserItem.mfa_enabled == False) & (UserItem.totp_pending_secret == secret),  # noqa: E712
+            (UserItem.mfa_enabled == False)  # noqa: E712
+            & (UserItem.totp_pending_secret == secret)
+            & _logins_unchanged(user),
             InvalidState("MFA setup changed meanwhile; start again"),
         )
         self._keep_login(write, keep, now_ms)
         write.append_audit(event)
-        write.send_or_raise_tag()
+        write.send_or_raise_tag(conflict_retries=PROFILE_CONFLICT_RETRIES)
 
     def disable_mfa(self, user: User, event: AuditEvent, *, keep: Session, now_ms: int) -> None:
-        """Turn MFA off (secret and recovery codes gone) and end every login but ``keep``.
+        """Turn MFA off (secret and recovery codes gone) and end every login but ``keep``; only
+        while the profile is as ``user`` was read as far as logins go (like ``enable_mfa``).
 
         Raises:
-            InvalidState: MFA was turned off meanwhile.
+            InvalidState: MFA was turned off meanwhile, or the profile changed (the caller
+                re-reads it to tell).
             Unauthenticated: the kept login was revoked meanwhile.
         """
         write = AtomicWrite()
@@ -417,12 +419,12 @@ class DynamoAuthRepository:
                 UserItem.recovery_code_hashes.remove(),
                 UserItem.sessions_valid_after.set(now_ms),
             ],
-            UserItem.mfa_enabled == True,  # noqa: E712
+            (UserItem.mfa_enabled == True) & _logins_unchanged(user),  # noqa: E712
             InvalidState("MFA is not enabled"),
         )
         self._keep_login(write, keep, now_ms)
         write.append_audit(event)
-        write.send_or_raise_tag()
+        write.send_or_raise_tag(conflict_retries=PROFILE_CONFLICT_RETRIES)
 
     @staticmethod
     def _keep_login(write: AtomicWrite, session: Session, now_ms: int) -> None:
@@ -490,7 +492,7 @@ class DynamoAuthRepository:
             InvalidToken("reset token is not valid"),
         )
         write.append_audit(event)
-        write.send_or_raise_tag()
+        write.send_or_raise_tag(conflict_retries=PROFILE_CONFLICT_RETRIES)
 
     def record_failure(
         self,
@@ -585,7 +587,7 @@ class DynamoAuthRepository:
             InvalidState("the user's role changed meanwhile"),
         )
         write.append_audit(event)
-        write.send_or_raise_tag()
+        write.send_or_raise_tag(conflict_retries=PROFILE_CONFLICT_RETRIES)
         return replace(user, role=role)
 
     def set_status(self, user: User, to: UserStatus, event: AuditEvent) -> User:
@@ -636,7 +638,7 @@ class DynamoAuthRepository:
             InvalidState(f"the user is not {expected.value}"),
         )
         write.append_audit(event)
-        write.send_or_raise_tag()
+        write.send_or_raise_tag(conflict_retries=PROFILE_CONFLICT_RETRIES)
         return stored
 
     def list_users(self, email_prefix: str, limit: int, cursor: str | None) -> UserPage:
@@ -675,3 +677,18 @@ class DynamoAuthRepository:
         }
         users = [found[i] for i in ids if i in found]
         return UserPage(users, cursors.encode(last) if last and len(ids) == limit else None)
+
+
+def _logins_unchanged(user: User) -> Condition:
+    """The profile as ``user`` was read, as far as logins go: the same password hash, still
+    active, no login voided since (``sessions_valid_after``)."""
+    condition = (
+        UserItem.PK.exists()
+        & (UserItem.password_hash == user.password_hash)
+        & (UserItem.status == UserStatus.ACTIVE.value)
+    )
+    if user.sessions_valid_after:
+        return condition & (UserItem.sessions_valid_after == user.sessions_valid_after)
+    return condition & (
+        UserItem.sessions_valid_after.does_not_exist() | (UserItem.sessions_valid_after == 0)
+    )

@@ -7,6 +7,8 @@ name the rule that failed.
 
 from __future__ import annotations
 
+import random
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +21,9 @@ from pynamodb.models import Model
 from chalicelib.adapters.dynamo.models import AuditItem, LedgerItem
 from chalicelib.domain.errors import VersionConflict
 from chalicelib.domain.users import AuditEvent
+
+# The first back-off (seconds) before a write that met a concurrent transaction is sent again.
+CONFLICT_BACK_OFF = 0.02
 
 
 def condition_failed(exc: PynamoDBException) -> bool:
@@ -91,17 +96,30 @@ class AtomicWrite:
             client_request_token=token,
         )
 
-    def send_or_raise_tag(self) -> None:
+    def send_or_raise_tag(self, conflict_retries: int = 0) -> None:
         """Send; if an item's condition fails, raise its tag (an exception instance, or None for
-        items that cannot fail); a write conflict raises ``VersionConflict``."""
-        try:
-            self.send()
-        except TransactWriteError as exc:
-            for reason, tag in zip(exc.cancellation_reasons or [], self.tags, strict=False):
-                if reason is None:
-                    continue
-                if reason.code == "ConditionalCheckFailed" and isinstance(tag, Exception):
-                    raise tag from exc
-                if reason.code == "TransactionConflict":
+        items that cannot fail); a write conflict raises ``VersionConflict``.
+
+        ``conflict_retries``: a write cancelled only because a concurrent transaction touched
+        one of its items (``TransactionConflict``: nothing was written, and every condition is
+        evaluated again) is sent again up to that many times, each after a random back-off, for
+        writes whose conditions alone decide (a TOTP step, a status change, a reset).
+        """
+        for attempt in range(conflict_retries + 1):
+            try:
+                self.send()
+                return
+            except TransactWriteError as exc:
+                conflict = False
+                for reason, tag in zip(exc.cancellation_reasons or [], self.tags, strict=False):
+                    if reason is None:
+                        continue
+                    if reason.code == "ConditionalCheckFailed" and isinstance(tag, Exception):
+                        raise tag from exc
+                    conflict = conflict or reason.code == "TransactionConflict"
+                if not conflict:
+                    raise
+                if attempt == conflict_retries:
                     raise VersionConflict("a concurrent write touched the same items") from exc
-            raise
+            bound = CONFLICT_BACK_OFF * 2**attempt
+            time.sleep(random.uniform(bound / 2, bound))  # noqa: S311 - a delay, not a secret
