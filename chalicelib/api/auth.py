@@ -35,8 +35,13 @@ def tokens_view(pair: Any) -> dict[str, Any]:
 @auth.route("/v1/auth/signup", methods=["POST"])
 def sign_up() -> Response:
     body = parse_body(auth.current_request, schemas().SignUp)
+    request = auth.current_request
     user = get_auth_service().sign_up(
-        body.email, body.password, body.accept_terms is True, source_ip(auth.current_request)
+        body.email,
+        body.password,
+        body.accept_terms is True,
+        source_ip(request),
+        user_agent=request.headers.get("user-agent"),
     )
     return Response(responses.UserAnswer(user=user_view(user)).body(), status_code=201)
 

@@ -525,7 +525,7 @@ OPERATIONS.update(
             "facility",
             returns=r.PaymentRequestPage,
             access="facility",
-            query=(*LIST_QUERY, "status"),
+            query=(*LIST_QUERY, "status", "from", "to"),
             query_types={"status": {"type": "string", "enum": list(PAYMENT_REQUEST_STATUSES)}},
         ),
         ("GET", "/v1/facility/payment-requests/{request_id}"): Op(
@@ -548,7 +548,7 @@ OPERATIONS.update(
             "The payment requests addressed to the caller, newest first",
             "payment requests",
             returns=r.PaymentRequestPage,
-            query=(*LIST_QUERY, "status"),
+            query=(*LIST_QUERY, "status", "from", "to"),
             query_types={"status": {"type": "string", "enum": list(PAYMENT_REQUEST_STATUSES)}},
         ),
         ("GET", "/v1/payment-requests/{request_id}"): Op(

@@ -73,6 +73,8 @@ def _list_query(lister: Any, owner_id: str) -> dict[str, Any]:
             query_param(params, "status"),
             query.limit,
             query.cursor,
+            since=query.since,
+            until=query.until,
         )
     except ValueError as exc:
         if isinstance(exc, InvalidRequest):

@@ -86,6 +86,9 @@ class BalanceMonitor:
     enabled: bool = True
     state_changed_at: str | None = None
     last_balance: int | None = None  # the balance of the last state change
+    # The last state change's alert is not published yet: stored with the change, cleared once
+    # the alert topic took it; each check publishes it again until then.
+    alert_pending: bool = False
     disabled_at: str | None = None
     disabled_by: str | None = None
 
@@ -122,7 +125,9 @@ class BalanceMonitor:
         state = MonitorState.CROSSED if self.crossed_at(balance) else MonitorState.OK
         if state is self.state:
             return None
-        return replace(self, state=state, state_changed_at=at, last_balance=balance)
+        return replace(
+            self, state=state, state_changed_at=at, last_balance=balance, alert_pending=True
+        )
 
     def disabled(self, by: str, at: str) -> BalanceMonitor:
         return replace(self, enabled=False, disabled_at=at, disabled_by=by)

@@ -11,10 +11,11 @@ entry per IP address and one per device, each ``<kind>_<hash> -> last seen`` (ep
 - An entry not seen for ``KNOWN_FOR_SECONDS`` (90 days) is forgotten; at most
   ``MAX_ENTRIES_PER_KIND`` of each kind are kept, the most recently seen.
 - A sign-in whose IP or device has no entry is *new*: it is audited and mailed to the user.
-- The very first sign-in of a user (no map at all: a new account, or one of before this
-  feature) is not new: there is nothing to compare it with, and it becomes the first entries.
-  A map that exists but whose entries all expired is compared with as usual: after 90 days away
-  the user is alerted.
+- Sign-up records the sign-up's own IP and device (``baseline``): what the user has used. A
+  user of before this feature (no map at all) starts from the IPs and devices of their live
+  logins; with none, their first sign-in is not new (there is nothing to compare it with) and it
+  becomes the first entries. A map that exists but whose entries all expired is compared with as
+  usual: after 90 days away the user is alerted.
 - ``last seen`` is refreshed at most once a day per entry, so the usual sign-in (same IP, same
   device, within a day) changes nothing and writes nothing more.
 """
@@ -23,8 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 KNOWN_FOR_SECONDS = 90 * 24 * 3600
 MAX_ENTRIES_PER_KIND = 10
@@ -46,14 +47,31 @@ def entry_key(kind: str, user_id: str, value: str) -> str:
     return f"{kind}_{digest}"
 
 
+def baseline(user_id: str, seen: Iterable[tuple[str | None, str | None, int]]) -> dict[str, int]:
+    """The known-devices map of what a user has used: ``(ip, user agent, when)`` triples (the
+    sign-up's request, or the user's live logins), the most recent of each kind kept."""
+    entries: dict[str, int] = {}
+    for ip, user_agent, at in seen:
+        keys = [entry_key(DEVICE, user_id, device_of(user_agent))]
+        if ip:
+            keys.append(entry_key(IP, user_id, ip))
+        for key in keys:
+            entries[key] = max(int(at), entries.get(key, 0))
+    return _bounded(entries)
+
+
 @dataclass(frozen=True)
 class SignInCheck:
     """What a sign-in found: whether its IP and device are new, and the map to store (None when
-    the stored one can stay as it is)."""
+    the stored one can stay as it is). ``touch`` (entries to set) and ``forget`` (entries to
+    drop) are the same change entry by entry, so that parallel sign-ins do not overwrite each
+    other's entries."""
 
     new_ip: bool
     new_device: bool
     store: Mapping[str, int] | None
+    touch: Mapping[str, int] = field(default_factory=dict)
+    forget: frozenset[str] = frozenset()
 
     @property
     def is_new(self) -> bool:
@@ -85,10 +103,13 @@ def check_sign_in(
     if changed:
         for key in seen:
             kept[key] = now
+    store = _bounded(kept) if changed else None
     return SignInCheck(
         new_ip=not first and any(k.startswith(IP + "_") for k in new),
         new_device=not first and any(k.startswith(DEVICE + "_") for k in new),
-        store=_bounded(kept) if changed else None,
+        store=store,
+        touch={key: now for key in seen} if changed else {},
+        forget=frozenset(stored) - frozenset(store) if store is not None else frozenset(),
     )
 
 
@@ -100,3 +121,41 @@ def _bounded(entries: dict[str, int]) -> dict[str, int]:
         for seen_at, key in sorted(mine, reverse=True)[:MAX_ENTRIES_PER_KIND]:
             result[key] = seen_at
     return result
+
+
+DEVICE_DESCRIPTION_MAX = 80
+# Checked in order: Edge and Opera also name Chrome, Chrome also names Safari.
+_BROWSERS = (
+    ("Edge", re.compile(r"\bEdg(?:e|A|iOS)?/")),
+    ("Opera", re.compile(r"\b(?:OPR|Opera)/")),
+    ("Firefox", re.compile(r"\b(?:Firefox|FxiOS)/")),
+    ("Chrome", re.compile(r"\b(?:Chrome|CriOS)/")),
+    ("Safari", re.compile(r"\bSafari/")),
+)
+_SYSTEMS = (
+    ("Android", re.compile(r"\bAndroid\b")),
+    ("iOS", re.compile(r"\b(?:iPhone|iPad|iPod)\b")),
+    ("ChromeOS", re.compile(r"\bCrOS\b")),
+    ("Windows", re.compile(r"\bWindows\b")),
+    ("macOS", re.compile(r"\bMac OS X\b|\bMacintosh\b")),
+    ("Linux", re.compile(r"\bLinux\b")),
+)
+_NOT_PRINTABLE = re.compile(r"[^\x20-\x7e]+")
+
+
+def describe_device(user_agent: str | None) -> str:
+    """A short description of a user agent for a mail: "Firefox on Linux" when the browser and
+    the system are recognised, else the header as printable ASCII, at most
+    ``DEVICE_DESCRIPTION_MAX`` characters; "unknown device" without one. The header is chosen
+    by whoever signed in, so the mail never repeats it whole."""
+    text = (user_agent or "").strip()
+    browser = next((name for name, pattern in _BROWSERS if pattern.search(text)), None)
+    system = next((name for name, pattern in _SYSTEMS if pattern.search(text)), None)
+    if browser and system:
+        return f"{browser} on {system}"
+    printable = " ".join(_NOT_PRINTABLE.sub(" ", text).split())
+    if not printable:
+        return UNKNOWN_DEVICE
+    if len(printable) > DEVICE_DESCRIPTION_MAX:
+        return printable[: DEVICE_DESCRIPTION_MAX - 3] + "..."
+    return printable

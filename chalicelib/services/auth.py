@@ -16,10 +16,11 @@ Rules kept here (API.md, "Auth"; DESIGN.md, "Security"):
 
 from __future__ import annotations
 
+import random
 import re
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
@@ -47,7 +48,7 @@ from chalicelib.domain.errors import (
     WeakPassword,
 )
 from chalicelib.domain.money import CURRENCIES
-from chalicelib.domain.sign_ins import check_sign_in
+from chalicelib.domain.sign_ins import baseline, check_sign_in, describe_device
 from chalicelib.domain.users import (
     EMAIL_ADDRESS,
     AuditEvent,
@@ -70,7 +71,10 @@ _NOBODY = "usr_nobody"
 _SESSION_ID = re.compile(r"ses_[A-Za-z0-9_]{1,64}")
 _EMAIL = re.compile(EMAIL_ADDRESS)
 _THROTTLE_ATTEMPTS = 8
-_OPEN_ATTEMPTS = 3
+_OPEN_ATTEMPTS = 4
+# The first back-off (seconds) of a login whose write met a concurrent write of the profile;
+# each retry waits a random time up to twice the previous bound.
+_OPEN_BACK_OFF = 0.02
 # Sign-in alert mails per address and hour; past it the sign-ins are still audited.
 SIGN_IN_ALERTS_PER_HOUR = 10
 
@@ -125,13 +129,18 @@ class AuthRepository(Protocol):
         session: Session,
         event: AuditEvent,
         *,
+        user: User,
         known_devices: Mapping[str, int] | None = None,
+        touch_devices: Mapping[str, int] | None = None,
+        forget_devices: Collection[str] = (),
         notice: AuditEvent | None = None,
         mail: OutboxMail | None = None,
         now: int = 0,
     ) -> None:
-        """The login and its event, with (when given) the user's new known devices and a new
-        sign-in's audit event and mail, in one write. Raises VersionConflict."""
+        """The login and its event, with (when given) the user's known devices (the whole new
+        map, and the same change entry by entry) and a new sign-in's audit event and mail, in
+        one write, only while the profile is as ``user`` was read (its password, status,
+        ``sessions_valid_after`` and ``mfa_enabled``). Raises VersionConflict (re-read)."""
         ...
 
     def rotate_session(
@@ -290,6 +299,7 @@ class AuthService:
     mailer: Mailer
     outbox: Outbox
     clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
     _keys: tokens.SigningKeys | None = field(default=None, repr=False)
 
     @property
@@ -328,12 +338,15 @@ class AuthService:
         role: Role = Role.USER,
         totp_secret: str | None = None,
         email_verified: bool = False,
+        user_agent: str | None = None,
     ) -> User:
         """Create a user with one wallet per supported currency, in one atomic write, with the
         verification mail in the outbox (sent outside the request).
 
         With ``totp_secret`` the user starts with MFA on, with ``email_verified`` verified (admins
-        created by an operator).
+        created by an operator). The sign-up's IP and device (``user_agent``) are the user's
+        first known ones (sign-in alerts, docs/risk.md); without either (an operator's tool),
+        the first login is the baseline.
 
         Raises:
             TermsNotAccepted, InvalidRequest (email), WeakPassword, EmailTaken.
@@ -357,6 +370,9 @@ class AuthService:
             totp_last_step=seconds // totp.TOTP_PERIOD - 2 if totp_secret else 0,
             email_verified=email_verified,
         )
+        agent = (user_agent or "")[:MAX_USER_AGENT_LENGTH] or None
+        if ip or agent:  # not an operator's tool: the user's own request
+            user = replace(user, known_devices=baseline(user.id, [(ip, agent, seconds)]))
         wallets = [
             Account.open(
                 wallet_id(OwnerType.USER, user.id, code), code, OwnerType.USER, user.id, now
@@ -440,6 +456,46 @@ class AuthService:
         self._give_back_ip(ip, ip_window)
         return self._open_session(user, used_mfa, ip, now, user_agent)
 
+    def _still_lets_in(self, read: User, mfa: bool, ip: str | None) -> User:
+        """The profile as stored now, after the login's write found it changed since ``read``:
+        raises what the login answers now, or returns it to try again with.
+
+        Raises:
+            InvalidCredentials: the password changed (a reset) since it was checked.
+            AccountSuspended: the user was suspended meanwhile.
+            MfaRequired: MFA was turned on meanwhile and this login passed no code.
+        """
+        user = self.repository.get_user(read.id)
+        if user is None or user.password_hash != read.password_hash:
+            self._failed_login(ip, self._now()[0], read.id, "password_changed")
+            raise InvalidCredentials("email or password is wrong")
+        if user.status is UserStatus.SUSPENDED:
+            self.repository.append_audit(
+                self._event("auth.login_refused", actor=user.id, ip=ip, reason="suspended")
+            )
+            raise AccountSuspended("this account is suspended")
+        if user.mfa_enabled and not mfa:
+            raise MfaRequired("a TOTP code is required")
+        return user
+
+    def _back_off(self, attempt: int) -> None:
+        """Wait a random time before the retry number ``attempt`` (1, 2, ...): up to
+        ``_OPEN_BACK_OFF`` doubled each time, so retries of racing logins spread out."""
+        bound = _OPEN_BACK_OFF * 2 ** (attempt - 1)
+        self.sleep(random.uniform(bound / 2, bound))  # noqa: S311 - a delay, not a secret
+
+    def _devices_of_live_logins(self, user: User, now: int) -> dict[str, int]:
+        """For a user of before sign-in alerts (no known devices): the IPs and devices of their
+        live logins, read once (the map is then stored with the login)."""
+        return baseline(
+            user.id,
+            [
+                (s.ip, s.user_agent, max(s.last_used_at, s.created_at) // 1000)
+                for s in self.repository.sessions_of(user.id)
+                if s.is_live(user, now)
+            ],
+        )
+
     def _user_by_email_evenly(self, email: str) -> User | None:
         """The user of an email, with the same reads whether or not it exists (an unknown email
         reads a user item nobody has), so the time of a login does not tell which it was."""
@@ -481,46 +537,65 @@ class AuthService:
             user_agent=(user_agent or "")[:MAX_USER_AGENT_LENGTH] or None,
             last_used_at=now_ms,
         )
-        event = self._event(
-            "auth.login",
-            actor=user.id,
-            ip=ip,
-            session=session_id,
-            mfa=str(mfa),
-            **({"user_agent": session.user_agent} if session.user_agent else {}),
-        )
-        check = check_sign_in(user.known_devices, user.id, ip, session.user_agent, now)
-        notice = mail = None
-        if check.is_new:  # audited and mailed with the login itself (docs/risk.md)
-            notice = self._event(
-                "auth.new_sign_in",
-                actor=user.id,
-                ip=ip,
-                target=user.id,
-                session=session_id,
-                new=check.what,
-                user_agent=session.user_agent or "",
-            )
-            mail = self._mail(
-                MailKind.NEW_SIGN_IN, user_id=user.id, ip=ip, user_agent=session.user_agent
-            )
+        seeded: dict[str, int] | None = None
         for attempt in range(_OPEN_ATTEMPTS):
+            if attempt:
+                # The profile changed (a reset, a suspension, another login's devices) or a
+                # concurrent write met this one: nothing was written; decide again on the
+                # profile as it is now.
+                self._back_off(attempt)
+                user = self._still_lets_in(user, mfa, ip)
+                now_ms = max(now_ms, int(self.clock() * 1000))
+                session = replace(
+                    session, created_at=now_ms, valid_from=now_ms, last_used_at=now_ms
+                )
+            known = user.known_devices
+            if known is None:
+                if seeded is None:
+                    seeded = self._devices_of_live_logins(user, now)
+                known = seeded or None
+            check = check_sign_in(known, user.id, ip, session.user_agent, now)
+            store = check.store
+            if user.known_devices is None and store is None:
+                store = known  # stored as found, so the live logins are read only once
+            notice = mail = None
+            if check.is_new:  # audited and mailed with the login itself (docs/risk.md)
+                notice = self._event(
+                    "auth.new_sign_in",
+                    actor=user.id,
+                    ip=ip,
+                    target=user.id,
+                    session=session_id,
+                    new=check.what,
+                    user_agent=session.user_agent or "",
+                )
+                mail = self._mail(
+                    MailKind.NEW_SIGN_IN, user_id=user.id, ip=ip, user_agent=session.user_agent
+                )
             try:
                 self.repository.open_session(
                     session,
-                    event,
-                    known_devices=check.store,
+                    self._event(
+                        "auth.login",
+                        actor=user.id,
+                        ip=ip,
+                        session=session_id,
+                        mfa=str(mfa),
+                        **({"user_agent": session.user_agent} if session.user_agent else {}),
+                    ),
+                    user=user,
+                    known_devices=store,
+                    touch_devices=check.touch,
+                    forget_devices=check.forget,
                     notice=notice,
                     mail=mail,
                     now=now,
                 )
-                break
+                return self._pair(user, session, refresh, now)
             except VersionConflict:
-                # Another write touched the profile at the same moment (a parallel login's
-                # devices): nothing was written, so the same write is tried again.
                 if attempt + 1 == _OPEN_ATTEMPTS:
                     raise
-        return self._pair(user, session, refresh, now)
+        raise AssertionError("unreachable")
 
     def _pair(self, user: User, session: Session, refresh: str, now: int) -> TokenPair:
         access, _ = tokens.issue_access_token(
@@ -753,15 +828,19 @@ class AuthService:
         if secret is None or step is None:
             raise TotpSetupCodeWrong("the code does not match the secret being set up")
         codes = totp.new_recovery_codes()
-        self.repository.enable_mfa(
-            user,
-            secret,
-            step,
-            {tokens.hash_secret(c) for c in codes},
-            self._event("mfa.enabled", actor=user.id, ip=ip, target=user.id),
-            keep=principal.session,
-            now_ms=self._void_mark(),
-        )
+        try:
+            self.repository.enable_mfa(
+                user,
+                secret,
+                step,
+                {tokens.hash_secret(c) for c in codes},
+                self._event("mfa.enabled", actor=user.id, ip=ip, target=user.id),
+                keep=principal.session,
+                now_ms=self._void_mark(),
+            )
+        except InvalidState:
+            self._login_still_counts(user)
+            raise
         return codes
 
     def disable_totp(self, principal: Principal, password: str, code: str, ip: str | None) -> None:
@@ -782,13 +861,34 @@ class AuthService:
             self._use_second_factor(user, code, now)
         except InvalidTotp as exc:
             raise TotpSetupCodeWrong("the code is wrong or was already used") from exc
-        fresh = self.repository.get_user(user.id) or user  # the code's step was just stored
-        self.repository.disable_mfa(
-            fresh,
-            self._event("mfa.disabled", actor=user.id, ip=ip, target=user.id),
-            keep=principal.session,
-            now_ms=self._void_mark(),
-        )
+        try:
+            self.repository.disable_mfa(
+                user,
+                self._event("mfa.disabled", actor=user.id, ip=ip, target=user.id),
+                keep=principal.session,
+                now_ms=self._void_mark(),
+            )
+        except InvalidState:
+            self._login_still_counts(user)
+            raise
+
+    def _login_still_counts(self, read: User) -> None:
+        """After an MFA change found the profile changed: raises if the caller's login ended
+        since ``read`` (a password reset, a suspension, another change that voided logins).
+
+        Raises:
+            AccountSuspended: the user was suspended meanwhile.
+            Unauthenticated: the password changed or the logins were voided meanwhile.
+        """
+        user = self.repository.get_user(read.id)
+        if user is not None and user.status is UserStatus.SUSPENDED:
+            raise AccountSuspended("this account is suspended")
+        if (
+            user is None
+            or user.password_hash != read.password_hash
+            or user.sessions_valid_after != read.sessions_valid_after
+        ):
+            raise Unauthenticated("this login ended meanwhile")
 
     def _void_mark(self) -> int:
         """An instant (ms) after every login opened so far: logins counting from before it end."""
@@ -943,7 +1043,7 @@ class AuthService:
             f"used in the last 90 days.\n\n"
             f"When: {when}\n"
             f"IP address: {mail.ip or 'unknown'}\n"
-            f"Device: {mail.user_agent or 'unknown'}\n\n"
+            f"Device: {describe_device(mail.user_agent)}\n\n"
             f"If this was you, there is nothing to do.\n"
             f'If this wasn\'t you, reset your password now ("Forgot password" on the sign-in '
             f"page of {self.settings.public_base_url}): resetting it signs every session of "

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from chalicelib.adapters.clock import now_iso
@@ -78,8 +78,13 @@ class MonitorRepository(Protocol):
     def change_state(
         self, monitor: BalanceMonitor, expected: MonitorState, event: AuditEvent
     ) -> bool:
-        """Store ``monitor``'s new state and the event, if the stored monitor is enabled and
-        still in ``expected``; False (nothing written) otherwise."""
+        """Store ``monitor``'s new state, its alert pending, and the event, if the stored monitor
+        is enabled and still in ``expected``; False (nothing written) otherwise."""
+        ...
+
+    def alert_sent(self, monitor: BalanceMonitor) -> None:
+        """The alert of ``monitor``'s last state change was published: clear it, unless the
+        stored monitor changed state since."""
         ...
 
 
@@ -142,6 +147,8 @@ def create_monitor(
         raise _invalid("condition", "condition must be below or above") from exc
     kind: PlatformKind | None = None
     if account_id is not None:
+        if currency is not None:
+            currency_of(currency)  # an unknown currency is unsupported_currency, whoever's account
         if account_id.startswith(PLATFORM_PREFIX + "_"):
             raise _invalid("account_id", "a platform account is watched by platform and currency")
         found = balances.account_balance(account_id)
@@ -257,6 +264,12 @@ def check_monitors(
     if not any(m.id == DEFAULT_MONITOR_ID for m in found):
         found.append(_ensure_default(monitors, clock()))
     for monitor in found:
+        if monitor.alert_pending:
+            # An earlier run stored this state change but the topic refused its alert (or the
+            # run ended first): publish it now, before anything else about this monitor.
+            outcome = CROSSED if monitor.state is MonitorState.CROSSED else RECOVERED
+            if _publish(monitors, alerts, monitor, monitor.last_balance or 0, outcome, report, log):
+                monitor = replace(monitor, alert_pending=False)
         if not monitor.enabled:
             continue
         balance = _balance(balances, monitor)
@@ -289,18 +302,35 @@ def check_monitors(
             else metrics.BALANCE_MONITOR_RECOVERED,
             monitor_id=monitor.id,
         )
-        subject, message = _alert(changed, balance, outcome)
-        try:
-            sent = alerts.publish(subject, message)
-        except Exception:  # the change is stored: the alert must not be lost silently
-            report.alert_failures.append(monitor.id)
-            log("balance monitor alert not published", monitor_id=monitor.id, alert=message)
-            continue
-        if not sent:
-            log("balance monitor alert (no ALERT_TOPIC_ARN)", monitor_id=monitor.id, alert=message)
+        _publish(monitors, alerts, changed, balance, outcome, report, log)
     if report.alert_failures:
         raise AlertNotSent(f"alerts not published for {', '.join(report.alert_failures)}")
     return report
+
+
+def _publish(
+    monitors: MonitorRepository,
+    alerts: Alerts,
+    monitor: BalanceMonitor,
+    balance: int,
+    outcome: str,
+    report: CheckReport,
+    log: Callable[..., None],
+) -> bool:
+    """Publish the alert of ``monitor``'s stored state change and clear it as pending; True
+    when published. A refused alert stays pending (the next check publishes it again) and is
+    reported and logged."""
+    subject, message = _alert(monitor, balance, outcome)
+    try:
+        sent = alerts.publish(subject, message)
+    except Exception:  # the change is stored: the alert must not be lost silently
+        report.alert_failures.append(monitor.id)
+        log("balance monitor alert not published", monitor_id=monitor.id, alert=message)
+        return False
+    if not sent:
+        log("balance monitor alert (no ALERT_TOPIC_ARN)", monitor_id=monitor.id, alert=message)
+    monitors.alert_sent(monitor)
+    return True
 
 
 def _balance(balances: Balances, monitor: BalanceMonitor) -> int | None:

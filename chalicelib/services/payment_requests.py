@@ -100,8 +100,11 @@ class PaymentRequestRepository(Protocol):
         now: str,
         limit: int,
         cursor: str | None,
+        since: str | None = None,
+        until: str | None = None,
     ) -> tuple[list[PaymentRequest], str | None]:
-        """Newest first; raises ValueError for a cursor it did not return."""
+        """Newest first, created from ``since`` to ``until`` (inclusive, canonical ISO; None:
+        unbounded); raises ValueError for a cursor it did not return."""
         ...
 
     def of_facility(
@@ -111,8 +114,11 @@ class PaymentRequestRepository(Protocol):
         now: str,
         limit: int,
         cursor: str | None,
+        since: str | None = None,
+        until: str | None = None,
     ) -> tuple[list[PaymentRequest], str | None]:
-        """Newest first; raises ValueError for a cursor it did not return."""
+        """Newest first, created from ``since`` to ``until`` (inclusive, canonical ISO; None:
+        unbounded); raises ValueError for a cursor it did not return."""
         ...
 
 
@@ -263,6 +269,15 @@ def pay(
         WebhookEventType.PAYMENT_REQUEST_PAID, pr.id, pr.facility_id, now, paid.view(now)
     )
     code = pr.currency
+    answer = answer_writes(paid) if answer_writes is not None else None
+
+    def writes_for(candidate: Transaction) -> list[SideWrite]:
+        # Each attempt of the ledger's read-and-write loop holds the request to its own time
+        # (the candidate's), not to ``now``: a request that expires while the payment is retried
+        # is not paid.
+        at = max(now, candidate.created_at)
+        return [*requests.paid_writes(paid, at), *(answer(candidate) if answer else ())]
+
     recorded = ledger.record(
         transaction_id=payment_transaction_id(pr.id),
         type=TransactionType.PAYMENT,
@@ -272,8 +287,8 @@ def pay(
         ],
         memo=pr.memo,
         metadata={"payment_request_id": pr.id, "initiated_by": payer_id},
-        extra=[*requests.paid_writes(paid, now), events.event(event)],
-        extra_for=answer_writes(paid) if answer_writes is not None else None,
+        extra=[events.event(event)],
+        extra_for=writes_for,
     )
     if not recorded.created:  # another pay of this request wrote the money first
         raise PaymentRequestNotOpen(f"payment request {pr.id} is paid already")
@@ -391,15 +406,18 @@ def list_of_payer(
     status: str | None,
     limit: int,
     cursor: str | None,
+    since: str | None = None,
+    until: str | None = None,
 ) -> PaymentRequestPage:
-    """The user's requests, newest first, optionally of one status (as of now).
+    """The user's requests, newest first, optionally of one status (as of now), created from
+    ``since`` to ``until`` (inclusive, canonical ISO).
 
     Raises InvalidRequest (an unknown status), ValueError (a cursor this query did not return).
     """
     wanted = _checked_status(status)
     now = now_iso()
     found, next_cursor = requests.of_payer(
-        user_id, wanted, now, max(1, min(limit, MAX_PAGE)), cursor
+        user_id, wanted, now, max(1, min(limit, MAX_PAGE)), cursor, since, until
     )
     return PaymentRequestPage(found, next_cursor, now)
 
@@ -410,14 +428,17 @@ def list_of_facility(
     status: str | None,
     limit: int,
     cursor: str | None,
+    since: str | None = None,
+    until: str | None = None,
 ) -> PaymentRequestPage:
-    """The facility's requests, newest first, optionally of one status (as of now).
+    """The facility's requests, newest first, optionally of one status (as of now), created
+    from ``since`` to ``until`` (inclusive, canonical ISO).
 
     Raises InvalidRequest (an unknown status), ValueError (a cursor this query did not return).
     """
     wanted = _checked_status(status)
     now = now_iso()
     found, next_cursor = requests.of_facility(
-        facility_id, wanted, now, max(1, min(limit, MAX_PAGE)), cursor
+        facility_id, wanted, now, max(1, min(limit, MAX_PAGE)), cursor, since, until
     )
     return PaymentRequestPage(found, next_cursor, now)

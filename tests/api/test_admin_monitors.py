@@ -28,8 +28,11 @@ ADJUSTMENTS = PlatformAccount(PlatformKind.ADJUSTMENTS, "USD")
 class Pager:
     def __init__(self) -> None:
         self.sent: list[tuple[str, str]] = []
+        self.down = False
 
     def publish(self, subject: str, message: str) -> bool:
+        if self.down:
+            raise RuntimeError("SNS is down")
         self.sent.append((subject, message))
         return True
 
@@ -303,3 +306,37 @@ def test_the_scheduled_function_runs_the_check(api_client, people, pager):
         "recovered": [],
     }
     assert len(pager.sent) == 1
+
+
+def test_an_unknown_currency_with_an_account_is_unsupported_currency(api_client, people, table):
+    account = wallet(people["alice"].id, "USD")
+    before = scan(table)
+    for currency in ("XYZ", "usd1"):
+        body = {"account_id": account, "currency": currency, "condition": "below", "amount": "1"}
+        response, answer = admin(api_client, "POST", "/v1/admin/monitors", people, body)
+        assert (response.status_code, answer["error"]["code"]) == (400, "unsupported_currency")
+    body = {"account_id": account, "currency": "BTC", "condition": "below", "amount": "1"}
+    response, answer = admin(api_client, "POST", "/v1/admin/monitors", people, body)
+    assert (response.status_code, answer["error"]["code"]) == (400, "invalid_request")
+    assert scan(table) == before
+
+
+def test_a_page_the_topic_refused_is_sent_by_the_next_run(api_client, people, table, pager):
+    from chalicelib.services.monitors import AlertNotSent
+
+    world = people["world"]
+    world.fund(wallet(people["alice"].id, "USD"), 500_00)
+    run_balance_monitors()
+    move_clearing(world, 600_00)
+    pager.down = True
+    with pytest.raises(AlertNotSent):
+        run_balance_monitors()
+    [stored] = [i for i in scan(table) if i["item_type"] == "balance_monitor"]
+    assert (stored["state"], stored["alert_pending"]) == ("crossed", True)
+    pager.down = False
+    run_balance_monitors()
+    run_balance_monitors()
+    assert [s.split(":")[0] for s, _ in pager.sent] == ["Ledger monitor crossed"]
+    assert "100.00 USD" in pager.sent[0][1]
+    [stored] = [i for i in scan(table) if i["item_type"] == "balance_monitor"]
+    assert "alert_pending" not in stored

@@ -509,6 +509,58 @@ def test_a_cancel_between_the_pays_read_and_its_write_leaves_no_money_moved(
     people["world"].check_guarantees()
 
 
+def test_both_lists_take_a_created_at_range(api_client, people, clinic, monkeypatch):
+    moments = ["2027-01-10T10:00:00Z", "2027-01-11T10:00:00Z", "2027-01-12T10:00:00Z"]
+    made = []
+    for moment in moments:
+        at = to_iso(parse_iso(moment))
+        monkeypatch.setattr(service, "now_iso", lambda at=at: at)
+        made.append(asked(api_client, clinic)["id"])
+    monkeypatch.undo()
+    alice = people["tokens"]["alice"]
+    for path, token in ((CREATE, clinic["secret"]), ("/v1/payment-requests", alice)):
+        for query, wanted in (
+            ({"from": moments[1]}, [made[2], made[1]]),
+            ({"to": moments[1]}, [made[1], made[0]]),
+            ({"from": "2027-01-10T12:00:00+02:00", "to": moments[1]}, [made[1], made[0]]),
+            ({"from": moments[1], "to": moments[1]}, [made[1]]),
+            ({"from": moments[2], "to": "2027-01-12T10:00:00.000001Z"}, [made[2]]),
+            ({"from": moments[0], "limit": "1"}, [made[2]]),
+        ):
+            response, listed = call(api_client, "GET", f"{path}?{urlencode(query)}", token)
+            assert response.status_code == 200, listed
+            assert [r["id"] for r in listed["data"]] == wanted, (path, query)
+        page = urlencode({"from": moments[0], "to": moments[1], "limit": "1"})
+        response, first = call(api_client, "GET", f"{path}?{page}", token)
+        cursor = urlencode({"cursor": first["next_cursor"]})
+        response, second = call(api_client, "GET", f"{path}?{page}&{cursor}", token)
+        assert [r["id"] for r in first["data"] + second["data"]] == [made[1], made[0]]
+        assert second["next_cursor"] is None
+        for bad in ({"from": "yesterday"}, {"from": moments[2], "to": moments[0]}):
+            response, body = call(api_client, "GET", f"{path}?{urlencode(bad)}", token)
+            assert (response.status_code, code_of(body)) == (400, "invalid_request"), bad
+
+
+def test_a_request_that_expires_between_the_pays_read_and_its_write_is_not_paid(
+    api_client, people, clinic, table, monkeypatch
+):
+    """The pay reads the request before it expires; the ledger's write happens after the expiry
+    (a slow read, a retried attempt): the request's condition is held to the attempt's time,
+    so nothing is paid."""
+    created = asked(api_client, clinic, expires_in=60)
+    before = to_iso(parse_iso(created["expires_at"]) - timedelta(seconds=1))
+    after = to_iso(parse_iso(created["expires_at"]) + timedelta(seconds=1))
+    monkeypatch.setattr(service, "now_iso", lambda: before)
+    monkeypatch.setattr(routes, "now_iso", lambda: before)
+    monkeypatch.setattr(get_ledger_service(), "clock", lambda: after)
+    response, answer = pay(api_client, people, created["id"])
+    assert (response.status_code, code_of(answer)) == (409, "invalid_state")
+    monkeypatch.undo()
+    assert alice_usd(people) == (10_00, 10_00)
+    assert facility_usd(clinic["id"]) == 0
+    assert (payments(table), events(table)) == ([], [])
+
+
 def test_a_pay_between_a_declines_read_and_its_write_wins_alone(
     api_client,
     people,

@@ -54,9 +54,12 @@ def post(client, path: str, body: dict, headers: dict | None = None):
     return response, (json.loads(response.body) if response.body else None)
 
 
-def sign_up(client, email: str = "alice@example.com") -> dict:
+def sign_up(client, email: str = "alice@example.com", agent: str | None = FIREFOX) -> dict:
     response, body = post(
-        client, "/v1/auth/signup", {"email": email, "password": PASSWORD, "accept_terms": True}
+        client,
+        "/v1/auth/signup",
+        {"email": email, "password": PASSWORD, "accept_terms": True},
+        {"user-agent": agent} if agent else {},
     )
     assert response.status_code == 201, body
     deliver_waiting_mail()  # the verification mail, out of the way
@@ -93,15 +96,53 @@ def alert_mails(to: str = "alice@example.com") -> list:
     ]
 
 
-def test_the_first_login_after_sign_up_is_not_new_it_is_the_baseline(client, table):
+def test_sign_up_records_its_ip_and_device_so_a_first_login_from_them_is_not_new(client, table):
     sign_up(client)
+    profile = next(i for i in scan(table) if i["item_type"] == "user")
+    assert sorted(k.split("_")[0] for k in profile["known_devices"]) == ["ip", "ua"]
+    assert "198.51.100.1" not in json.dumps(profile, default=str)  # hashes only
     log_in(client)
     assert notices(table) == []
     assert queued(table) == []
     assert alert_mails() == []
-    profile = next(i for i in scan(table) if i["item_type"] == "user")
-    assert sorted(k.split("_")[0] for k in profile["known_devices"]) == ["ip", "ua"]
-    assert "198.51.100.1" not in json.dumps(profile, default=str)  # hashes only
+
+
+def test_a_first_login_from_another_device_or_ip_than_the_sign_ups_is_new(client, table):
+    sign_up(client)
+    log_in(client, agent=CHROME)
+    log_in(client, ip="203.0.113.9", agent=CHROME)
+    assert sorted(n["details"]["new"] for n in notices(table)) == ["device", "ip"]
+    assert len(alert_mails()) == 2
+
+
+def test_a_user_of_before_sign_in_alerts_starts_from_their_live_logins(client, table):
+    from chalicelib.adapters.dynamo import keys
+    from chalicelib.adapters.dynamo.models import UserItem
+
+    user = sign_up(client)
+    log_in(client)  # a live login from this IP and Firefox
+    profile = UserItem(keys.user_pk(user["id"]), keys.PROFILE_SK)
+    profile.update(actions=[UserItem.known_devices.remove()])  # as stored before the feature
+    CLOCK["now"] += 60
+    log_in(client)  # the same IP and device as the live login: not new
+    assert notices(table) == []
+    log_in(client, ip="203.0.113.9")  # an IP none of the live logins used: new
+    assert [n["details"]["new"] for n in notices(table)] == ["ip"]
+
+
+def test_a_user_of_before_sign_in_alerts_without_live_logins_starts_silently(client, table):
+    from chalicelib.adapters.dynamo import keys
+    from chalicelib.adapters.dynamo.models import UserItem
+
+    user = sign_up(client)
+    profile = UserItem(keys.user_pk(user["id"]), keys.PROFILE_SK)
+    profile.update(actions=[UserItem.known_devices.remove()])
+    log_in(client, ip="203.0.113.9", agent=CHROME)  # nothing to compare with: the baseline
+    assert notices(table) == []
+    stored = UserItem.get(keys.user_pk(user["id"]), keys.PROFILE_SK, consistent_read=True)
+    assert len(stored.known_devices.as_dict()) == 2
+    log_in(client, ip="203.0.113.9", agent=CHROME)
+    assert notices(table) == []
 
 
 def test_a_login_from_a_new_ip_is_audited_and_mailed_once_in_the_logins_write(client, table):
@@ -134,7 +175,7 @@ def test_a_login_from_a_new_ip_is_audited_and_mailed_once_in_the_logins_write(cl
     assert "When: 2026-" in mail.body
     assert " UTC" in mail.body
     assert "IP address: 203.0.113.9" in mail.body
-    assert f"Device: {FIREFOX}" in mail.body
+    assert "Device: Firefox on Linux\n" in mail.body
     assert "If this wasn't you, reset your password" in mail.body
     for secret in (PASSWORD, pair["access_token"], pair["refresh_token"], "token="):
         assert secret not in mail.body
@@ -234,6 +275,28 @@ def test_a_totp_login_from_a_new_device_is_alerted_too(client, table):
     assert len(alert_mails("root@example.com")) == 1
 
 
+def test_the_alert_mail_names_the_device_briefly_never_the_raw_header(client, table):
+    sign_up(client)
+    hostile = "Evil\u202e/1.0 " + "click https://evil.example/reset " * 10
+    log_in(client, agent=hostile)
+    log_in(client, agent=CHROME)
+    devices = sorted(
+        line for mail in alert_mails() for line in mail.body.splitlines() if "Device: " in line
+    )
+    assert devices[0] == "Device: Chrome on macOS"
+    assert devices[1].startswith("Device: Evil /1.0 click https://evil.example/reset")
+    assert "\u202e" not in devices[1]
+    assert len(devices[1]) <= len("Device: ") + 80
+    assert devices[1].endswith("...")
+    notice = next(
+        n
+        for n in notices(table)
+        if n["details"]["new"] == "device" and "Evil" in n["details"]["user_agent"]
+    )
+    # the audit event keeps it as sent (the first 256 characters, like the login's item)
+    assert notice["details"]["user_agent"] == hostile[:256]
+
+
 def test_a_login_whose_write_met_a_concurrent_profile_write_is_retried_whole(
     client, table, monkeypatch
 ):
@@ -252,8 +315,11 @@ def test_a_login_whose_write_met_a_concurrent_profile_write_is_retried_whole(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(repository, "open_session", conflict_once)
+    waits = []
+    monkeypatch.setattr(get_auth_service(), "sleep", waits.append)
     log_in(client, ip="203.0.113.9")
-    assert len(calls) == 2
-    assert calls[0] is calls[1]  # the same write, tried again
+    assert len(calls) == 2  # decided again on the profile re-read, and written once
+    assert len(waits) == 1
+    assert 0 < waits[0] <= 0.02
     assert len(notices(table)) == 1
     assert len(queued(table)) == 1

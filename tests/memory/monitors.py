@@ -65,6 +65,13 @@ class MemoryMonitorRepository:
                 state=monitor.state,
                 state_changed_at=monitor.state_changed_at,
                 last_balance=monitor.last_balance,
+                alert_pending=True,
             )
             self.events.append(event)
             return True
+
+    def alert_sent(self, monitor: BalanceMonitor) -> None:
+        with self._lock:
+            stored = self.monitors.get(monitor.id)
+            if stored is not None and stored.state_changed_at == monitor.state_changed_at:
+                self.monitors[monitor.id] = replace(stored, alert_pending=False)

@@ -75,8 +75,16 @@ class MemoryPaymentRequestRepository:
         now: str,
         limit: int,
         cursor: str | None,
+        since: str | None = None,
+        until: str | None = None,
     ) -> tuple[list[PaymentRequest], str | None]:
-        return self._page(lambda pr: pr.payer_id == user_id, status, now, limit, cursor)
+        return self._page(
+            lambda pr: pr.payer_id == user_id and _within(pr, since, until),
+            status,
+            now,
+            limit,
+            cursor,
+        )
 
     def of_facility(
         self,
@@ -85,8 +93,16 @@ class MemoryPaymentRequestRepository:
         now: str,
         limit: int,
         cursor: str | None,
+        since: str | None = None,
+        until: str | None = None,
     ) -> tuple[list[PaymentRequest], str | None]:
-        return self._page(lambda pr: pr.facility_id == facility_id, status, now, limit, cursor)
+        return self._page(
+            lambda pr: pr.facility_id == facility_id and _within(pr, since, until),
+            status,
+            now,
+            limit,
+            cursor,
+        )
 
     def _page(self, mine, status, now, limit, cursor):  # type: ignore[no-untyped-def]
         if cursor is not None and "#pr_" not in cursor:
@@ -103,3 +119,7 @@ class MemoryPaymentRequestRepository:
         more = len(wanted) > limit
         last = page[-1] if page else None
         return page, (f"{last.created_at}#{last.id}" if more and last else None)
+
+
+def _within(pr: PaymentRequest, since: str | None, until: str | None) -> bool:
+    return (since is None or pr.created_at >= since) and (until is None or pr.created_at <= until)

@@ -253,3 +253,37 @@ def test_an_alert_the_topic_refuses_fails_the_run_after_every_monitor_was_checke
         monitors.check_monitors(repo, balances, pager, log=lambda *a, **k: logged.append(k))
     assert repo.get(a.id).state is repo.get(b.id).state is MonitorState.CROSSED
     assert any("alert" in line and a.id in line["alert"] for line in logged)
+
+
+def test_an_alert_the_topic_refused_is_published_by_the_next_check_once(world):
+    repo, balances, pager = world
+    a = create(repo, balances, platform="fees", currency="USD", condition="above", amount="0")
+    balances.platforms[PlatformAccount(PlatformKind.FEES, "USD")] = 1
+    pager.down = True
+    with pytest.raises(monitors.AlertNotSent, match=a.id):
+        check(repo, balances, pager)
+    assert repo.get(a.id).alert_pending
+    with pytest.raises(monitors.AlertNotSent, match=a.id):  # still down: still pending
+        check(repo, balances, pager)
+    pager.down = False
+    check(repo, balances, pager)
+    assert [subject for subject, _ in pager.sent] == [f"Ledger monitor crossed: {a.name}"]
+    assert "balance is 0.01 USD" in pager.sent[0][1]  # the balance of the stored change
+    assert not repo.get(a.id).alert_pending
+    check(repo, balances, pager)
+    assert len(pager.sent) == 1
+    assert actions(repo).count("monitor.crossed") == 1  # one change, paged once it could be
+
+
+def test_a_pending_alert_of_a_monitor_disabled_since_is_still_published(world):
+    repo, balances, pager = world
+    a = create(repo, balances, platform="fees", currency="USD", condition="above", amount="0")
+    balances.platforms[PlatformAccount(PlatformKind.FEES, "USD")] = 1
+    pager.down = True
+    with pytest.raises(monitors.AlertNotSent):
+        check(repo, balances, pager)
+    monitors.disable_monitor(repo, a.id, admin_id="usr_admin", ip=None)
+    pager.down = False
+    check(repo, balances, pager)
+    assert [subject for subject, _ in pager.sent] == [f"Ledger monitor crossed: {a.name}"]
+    assert not repo.get(a.id).alert_pending

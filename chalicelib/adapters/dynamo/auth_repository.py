@@ -6,10 +6,11 @@ action is never done with its audit lost.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 
 from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.expressions.condition import Condition
 
 from chalicelib.adapters.clock import parse_iso
 from chalicelib.adapters.dynamo import cursors, keys, read_ahead
@@ -45,6 +46,10 @@ from chalicelib.domain.users import (
     UserStatus,
     VerificationToken,
 )
+
+# A write of the profile that met a concurrent transaction on it (a login, another TOTP code, an
+# admin's change) is sent again this many times: its conditions decide, nothing was written.
+PROFILE_CONFLICT_RETRIES = 3
 
 
 class DynamoAuthRepository:
@@ -219,16 +224,27 @@ class DynamoAuthRepository:
         session: Session,
         event: AuditEvent,
         *,
+        user: User,
         known_devices: Mapping[str, int] | None = None,
+        touch_devices: Mapping[str, int] | None = None,
+        forget_devices: Collection[str] = (),
         notice: AuditEvent | None = None,
         mail: OutboxMail | None = None,
         now: int = 0,
     ) -> None:
-        """The login, its audit event and, when given, the user's new ``known_devices``, the
-        new sign-in's audit event and its mail: one ``TransactWriteItems``, all or nothing.
+        """The login, its audit event and, when given, the new sign-in's audit event and its
+        mail and the user's known devices: one ``TransactWriteItems``, all or nothing, and only
+        while the profile is still as ``user`` was read (same password, still active, no login
+        voided and MFA not turned on or off since; ``_as_read``).
+
+        The known devices are written entry by entry (``touch_devices`` set, ``forget_devices``
+        removed), so parallel logins keep each other's entries; a profile read without a map
+        gets the whole ``known_devices``, only if it still has none. Without a change of the
+        devices the profile is a ``ConditionCheck``.
 
         Raises:
-            VersionConflict: a concurrent write touched the user (retry), or an id is taken.
+            VersionConflict: the profile changed since it was read, a concurrent write touched
+                it (re-read it and decide again), or an id is taken.
         """
         write = AtomicWrite()
         write.put(
@@ -241,14 +257,35 @@ class DynamoAuthRepository:
             write.append_audit(notice)
         if mail is not None:
             DynamoOutbox().put_in(write, mail, now)
-        if known_devices is not None:
+        changed = VersionConflict("the user's profile changed since it was read")
+        as_read = self._as_read(user)
+        profile = UserItem(keys.user_pk(user.id), keys.PROFILE_SK)
+        if known_devices is None:
+            write.check(UserItem, keys.user_pk(user.id), keys.PROFILE_SK, as_read, changed)
+        elif user.known_devices is None:
             write.update(
-                UserItem(keys.user_pk(session.user_id), keys.PROFILE_SK),
+                profile,
                 [UserItem.known_devices.set(dict(known_devices))],
-                UserItem.PK.exists(),
-                VersionConflict("the user is gone"),
+                as_read & UserItem.known_devices.does_not_exist(),
+                changed,
             )
+        else:
+            actions = [UserItem.known_devices[k].set(t) for k, t in (touch_devices or {}).items()]
+            actions += [UserItem.known_devices[k].remove() for k in forget_devices]
+            write.update(profile, actions, as_read & UserItem.known_devices.exists(), changed)
         write.send_or_raise_tag()
+
+    @staticmethod
+    def _as_read(user: User) -> Condition:
+        """The profile still lets the login that read ``user`` in: the same password hash, still
+        active, no login voided since (``sessions_valid_after``), MFA neither turned on nor off.
+        """
+        condition = _logins_unchanged(user)
+        if user.mfa_enabled:
+            condition &= UserItem.mfa_enabled == True  # noqa: E712 - a DynamoDB condition
+        else:
+            condition &= UserItem.mfa_enabled.does_not_exist() | (UserItem.mfa_enabled == False)  # noqa: E712
+        return condition
 
     def rotate_session(
         self, session: Session, presented_hash: str, new_hash: str, now_ms: int
@@ -295,7 +332,7 @@ class DynamoAuthRepository:
             UserItem.totp_last_step < step,
             InvalidTotp("this code was already used"),
         )
-        write.send_or_raise_tag()
+        write.send_or_raise_tag(conflict_retries=PROFILE_CONFLICT_RETRIES)
 
     def use_recovery_code(self, user: User, code_hash: str) -> None:
         """Strike a recovery code off; each works once.
@@ -310,7 +347,7 @@ class DynamoAuthRepository:
             UserItem.recovery_code_hashes.contains(code_hash),
             InvalidTotp("this recovery code is not valid"),
         )
-        write.send_or_raise_tag()
+        write.send_or_raise_tag(conflict_retries=PROFILE_CONFLICT_RETRIES)
 
     def set_pending_totp(self, user: User, secret: str, event: AuditEvent) -> None:
         write = AtomicWrite()
@@ -334,10 +371,14 @@ class DynamoAuthRepository:
         keep: Session,
         now_ms: int,
     ) -> None:
-        """Turn MFA on with the secret that was set up, once, and end every login but ``keep``.
+        """Turn MFA on with the secret that was set up, once, and end every login but ``keep``;
+        only while the profile is as ``user`` was read as far as logins go (password, status,
+        ``sessions_valid_after``): a reset or a suspension in between is not undone by re-stamping
+        ``keep``.
 
         Raises:
-            InvalidState: MFA was enabled meanwhile, or another setup replaced the secret.
+            InvalidState: MFA was enabled meanwhile, another setup replaced the secret, or the
+                profile changed (the caller re-reads it to tell).
             Unauthenticated: the kept login was revoked meanwhile.
         """
         write = AtomicWrite()
@@ -351,18 +392,22 @@ class DynamoAuthRepository:
                 UserItem.recovery_code_hashes.set(recovery_hashes),
                 UserItem.sessions_valid_after.set(now_ms),
             ],
-            (UserItem.mfa_enabled == False) & (UserItem.totp_pending_secret == secret),  # noqa: E712
+            (UserItem.mfa_enabled == False)  # noqa: E712
+            & (UserItem.totp_pending_secret == secret)
+            & _logins_unchanged(user),
             InvalidState("MFA setup changed meanwhile; start again"),
         )
         self._keep_login(write, keep, now_ms)
         write.append_audit(event)
-        write.send_or_raise_tag()
+        write.send_or_raise_tag(conflict_retries=PROFILE_CONFLICT_RETRIES)
 
     def disable_mfa(self, user: User, event: AuditEvent, *, keep: Session, now_ms: int) -> None:
-        """Turn MFA off (secret and recovery codes gone) and end every login but ``keep``.
+        """Turn MFA off (secret and recovery codes gone) and end every login but ``keep``; only
+        while the profile is as ``user`` was read as far as logins go (like ``enable_mfa``).
 
         Raises:
-            InvalidState: MFA was turned off meanwhile.
+            InvalidState: MFA was turned off meanwhile, or the profile changed (the caller
+                re-reads it to tell).
             Unauthenticated: the kept login was revoked meanwhile.
         """
         write = AtomicWrite()
@@ -374,12 +419,12 @@ class DynamoAuthRepository:
                 UserItem.recovery_code_hashes.remove(),
                 UserItem.sessions_valid_after.set(now_ms),
             ],
-            UserItem.mfa_enabled == True,  # noqa: E712
+            (UserItem.mfa_enabled == True) & _logins_unchanged(user),  # noqa: E712
             InvalidState("MFA is not enabled"),
         )
         self._keep_login(write, keep, now_ms)
         write.append_audit(event)
-        write.send_or_raise_tag()
+        write.send_or_raise_tag(conflict_retries=PROFILE_CONFLICT_RETRIES)
 
     @staticmethod
     def _keep_login(write: AtomicWrite, session: Session, now_ms: int) -> None:
@@ -447,7 +492,7 @@ class DynamoAuthRepository:
             InvalidToken("reset token is not valid"),
         )
         write.append_audit(event)
-        write.send_or_raise_tag()
+        write.send_or_raise_tag(conflict_retries=PROFILE_CONFLICT_RETRIES)
 
     def record_failure(
         self,
@@ -542,7 +587,7 @@ class DynamoAuthRepository:
             InvalidState("the user's role changed meanwhile"),
         )
         write.append_audit(event)
-        write.send_or_raise_tag()
+        write.send_or_raise_tag(conflict_retries=PROFILE_CONFLICT_RETRIES)
         return replace(user, role=role)
 
     def set_status(self, user: User, to: UserStatus, event: AuditEvent) -> User:
@@ -593,7 +638,7 @@ class DynamoAuthRepository:
             InvalidState(f"the user is not {expected.value}"),
         )
         write.append_audit(event)
-        write.send_or_raise_tag()
+        write.send_or_raise_tag(conflict_retries=PROFILE_CONFLICT_RETRIES)
         return stored
 
     def list_users(self, email_prefix: str, limit: int, cursor: str | None) -> UserPage:
@@ -632,3 +677,18 @@ class DynamoAuthRepository:
         }
         users = [found[i] for i in ids if i in found]
         return UserPage(users, cursors.encode(last) if last and len(ids) == limit else None)
+
+
+def _logins_unchanged(user: User) -> Condition:
+    """The profile as ``user`` was read, as far as logins go: the same password hash, still
+    active, no login voided since (``sessions_valid_after``)."""
+    condition = (
+        UserItem.PK.exists()
+        & (UserItem.password_hash == user.password_hash)
+        & (UserItem.status == UserStatus.ACTIVE.value)
+    )
+    if user.sessions_valid_after:
+        return condition & (UserItem.sessions_valid_after == user.sessions_valid_after)
+    return condition & (
+        UserItem.sessions_valid_after.does_not_exist() | (UserItem.sessions_valid_after == 0)
+    )

@@ -541,9 +541,12 @@ def listed_request_sk(created_at: str, request_id: str) -> str:
     return f"{PAYMENT_REQUEST_PREFIX}{created_at}#{request_id}"
 
 
-def listed_request_bounds() -> tuple[str, str]:
-    """Inclusive SK bounds of every listed request of one payer or facility."""
-    return PAYMENT_REQUEST_PREFIX, PAYMENT_REQUEST_PREFIX + "~"
+def listed_request_bounds(since: str | None = None, until: str | None = None) -> tuple[str, str]:
+    """Inclusive SK bounds of the listed requests of one payer or facility created from
+    ``since`` to ``until`` (canonical ISO instants, both inclusive; None: no bound)."""
+    low = PAYMENT_REQUEST_PREFIX + (since or "")
+    high = PAYMENT_REQUEST_PREFIX + (f"{until}#~" if until else "~")
+    return low, high
 
 
 RISK_RULES_PK = "RISKRULES"

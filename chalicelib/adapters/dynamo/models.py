@@ -327,6 +327,7 @@ class MonitorItem(LedgerItem):
     created_by = UnicodeAttribute(null=True)
     state_changed_at = UnicodeAttribute(null=True)
     last_balance = NumberAttribute(null=True)
+    alert_pending = BooleanAttribute(null=True)
     disabled_at = UnicodeAttribute(null=True)
     disabled_by = UnicodeAttribute(null=True)
 
@@ -351,6 +352,7 @@ class MonitorItem(LedgerItem):
             created_by=monitor.created_by,
             state_changed_at=monitor.state_changed_at,
             last_balance=monitor.last_balance,
+            alert_pending=monitor.alert_pending or None,
             disabled_at=monitor.disabled_at,
             disabled_by=monitor.disabled_by,
         )
@@ -370,6 +372,7 @@ class MonitorItem(LedgerItem):
             enabled=bool(self.enabled),
             state_changed_at=self.state_changed_at,
             last_balance=int(self.last_balance) if self.last_balance is not None else None,
+            alert_pending=bool(self.alert_pending),
             disabled_at=self.disabled_at,
             disabled_by=self.disabled_by,
         )

@@ -8,9 +8,11 @@ the state the check read, so two concurrent checks store (and announce) one chan
 
 from __future__ import annotations
 
+from pynamodb.exceptions import UpdateError
+
 from chalicelib.adapters.dynamo import cursors, keys
 from chalicelib.adapters.dynamo.models import MonitorItem
-from chalicelib.adapters.dynamo.transact import AtomicWrite
+from chalicelib.adapters.dynamo.transact import AtomicWrite, condition_failed
 from chalicelib.domain.errors import VersionConflict
 from chalicelib.domain.monitors import BalanceMonitor, MonitorPage, MonitorState
 from chalicelib.domain.users import AuditEvent
@@ -99,6 +101,7 @@ class DynamoMonitorRepository:
                 MonitorItem.state.set(monitor.state.value),
                 MonitorItem.state_changed_at.set(monitor.state_changed_at),
                 MonitorItem.last_balance.set(monitor.last_balance),
+                MonitorItem.alert_pending.set(True),
             ],
             (MonitorItem.state == expected.value) & (MonitorItem.enabled == True),  # noqa: E712
             _Lost(),
@@ -113,3 +116,16 @@ class DynamoMonitorRepository:
             # state is no longer the one read; the next check starts from the new one.
             return False
         return True
+
+    def alert_sent(self, monitor: BalanceMonitor) -> None:
+        """Clear the pending alert of ``monitor``'s state change, unless the stored monitor has
+        changed state since (that change's alert is still pending)."""
+        try:
+            MonitorItem(keys.MONITORS_PK, keys.monitor_sk(monitor.id)).update(
+                actions=[MonitorItem.alert_pending.remove()],
+                condition=(MonitorItem.state_changed_at == monitor.state_changed_at)
+                & (MonitorItem.alert_pending == True),  # noqa: E712 - a DynamoDB condition
+            )
+        except UpdateError as exc:
+            if not condition_failed(exc):
+                raise

@@ -207,8 +207,10 @@ class DynamoPaymentRequestRepository:
         now: str,
         limit: int,
         cursor: str | None,
+        since: str | None = None,
+        until: str | None = None,
     ) -> tuple[list[PaymentRequest], str | None]:
-        return self._page(keys.payer_requests_pk(user_id), status, now, limit, cursor)
+        return self._page(keys.payer_requests_pk(user_id), status, now, limit, cursor, since, until)
 
     def of_facility(
         self,
@@ -217,20 +219,31 @@ class DynamoPaymentRequestRepository:
         now: str,
         limit: int,
         cursor: str | None,
+        since: str | None = None,
+        until: str | None = None,
     ) -> tuple[list[PaymentRequest], str | None]:
-        return self._page(keys.facility_requests_pk(facility_id), status, now, limit, cursor)
+        return self._page(
+            keys.facility_requests_pk(facility_id), status, now, limit, cursor, since, until
+        )
 
     @staticmethod
     def _page(
-        pk: str, status: PaymentRequestStatus | None, now: str, limit: int, cursor: str | None
+        pk: str,
+        status: PaymentRequestStatus | None,
+        now: str,
+        limit: int,
+        cursor: str | None,
+        since: str | None = None,
+        until: str | None = None,
     ) -> tuple[list[PaymentRequest], str | None]:
         """Up to ``limit`` requests of one list, newest first, of ``status`` as of ``now`` (a
-        request stored open past ``expires_at`` counts as expired), and the next cursor.
+        request stored open past ``expires_at`` counts as expired), created from ``since`` to
+        ``until`` (a key range of the list's SK), and the next cursor.
 
         Raises:
             ValueError: a cursor this query did not return.
         """
-        low, high = keys.listed_request_bounds()
+        low, high = keys.listed_request_bounds(since, until)
         start = (
             cursors.decode(cursor, partition={"PK": pk}, ranges={"SK": (low, high)})
             if cursor
