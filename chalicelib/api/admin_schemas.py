@@ -5,13 +5,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints, WithJsonSchema
+from pydantic import ConfigDict, Field, StringConstraints, WithJsonSchema
 
 from chalicelib.api.auth_schemas import RequestBody
 from chalicelib.api.fields import CurrencyAsSent, SignedAmountText
 from chalicelib.api.responses import SIGNED_AMOUNT_PATTERN
+from chalicelib.domain.money import CURRENCIES
 
-Reason = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+# Not blank: the service strips whitespace (a no-break space too) and needs something left.
+Reason = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=500),
+    Field(json_schema_extra={"pattern": "\\S"}),
+]
 
 
 class Rollback(RequestBody):
@@ -40,9 +46,42 @@ class NewAdjustment(RequestBody):
     reason: Reason
 
 
+def _one_target(schema: dict[str, Any]) -> None:
+    """The document says what the service enforces: a string ``account_id`` and no platform, or
+    else (no ``account_id``, or null) a ``platform`` and a ``currency``; the threshold written with
+    that currency's decimals. Said as if/then/else rules, without ``not``."""
+    string = {"type": "string"}
+    schema.setdefault("allOf", []).extend(
+        [
+            {
+                "if": {"properties": {"account_id": string}, "required": ["account_id"]},
+                "then": {"properties": {"platform": {"type": "null"}}},
+                "else": {
+                    "required": ["platform", "currency"],
+                    "properties": {"platform": string, "currency": string},
+                },
+            },
+            *(
+                {
+                    "if": {"properties": {"currency": {"const": code}}, "required": ["currency"]},
+                    "then": {"properties": {"amount": {"pattern": _signed_pattern(spec.decimals)}}},
+                }
+                for code, spec in sorted(CURRENCIES.items())
+            ),
+        ]
+    )
+
+
+def _signed_pattern(decimals: int) -> str:
+    fraction = f"(\\.[0-9]{{1,{decimals}}})?" if decimals else ""
+    return f"^-?[0-9]{{1,18}}{fraction}$"
+
+
 class NewMonitor(RequestBody):
     """A balance monitor: ``account_id``, or ``platform`` and ``currency``; the threshold
     ``amount`` is a signed decimal string of that currency (zero allowed)."""
+
+    model_config = ConfigDict(json_schema_extra=_one_target)
 
     account_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
     platform: (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from chalicelib.domain.users import EMAIL_AS_SENT
 
@@ -15,6 +15,16 @@ class RequestBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
+
+def _whole_number(value: object) -> object:
+    """JSON Schema's integer includes 60.0; a strict int field takes it as the 60 it is."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# On an integer field of a request body: strict, but 60.0 is 60 (as the document's "integer" says).
+WHOLE_NUMBER = BeforeValidator(_whole_number)
 
 Email = Annotated[str, StringConstraints(min_length=1, max_length=254)]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=1024)]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, WithJsonSchema
 
-from chalicelib.api.auth_schemas import RequestBody
+from chalicelib.api.auth_schemas import WHOLE_NUMBER, RequestBody
 from chalicelib.domain.api_keys import MAX_NAME_LENGTH, MAX_RATE_LIMIT_PER_MINUTE
 
 ScopeName = Literal["read", "payment_requests", "payouts", "webhooks"]
@@ -18,4 +18,12 @@ class NewApiKey(RequestBody):
     # Left out: every scope.
     scopes: Annotated[list[ScopeName], Field(min_length=1, max_length=4)] | None = None
     # Left out: the deployment's FACILITY_RATE_LIMIT_PER_MINUTE.
-    rate_limit_per_minute: Annotated[int, Field(ge=1, le=MAX_RATE_LIMIT_PER_MINUTE)] | None = None
+    rate_limit_per_minute: (
+        Annotated[
+            int,
+            WHOLE_NUMBER,
+            Field(ge=1, le=MAX_RATE_LIMIT_PER_MINUTE),
+            WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_RATE_LIMIT_PER_MINUTE}),
+        ]
+        | None
+    ) = None

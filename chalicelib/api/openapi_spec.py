@@ -750,7 +750,20 @@ def _request_schema(spec: str) -> dict[str, Any]:
     module, name = spec.split(":")
     schema = getattr(importlib.import_module(module), name).model_json_schema()
     schema.pop("title", None)
-    return schema
+    # A nested model's schema sits in the body's own "$defs", which a reference resolved against
+    # the OpenAPI document cannot reach: each one is put where it is used.
+    return _inline_defs(schema, schema.pop("$defs", {}))
+
+
+def _inline_defs(node: Any, defs: Mapping[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_inline_defs(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        return _inline_defs(defs[ref.removeprefix("#/$defs/")], defs)
+    return {key: _inline_defs(value, defs) for key, value in node.items()}
 
 
 def _content(answers: Answers, refs: Mapping[type[BaseModel], dict[str, str]]) -> dict[str, Any]:

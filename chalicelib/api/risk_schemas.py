@@ -15,7 +15,14 @@ from pydantic import Field, StringConstraints, WithJsonSchema
 from chalicelib.api.auth_schemas import RequestBody
 from chalicelib.api.fields import AMOUNT_SCHEMA, amount_per_currency
 from chalicelib.domain.money import CURRENCIES
-from chalicelib.domain.risk import MAX_COUNT, MAX_HOURS, MAX_RULES, RuleAction, RuleKind
+from chalicelib.domain.risk import (
+    MAX_COUNT,
+    MAX_HOURS,
+    MAX_RULES,
+    RULE_FIELDS,
+    RuleAction,
+    RuleKind,
+)
 
 RULE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -37,6 +44,40 @@ RULE_SCHEMA: dict[str, Any] = {
     },
 }
 amount_per_currency("amount", "currency")(RULE_SCHEMA)
+# Per kind, what ``domain.risk.parse_rules`` requires and refuses (a field a kind does not use may
+# be absent or null), and an amount needs its currency: the document says what the code enforces.
+# Optional fields may also be null (taken as absent); a field a kind requires may not.
+_NOT_NULL = {
+    name: dict(RULE_SCHEMA["properties"][name]) for name in ("currency", "amount", "count", "hours")
+}
+for _name in ("currency", "amount", "count", "hours", "user_id"):
+    _prop = RULE_SCHEMA["properties"][_name]
+    RULE_SCHEMA["properties"][_name] = {"anyOf": [_prop, {"type": "null"}]}
+RULE_SCHEMA["allOf"].extend(
+    [
+        *(
+            {
+                "if": {"properties": {"kind": {"const": kind.value}}, "required": ["kind"]},
+                "then": {
+                    "required": [name for name, needed in fields.items() if needed],
+                    "properties": {
+                        **{
+                            name: {"type": "null"}
+                            for name in ("currency", "amount", "count", "hours")
+                            if name not in fields
+                        },
+                        **{name: _NOT_NULL[name] for name, needed in fields.items() if needed},
+                    },
+                },
+            }
+            for kind, fields in RULE_FIELDS.items()
+        ),
+        {
+            "if": {"properties": {"amount": {"type": "string"}}, "required": ["amount"]},
+            "then": {"required": ["currency"], "properties": {"currency": _NOT_NULL["currency"]}},
+        },
+    ]
+)
 RULES_SCHEMA = {"type": "array", "maxItems": MAX_RULES, "items": RULE_SCHEMA}
 
 

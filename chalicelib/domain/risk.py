@@ -103,7 +103,8 @@ class ReviewStatus(StrEnum):
 
 
 # Which optional fields each kind needs (True), takes (False) or refuses (absent).
-_FIELDS: Mapping[RuleKind, Mapping[str, bool]] = {
+# Per kind, the optional fields it uses, and whether each is required.
+RULE_FIELDS: Mapping[RuleKind, Mapping[str, bool]] = {
     RuleKind.AMOUNT_OVER: {"currency": True, "amount": True},
     RuleKind.DAILY_AMOUNT_OVER: {"currency": True, "amount": True},
     RuleKind.DAILY_COUNT_OVER: {"currency": False, "count": True},
@@ -203,7 +204,7 @@ def parse_rules(raw: Any) -> tuple[Rule, ...]:
             bad("action", f"one of {', '.join(a.value for a in RuleAction)}")
             action = None
         fields: dict[str, Any] = {}
-        wanted = _FIELDS[RuleKind(kind)] if kind else {}
+        wanted = RULE_FIELDS[RuleKind(kind)] if kind else {}
         for name in ("currency", "amount", "count", "hours"):
             present = item.get(name) is not None
             if kind and present and name not in wanted:
@@ -228,6 +229,8 @@ def parse_rules(raw: Any) -> tuple[Rule, ...]:
             value = item.get(name)
             if value is None:
                 continue
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)  # 24.0 is the whole number JSON Schema says it is
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
                 low = 1 if name == "hours" else 0
                 bad(name, f"a whole number from {low} to {top}")
@@ -318,7 +321,9 @@ class Counter:
     recipients: Mapping[str, str] = field(default_factory=dict)
 
     def _recent(self, at: str) -> dict[str, Mapping[str, tuple[int, int]]]:
-        oldest = _hours_ago(at, WINDOW_HOURS - 1)
+        # The current hour and the 24 before it: at least the last 24 h, never less (an
+        # operation of 10:59 still counts at 10:00 the next day).
+        oldest = _hours_ago(at, WINDOW_HOURS)
         return {h: v for h, v in self.hours.items() if h >= oldest}
 
     def amount_in_window(self, code: str, at: str) -> int:
@@ -336,7 +341,7 @@ class Counter:
         return recipient_key(recipient) not in self.recipients
 
     def new_recipients_in_window(self, at: str) -> int:
-        oldest = _hours_ago(at, WINDOW_HOURS - 1)
+        oldest = _hours_ago(at, WINDOW_HOURS)
         return sum(1 for first in self.recipients.values() if first >= oldest)
 
     def with_operation(self, check: Check) -> Counter:

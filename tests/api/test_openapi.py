@@ -391,3 +391,17 @@ def test_the_console_is_documented_with_its_media_types(document):
     assert "404" in asset["responses"]
     names = asset["parameters"][0]["schema"]["enum"]
     assert {"app.js", "api.js", "console.css"} <= set(names)
+
+
+def test_every_reference_resolves_in_the_document():
+    """A nested request model (a payroll line) is inlined: "#/$defs/..." would point nowhere."""
+    import re
+
+    from app import app
+    from chalicelib.api.openapi_spec import document
+
+    text = json.dumps(document(app.routes))
+    schemas = document(app.routes)["components"]["schemas"]
+    for ref in set(re.findall(r'"\$ref": "([^"]+)"', text)):
+        assert ref.startswith("#/components/schemas/"), ref
+        assert ref.removeprefix("#/components/schemas/") in schemas, ref

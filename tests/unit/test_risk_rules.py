@@ -32,16 +32,24 @@ def rules(*raw: dict) -> RuleSet:
     return RuleSet(1, parse_rules(list(raw)))
 
 
-def test_the_window_is_the_current_hour_and_the_23_before_it():
+def test_the_window_is_the_current_hour_and_the_24_before_it_never_less_than_24_h():
     counter = Counter("u1")
-    for at in ("2026-12-01T12:59:59.000000Z", "2026-12-01T13:00:00.000000Z"):
+    for at in (
+        "2026-12-01T11:59:59.000000Z",  # over 24 h before NOON (12:30 the next day): gone
+        "2026-12-01T12:59:59.000000Z",  # 23 h 30 m before NOON: in the last 24 h, counted
+        "2026-12-01T13:00:00.000000Z",
+    ):
         counter = counter.with_operation(check(100, at))
-    assert counter.amount_in_window("USD", NOON) == 100  # 12:59 yesterday has left the window
-    assert counter.count_in_window(None, NOON) == 1
-    assert counter.version == 2
+    assert counter.amount_in_window("USD", NOON) == 200
+    assert counter.count_in_window(None, NOON) == 2
+    assert counter.version == 3
     # Old hours are dropped when the counter is written.
     later = counter.with_operation(check(1, "2026-12-02T13:00:00.000000Z"))
-    assert sorted(later.hours) == ["2026-12-02T13"]
+    assert sorted(later.hours) == ["2026-12-01T13", "2026-12-02T13"]
+    assert sorted(later.with_operation(check(1, "2026-12-02T14:00:00.000000Z")).hours) == [
+        "2026-12-02T13",
+        "2026-12-02T14",
+    ]
 
 
 def test_daily_amount_over_counts_this_operation_too():
