@@ -195,6 +195,11 @@ class PaymentRequest(Answer):
     transaction_id: str | None = Field(description="the payment (type payment), once paid")
     paid_at: Instant | None
     decided_at: Instant | None = Field(description="when it was declined, cancelled or expired")
+    review_id: str | None = Field(
+        default=None,
+        description="the risk review holding its payment (transaction_id, pending) while it is "
+        "open; kept once that payment is approved",
+    )
 
 
 WebhookEventType = Literal[
