@@ -544,6 +544,15 @@ class PaymentRequestAnswer(Answer):
     payment_request: PaymentRequest
 
 
+class ReviewedPaymentRequestAnswer(Answer):
+    """A payment request whose payment a risk rule held for review (202): still ``open``, with
+    ``review_id``; the transaction ``pending``, the review ``open``."""
+
+    payment_request: PaymentRequest
+    transaction: Transaction
+    review: Review
+
+
 class QuoteAnswer(Answer):
     quote: Quote
 
