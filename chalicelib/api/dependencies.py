@@ -378,6 +378,9 @@ def get_risk() -> Risk:
     from chalicelib.adapters.clock import now_iso
     from chalicelib.adapters.dynamo.risk_repository import DynamoRiskRepository
     from chalicelib.domain.risk import Operation
+    from chalicelib.services.payment_requests import (
+        decision_writes as payment_request_decision_writes,
+    )
     from chalicelib.services.risk import Risk, RulesCache
     from chalicelib.services.transfers import payment_received_on_approval
 
@@ -392,6 +395,14 @@ def get_risk() -> Risk:
     # A payment to a facility held for review tells the facility when it is approved.
     risk.on_decision[Operation.PAYMENT] = payment_received_on_approval(
         get_ledger_service().transaction, get_webhook_events(), now_iso
+    )
+    # A payment-request payment held for review: approved, the request turns paid (and its
+    # event is written); rejected or expired, the request is released for another attempt.
+    risk.on_decision[Operation.PAYMENT_REQUEST] = payment_request_decision_writes(
+        get_payment_request_repository(),
+        get_ledger_service().transaction,
+        get_webhook_events(),
+        now_iso,
     )
     return risk
 

@@ -557,7 +557,9 @@ OPERATIONS.update(
             returns=PR_ANSWER,
         ),
         ("POST", "/v1/payment-requests/{request_id}/pay"): Op(
-            "Pay a payment request: a payment to the facility, once",
+            "Pay a payment request: a payment to the facility, once; 202 when a risk rule holds "
+            "it for review (the request stays open, with review_id), 422 risk_declined when one "
+            "declines it",
             "payment requests",
             201,
             f"{PR}:RequestBody",
@@ -565,6 +567,7 @@ OPERATIONS.update(
             (404, 409, 422),
             idempotent=True,
             body_optional=True,
+            also={202: r.ReviewedPaymentRequestAnswer},
         ),
         ("POST", "/v1/payment-requests/{request_id}/decline"): Op(
             "Decline a payment request",

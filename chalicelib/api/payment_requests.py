@@ -10,12 +10,19 @@ from chalice import Blueprint, Response
 
 from chalicelib.adapters.clock import now_iso
 from chalicelib.api import responses
-from chalicelib.api.access import current_facility, current_principal, facility_only, protected
+from chalicelib.api.access import (
+    current_facility,
+    current_principal,
+    current_user_id,
+    facility_only,
+    protected,
+)
 from chalicelib.api.accounts import parse_list_query, query_param
 from chalicelib.api.dependencies import (
     get_auth_repository,
     get_ledger_service,
     get_payment_request_repository,
+    get_risk,
     get_webhook_events,
 )
 from chalicelib.api.idempotency import (
@@ -30,6 +37,8 @@ from chalicelib.domain.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from chalicelib.domain.payment_requests import PaymentRequest
+    from chalicelib.domain.risk import Review
+    from chalicelib.domain.transactions import Transaction
 
 payment_requests = Blueprint(__name__)
 SCOPE = "payment_requests"
@@ -161,27 +170,50 @@ def get_my_payment_request(request_id: str) -> dict[str, Any]:
     return _answer(pr)
 
 
-def _paid(pr: PaymentRequest) -> tuple[int, dict[str, Any]]:
-    return 201, _answer(pr, pr.paid_at)
+def _paid(
+    pr: PaymentRequest, txn: Transaction, review: Review | None = None
+) -> tuple[int, dict[str, Any]]:
+    """201 and the paid request; 202 with the pending payment and its review when a risk rule
+    held it (API.md, "Risk")."""
+    if review is None:
+        return 201, _answer(pr, pr.paid_at)
+    from chalicelib.api.risk import review_view
+    from chalicelib.api.views import transaction_view
+
+    answer = responses.ReviewedPaymentRequestAnswer(
+        payment_request=payment_request_view(pr, txn.created_at),
+        transaction=transaction_view(txn),
+        review=review_view(review),
+    )
+    return 202, answer.body()
+
+
+def _payer_ahead(_request: Any) -> None:
+    """The caller's risk counter (and the rules, when the cache is stale) is read in the same
+    batch as the caller."""
+    from chalicelib.services import risk as risk_service
+
+    risk_service.read_ahead(get_risk(), current_user_id())
 
 
 @payment_requests.route("/v1/payment-requests/{request_id}/pay", methods=["POST"])
 @protected(payment_requests)
-@replayed_with_money(payment_requests, "payment_request.pay")
+@replayed_with_money(payment_requests, "payment_request.pay", read_ahead=_payer_ahead)
 def pay_payment_request(request_id: str) -> Response:
     parse_body(payment_requests.current_request, schemas().RequestBody)
     replay = current_money_replay()
-    paid = service().pay(
+    payment = service().pay(
         get_ledger_service(),
         get_payment_request_repository(),
         get_webhook_events(),
-        payer_id=current_principal().user.id,
+        get_risk(),
+        payer=current_principal().user,
         request_id=request_id,
         # The answer is written with the money: a retry with the key replays it.
-        answer_writes=lambda pr: replay.writes_for(lambda _txn: _paid(pr)),
+        answer_writes=lambda pr, review: replay.writes_for(lambda txn: _paid(pr, txn, review)),
     )
     replay.stored_with_money(True)
-    status, body = _paid(paid)
+    status, body = _paid(payment.request, payment.transaction, payment.review)
     return Response(body, status_code=status)
 
 

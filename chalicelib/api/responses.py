@@ -195,6 +195,11 @@ class PaymentRequest(Answer):
     transaction_id: str | None = Field(description="the payment (type payment), once paid")
     paid_at: Instant | None
     decided_at: Instant | None = Field(description="when it was declined, cancelled or expired")
+    review_id: str | None = Field(
+        default=None,
+        description="the risk review holding its payment (transaction_id, pending) while it is "
+        "open; kept once that payment is approved",
+    )
 
 
 WebhookEventType = Literal[
@@ -537,6 +542,15 @@ class FacilityOverview(Answer):
 
 class PaymentRequestAnswer(Answer):
     payment_request: PaymentRequest
+
+
+class ReviewedPaymentRequestAnswer(Answer):
+    """A payment request whose payment a risk rule held for review (202): still ``open``, with
+    ``review_id``; the transaction ``pending``, the review ``open``."""
+
+    payment_request: PaymentRequest
+    transaction: Transaction
+    review: Review
 
 
 class QuoteAnswer(Answer):

@@ -5,7 +5,10 @@ Life of a payment request::
     open --pay (the payer)---------> paid       the money moves in the same write
       |--decline (the payer)-------> declined
       |--cancel (the facility)-----> cancelled
-      `--expire (past expires_at)--> expired    shown at once, stored by the expiry job
+      |--expire (past expires_at)--> expired    shown at once, stored by the expiry job
+      `--pay, held by a risk review--> open, held (review_id): nothing else moves it
+            |--review approved-------> paid       the hold posted in the same write
+            `--rejected or expired---> open again (attempt + 1), or expired if past expires_at
 
 Rules kept here:
 
@@ -62,9 +65,13 @@ def is_payment_request_id(text: str) -> bool:
     return bool(_ID.fullmatch(text))
 
 
-def payment_transaction_id(request_id: str) -> str:
-    """The id of the one transaction that pays the request: a second payment cannot be written."""
-    return derive_transaction_id("payment_request", request_id)
+def payment_transaction_id(request_id: str, attempt: int = 0) -> str:
+    """The id of the transaction of the request's ``attempt``-th payment: a second payment of one
+    attempt cannot be written. An attempt ends only when a risk review of its payment is rejected
+    or expires (``released``); the first attempt's id names the request alone."""
+    if attempt == 0:
+        return derive_transaction_id("payment_request", request_id)
+    return derive_transaction_id("payment_request", request_id, str(attempt))
 
 
 def creation_hash(payer_email: str, currency: str, amount: int, memo: str, expires_in: int) -> str:
@@ -120,6 +127,11 @@ class PaymentRequest:
     # The mark of the request that declined or cancelled it, when it had an Idempotency-Key: its
     # retry after a lost answer recognises its own decision (as withdrawals do).
     decided_request: str | None = None
+    # Payment attempts ended by a rejected or expired risk review; names the next payment's id.
+    attempt: int = 0
+    # The risk review holding the payment ``transaction_id`` while the request is still open (a
+    # held request); kept once that payment is approved and the request paid.
+    review_id: str | None = None
 
     @classmethod
     def new(
@@ -161,8 +173,9 @@ class PaymentRequest:
 
     # -- reading -----------------------------------------------------------------------------------
     def status_at(self, now: str) -> PaymentRequestStatus:
-        """The status as of ``now``: stored ``open`` past ``expires_at`` is ``expired``."""
-        if self.status is PaymentRequestStatus.OPEN and now >= self.expires_at:
+        """The status as of ``now``: stored ``open`` past ``expires_at`` is ``expired``, unless
+        its payment is held for review (it stays open until the review is decided)."""
+        if self.status is PaymentRequestStatus.OPEN and now >= self.expires_at and not self.held:
             return PaymentRequestStatus.EXPIRED
         return self.status
 
@@ -181,6 +194,7 @@ class PaymentRequest:
             "transaction_id": self.transaction_id,
             "paid_at": self.paid_at,
             "decided_at": self.decided_at,
+            "review_id": self.review_id,
         }
 
     def decided_by_request(self, status: PaymentRequestStatus, request: str | None) -> bool:
@@ -188,16 +202,46 @@ class PaymentRequest:
         own earlier decision, whose answer was lost after it committed."""
         return request is not None and self.status == status and self.decided_request == request
 
+    @property
+    def held(self) -> bool:
+        """Open, with its payment held by a risk review (nothing else moves it meanwhile)."""
+        return self.status is PaymentRequestStatus.OPEN and self.review_id is not None
+
+    @property
+    def next_transaction_id(self) -> str:
+        """The id of the payment of the current attempt."""
+        return payment_transaction_id(self.id, self.attempt)
+
     # -- moves: only from open, and only before expires_at ---------------------------------------
     def paid(self, at: str) -> PaymentRequest:
-        """Paid now by the payment ``payment_transaction_id(id)``. Raises PaymentRequestNotOpen."""
+        """Paid now by the payment ``next_transaction_id``. Raises PaymentRequestNotOpen."""
         self._require_open(at)
         return replace(
             self,
             status=PaymentRequestStatus.PAID,
-            transaction_id=payment_transaction_id(self.id),
+            transaction_id=self.next_transaction_id,
             paid_at=at,
         )
+
+    def held_by(self, review_id: str, at: str) -> PaymentRequest:
+        """Its payment ``next_transaction_id`` held for the review ``review_id``: still open.
+        Raises PaymentRequestNotOpen."""
+        self._require_open(at)
+        return replace(self, transaction_id=self.next_transaction_id, review_id=review_id)
+
+    def approved(self, at: str) -> PaymentRequest:
+        """The held payment's review approved it: paid by that payment, whatever the time (the
+        payer paid before ``expires_at``). Raises PaymentRequestNotOpen unless held."""
+        if not self.held:
+            raise PaymentRequestNotOpen(f"payment request {self.id} has no held payment")
+        return replace(self, status=PaymentRequestStatus.PAID, paid_at=at)
+
+    def released(self) -> PaymentRequest:
+        """The held payment's review rejected it or expired: open again (or expired, if past
+        ``expires_at``) for a next attempt. Raises PaymentRequestNotOpen unless held."""
+        if not self.held:
+            raise PaymentRequestNotOpen(f"payment request {self.id} has no held payment")
+        return replace(self, transaction_id=None, review_id=None, attempt=self.attempt + 1)
 
     def declined(self, at: str, request: str | None = None) -> PaymentRequest:
         """The payer refuses it. Raises PaymentRequestNotOpen."""
@@ -211,7 +255,7 @@ class PaymentRequest:
         """Stored as expired, once ``at`` is past ``expires_at``. Raises PaymentRequestNotOpen
         (not stored open, or not yet due)."""
         if self.status_at(at) is not PaymentRequestStatus.EXPIRED or (
-            self.status is not PaymentRequestStatus.OPEN
+            self.status is not PaymentRequestStatus.OPEN or self.held
         ):
             raise PaymentRequestNotOpen(f"payment request {self.id} is not open and due")
         return replace(self, status=PaymentRequestStatus.EXPIRED, decided_at=at)
@@ -231,3 +275,5 @@ class PaymentRequest:
         now = self.status_at(at)
         if now is not PaymentRequestStatus.OPEN:
             raise PaymentRequestNotOpen(f"payment request {self.id} is {now.value}, not open")
+        if self.held:
+            raise PaymentRequestNotOpen(f"payment request {self.id} has a payment held for review")

@@ -5,12 +5,16 @@ the user pays or declines; the facility may cancel; unanswered requests expire.
   email, exactly as for a transfer (API.md, "Email verification"); nothing is reserved. With an
   Idempotency-Key the request's id is derived from the facility and the key, and the request is
   written only if that id is free, so a retried creation never makes a second request.
-- pay (the payer): one ``payment`` transaction from the payer's wallet of the request's currency
-  to the facility's account, with the id ``payment_transaction_id(request id)``; the request turns
+- pay (the payer): assessed by the risk rules first (``services.risk.record_assessed``); one
+  ``payment`` transaction from the payer's wallet of the request's currency to the facility's
+  account, with the id ``payment_transaction_id(request id, attempt)``; the request turns
   ``paid``, and the ``payment_request.paid`` webhook event is written, in the same
-  ``TransactWriteItems`` as the money (the request's update is conditioned on it being open and
-  not expired). However many pays run, with whatever keys, the money moves once, and a pay racing
-  a cancel or a decline either moves the money and marks the request paid, or does neither.
+  ``TransactWriteItems`` as the money (the request's update is conditioned on it being open, not
+  held and not expired). However many pays run, with whatever keys, the money moves once, and a
+  pay racing a cancel or a decline either moves the money and marks the request paid, or does
+  neither. A ``review`` rule holds the money instead: the request stays open, held by the
+  pending payment and its review, until the review's decision (``decision_writes``) turns it
+  ``paid`` or releases it for another attempt.
 - decline (the payer) and cancel (the facility): the request's conditional update, with the
   ``payment_request.declined`` webhook event or the facility's audit event, in one write.
 - expire (a scheduled job, every 15 minutes): open requests past ``expires_at`` are stored
@@ -34,6 +38,7 @@ from chalicelib.domain.errors import (
     PaymentRequestNotFound,
     PaymentRequestNotOpen,
     RecipientNotFound,
+    ReviewNotOpen,
     VersionConflict,
 )
 from chalicelib.domain.money import currency, parse_amount
@@ -45,12 +50,13 @@ from chalicelib.domain.payment_requests import (
     checked_memo,
     creation_hash,
     is_payment_request_id,
-    payment_transaction_id,
 )
+from chalicelib.domain.risk import Check, Operation, Review, ReviewStatus
 from chalicelib.domain.transactions import Transaction, TransactionType
-from chalicelib.domain.users import AuditEvent
+from chalicelib.domain.users import AuditEvent, User
 from chalicelib.domain.webhooks import WebhookEvent, WebhookEventType
 from chalicelib.services.ledger import LedgerService, PostingRequest, SideWrite
+from chalicelib.services.risk import Risk, record_assessed
 from chalicelib.services.webhook_events import WebhookEvents
 
 MAX_PAGE = 100
@@ -74,7 +80,23 @@ class PaymentRequestRepository(Protocol):
 
     def paid_writes(self, paid: PaymentRequest, now: str) -> list[SideWrite]:
         """``paid`` stored, for the write of its money; fails PaymentRequestNotOpen unless the
-        request is still open and not expired at ``now``."""
+        request is still open, holds no payment and is not expired at ``now``."""
+        ...
+
+    def held_writes(self, held: PaymentRequest, now: str) -> list[SideWrite]:
+        """``held`` (its payment held for review) stored, for the write of the hold; fails
+        PaymentRequestNotOpen unless the request is still open, holds no payment and is not
+        expired at ``now``."""
+        ...
+
+    def approved_writes(self, paid: PaymentRequest) -> list[SideWrite]:
+        """``paid`` (its held payment approved) stored, for the write that posts the hold;
+        fails ReviewNotOpen unless the request is still held by that payment."""
+        ...
+
+    def released_writes(self, held: PaymentRequest, released: PaymentRequest) -> list[SideWrite]:
+        """``released`` stored, for the write that voids the hold; fails ReviewNotOpen unless
+        the request is still ``held``, by that payment."""
         ...
 
     def decide(
@@ -243,56 +265,138 @@ def _same_creation(existing: PaymentRequest, asked: str) -> PaymentRequest:
     return existing
 
 
+@dataclass(frozen=True)
+class Payment:
+    """A pay's outcome: the request (``paid``, or still open and held), its payment (posted, or
+    pending while ``review`` holds it) and the open review, if a risk rule held it."""
+
+    request: PaymentRequest
+    transaction: Transaction
+    review: Review | None = None
+
+
+AnswerWrites = Callable[
+    [PaymentRequest, Review | None], Callable[[Transaction], Sequence[SideWrite]]
+]
+
+
 def pay(
     ledger: LedgerService,
     requests: PaymentRequestRepository,
     events: WebhookEvents,
+    risk: Risk,
     *,
-    payer_id: str,
+    payer: User,
     request_id: str,
-    answer_writes: Callable[[PaymentRequest], Callable[[Transaction], Sequence[SideWrite]]]
-    | None = None,
-) -> PaymentRequest:
-    """Pay the request: the money, the request ``paid`` and the ``payment_request.paid`` event in
-    one write, at most once per request. ``answer_writes(paid)`` (the route's replay record,
-    ``LedgerService.record``'s ``extra_for``) is written with them.
+    answer_writes: AnswerWrites | None = None,
+) -> Payment:
+    """Pay the request, as the risk rules allow (``services.risk.record_assessed``):
+
+    * allowed: the money, the request ``paid`` and the ``payment_request.paid`` event in one
+      write, at most once per request;
+    * held for review: the money held (a ``pending`` payment), its open review and the request
+      held by them (still open, with ``transaction_id`` and ``review_id``) in one write, and no
+      event; the review's decision settles the request (``decision_writes``).
+
+    ``answer_writes(request, review)`` (the route's replay record, for the transaction about to
+    be written) is written with them.
 
     Raises:
         PaymentRequestNotFound: not the caller's request.
-        PaymentRequestNotOpen: not open, expired, or paid (by this or another request) already.
+        PaymentRequestNotOpen: not open, expired, paid (by this or another request) already, or
+            its payment held for review.
+        RiskDeclined: a ``block`` rule fired; nothing written, the request stays open.
         InsufficientFunds: the payer's available balance does not cover it; nothing written.
     """
-    pr = of_payer(requests, payer_id, request_id)
+    pr = of_payer(requests, payer.id, request_id)
     now = now_iso()
-    paid = pr.paid(now)
-    event = WebhookEvent.about(
-        WebhookEventType.PAYMENT_REQUEST_PAID, pr.id, pr.facility_id, now, paid.view(now)
-    )
+    paid = pr.paid(now)  # PaymentRequestNotOpen before anything is assessed
     code = pr.currency
-    answer = answer_writes(paid) if answer_writes is not None else None
+    transaction_id = pr.next_transaction_id
+    outcome: dict[str, PaymentRequest] = {}
 
-    def writes_for(candidate: Transaction) -> list[SideWrite]:
+    def writes_for(
+        candidate: Transaction, _verdict: object, review: Review | None
+    ) -> list[SideWrite]:
         # Each attempt of the ledger's read-and-write loop holds the request to its own time
         # (the candidate's), not to ``now``: a request that expires while the payment is retried
         # is not paid.
         at = max(now, candidate.created_at)
-        return [*requests.paid_writes(paid, at), *(answer(candidate) if answer else ())]
+        if review is None:
+            state = pr.paid(at)
+            event = WebhookEvent.about(
+                WebhookEventType.PAYMENT_REQUEST_PAID, pr.id, pr.facility_id, at, state.view(at)
+            )
+            writes = [*requests.paid_writes(state, at), events.event(event)]
+        else:
+            state = pr.held_by(review.id, at)
+            writes = list(requests.held_writes(state, at))
+        outcome["request"] = state
+        if answer_writes is not None:
+            writes.extend(answer_writes(state, review)(candidate))
+        return writes
 
-    recorded = ledger.record(
-        transaction_id=payment_transaction_id(pr.id),
+    guarded = record_assessed(
+        ledger,
+        risk,
+        Check(
+            user_id=payer.id,
+            operation=Operation.PAYMENT_REQUEST,
+            amount=pr.amount,
+            currency=code,
+            at=now,
+            recipient=f"facility:{pr.facility_id}",
+            user_created_at=payer.created_at,
+        ),
+        transaction_id=transaction_id,
         type=TransactionType.PAYMENT,
         postings=[
-            PostingRequest(wallet_id(OwnerType.USER, payer_id, code), code, -pr.amount),
+            PostingRequest(wallet_id(OwnerType.USER, payer.id, code), code, -pr.amount),
             PostingRequest(wallet_id(OwnerType.FACILITY, pr.facility_id, code), code, pr.amount),
         ],
         memo=pr.memo,
-        metadata={"payment_request_id": pr.id, "initiated_by": payer_id},
-        extra=[events.event(event)],
+        metadata={"payment_request_id": pr.id, "initiated_by": payer.id},
         extra_for=writes_for,
     )
-    if not recorded.created:  # another pay of this request wrote the money first
+    if not guarded.recorded.created:  # another pay of this request wrote the money first
         raise PaymentRequestNotOpen(f"payment request {pr.id} is paid already")
-    return paid
+    return Payment(outcome.get("request", paid), guarded.recorded.transaction, guarded.review)
+
+
+def decision_writes(
+    requests: PaymentRequestRepository,
+    transactions: Callable[[str], Transaction],
+    events: WebhookEvents,
+    clock: Callable[[], str],
+) -> Callable[[Review], Sequence[SideWrite]]:
+    """``Risk.on_decision[Operation.PAYMENT_REQUEST]``: the writes a risk review's decision adds
+    for a held payment-request payment, in the write that posts or voids the hold.
+
+    * approved: the request ``paid`` by that payment, and the ``payment_request.paid`` event;
+    * rejected or expired: the request released (hold cleared, ``attempt`` + 1): open again for
+      another payment with the next transaction id (or expired, if past ``expires_at``).
+
+    The request is the one named by the payment's metadata (``payment_request_id``); the writes
+    are conditioned on it still being held by that payment. Raises ReviewNotOpen when it no
+    longer is (the review was decided meanwhile).
+    """
+
+    def writes(review: Review) -> Sequence[SideWrite]:
+        txn = transactions(review.transaction_id)
+        request_id = txn.metadata.get("payment_request_id", "")
+        pr = requests.get(request_id) if request_id else None
+        if pr is None or not pr.held or pr.transaction_id != review.transaction_id:
+            raise ReviewNotOpen(f"review {review.id} was decided already")
+        if review.status is not ReviewStatus.APPROVED:
+            return requests.released_writes(pr, pr.released())
+        at = clock()
+        paid = pr.approved(at)
+        event = WebhookEvent.about(
+            WebhookEventType.PAYMENT_REQUEST_PAID, pr.id, pr.facility_id, at, paid.view(at)
+        )
+        return [*requests.approved_writes(paid), events.event(event)]
+
+    return writes
 
 
 def decline(

@@ -21,6 +21,7 @@ from chalicelib.api.dependencies import (
     get_auth_service,
     get_ledger_service,
     get_payment_request_repository,
+    get_risk,
     get_webhook_events,
 )
 from chalicelib.domain.accounts import OwnerType, wallet_id
@@ -580,7 +581,8 @@ def test_a_pay_between_a_declines_read_and_its_write_wins_alone(
             get_ledger_service(),
             self,
             get_webhook_events(),
-            payer_id=people["alice"].id,
+            get_risk(),
+            payer=people["alice"],
             request_id=created["id"],
         )
         return real(self, decided, now, event, extra)
@@ -602,10 +604,11 @@ def test_ten_racing_pays_and_a_cancel_move_money_at_most_once(people, clinic, ta
     with their own keys and a cancel race for one request; either one pay wins and the cancel
     is refused, or the cancel wins and no money moves."""
     created = asked(api_client, clinic)
-    ledger, requests, webhooks = (
+    ledger, requests, webhooks, risk = (
         get_ledger_service(),
         get_payment_request_repository(),
         get_webhook_events(),
+        get_risk(),
     )
     start = threading.Barrier(11)
     outcomes: list[str] = []
@@ -614,7 +617,7 @@ def test_ten_racing_pays_and_a_cancel_move_money_at_most_once(people, clinic, ta
         start.wait()
         try:
             service.pay(
-                ledger, requests, webhooks, payer_id=people["alice"].id, request_id=created["id"]
+                ledger, requests, webhooks, risk, payer=people["alice"], request_id=created["id"]
             )
             outcomes.append("paid")
         except PaymentRequestNotOpen:

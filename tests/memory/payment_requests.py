@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from chalicelib.domain.errors import PaymentRequestNotOpen, VersionConflict
+from chalicelib.domain.errors import PaymentRequestNotOpen, ReviewNotOpen, VersionConflict
 from chalicelib.domain.payment_requests import PaymentRequest, PaymentRequestStatus
 from chalicelib.domain.users import AuditEvent
 from tests.memory.withdrawals import MemoryWrite, commit
@@ -33,6 +33,42 @@ class MemoryPaymentRequestRepository:
     def paid_writes(self, paid: PaymentRequest, now: str) -> list[MemoryWrite]:
         return [self._moved(paid, now)]
 
+    def held_writes(self, held: PaymentRequest, now: str) -> list[MemoryWrite]:
+        def holds() -> bool:
+            stored = self.requests.get(held.id)
+            return (
+                stored is not None
+                and stored.status is PaymentRequestStatus.OPEN
+                and not stored.held
+                and stored.expires_at > now
+            )
+
+        def store() -> None:
+            self.requests[held.id] = held
+
+        return [MemoryWrite(holds, PaymentRequestNotOpen(f"{held.id} is no longer open"), store)]
+
+    def approved_writes(self, paid: PaymentRequest) -> list[MemoryWrite]:
+        return [self._settled(paid, paid)]
+
+    def released_writes(self, held: PaymentRequest, released: PaymentRequest) -> list[MemoryWrite]:
+        return [self._settled(held, released)]
+
+    def _settled(self, held: PaymentRequest, after: PaymentRequest) -> MemoryWrite:
+        def holds() -> bool:
+            stored = self.requests.get(held.id)
+            return (
+                stored is not None
+                and stored.held
+                and (stored.review_id, stored.transaction_id)
+                == (held.review_id, held.transaction_id)
+            )
+
+        def store() -> None:
+            self.requests[held.id] = after
+
+        return MemoryWrite(holds, ReviewNotOpen(f"{held.id} holds no such payment"), store)
+
     def decide(
         self,
         decided: PaymentRequest,
@@ -49,7 +85,7 @@ class MemoryPaymentRequestRepository:
     def _moved(self, pr: PaymentRequest, now: str) -> MemoryWrite:
         def holds() -> bool:
             stored = self.requests.get(pr.id)
-            if stored is None or stored.status is not PaymentRequestStatus.OPEN:
+            if stored is None or stored.status is not PaymentRequestStatus.OPEN or stored.held:
                 return False
             if pr.status is PaymentRequestStatus.EXPIRED:
                 return stored.expires_at <= now

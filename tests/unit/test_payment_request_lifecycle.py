@@ -121,3 +121,41 @@ def test_a_decision_remembers_the_request_that_made_it():
     assert not declined.decided_by_request(PaymentRequestStatus.DECLINED, "mark-2")
     assert not declined.decided_by_request(PaymentRequestStatus.DECLINED, None)
     assert not declined.decided_by_request(PaymentRequestStatus.CANCELLED, "mark-1")
+
+
+def test_a_held_payment_keeps_the_request_open_until_its_review_settles_it():
+    pr = new()
+    held = pr.held_by("rev_1", BEFORE)
+    assert (held.status, held.review_id) == (PaymentRequestStatus.OPEN, "rev_1")
+    assert held.transaction_id == payment_transaction_id(pr.id) == pr.next_transaction_id
+    assert held.held
+    assert held.status_at(AFTER) is PaymentRequestStatus.OPEN
+    assert held.view(AFTER)["review_id"] == "rev_1"
+    for move in (
+        lambda: held.paid(BEFORE),
+        lambda: held.held_by("rev_2", BEFORE),
+        lambda: held.declined(BEFORE),
+        lambda: held.cancelled(BEFORE),
+        lambda: held.expired(AFTER),
+        lambda: pr.approved(BEFORE),
+        lambda: pr.released(),
+    ):
+        with pytest.raises(PaymentRequestNotOpen):
+            move()
+    paid = held.approved(AFTER)  # approved after expires_at: the payer paid before it
+    assert (paid.status, paid.transaction_id, paid.paid_at) == (
+        PaymentRequestStatus.PAID,
+        held.transaction_id,
+        AFTER,
+    )
+
+
+def test_a_released_request_is_paid_by_the_next_attempts_transaction():
+    released = new().held_by("rev_1", BEFORE).released()
+    assert (released.attempt, released.transaction_id, released.review_id) == (1, None, None)
+    assert released.status_at(BEFORE) is PaymentRequestStatus.OPEN
+    assert released.status_at(AFTER) is PaymentRequestStatus.EXPIRED  # expired meanwhile
+    paid = released.paid(BEFORE)
+    assert paid.transaction_id == payment_transaction_id(released.id, 1)
+    assert paid.transaction_id == derive_transaction_id("payment_request", released.id, "1")
+    assert paid.transaction_id != payment_transaction_id(released.id)

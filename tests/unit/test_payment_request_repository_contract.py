@@ -16,8 +16,12 @@ from chalicelib.adapters.dynamo.payment_request_repository import (
     DynamoPaymentRequestRepository,
 )
 from chalicelib.adapters.dynamo.withdrawal_repository import write_together
-from chalicelib.domain.errors import PaymentRequestNotOpen, VersionConflict
-from chalicelib.domain.payment_requests import PaymentRequest, PaymentRequestStatus
+from chalicelib.domain.errors import PaymentRequestNotOpen, ReviewNotOpen, VersionConflict
+from chalicelib.domain.payment_requests import (
+    PaymentRequest,
+    PaymentRequestStatus,
+    payment_transaction_id,
+)
 from chalicelib.domain.users import AuditEvent
 from tests.memory.payment_requests import MemoryPaymentRequestRepository
 from tests.memory.withdrawals import commit
@@ -145,3 +149,51 @@ class TestPaymentRequestRepositoryContract:
         assert ([pr.id for pr in rest], end) == ([first.id], None)
         with pytest.raises(ValueError, match="invalid cursor"):
             repo.of_payer("usr_a", None, T1, 2, "nonsense")
+
+    def test_a_held_payment_keeps_the_request_open_until_its_review_settles_it(self, store):
+        pr, other = request("k1"), request("k2")
+        self.created(store, pr, other)
+        repo = store.repository
+        held = pr.held_by("rev_1", T1)
+        with pytest.raises(PaymentRequestNotOpen):  # not after expires_at
+            store.commit(repo.held_writes(held, DUE))
+        store.commit(repo.held_writes(held, T1))
+        assert repo.get(pr.id) == held
+        # Held: no second hold, no pay, decline, cancel or expiry, even past expires_at.
+        with pytest.raises(PaymentRequestNotOpen):
+            store.commit(repo.held_writes(pr.held_by("rev_2", T1), T1))
+        with pytest.raises(PaymentRequestNotOpen):
+            store.commit(repo.paid_writes(pr.paid(T1), T1))
+        with pytest.raises(PaymentRequestNotOpen):
+            repo.decide(pr.declined(T1), T1, None)
+        with pytest.raises(PaymentRequestNotOpen):
+            repo.decide(pr.expired(LATE), LATE, None)
+        assert repo.get(pr.id) == held
+        open_, expired = PaymentRequestStatus.OPEN, PaymentRequestStatus.EXPIRED
+        assert [r.id for r in repo.of_payer("usr_a", open_, LATE, 10, None)[0]] == [pr.id]
+        assert [r.id for r in repo.of_payer("usr_a", expired, LATE, 10, None)[0]] == [other.id]
+
+        # Released (rejected or expired review): open again, attempt 1, hold cleared, once.
+        released = held.released()
+        store.commit(repo.released_writes(held, released))
+        assert repo.get(pr.id) == released
+        assert (released.attempt, released.transaction_id, released.review_id) == (1, None, None)
+        with pytest.raises(ReviewNotOpen):
+            store.commit(repo.released_writes(held, released))
+        with pytest.raises(ReviewNotOpen):
+            store.commit(repo.approved_writes(held.approved(T1)))
+
+        # The next attempt's hold, approved: paid by that payment, once.
+        second = released.held_by("rev_2", T1)
+        assert second.transaction_id == payment_transaction_id(pr.id, 1) != held.transaction_id
+        store.commit(repo.held_writes(second, T1))
+        with pytest.raises(ReviewNotOpen):  # the first attempt's hold is gone
+            store.commit(repo.approved_writes(held.approved(T1)))
+        store.commit(repo.approved_writes(second.approved(LATE)))
+        assert repo.get(pr.id) == second.approved(LATE)
+        assert repo.get(pr.id).status is PaymentRequestStatus.PAID
+        with pytest.raises(ReviewNotOpen):
+            store.commit(repo.approved_writes(second.approved(LATE)))
+        assert [
+            r.id for r in repo.of_payer("usr_a", PaymentRequestStatus.PAID, LATE, 10, None)[0]
+        ] == [pr.id]

@@ -474,6 +474,10 @@ class PaymentRequestItem(LedgerItem):
     decided_at = UnicodeAttribute(null=True)
     creation = UnicodeAttribute(null=True)
     decided_request = UnicodeAttribute(null=True)
+    # Payment attempts ended by a rejected or expired risk review (absent: 0).
+    attempt = NumberAttribute(null=True)
+    # The risk review holding the payment ``transaction_id`` (absent: no hold).
+    review_id = UnicodeAttribute(null=True)
 
 
 class AdjustmentItem(LedgerItem):

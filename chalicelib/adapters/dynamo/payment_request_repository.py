@@ -9,8 +9,11 @@ Three items per request, written together in every write:
   (``FACPAYREQ#<facility id>``), SK ``PAYREQ#<created_at>#<id>``: a list is one strongly
   consistent Query of one partition, newest first, filtered by status.
 
-Every move is an update of the request on the condition that it is still ``open`` and (paying,
-declining, cancelling) not yet expired or (expiring) past ``expires_at``; the copies are updated
+Every move is an update of the request on the condition that it is still ``open``, holds no
+payment for a risk review, and (paying, declining, cancelling) not yet expired or (expiring)
+past ``expires_at``. A payment held for review stores its ``transaction_id`` and ``review_id`` on
+the open request; the review's decision either turns it ``paid`` or releases it (hold cleared,
+``attempt`` + 1), on the condition that it is still held by that payment; the copies are updated
 in the same ``TransactWriteItems``. Paying returns these updates as side writes for the ledger
 engine, so the request turns ``paid`` in the same write as its money, or not at all.
 """
@@ -26,7 +29,7 @@ from chalicelib.adapters.dynamo import cursors, keys
 from chalicelib.adapters.dynamo.ledger_repository import ExtraWrite, audit_entry
 from chalicelib.adapters.dynamo.models import PaymentRequestItem
 from chalicelib.adapters.dynamo.transact import AtomicWrite
-from chalicelib.domain.errors import PaymentRequestNotOpen, VersionConflict
+from chalicelib.domain.errors import PaymentRequestNotOpen, ReviewNotOpen, VersionConflict
 from chalicelib.domain.payment_requests import PaymentRequest, PaymentRequestStatus
 from chalicelib.domain.users import AuditEvent
 
@@ -50,6 +53,8 @@ def _fields(pr: PaymentRequest) -> dict[str, Any]:
         "decided_at": pr.decided_at,
         "creation": pr.creation,
         "decided_request": pr.decided_request,
+        "attempt": pr.attempt,
+        "review_id": pr.review_id,
     }
 
 
@@ -70,6 +75,8 @@ def _request(item: Item) -> PaymentRequest:
         decided_at=item.decided_at,
         creation=item.creation,
         decided_request=item.decided_request,
+        attempt=int(item.attempt or 0),
+        review_id=item.review_id,
     )
 
 
@@ -86,8 +93,9 @@ def _list_keys(pr: PaymentRequest) -> list[Item]:
 
 
 def _moved(pr: PaymentRequest, now: str) -> list[ExtraWrite]:
-    """``pr``'s new state on the request (on the condition that it is still open, and due or not
-    as the move needs) and on its two copies, out of the expiry queue."""
+    """``pr``'s new state on the request (on the condition that it is still open, its payment
+    not held for review, and due or not as the move needs) and on its two copies, out of the
+    expiry queue."""
     actions = [
         Item.status.set(pr.status.value),
         Item.transaction_id.set(pr.transaction_id),
@@ -95,18 +103,28 @@ def _moved(pr: PaymentRequest, now: str) -> list[ExtraWrite]:
         Item.decided_at.set(pr.decided_at),
         Item.decided_request.set(pr.decided_request),
     ]
-    still_open = Item.status == PaymentRequestStatus.OPEN.value
+    still_open = (Item.status == PaymentRequestStatus.OPEN.value) & Item.review_id.does_not_exist()
     if pr.status is PaymentRequestStatus.EXPIRED:
         condition: Condition = still_open & (Item.expires_at <= now)
     else:
         condition = still_open & (Item.expires_at > now)
     error = PaymentRequestNotOpen(f"payment request {pr.id} is no longer open")
+    return _updated(pr, actions, condition, error, leaves_queue=True)
+
+
+def _updated(
+    pr: PaymentRequest,
+    actions: list[Any],
+    condition: Condition,
+    error: Exception,
+    *,
+    leaves_queue: bool,
+) -> list[ExtraWrite]:
+    """``actions`` on the request (if ``condition`` holds, else ``error``) and on its copies."""
+    queue = [Item.GSI2PK.remove(), Item.GSI2SK.remove()] if leaves_queue else []
     writes = [
         ExtraWrite(
-            model=_main_key(pr.id),
-            condition=condition,
-            error=error,
-            actions=[*actions, Item.GSI2PK.remove(), Item.GSI2SK.remove()],
+            model=_main_key(pr.id), condition=condition, error=error, actions=[*actions, *queue]
         )
     ]
     writes += [
@@ -171,6 +189,45 @@ class DynamoPaymentRequestRepository:
         """``paid`` stored, for the write of its money: fails ``PaymentRequestNotOpen`` (and with
         it the money) unless the request is still open and not expired at ``now``."""
         return _moved(paid, now)
+
+    def held_writes(self, held: PaymentRequest, now: str) -> list[ExtraWrite]:
+        """``held`` (its payment held for the review ``review_id``) stored, for the write of the
+        hold: fails ``PaymentRequestNotOpen`` (and with it the hold) unless the request is still
+        open, holds no payment and is not expired at ``now``. It stays in the expiry queue (the
+        expiry's condition passes it by while it is held)."""
+        actions = [
+            Item.transaction_id.set(held.transaction_id),
+            Item.review_id.set(held.review_id),
+        ]
+        condition = (
+            (Item.status == PaymentRequestStatus.OPEN.value)
+            & Item.review_id.does_not_exist()
+            & (Item.expires_at > now)
+        )
+        error = PaymentRequestNotOpen(f"payment request {held.id} is no longer open")
+        return _updated(held, actions, condition, error, leaves_queue=False)
+
+    def approved_writes(self, paid: PaymentRequest) -> list[ExtraWrite]:
+        """``paid`` (its held payment approved) stored, for the write that posts the hold: fails
+        ``ReviewNotOpen`` unless the request is still held by that payment and review."""
+        actions = [
+            Item.status.set(paid.status.value),
+            Item.paid_at.set(paid.paid_at),
+        ]
+        error = ReviewNotOpen(f"the payment of payment request {paid.id} was decided already")
+        return _updated(paid, actions, _held_by(paid), error, leaves_queue=True)
+
+    def released_writes(self, held: PaymentRequest, released: PaymentRequest) -> list[ExtraWrite]:
+        """``released`` (its held payment rejected or expired: open for the next attempt)
+        stored, for the write that voids the hold: fails ``ReviewNotOpen`` unless the request is
+        still ``held``, by that payment and review."""
+        actions = [
+            Item.attempt.set(released.attempt),
+            Item.transaction_id.remove(),
+            Item.review_id.remove(),
+        ]
+        error = ReviewNotOpen(f"the payment of payment request {held.id} was decided already")
+        return _updated(released, actions, _held_by(held), error, leaves_queue=False)
 
     def decide(
         self,
@@ -264,12 +321,22 @@ class DynamoPaymentRequestRepository:
         return found, (cursors.encode(last) if last and len(found) == limit else None)
 
 
+def _held_by(held: PaymentRequest) -> Condition:
+    return (
+        (Item.status == PaymentRequestStatus.OPEN.value)
+        & (Item.review_id == (held.review_id or ""))
+        & (Item.transaction_id == (held.transaction_id or ""))
+    )
+
+
 def _status_filter(status: PaymentRequestStatus | None, now: str) -> Condition | None:
     if status is None:
         return None
+    # A request whose payment is held for review stays open until the review is decided.
     open_ = Item.status == PaymentRequestStatus.OPEN.value
     if status is PaymentRequestStatus.OPEN:
-        return open_ & (Item.expires_at > now)
+        return open_ & ((Item.expires_at > now) | Item.review_id.exists())
     if status is PaymentRequestStatus.EXPIRED:
-        return (Item.status == status.value) | (open_ & (Item.expires_at <= now))
+        lapsed = open_ & (Item.expires_at <= now) & Item.review_id.does_not_exist()
+        return (Item.status == status.value) | lapsed
     return Item.status == status.value
