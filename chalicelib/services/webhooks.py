@@ -58,6 +58,8 @@ LEASE_SECONDS = 120
 # this many attempts at once.
 RUN_BUDGET_SECONDS = 30.0
 PARALLEL_ATTEMPTS = 8
+# An event whose fan-out failed this many times (one try per run) is parked and alerted on.
+MAX_FAN_OUT_TRIES = 5
 USER_AGENT = "ledger-webhooks/1"
 DISABLED_REASON = "deliveries failed for 3 days with no success"
 
@@ -89,6 +91,14 @@ class WebhookRepository(Protocol):
     def endpoint_succeeded(self, endpoint: WebhookEndpoint) -> None: ...
     def waiting_events(self, limit: int) -> list[WebhookEvent]: ...
     def fan_out(self, event: WebhookEvent, deliveries: list[WebhookDelivery]) -> bool: ...
+    def fan_out_failed(self, event: WebhookEvent) -> int:
+        """Count a failed fan-out of the waiting event; the count (0: it is no longer waiting)."""
+        ...
+
+    def park_event(self, event: WebhookEvent, at: str) -> bool:
+        """Take the event out of the outbox, kept to be read; False if it was not waiting."""
+        ...
+
     def due(self, now: str, limit: int) -> list[str]: ...
     def delivery(self, delivery_id: str) -> WebhookDelivery | None: ...
     def claim(
@@ -236,26 +246,59 @@ class Webhooks:
 
     # -- the worker ---------------------------------------------------------------------------
     def run(self, limit: int = 100, budget_seconds: float = RUN_BUDGET_SECONDS) -> Counter:
-        """One worker run: fan out waiting events, then attempt due deliveries."""
+        """One worker run: fan out waiting events, then attempt due deliveries (also when some
+        events could not be fanned out: they do not hold up the rest)."""
         outcomes = self.fan_out(limit)
         outcomes.update(self.deliver_due(limit, budget_seconds))
         return outcomes
 
     def fan_out(self, limit: int = 100) -> Counter:
+        """Fan out up to ``limit`` waiting events. An event whose fan-out fails is logged, its
+        failure counted on it, and the others go on; after ``MAX_FAN_OUT_TRIES`` failures it is
+        parked (out of the outbox, kept to be read) and the operators are alerted."""
         outcomes: Counter = Counter()
         at = to_iso(self.clock())
         endpoints: dict[str, list[WebhookEndpoint]] = {}
         for event in self.repository.waiting_events(limit):
-            if event.facility_id not in endpoints:
-                endpoints[event.facility_id] = self.repository.endpoints_of(event.facility_id)
-            wanted = [e for e in endpoints[event.facility_id] if e.wants(event)]
-            deliveries = [WebhookDelivery.of(event, endpoint, at) for endpoint in wanted]
-            if self.repository.fan_out(event, deliveries):
-                outcomes["fanned_out"] += 1
-                outcomes["deliveries_created"] += len(deliveries)
-            else:
-                outcomes["fanned_out_elsewhere"] += 1
+            try:
+                if event.facility_id not in endpoints:
+                    endpoints[event.facility_id] = self.repository.endpoints_of(event.facility_id)
+                wanted = [e for e in endpoints[event.facility_id] if e.wants(event)]
+                deliveries = [WebhookDelivery.of(event, endpoint, at) for endpoint in wanted]
+                if self.repository.fan_out(event, deliveries):
+                    outcomes["fanned_out"] += 1
+                    outcomes["deliveries_created"] += len(deliveries)
+                else:
+                    outcomes["fanned_out_elsewhere"] += 1
+            except Exception as exc:  # this event only: the others still go
+                outcomes["fan_out_failed"] += 1
+                self.log("webhook fan-out failed", event_id=event.id, error=repr(exc))
+                outcomes.update(self._count_fan_out_failure(event, at, exc))
         return outcomes
+
+    def _count_fan_out_failure(self, event: WebhookEvent, at: str, error: Exception) -> Counter:
+        try:
+            tries = self.repository.fan_out_failed(event)
+            if tries < MAX_FAN_OUT_TRIES or not self.repository.park_event(event, at):
+                return Counter()
+        except Exception as exc:  # the store failed again: the next run counts it
+            self.log("webhook fan-out failure not counted", event_id=event.id, error=repr(exc))
+            return Counter()
+        details = {
+            "event_id": event.id,
+            "event_type": str(event.type),
+            "facility_id": event.facility_id,
+            "created_at": event.created_at,
+            "fan_out_tries": tries,
+            "error": repr(error)[:500],
+        }
+        self.log("webhook event parked", **details)
+        sent = self.alerts.publish(
+            f"Ledger: webhook event {event.id} parked", json.dumps(details, sort_keys=True)
+        )
+        if not sent:
+            self.log("no alert topic: the parked event was only logged", **details)
+        return Counter(parked=1)
 
     def deliver_due(self, limit: int = 100, budget_seconds: float = RUN_BUDGET_SECONDS) -> Counter:
         """Attempt up to ``limit`` due deliveries, ``PARALLEL_ATTEMPTS`` at a time (a slow

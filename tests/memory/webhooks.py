@@ -30,6 +30,8 @@ class MemoryWebhookRepository:
         self.endpoints: dict[tuple[str, str], WebhookEndpoint] = {}
         self.events: dict[str, WebhookEvent] = {}  # the outbox
         self.deliveries: dict[str, _Stored] = {}
+        self.fan_out_tries: dict[str, int] = {}
+        self.parked: dict[str, WebhookEvent] = {}
         self.audit: list[AuditEvent] = []
         self._lock = threading.Lock()
         self._leases = 0
@@ -96,6 +98,24 @@ class MemoryWebhookRepository:
                 self.deliveries[delivery.id] = _Stored(delivery)
             del self.events[event.id]
             return True
+
+    def fan_out_failed(self, event: WebhookEvent) -> int:
+        with self._lock:
+            if event.id not in self.events:
+                return 0
+            self.fan_out_tries[event.id] = self.fan_out_tries.get(event.id, 0) + 1
+            return self.fan_out_tries[event.id]
+
+    def park_event(self, event: WebhookEvent, at: str) -> bool:
+        with self._lock:
+            waiting = self.events.pop(event.id, None)
+            if waiting is None:
+                return False
+            self.parked[event.id] = waiting
+            return True
+
+    def parked_events(self) -> list[WebhookEvent]:
+        return sorted(self.parked.values(), key=lambda e: e.created_at)
 
     # -- deliveries ---------------------------------------------------------------------------
     def due(self, now: str, limit: int) -> list[str]:

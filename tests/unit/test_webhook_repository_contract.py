@@ -4,6 +4,7 @@ sender (no network)."""
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +13,7 @@ import pytest
 from chalicelib.adapters.dynamo.webhook_repository import (
     DynamoWebhookEvents,
     DynamoWebhookRepository,
+    _delivery_item,
 )
 from chalicelib.domain.errors import (
     InvalidRequest,
@@ -29,7 +31,7 @@ from chalicelib.domain.webhooks import (
     WebhookEvent,
     WebhookEventType,
 )
-from chalicelib.services.webhooks import Webhooks
+from chalicelib.services.webhooks import MAX_FAN_OUT_TRIES, Webhooks
 from tests.memory.webhooks import MemoryWebhookRepository
 
 AT = "2026-12-01T12:00:00.000000Z"
@@ -160,6 +162,19 @@ class TestWebhookRepositoryContract:
         with pytest.raises(ValueError, match="cursor"):
             repository.deliveries_of("fac_1", None, 2, "not a cursor")
 
+    def test_a_failed_fan_out_is_counted_on_the_event_and_a_parked_event_leaves_the_outbox(
+        self, store
+    ):
+        repository, put_event = store
+        event = event_of()
+        put_event(event)
+        assert [repository.fan_out_failed(event) for _ in range(3)] == [1, 2, 3]
+        assert repository.park_event(event, AT) is True
+        assert repository.waiting_events(10) == []
+        assert repository.parked_events() == [event]
+        assert repository.park_event(event, AT) is False  # no longer waiting
+        assert repository.fan_out_failed(event) == 0
+
 
 # -- the worker's rules on the in-memory repository ------------------------------------------------
 class Sender:
@@ -174,6 +189,87 @@ class Sender:
         self.posts.append((url, body, dict(headers)))
         status = self.statuses.pop(0) if self.statuses else 200
         return Attempt(status, None if status and status < 300 else "failed")
+
+
+def _refusing_big_transactions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """DynamoDB refuses a TransactWriteItems over 4 MB (moto does not): do the same."""
+    from pynamodb.connection.base import Connection
+
+    sizes: list[int] = []
+    original = Connection.transact_write_items
+
+    def checked(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        size = len(json.dumps(kwargs.get("put_items", []), default=str).encode())
+        sizes.append(size)
+        if size > 4 * 1024 * 1024:
+            raise RuntimeError("ValidationException: transaction request over 4 MB")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Connection, "transact_write_items", checked)
+    return sizes
+
+
+def test_a_big_event_to_sixteen_endpoints_is_fanned_out_once_per_endpoint(
+    table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = _refusing_big_transactions(monkeypatch)
+    repository = DynamoWebhookRepository()
+    items = [{"to_email": f"p{i:03d}@example.com", "memo": "x" * 420} for i in range(500)]
+    event = WebhookEvent.about(
+        WebhookEventType.PAYOUT_COMPLETED, "po_1", "fac_1", AT, {"items": items}
+    )
+    DynamoWebhookEvents.event(event).model.save()
+    endpoints = [endpoint_of(events=("payout.completed",)) for _ in range(16)]
+    deliveries = [WebhookDelivery.of(event, e, AT) for e in endpoints]
+    for delivery in deliveries[:5]:  # a run that stopped half-way: the event still waits
+        _delivery_item(delivery).save()
+    assert repository.waiting_events(10) == [event]
+
+    assert repository.fan_out(event, deliveries) is True
+    assert repository.waiting_events(10) == []
+    assert [repository.delivery(d.id) for d in deliveries] == deliveries
+    assert all(size <= 4 * 1024 * 1024 for size in sizes)
+    DynamoWebhookEvents.event(event).model.save()  # the event written again: no second ones
+    assert repository.fan_out(event, deliveries) is False
+    assert repository.waiting_events(10) == []
+
+
+class _PoisonedRepository(MemoryWebhookRepository):
+    def fan_out(self, event, deliveries):  # type: ignore[no-untyped-def]
+        if event.id.startswith("evt_poison"):
+            raise RuntimeError("ValidationException: transaction request over 4 MB")
+        return super().fan_out(event, deliveries)
+
+
+def test_an_event_that_cannot_be_fanned_out_is_parked_and_holds_up_nothing():
+    repository = _PoisonedRepository()
+    webhooks = Webhooks(
+        repository,
+        Sender(*[200] * 20),
+        Alerts(),
+        "master",
+        clock=lambda: T0,
+        rng=random.Random(3),
+    )
+    for facility_id in ("fac_1", "fac_2"):
+        webhooks.create_endpoint(
+            facility_id, "https://a.example/h", ["payment.received"], actor_id="k", ip=None
+        )
+    poison = WebhookEvent(
+        "evt_poison", WebhookEventType.PAYMENT_RECEIVED, "fac_1", "2026-12-01T11:00:00.000000Z", {}
+    )
+    repository.put_event(poison)
+    repository.put_event(event_of("txn_1", "fac_2"))
+    first = webhooks.run()
+    assert (first["fan_out_failed"], first["fanned_out"], first["succeeded"]) == (1, 1, 1)
+    assert len(webhooks.sender.posts) == 1  # fac_2's event went, the same run
+    for _ in range(MAX_FAN_OUT_TRIES - 2):
+        assert webhooks.run()["parked"] == 0
+    assert webhooks.alerts.sent == []
+    assert webhooks.run()["parked"] == 1
+    assert repository.waiting_events(10) == []
+    assert repository.parked_events() == [poison]
+    assert webhooks.alerts.sent == ["Ledger: webhook event evt_poison parked"]
 
 
 class Alerts:

@@ -194,6 +194,9 @@ def webhook_event_sk(at: str, event_id: str) -> str:
     return f"{at}#{event_id}"
 
 
+WEBHOOK_PARKED_EVENT_PK = "WHEVPARKED#"
+
+
 def webhook_event_shard(event_id: str) -> int:
     return zlib.crc32(event_id.encode()) % WEBHOOK_EVENT_SHARDS
 

@@ -945,6 +945,8 @@ class OutboundEventItem(LedgerItem):
     data = UnicodeAttribute()  # the event's ``data``, as JSON text
     claimed_until = NumberAttribute(default=0)
     expires_at = NumberAttribute()  # the table's TTL attribute
+    fan_out_tries = NumberAttribute(null=True)  # failed fan-outs (a poison event is parked)
+    parked_at = UnicodeAttribute(null=True)  # set on a parked copy (WHEVPARKED#), kept to read
 
     ITEM_TYPE = "outbound_event"
 

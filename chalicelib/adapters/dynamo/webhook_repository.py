@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, UpdateError
 
 from chalicelib.adapters.clock import parse_iso
 from chalicelib.adapters.dynamo import cursors, keys
@@ -88,6 +88,11 @@ class DynamoWebhookEvents:
 # -- endpoints and deliveries (``services.webhooks.WebhookRepository``) ---------------------------
 # Events still waiting are read this many per shard and run; deliveries ended are kept this long.
 DELIVERY_KEEP_SECONDS = 30 * 24 * 3600
+# A parked event (its fan-out failed MAX_FAN_OUT_TRIES times) is kept this long to be read.
+PARKED_KEEP_SECONDS = 30 * 24 * 3600
+# DynamoDB's limits of one TransactWriteItems (100 items, 4 MB), with a margin for the request.
+MAX_TRANSACT_ITEMS = 100
+MAX_TRANSACT_BYTES = 3 * 1024 * 1024
 
 
 def _endpoint_item(endpoint: WebhookEndpoint) -> WebhookEndpointItem:
@@ -171,6 +176,18 @@ def _delivery(item: WebhookDeliveryItem) -> WebhookDelivery:
         first_attempt_at=item.first_attempt_at,
         last_attempt_at=item.last_attempt_at,
     )
+
+
+def _event_key(event: WebhookEvent) -> OutboundEventItem:
+    return OutboundEventItem(
+        keys.webhook_event_pk(keys.webhook_event_shard(event.id)),
+        keys.webhook_event_sk(event.created_at, event.id),
+    )
+
+
+def _item_bytes(item: WebhookDeliveryItem) -> int:
+    """An upper bound of the item's size in a request (its attributes as JSON)."""
+    return len(json.dumps(item.serialize(), separators=(",", ":")).encode())
 
 
 def _cancelled_by_condition(exc: TransactWriteError) -> bool:
@@ -288,19 +305,25 @@ class DynamoWebhookRepository:
         return sorted(found, key=lambda e: e.created_at)[:limit]
 
     def fan_out(self, event: WebhookEvent, deliveries: list[WebhookDelivery]) -> bool:
-        """The event's deliveries (none may exist yet) and the event's removal, in one write.
-        False when another run fanned it out first (nothing written by this one; an event whose
-        deliveries all exist already is removed)."""
+        """The event's deliveries (none may exist yet) and the event's removal. False when
+        another run fanned it out first (an event whose deliveries all exist already is removed).
+
+        Deliveries that fit one transaction (``MAX_TRANSACT_ITEMS`` items and
+        ``MAX_TRANSACT_BYTES``) are written with the removal in one ``TransactWriteItems``. Larger
+        ones (a big event to many endpoints: each delivery carries the event's data) are put one
+        by one, each on condition that it does not exist (its id is derived from event and
+        endpoint, so a put repeated or raced writes no second one), and the event is removed
+        only after every put succeeded: a failure half-way leaves the event waiting, and the next
+        run puts the missing deliveries only."""
+        items = [_delivery_item(d) for d in deliveries]
+        key = _event_key(event)
+        size = sum(_item_bytes(item) for item in items)
+        if len(items) + 1 > MAX_TRANSACT_ITEMS or size > MAX_TRANSACT_BYTES:
+            return self._fan_out_one_by_one(key, items)
         puts = [
-            _delivery_item(d).get_save_kwargs_from_instance(
-                condition=WebhookDeliveryItem.PK.does_not_exist()
-            )
-            for d in deliveries
+            item.get_save_kwargs_from_instance(condition=WebhookDeliveryItem.PK.does_not_exist())
+            for item in items
         ]
-        key = OutboundEventItem(
-            keys.webhook_event_pk(keys.webhook_event_shard(event.id)),
-            keys.webhook_event_sk(event.created_at, event.id),
-        )
         delete = key.get_delete_kwargs_from_instance(condition=OutboundEventItem.PK.exists())
         try:
             LedgerItem._get_connection().connection.transact_write_items(
@@ -319,6 +342,69 @@ class DynamoWebhookRepository:
                 key.delete()
             return False
         return True
+
+    @staticmethod
+    def _fan_out_one_by_one(key: OutboundEventItem, items: list[WebhookDeliveryItem]) -> bool:
+        written = 0
+        for item in items:
+            try:
+                item.save(condition=WebhookDeliveryItem.PK.does_not_exist())
+                written += 1
+            except PutError as exc:
+                if not condition_failed(exc):
+                    raise  # the event stays: the next run puts what is missing
+        try:
+            key.delete(condition=OutboundEventItem.PK.exists())
+        except DeleteError as exc:
+            if condition_failed(exc):
+                return False  # another run removed it (between them, one delivery each)
+            raise
+        return written > 0 or not items  # False: every delivery existed (written elsewhere)
+
+    def fan_out_failed(self, event: WebhookEvent) -> int:
+        """Count a failed fan-out of the waiting event; the failures so far (0: it is gone)."""
+        key = _event_key(event)
+        try:
+            key.update(
+                actions=[OutboundEventItem.fan_out_tries.add(1)],
+                condition=OutboundEventItem.PK.exists(),
+            )
+        except UpdateError as exc:
+            if condition_failed(exc):
+                return 0
+            raise
+        return int(key.fan_out_tries or 0)
+
+    def park_event(self, event: WebhookEvent, at: str) -> bool:
+        """Move the waiting event out of the outbox (it is no longer fanned out) to the parked
+        events, kept ``PARKED_KEEP_SECONDS`` to be read; False if it is no longer waiting."""
+        key = _event_key(event)
+        parked = event_item(event)
+        parked.PK = keys.WEBHOOK_PARKED_EVENT_PK
+        parked.parked_at = at
+        parked.expires_at = int(parse_iso(at).timestamp()) + PARKED_KEEP_SECONDS
+        try:
+            LedgerItem._get_connection().connection.transact_write_items(
+                condition_check_items=[],
+                delete_items=[
+                    key.get_delete_kwargs_from_instance(condition=OutboundEventItem.PK.exists())
+                ],
+                put_items=[parked.get_save_kwargs_from_instance()],
+                update_items=[],
+                client_request_token=str(uuid.uuid4()),
+            )
+        except TransactWriteError as exc:
+            if _cancelled_by_condition(exc):
+                return False
+            raise
+        return True
+
+    def parked_events(self) -> list[WebhookEvent]:
+        """The parked events, oldest first."""
+        return [
+            event_of(item)
+            for item in OutboundEventItem.query(keys.WEBHOOK_PARKED_EVENT_PK, consistent_read=True)
+        ]
 
     # -- deliveries ---------------------------------------------------------------------------
     def due(self, now: str, limit: int) -> list[str]:
