@@ -9,8 +9,11 @@ the events that money-moving services wrote in their outbox (``services/webhook_
   delivery ids are derived from event and endpoint, so a run repeated or raced makes no second.
 - **Delivery** (``deliver_due``): each due delivery is leased (a conditional write), POSTed with
   ``X-Signature`` (``domain/signatures.py``) under the endpoint's secret, and its outcome stored
-  by the lease's holder only. A non-2xx answer or none within 10 s is retried with full-jitter
-  exponential back-off until 3 days after the first attempt, then the delivery fails. The URL
+  by the lease's holder only. A non-2xx answer or none within 10 s (the whole attempt) is
+  retried with full-jitter exponential back-off until 3 days after the first attempt, then the
+  delivery fails. An attempt
+  is counted (and the next one scheduled as if it failed) when it starts, so a worker killed
+  mid-attempt does not escape the back-off or the give-up. The URL
   is checked again before every attempt, and the connection goes to the address checked.
 - **Disabling**: an endpoint whose attempts have been failing for 3 days with no success since
   is disabled, audited and reported to the operators (``Alerts``); its pending deliveries end
@@ -52,7 +55,7 @@ from chalicelib.domain.webhooks import (
 )
 from chalicelib.services.alerts import Alerts
 
-# A delivery is leased this long: longer than one attempt can take (10 s per socket operation).
+# A delivery is leased this long: longer than one attempt can take (10 s in all).
 LEASE_SECONDS = 120
 # A run starts no attempt after this many seconds (the function runs every minute) and makes
 # this many attempts at once.
@@ -104,7 +107,13 @@ class WebhookRepository(Protocol):
     def claim(
         self, delivery_id: str, now: int, until: int, *, due_at: str | None
     ) -> tuple[WebhookDelivery, str] | None: ...
-    def record(self, delivery: WebhookDelivery, token: str, now: int) -> bool: ...
+    def record(
+        self, delivery: WebhookDelivery, token: str, now: int, *, keep_lease: bool = False
+    ) -> bool:
+        """Store the delivery if the lease is still ``token``, releasing it unless
+        ``keep_lease``; False (nothing written) if the lease is no longer ``token``."""
+        ...
+
     def deliveries_of(
         self, facility_id: str, endpoint_id: str | None, limit: int, cursor: str | None
     ) -> tuple[list[WebhookDelivery], str | None]: ...
@@ -344,6 +353,11 @@ class Webhooks:
             return ended, "abandoned"
         body = payload(delivery.event)
         moment = self.clock()
+        # Counted before it is made: a worker killed mid-attempt leaves it counted and backed off.
+        started = delivery.started(moment, self.rng)
+        if not self.repository.record(started, token, int(moment.timestamp()), keep_lease=True):
+            self.log("webhook delivery lease lost", delivery_id=delivery.id)
+            return delivery, "lease_lost"
         headers = {
             "X-Signature": signature_header(
                 endpoint.secret(self.master_key), int(moment.timestamp()), body
@@ -353,7 +367,7 @@ class Webhooks:
         }
         attempt = self.sender.post(endpoint.url, body, headers)
         finished = self.clock()
-        after = delivery.after(attempt, finished, self.rng)
+        after = started.finished(attempt, finished, self.rng)
         if not self.repository.record(after, token, int(finished.timestamp())):
             self.log("webhook delivery lease lost", delivery_id=delivery.id)
             return after, "lease_lost"

@@ -147,12 +147,17 @@ class MemoryWebhookRepository:
             stored.claimed_until, stored.lease = until, f"lease-{self._leases}"
             return stored.delivery, stored.lease
 
-    def record(self, delivery: WebhookDelivery, token: str, now: int) -> bool:
+    def record(
+        self, delivery: WebhookDelivery, token: str, now: int, *, keep_lease: bool = False
+    ) -> bool:
         with self._lock:
             stored = self.deliveries.get(delivery.id)
             if stored is None or stored.lease != token:
                 return False
-            self.deliveries[delivery.id] = _Stored(delivery)
+            if keep_lease:
+                self.deliveries[delivery.id] = _Stored(delivery, stored.claimed_until, token)
+            else:
+                self.deliveries[delivery.id] = _Stored(delivery)
             return True
 
     def deliveries_of(

@@ -162,6 +162,22 @@ class TestWebhookRepositoryContract:
         with pytest.raises(ValueError, match="cursor"):
             repository.deliveries_of("fac_1", None, 2, "not a cursor")
 
+    def test_an_attempt_started_is_stored_under_the_lease_which_it_keeps(self, store):
+        repository, put_event = store
+        event = event_of()
+        put_event(event)
+        delivery = WebhookDelivery.of(event, endpoint_of(), AT)
+        repository.fan_out(event, [delivery])
+        _, token = repository.claim(delivery.id, 100, 220, due_at=AT)
+        started = delivery.started(T0, random.Random(1))
+        assert repository.record(started, token, 100, keep_lease=True) is True
+        assert repository.delivery(delivery.id) == started
+        assert repository.claim(delivery.id, 150, 270, due_at=None) is None  # still held
+        finished = started.finished(Attempt(200), T0, random.Random(1))
+        assert repository.record(finished, token, 110) is True
+        assert repository.delivery(delivery.id) == finished
+        assert repository.claim(delivery.id, 150, 270, due_at=None) is not None  # released
+
     def test_a_failed_fan_out_is_counted_on_the_event_and_a_parked_event_leaves_the_outbox(
         self, store
     ):
@@ -364,10 +380,10 @@ def test_a_store_failure_on_one_delivery_lets_the_others_go_then_fails_the_run()
     broken = repository.due("9999", 10)[0]
     record = repository.record
 
-    def flaky(delivery, token, now):  # type: ignore[no-untyped-def]
-        if delivery.id == broken:
+    def flaky(delivery, token, now, keep_lease=False):  # type: ignore[no-untyped-def]
+        if delivery.id == broken and not keep_lease:  # the outcome is not stored
             raise ConnectionError("the table is unreachable")
-        return record(delivery, token, now)
+        return record(delivery, token, now, keep_lease=keep_lease)
 
     repository.record = flaky  # type: ignore[method-assign]
     with pytest.raises(ConnectionError):
@@ -392,3 +408,36 @@ def test_a_facility_has_at_most_sixteen_endpoints():
         "fac_2", "https://a.example/1", ["payout.completed"], actor_id="k", ip=None
     )
     assert len(repository.endpoints_of("fac_1")) == 16
+
+
+class _Killed(BaseException):
+    """The worker's Lambda killed at its timeout, mid-attempt."""
+
+
+class _KilledSender(Sender):
+    def post(self, url, body, headers):  # type: ignore[no-untyped-def]
+        self.posts.append((url, body, dict(headers)))
+        raise _Killed
+
+
+def test_an_attempt_whose_worker_is_killed_still_counts_toward_back_off_and_give_up():
+    now = [T0]
+    webhooks, repository = service(_KilledSender(), lambda: now[0])
+    webhooks.create_endpoint(
+        "fac_1", "https://a.example/h", ["payment.received"], actor_id="k", ip=None
+    )
+    repository.put_event(event_of())
+    webhooks.fan_out()
+    (delivery_id,) = repository.due(AT, 10)
+    with pytest.raises(_Killed):
+        webhooks.retry("fac_1", delivery_id)
+    killed = repository.delivery(delivery_id)
+    assert (killed.attempts, killed.first_attempt_at) == (1, AT)
+    assert killed.next_attempt_at > AT  # backed off, as after a failed attempt
+
+    webhooks.sender = Sender(503)
+    now[0] = T0 + timedelta(days=3, seconds=1)
+    repository.deliveries[delivery_id].claimed_until = 0  # the dead worker's lease ran out
+    webhooks.deliver_due()
+    ended = repository.delivery(delivery_id)
+    assert (ended.status, ended.attempts) == (DeliveryStatus.FAILED, 2)

@@ -457,9 +457,12 @@ class DynamoWebhookRepository:
             raise
         return _delivery(item), token
 
-    def record(self, delivery: WebhookDelivery, token: str, now: int) -> bool:
-        """Store what the attempt gave and release the lease, if the lease is still ``token``
-        (False: it expired and another run took the delivery; nothing written)."""
+    def record(
+        self, delivery: WebhookDelivery, token: str, now: int, *, keep_lease: bool = False
+    ) -> bool:
+        """Store the delivery (an attempt started, or what it gave) and release the lease unless
+        ``keep_lease``, if the lease is still ``token`` (False: it expired and another run took
+        the delivery; nothing written)."""
         item = _delivery_key(delivery.id)
         pending = delivery.next_attempt_at is not None
         actions: list = [
@@ -467,9 +470,12 @@ class DynamoWebhookRepository:
             WebhookDeliveryItem.attempts.set(delivery.attempts),
             WebhookDeliveryItem.last_attempt_at.set(delivery.last_attempt_at),
             WebhookDeliveryItem.first_attempt_at.set(delivery.first_attempt_at),
-            WebhookDeliveryItem.claimed_until.set(0),
-            WebhookDeliveryItem.lease.remove(),
         ]
+        if not keep_lease:
+            actions += [
+                WebhookDeliveryItem.claimed_until.set(0),
+                WebhookDeliveryItem.lease.remove(),
+            ]
         for attribute, value in (
             (WebhookDeliveryItem.last_status_code, delivery.last_status_code),
             (WebhookDeliveryItem.last_error, delivery.last_error),
