@@ -91,7 +91,10 @@ class WebhookRepository(Protocol):
         ...
 
     def endpoint_failed(self, endpoint: WebhookEndpoint, at: str) -> WebhookEndpoint | None: ...
-    def endpoint_succeeded(self, endpoint: WebhookEndpoint) -> None: ...
+    def endpoint_succeeded(self, endpoint: WebhookEndpoint, started_at: str) -> None:
+        """Clear ``failing_since`` if it is at or before ``started_at`` (as stored now)."""
+        ...
+
     def waiting_events(self, limit: int) -> list[WebhookEvent]: ...
     def fan_out(self, event: WebhookEvent, deliveries: list[WebhookDelivery]) -> bool: ...
     def fan_out_failed(self, event: WebhookEvent) -> int:
@@ -372,8 +375,8 @@ class Webhooks:
             self.log("webhook delivery lease lost", delivery_id=delivery.id)
             return after, "lease_lost"
         if attempt.succeeded:
-            if endpoint.failing_since is not None:
-                self.repository.endpoint_succeeded(endpoint)
+            # Whatever was read: a failure stored since (racing this attempt) is cleared too.
+            self.repository.endpoint_succeeded(endpoint, to_iso(moment))
             return after, "succeeded"
         stored = self.repository.endpoint_failed(endpoint, to_iso(finished))
         if stored is not None and stored.enabled and stored.failing_too_long(finished):

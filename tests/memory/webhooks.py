@@ -78,11 +78,13 @@ class MemoryWebhookRepository:
                 stored = self.endpoints[key] = replace(stored, failing_since=at)
             return stored
 
-    def endpoint_succeeded(self, endpoint: WebhookEndpoint) -> None:
+    def endpoint_succeeded(self, endpoint: WebhookEndpoint, started_at: str) -> None:
         with self._lock:
             key = (endpoint.facility_id, endpoint.id)
-            if key in self.endpoints:
-                self.endpoints[key] = replace(self.endpoints[key], failing_since=None)
+            stored = self.endpoints.get(key)
+            failing_since = stored.failing_since if stored is not None else None
+            if stored is not None and failing_since is not None and failing_since <= started_at:
+                self.endpoints[key] = replace(stored, failing_since=None)
 
     # -- the outbox's events ------------------------------------------------------------------
     def waiting_events(self, limit: int) -> list[WebhookEvent]:

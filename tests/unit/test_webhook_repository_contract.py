@@ -86,7 +86,7 @@ class TestWebhookRepositoryContract:
         repository.create_endpoint(endpoint, audit())
         assert repository.endpoint_failed(endpoint, AT).failing_since == AT
         assert repository.endpoint_failed(endpoint, "2026-12-02T00:00:00Z").failing_since == AT
-        repository.endpoint_succeeded(endpoint)
+        repository.endpoint_succeeded(endpoint, "2026-12-02T00:00:00.000000Z")
         assert repository.endpoint("fac_1", endpoint.id).failing_since is None
         assert repository.endpoint_failed(endpoint_of("fac_9"), AT) is None  # gone: nothing
 
@@ -177,6 +177,18 @@ class TestWebhookRepositoryContract:
         assert repository.record(finished, token, 110) is True
         assert repository.delivery(delivery.id) == finished
         assert repository.claim(delivery.id, 150, 270, due_at=None) is not None  # released
+
+    def test_a_success_clears_a_failure_stored_at_or_before_its_start_only(self, store):
+        repository, _ = store
+        endpoint = endpoint_of()
+        repository.create_endpoint(endpoint, audit())
+        repository.endpoint_failed(endpoint, "2026-12-01T12:00:05.000000Z")
+        repository.endpoint_succeeded(endpoint, "2026-12-01T12:00:04.000000Z")  # began before
+        assert repository.endpoint("fac_1", endpoint.id).failing_since is not None
+        repository.endpoint_succeeded(endpoint, "2026-12-01T12:00:05.000000Z")
+        assert repository.endpoint("fac_1", endpoint.id).failing_since is None
+        repository.endpoint_succeeded(endpoint, "2026-12-01T12:00:06.000000Z")  # not failing
+        assert repository.endpoint("fac_1", endpoint.id).failing_since is None
 
     def test_a_failed_fan_out_is_counted_on_the_event_and_a_parked_event_leaves_the_outbox(
         self, store
@@ -441,3 +453,24 @@ def test_an_attempt_whose_worker_is_killed_still_counts_toward_back_off_and_give
     webhooks.deliver_due()
     ended = repository.delivery(delivery_id)
     assert (ended.status, ended.attempts) == (DeliveryStatus.FAILED, 2)
+
+
+def test_a_success_clears_a_failure_stored_while_it_was_being_attempted():
+    """Two deliveries to one endpoint: one fails while the other's attempt, which read the
+    endpoint as not failing, is under way and then succeeds; the endpoint is not failing."""
+    repository = MemoryWebhookRepository()
+    webhooks = Webhooks(repository, Sender(), Alerts(), "master", clock=lambda: T0)
+
+    class RacedSender(Sender):
+        def post(self, url, body, headers):  # type: ignore[no-untyped-def]
+            (endpoint,) = repository.endpoints_of("fac_1")
+            repository.endpoint_failed(endpoint, AT)  # the other delivery's failure, meanwhile
+            return super().post(url, body, headers)
+
+    webhooks.sender = RacedSender()
+    endpoint, _ = webhooks.create_endpoint(
+        "fac_1", "https://a.example/h", ["payment.received"], actor_id="k", ip=None
+    )
+    repository.put_event(event_of())
+    assert webhooks.run()["succeeded"] == 1
+    assert repository.endpoint("fac_1", endpoint.id).failing_since is None

@@ -279,15 +279,18 @@ class DynamoWebhookRepository:
             raise
         return _endpoint(item)
 
-    def endpoint_succeeded(self, endpoint: WebhookEndpoint) -> None:
-        """A success: the endpoint is no longer failing."""
+    def endpoint_succeeded(self, endpoint: WebhookEndpoint, started_at: str) -> None:
+        """A success of an attempt started at ``started_at``: the endpoint is no longer failing,
+        if it has been failing since then or before (whatever the attempt read; a failure
+        stored after the attempt started is kept)."""
         item = WebhookEndpointItem(
             keys.webhook_endpoint_pk(endpoint.facility_id), keys.webhook_endpoint_sk(endpoint.id)
         )
         try:
             item.update(
                 actions=[WebhookEndpointItem.failing_since.remove()],
-                condition=WebhookEndpointItem.PK.exists(),
+                condition=WebhookEndpointItem.PK.exists()
+                & (WebhookEndpointItem.failing_since <= started_at),
             )
         except UpdateError as exc:
             if not condition_failed(exc):
