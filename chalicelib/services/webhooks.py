@@ -57,9 +57,10 @@ from chalicelib.services.alerts import Alerts
 
 # A delivery is leased this long: longer than one attempt can take (10 s in all).
 LEASE_SECONDS = 120
-# A run starts no attempt after this many seconds (the function runs every minute) and makes
-# this many attempts at once.
-RUN_BUDGET_SECONDS = 30.0
+# A run (the function runs every minute, with a 90 s timeout) goes round fan-out and delivery
+# until this many seconds are used or nothing is left, starts no attempt after it (an attempt
+# takes at most 10 s), and makes this many attempts at once.
+RUN_BUDGET_SECONDS = 45.0
 PARALLEL_ATTEMPTS = 8
 # An event whose fan-out failed this many times (one try per run) is parked and alerted on.
 MAX_FAN_OUT_TRIES = 5
@@ -138,6 +139,7 @@ class Webhooks:
     clock: Callable[[], datetime] = _now
     rng: random.Random = field(default_factory=random.Random)
     log: Callable[..., None] = lambda *_a, **_k: None
+    monotonic: Callable[[], float] = time.monotonic
 
     # -- endpoints ----------------------------------------------------------------------------
     def create_endpoint(
@@ -258,20 +260,37 @@ class Webhooks:
 
     # -- the worker ---------------------------------------------------------------------------
     def run(self, limit: int = 100, budget_seconds: float = RUN_BUDGET_SECONDS) -> Counter:
-        """One worker run: fan out waiting events, then attempt due deliveries (also when some
-        events could not be fanned out: they do not hold up the rest)."""
-        outcomes = self.fan_out(limit)
-        outcomes.update(self.deliver_due(limit, budget_seconds))
-        return outcomes
+        """One worker run: rounds of fan-out (up to ``limit`` waiting events) then delivery (up
+        to ``limit`` due deliveries), while a round found a full batch of either and
+        ``budget_seconds`` are not used up, so a backlog drains in one run. Events that could
+        not be fanned out do not hold up delivery, and are not tried again within the run."""
+        started = self.monotonic()
+        outcomes: Counter = Counter()
+        failed: set[str] = set()
+        while True:
+            fanned = self.fan_out(limit, skip=failed)
+            left = budget_seconds - (self.monotonic() - started)
+            delivered = self.deliver_due(limit, max(left, 0.0))
+            outcomes.update(fanned)
+            outcomes.update(delivered)
+            outcomes["rounds"] += 1
+            events = sum(fanned[k] for k in ("fanned_out", "fanned_out_elsewhere"))
+            more_events = events + fanned["fan_out_failed"] >= limit
+            more_due = sum(delivered.values()) >= limit and not delivered["left_for_next_run"]
+            if not (more_events or more_due) or self.monotonic() - started >= budget_seconds:
+                return outcomes
 
-    def fan_out(self, limit: int = 100) -> Counter:
-        """Fan out up to ``limit`` waiting events. An event whose fan-out fails is logged, its
-        failure counted on it, and the others go on; after ``MAX_FAN_OUT_TRIES`` failures it is
-        parked (out of the outbox, kept to be read) and the operators are alerted."""
+    def fan_out(self, limit: int = 100, skip: set[str] | None = None) -> Counter:
+        """Fan out up to ``limit`` waiting events, not those in ``skip`` (the ids of the events
+        that failed are added to it). An event whose fan-out fails is logged, its failure
+        counted on it, and the others go on; after ``MAX_FAN_OUT_TRIES`` failures it is parked
+        (out of the outbox, kept to be read) and the operators are alerted."""
+        skip = set() if skip is None else skip
         outcomes: Counter = Counter()
         at = to_iso(self.clock())
         endpoints: dict[str, list[WebhookEndpoint]] = {}
-        for event in self.repository.waiting_events(limit):
+        waiting = self.repository.waiting_events(limit + len(skip))
+        for event in [e for e in waiting if e.id not in skip][:limit]:
             try:
                 if event.facility_id not in endpoints:
                     endpoints[event.facility_id] = self.repository.endpoints_of(event.facility_id)
@@ -283,6 +302,7 @@ class Webhooks:
                 else:
                     outcomes["fanned_out_elsewhere"] += 1
             except Exception as exc:  # this event only: the others still go
+                skip.add(event.id)
                 outcomes["fan_out_failed"] += 1
                 self.log("webhook fan-out failed", event_id=event.id, error=repr(exc))
                 outcomes.update(self._count_fan_out_failure(event, at, exc))
@@ -316,13 +336,13 @@ class Webhooks:
         """Attempt up to ``limit`` due deliveries, ``PARALLEL_ATTEMPTS`` at a time (a slow
         endpoint does not hold up the others); none is started after ``budget_seconds``, so a run
         ends before the next one starts (what is left is due for the next run)."""
-        started = time.monotonic()
+        started = self.monotonic()
         due_at = to_iso(self.clock())
 
         failures: list[Exception] = []
 
         def one(delivery_id: str) -> str:
-            if time.monotonic() - started > budget_seconds:
+            if self.monotonic() - started > budget_seconds:
                 return "left_for_next_run"
             try:
                 moment = self.clock()

@@ -190,6 +190,14 @@ class TestWebhookRepositoryContract:
         repository.endpoint_succeeded(endpoint, "2026-12-01T12:00:06.000000Z")  # not failing
         assert repository.endpoint("fac_1", endpoint.id).failing_since is None
 
+    def test_an_event_no_endpoint_wants_is_removed_with_no_delivery(self, store):
+        repository, put_event = store
+        event = event_of()
+        put_event(event)
+        assert repository.fan_out(event, []) is True
+        assert repository.waiting_events(10) == []
+        assert repository.fan_out(event, []) is False  # removed already
+
     def test_a_failed_fan_out_is_counted_on_the_event_and_a_parked_event_leaves_the_outbox(
         self, store
     ):
@@ -474,3 +482,34 @@ def test_a_success_clears_a_failure_stored_while_it_was_being_attempted():
     repository.put_event(event_of())
     assert webhooks.run()["succeeded"] == 1
     assert repository.endpoint("fac_1", endpoint.id).failing_since is None
+
+
+def test_a_run_drains_a_backlog_larger_than_one_batch():
+    webhooks, repository = service(Sender(), lambda: T0)
+    webhooks.create_endpoint(
+        "fac_1", "https://a.example/h", ["payment.received"], actor_id="k", ip=None
+    )
+    for n in range(25):
+        repository.put_event(event_of(f"txn_{n}"))
+    repository.put_event(event_of("txn_x", "fac_nobody"))  # no endpoint: dropped, no delivery
+    outcomes = webhooks.run(limit=10)
+    assert (outcomes["fanned_out"], outcomes["deliveries_created"]) == (26, 25)
+    assert outcomes["succeeded"] == 25
+    assert repository.waiting_events(100) == []
+    assert repository.due("9999", 100) == []
+    assert len(webhooks.sender.posts) == 25
+
+
+def test_a_run_stops_going_round_once_its_budget_is_used():
+    webhooks, repository = service(Sender(), lambda: T0)
+    ticks = iter(range(0, 1_000_000, 20))  # each look at the clock: 20 s later
+    webhooks.monotonic = lambda: float(next(ticks))
+    webhooks.create_endpoint(
+        "fac_1", "https://a.example/h", ["payment.received"], actor_id="k", ip=None
+    )
+    for n in range(25):
+        repository.put_event(event_of(f"txn_{n}"))
+    outcomes = webhooks.run(limit=10, budget_seconds=45)
+    assert outcomes["rounds"] == 1
+    assert outcomes["fanned_out"] == 10
+    assert len(repository.waiting_events(100)) == 15  # for the next run

@@ -320,6 +320,14 @@ class DynamoWebhookRepository:
         run puts the missing deliveries only."""
         items = [_delivery_item(d) for d in deliveries]
         key = _event_key(event)
+        if not items:  # no endpoint wants it: one conditional delete, no transaction
+            try:
+                key.delete(condition=OutboundEventItem.PK.exists())
+            except DeleteError as exc:
+                if condition_failed(exc):
+                    return False
+                raise
+            return True
         size = sum(_item_bytes(item) for item in items)
         if len(items) + 1 > MAX_TRANSACT_ITEMS or size > MAX_TRANSACT_BYTES:
             return self._fan_out_one_by_one(key, items)
