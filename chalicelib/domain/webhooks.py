@@ -73,7 +73,8 @@ SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 GIVE_UP_SECONDS = 3 * 24 * 3600
 # An event's fan-out is one TransactWriteItems (at most 100 items): a delivery per endpoint and
 # the event's removal.
-MAX_ENDPOINTS_PER_FACILITY = 16
+MAX_ENDPOINTS_PER_FACILITY = 16  # created, enabled or since disabled: disabling frees no slot
+TOO_MANY_ENDPOINTS = f"a facility may have at most {MAX_ENDPOINTS_PER_FACILITY} webhook endpoints"
 
 
 _ENDPOINT_ID = re.compile(r"we_[0-9a-f]{24}")

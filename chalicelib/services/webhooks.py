@@ -44,6 +44,7 @@ from chalicelib.domain.signatures import signature_header
 from chalicelib.domain.users import AuditEvent
 from chalicelib.domain.webhooks import (
     MAX_ENDPOINTS_PER_FACILITY,
+    TOO_MANY_ENDPOINTS,
     Attempt,
     DeliveryStatus,
     WebhookDelivery,
@@ -81,7 +82,17 @@ class WebhookSender(Protocol):
 
 
 class WebhookRepository(Protocol):
-    def create_endpoint(self, endpoint: WebhookEndpoint, event: AuditEvent) -> None: ...
+    def create_endpoint(
+        self, endpoint: WebhookEndpoint, event: AuditEvent, *, existing: int = 0
+    ) -> None:
+        """The endpoint and its audit event, if the facility is under the endpoint cap (held
+        by the write itself; ``existing``: the endpoints the caller read).
+
+        Raises:
+            VersionConflict: the id is taken. InvalidRequest: the facility is at the cap.
+        """
+        ...
+
     def endpoints_of(self, facility_id: str) -> list[WebhookEndpoint]:
         """Newest first."""
         ...
@@ -154,10 +165,9 @@ class Webhooks:
         at = to_iso(self.clock())
         endpoint = WebhookEndpoint.new(facility_id, str(url), events, at)
         self.sender.check(endpoint.url)
-        if len(self.repository.endpoints_of(facility_id)) >= MAX_ENDPOINTS_PER_FACILITY:
-            raise InvalidRequest(
-                f"a facility may have at most {MAX_ENDPOINTS_PER_FACILITY} webhook endpoints"
-            )
+        existing = len(self.repository.endpoints_of(facility_id))
+        if existing >= MAX_ENDPOINTS_PER_FACILITY:  # a quick answer; the write holds the cap
+            raise InvalidRequest(TOO_MANY_ENDPOINTS)
         event = AuditEvent.new(
             "facility.webhook_endpoint_created",
             at=at,
@@ -168,7 +178,7 @@ class Webhooks:
             url=endpoint.url,
             events=",".join(endpoint.events),
         )
-        self.repository.create_endpoint(endpoint, event)
+        self.repository.create_endpoint(endpoint, event, existing=existing)
         return endpoint, endpoint.secret(self.master_key)
 
     def endpoints(self, facility_id: str) -> list[WebhookEndpoint]:

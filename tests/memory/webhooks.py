@@ -7,9 +7,11 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, replace
 
-from chalicelib.domain.errors import VersionConflict
+from chalicelib.domain.errors import InvalidRequest, VersionConflict
 from chalicelib.domain.users import AuditEvent
 from chalicelib.domain.webhooks import (
+    MAX_ENDPOINTS_PER_FACILITY,
+    TOO_MANY_ENDPOINTS,
     DeliveryStatus,
     EndpointStatus,
     WebhookDelivery,
@@ -41,10 +43,14 @@ class MemoryWebhookRepository:
         self.events.setdefault(event.id, event)
 
     # -- endpoints ----------------------------------------------------------------------------
-    def create_endpoint(self, endpoint: WebhookEndpoint, event: AuditEvent) -> None:
+    def create_endpoint(
+        self, endpoint: WebhookEndpoint, event: AuditEvent, *, existing: int = 0
+    ) -> None:
         with self._lock:
             if (endpoint.facility_id, endpoint.id) in self.endpoints:
                 raise VersionConflict("endpoint id taken")
+            if len(self.endpoints_of(endpoint.facility_id)) >= MAX_ENDPOINTS_PER_FACILITY:
+                raise InvalidRequest(TOO_MANY_ENDPOINTS)
             self.endpoints[(endpoint.facility_id, endpoint.id)] = endpoint
             self.audit.append(event)
 

@@ -198,6 +198,23 @@ class TestWebhookRepositoryContract:
         assert repository.waiting_events(10) == []
         assert repository.fan_out(event, []) is False  # removed already
 
+    def test_the_endpoint_cap_is_held_by_the_write_itself(self, store):
+        """Creations that read the facility's endpoints before the others were written (a race)
+        still stop at 16; a disabled endpoint keeps its slot."""
+        repository, _ = store
+        made = [endpoint_of() for _ in range(16)]
+        for endpoint in made:
+            repository.create_endpoint(endpoint, audit(), existing=0)  # all read "none yet"
+        with pytest.raises(InvalidRequest, match="at most 16"):
+            repository.create_endpoint(endpoint_of(), audit(), existing=0)
+        repository.disable_endpoint(
+            made[0].disabled(AT, "by hand"), audit("facility.webhook_endpoint_disabled")
+        )
+        with pytest.raises(InvalidRequest, match="at most 16"):
+            repository.create_endpoint(endpoint_of(), audit(), existing=15)
+        assert len(repository.endpoints_of("fac_1")) == 16
+        repository.create_endpoint(endpoint_of("fac_2"), audit())  # another facility's own cap
+
     def test_a_failed_fan_out_is_counted_on_the_event_and_a_parked_event_leaves_the_outbox(
         self, store
     ):

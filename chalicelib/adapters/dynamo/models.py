@@ -951,6 +951,18 @@ class OutboundEventItem(LedgerItem):
     ITEM_TYPE = "outbound_event"
 
 
+class WebhookEndpointCountItem(LedgerItem):
+    """How many webhook endpoints a facility has created (``WHEP#<facility>``, ``WHEPCOUNT``):
+    raised in the same write as each endpoint, on condition it is under the cap."""
+
+    class Meta(_Meta):
+        pass
+
+    count = NumberAttribute(null=True)
+
+    ITEM_TYPE = "webhook_endpoint_count"
+
+
 class WebhookEndpointItem(LedgerItem):
     """A facility's webhook endpoint. No secret: it is derived when needed (domain/webhooks.py)."""
 
@@ -1257,6 +1269,7 @@ MODELS: tuple[type[Model], ...] = (
     OutboxItem,
     OutboundEventItem,
     WebhookEndpointItem,
+    WebhookEndpointCountItem,
     WebhookDeliveryItem,
     MailCountItem,
     ThrottleItem,

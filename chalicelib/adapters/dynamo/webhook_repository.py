@@ -30,12 +30,15 @@ from chalicelib.adapters.dynamo.models import (
     LedgerItem,
     OutboundEventItem,
     WebhookDeliveryItem,
+    WebhookEndpointCountItem,
     WebhookEndpointItem,
 )
 from chalicelib.adapters.dynamo.transact import AtomicWrite, condition_failed
-from chalicelib.domain.errors import VersionConflict
+from chalicelib.domain.errors import InvalidRequest, VersionConflict
 from chalicelib.domain.users import AuditEvent
 from chalicelib.domain.webhooks import (
+    MAX_ENDPOINTS_PER_FACILITY,
+    TOO_MANY_ENDPOINTS,
     DeliveryStatus,
     EndpointStatus,
     WebhookDelivery,
@@ -199,17 +202,39 @@ class DynamoWebhookRepository:
     """Webhook endpoints, the outbox's events and the deliveries made of them, on the table."""
 
     # -- endpoints ----------------------------------------------------------------------------
-    def create_endpoint(self, endpoint: WebhookEndpoint, event: AuditEvent) -> None:
-        """The endpoint and its audit event in one write.
+    def create_endpoint(
+        self, endpoint: WebhookEndpoint, event: AuditEvent, *, existing: int = 0
+    ) -> None:
+        """The endpoint, its audit event and the facility's endpoint count + 1 in one write, on
+        condition the count is under ``MAX_ENDPOINTS_PER_FACILITY`` (so racing creations never
+        pass the cap). ``existing``: the endpoints the caller read, the count's start for a
+        facility whose endpoints predate the count. Disabling does not lower the count.
 
         Raises:
             VersionConflict: the id is taken; nothing is written.
+            InvalidRequest: the facility has its ``MAX_ENDPOINTS_PER_FACILITY``; nothing written.
         """
+        counter = WebhookEndpointCountItem(
+            keys.webhook_endpoint_pk(endpoint.facility_id), keys.WEBHOOK_ENDPOINT_COUNT_SK
+        )
+        count = WebhookEndpointCountItem.count
         write = AtomicWrite()
         write.put(
             _endpoint_item(endpoint),
             WebhookEndpointItem.PK.does_not_exist(),
             VersionConflict("endpoint id taken"),
+        )
+        under_cap = count < MAX_ENDPOINTS_PER_FACILITY
+        if existing < MAX_ENDPOINTS_PER_FACILITY:  # no count yet: it starts at ``existing``
+            under_cap = under_cap | count.does_not_exist()
+        write.update(
+            counter,
+            [
+                count.set((count | existing) + 1),
+                WebhookEndpointCountItem.item_type.set(WebhookEndpointCountItem.ITEM_TYPE),
+            ],
+            under_cap,
+            InvalidRequest(TOO_MANY_ENDPOINTS),
         )
         write.append_audit(event)
         write.send_or_raise_tag()
