@@ -227,7 +227,8 @@ def deliver_webhooks(event: Any) -> dict[str, Any]:
 
 
 def run_webhook_delivery():  # type: ignore[no-untyped-def]
-    """One run of outbound webhooks: fan-out, then due deliveries (also what the local stack
+    """One run of outbound webhooks: rounds of fan-out then due deliveries until nothing is
+    left or the run's budget (45 s of the function's 90 s) is used (also what the local stack
     runs every second)."""
     outcomes = get_webhooks().run()
     if outcomes:

@@ -73,7 +73,8 @@ SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 GIVE_UP_SECONDS = 3 * 24 * 3600
 # An event's fan-out is one TransactWriteItems (at most 100 items): a delivery per endpoint and
 # the event's removal.
-MAX_ENDPOINTS_PER_FACILITY = 16
+MAX_ENDPOINTS_PER_FACILITY = 16  # created, enabled or since disabled: disabling frees no slot
+TOO_MANY_ENDPOINTS = f"a facility may have at most {MAX_ENDPOINTS_PER_FACILITY} webhook endpoints"
 
 
 _ENDPOINT_ID = re.compile(r"we_[0-9a-f]{24}")
@@ -254,22 +255,41 @@ class WebhookDelivery:
         """The delivery once ``attempt`` was made at ``now``: succeeded on a 2xx; otherwise
         pending with a back-off (never past the give-up time), or failed from
         ``GIVE_UP_SECONDS`` after the first attempt on."""
+        return self.started(now, rng).finished(attempt, now, rng)
+
+    def started(self, now: datetime, rng: random.Random) -> WebhookDelivery:
+        """The delivery as stored when an attempt starts at ``now``, before it is made: counted
+        (``attempts``, ``first_attempt_at``, ``last_attempt_at``) and pending with the back-off
+        of a failed attempt, so an attempt whose worker dies before it records an outcome still
+        counts toward the back-off and the give-up time."""
         at = _iso(now)
         first = self.first_attempt_at or at
         attempts = self.attempts + 1
+        give_up_at = _parse(first) + timedelta(seconds=GIVE_UP_SECONDS)
+        retry_at = min(now + timedelta(seconds=backoff_seconds(attempts, rng)), give_up_at)
+        return replace(
+            self,
+            status=DeliveryStatus.PENDING,
+            attempts=attempts,
+            first_attempt_at=first,
+            last_attempt_at=at,
+            next_attempt_at=_iso(max(retry_at, now)),
+        )
+
+    def finished(self, attempt: Attempt, now: datetime, rng: random.Random) -> WebhookDelivery:
+        """A ``started`` delivery once its attempt gave ``attempt`` at ``now`` (``attempts``
+        and ``first_attempt_at`` as started)."""
+        first = self.first_attempt_at or _iso(now)
         common = {
-            "attempts": attempts,
             "last_status_code": attempt.status_code,
             "last_error": None if attempt.succeeded else attempt.error,
-            "first_attempt_at": first,
-            "last_attempt_at": at,
         }
         if attempt.succeeded:
             return replace(self, status=DeliveryStatus.SUCCEEDED, next_attempt_at=None, **common)
         give_up_at = _parse(first) + timedelta(seconds=GIVE_UP_SECONDS)
         if now >= give_up_at:
             return replace(self, status=DeliveryStatus.FAILED, next_attempt_at=None, **common)
-        retry_at = min(now + timedelta(seconds=backoff_seconds(attempts, rng)), give_up_at)
+        retry_at = min(now + timedelta(seconds=backoff_seconds(self.attempts, rng)), give_up_at)
         return replace(
             self, status=DeliveryStatus.PENDING, next_attempt_at=_iso(retry_at), **common
         )

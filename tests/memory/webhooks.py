@@ -7,9 +7,11 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, replace
 
-from chalicelib.domain.errors import VersionConflict
+from chalicelib.domain.errors import InvalidRequest, VersionConflict
 from chalicelib.domain.users import AuditEvent
 from chalicelib.domain.webhooks import (
+    MAX_ENDPOINTS_PER_FACILITY,
+    TOO_MANY_ENDPOINTS,
     DeliveryStatus,
     EndpointStatus,
     WebhookDelivery,
@@ -30,6 +32,8 @@ class MemoryWebhookRepository:
         self.endpoints: dict[tuple[str, str], WebhookEndpoint] = {}
         self.events: dict[str, WebhookEvent] = {}  # the outbox
         self.deliveries: dict[str, _Stored] = {}
+        self.fan_out_tries: dict[str, int] = {}
+        self.parked: dict[str, WebhookEvent] = {}
         self.audit: list[AuditEvent] = []
         self._lock = threading.Lock()
         self._leases = 0
@@ -39,10 +43,14 @@ class MemoryWebhookRepository:
         self.events.setdefault(event.id, event)
 
     # -- endpoints ----------------------------------------------------------------------------
-    def create_endpoint(self, endpoint: WebhookEndpoint, event: AuditEvent) -> None:
+    def create_endpoint(
+        self, endpoint: WebhookEndpoint, event: AuditEvent, *, existing: int = 0
+    ) -> None:
         with self._lock:
             if (endpoint.facility_id, endpoint.id) in self.endpoints:
                 raise VersionConflict("endpoint id taken")
+            if len(self.endpoints_of(endpoint.facility_id)) >= MAX_ENDPOINTS_PER_FACILITY:
+                raise InvalidRequest(TOO_MANY_ENDPOINTS)
             self.endpoints[(endpoint.facility_id, endpoint.id)] = endpoint
             self.audit.append(event)
 
@@ -76,11 +84,13 @@ class MemoryWebhookRepository:
                 stored = self.endpoints[key] = replace(stored, failing_since=at)
             return stored
 
-    def endpoint_succeeded(self, endpoint: WebhookEndpoint) -> None:
+    def endpoint_succeeded(self, endpoint: WebhookEndpoint, started_at: str) -> None:
         with self._lock:
             key = (endpoint.facility_id, endpoint.id)
-            if key in self.endpoints:
-                self.endpoints[key] = replace(self.endpoints[key], failing_since=None)
+            stored = self.endpoints.get(key)
+            failing_since = stored.failing_since if stored is not None else None
+            if stored is not None and failing_since is not None and failing_since <= started_at:
+                self.endpoints[key] = replace(stored, failing_since=None)
 
     # -- the outbox's events ------------------------------------------------------------------
     def waiting_events(self, limit: int) -> list[WebhookEvent]:
@@ -96,6 +106,24 @@ class MemoryWebhookRepository:
                 self.deliveries[delivery.id] = _Stored(delivery)
             del self.events[event.id]
             return True
+
+    def fan_out_failed(self, event: WebhookEvent) -> int:
+        with self._lock:
+            if event.id not in self.events:
+                return 0
+            self.fan_out_tries[event.id] = self.fan_out_tries.get(event.id, 0) + 1
+            return self.fan_out_tries[event.id]
+
+    def park_event(self, event: WebhookEvent, at: str) -> bool:
+        with self._lock:
+            waiting = self.events.pop(event.id, None)
+            if waiting is None:
+                return False
+            self.parked[event.id] = waiting
+            return True
+
+    def parked_events(self) -> list[WebhookEvent]:
+        return sorted(self.parked.values(), key=lambda e: e.created_at)
 
     # -- deliveries ---------------------------------------------------------------------------
     def due(self, now: str, limit: int) -> list[str]:
@@ -127,12 +155,17 @@ class MemoryWebhookRepository:
             stored.claimed_until, stored.lease = until, f"lease-{self._leases}"
             return stored.delivery, stored.lease
 
-    def record(self, delivery: WebhookDelivery, token: str, now: int) -> bool:
+    def record(
+        self, delivery: WebhookDelivery, token: str, now: int, *, keep_lease: bool = False
+    ) -> bool:
         with self._lock:
             stored = self.deliveries.get(delivery.id)
             if stored is None or stored.lease != token:
                 return False
-            self.deliveries[delivery.id] = _Stored(delivery)
+            if keep_lease:
+                self.deliveries[delivery.id] = _Stored(delivery, stored.claimed_until, token)
+            else:
+                self.deliveries[delivery.id] = _Stored(delivery)
             return True
 
     def deliveries_of(

@@ -901,7 +901,7 @@ def test_the_webhook_sender_runs_every_minute_and_deletes_only_fanned_out_events
     function = template["Resources"]["DeliverWebhooks"]["Properties"]
     (event,) = function["Events"].values()
     assert event["Properties"]["Schedule"] == "rate(1 minute)"
-    assert function["Timeout"] == 90  # a run starts no attempt after 30 s (services/webhooks.py)
+    assert function["Timeout"] == 90  # a run starts no attempt after 45 s (services/webhooks.py)
 
     actions = granted_actions(template, "DeliverWebhooksRole")
     assert "ses:SendEmail" not in actions

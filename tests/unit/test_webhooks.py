@@ -4,6 +4,8 @@ life, and the URL policy against SSRF with an injected resolver."""
 from __future__ import annotations
 
 import random
+import socket
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -331,8 +333,9 @@ def test_https_goes_to_the_checked_address_with_the_names_sni_host_and_certifica
     import ssl
     import subprocess
     import threading
+    import time
 
-    from chalicelib.adapters.webhook_http import _PinnedHTTPSConnection
+    from chalicelib.adapters.webhook_http import _Deadline, _PinnedHTTPSConnection
 
     def certificate(name: str) -> tuple[str, str]:
         cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
@@ -382,7 +385,9 @@ def test_https_goes_to_the_checked_address_with_the_names_sni_host_and_certifica
     port = server.server_address[1]
     try:
         trusting = ssl.create_default_context(cafile=cert)
-        connection = _PinnedHTTPSConnection("hooks.example.test", port, "127.0.0.1", 5, trusting)
+        connection = _PinnedHTTPSConnection(
+            "hooks.example.test", port, "127.0.0.1", _Deadline(5, time.monotonic), trusting
+        )
         connection.request("POST", "/h", body=b"{}")
         assert connection.getresponse().status == 204
         connection.close()
@@ -390,10 +395,50 @@ def test_https_goes_to_the_checked_address_with_the_names_sni_host_and_certifica
 
         other_cert, _ = certificate("elsewhere.example.test")
         wrong = ssl.create_default_context(cafile=other_cert)
-        connection = _PinnedHTTPSConnection("hooks.example.test", port, "127.0.0.1", 5, wrong)
+        connection = _PinnedHTTPSConnection(
+            "hooks.example.test", port, "127.0.0.1", _Deadline(5, time.monotonic), wrong
+        )
         with pytest.raises(ssl.SSLCertVerificationError):
             connection.request("POST", "/h", body=b"{}")
         connection.close()
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _drip_server(drips: int) -> tuple[int, threading.Event]:
+    """A receiver on 127.0.0.1 that answers 200, its status line one byte per read (``drips``
+    bytes, each in its own send, then the rest); it stops when the client hangs up."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    done = threading.Event()
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        try:
+            connection.recv(65536)
+            for _ in range(drips):
+                connection.sendall(b" ")  # folded whitespace before the status line: no answer
+                done.wait(0.01)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        except OSError:
+            pass  # the client hung up at its deadline
+        finally:
+            connection.close()
+            listener.close()
+            done.set()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener.getsockname()[1], done
+
+
+def test_an_answer_dripped_a_byte_at_a_time_is_no_answer_at_the_attempts_deadline():
+    """The timeout bounds the whole attempt, not each read: a clock that moves 1 s per look and a
+    10 s deadline stop the attempt after a few reads, although each read gets bytes at once."""
+    port, done = _drip_server(drips=2000)
+    ticks = iter(range(100_000))
+    sender = HttpWebhookSender(allow_loopback=True, timeout=10.0, clock=lambda: float(next(ticks)))
+    attempt = sender.post(f"http://127.0.0.1:{port}/h", b"{}", {})
+    assert attempt == Attempt(None, "no answer within 10 s")
+    assert done.wait(30)

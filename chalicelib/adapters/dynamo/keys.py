@@ -194,11 +194,15 @@ def webhook_event_sk(at: str, event_id: str) -> str:
     return f"{at}#{event_id}"
 
 
+WEBHOOK_PARKED_EVENT_PK = "WHEVPARKED#"
+
+
 def webhook_event_shard(event_id: str) -> int:
     return zlib.crc32(event_id.encode()) % WEBHOOK_EVENT_SHARDS
 
 
 WEBHOOK_ENDPOINT_PREFIX = "WHEP#"
+WEBHOOK_ENDPOINT_COUNT_SK = "WHEPCOUNT"  # not under WEBHOOK_ENDPOINT_PREFIX: not an endpoint
 WEBHOOK_DELIVERY_PREFIX = "WHDLV#"
 WEBHOOK_DELIVERY_SK = "WHDLV"
 WEBHOOK_DELIVERIES_GSI_PREFIX = "WHDLVS#"

@@ -949,8 +949,22 @@ class OutboundEventItem(LedgerItem):
     data = UnicodeAttribute()  # the event's ``data``, as JSON text
     claimed_until = NumberAttribute(default=0)
     expires_at = NumberAttribute()  # the table's TTL attribute
+    fan_out_tries = NumberAttribute(null=True)  # failed fan-outs (a poison event is parked)
+    parked_at = UnicodeAttribute(null=True)  # set on a parked copy (WHEVPARKED#), kept to read
 
     ITEM_TYPE = "outbound_event"
+
+
+class WebhookEndpointCountItem(LedgerItem):
+    """How many webhook endpoints a facility has created (``WHEP#<facility>``, ``WHEPCOUNT``):
+    raised in the same write as each endpoint, on condition it is under the cap."""
+
+    class Meta(_Meta):
+        pass
+
+    count = NumberAttribute(null=True)
+
+    ITEM_TYPE = "webhook_endpoint_count"
 
 
 class WebhookEndpointItem(LedgerItem):
@@ -1259,6 +1273,7 @@ MODELS: tuple[type[Model], ...] = (
     OutboxItem,
     OutboundEventItem,
     WebhookEndpointItem,
+    WebhookEndpointCountItem,
     WebhookDeliveryItem,
     MailCountItem,
     ThrottleItem,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from pynamodb.exceptions import TransactWriteError, UpdateError
+from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, UpdateError
 
 from chalicelib.adapters.clock import parse_iso
 from chalicelib.adapters.dynamo import cursors, keys
@@ -30,12 +30,15 @@ from chalicelib.adapters.dynamo.models import (
     LedgerItem,
     OutboundEventItem,
     WebhookDeliveryItem,
+    WebhookEndpointCountItem,
     WebhookEndpointItem,
 )
 from chalicelib.adapters.dynamo.transact import AtomicWrite, condition_failed
-from chalicelib.domain.errors import VersionConflict
+from chalicelib.domain.errors import InvalidRequest, VersionConflict
 from chalicelib.domain.users import AuditEvent
 from chalicelib.domain.webhooks import (
+    MAX_ENDPOINTS_PER_FACILITY,
+    TOO_MANY_ENDPOINTS,
     DeliveryStatus,
     EndpointStatus,
     WebhookDelivery,
@@ -88,6 +91,11 @@ class DynamoWebhookEvents:
 # -- endpoints and deliveries (``services.webhooks.WebhookRepository``) ---------------------------
 # Events still waiting are read this many per shard and run; deliveries ended are kept this long.
 DELIVERY_KEEP_SECONDS = 30 * 24 * 3600
+# A parked event (its fan-out failed MAX_FAN_OUT_TRIES times) is kept this long to be read.
+PARKED_KEEP_SECONDS = 30 * 24 * 3600
+# DynamoDB's limits of one TransactWriteItems (100 items, 4 MB), with a margin for the request.
+MAX_TRANSACT_ITEMS = 100
+MAX_TRANSACT_BYTES = 3 * 1024 * 1024
 
 
 def _endpoint_item(endpoint: WebhookEndpoint) -> WebhookEndpointItem:
@@ -173,6 +181,18 @@ def _delivery(item: WebhookDeliveryItem) -> WebhookDelivery:
     )
 
 
+def _event_key(event: WebhookEvent) -> OutboundEventItem:
+    return OutboundEventItem(
+        keys.webhook_event_pk(keys.webhook_event_shard(event.id)),
+        keys.webhook_event_sk(event.created_at, event.id),
+    )
+
+
+def _item_bytes(item: WebhookDeliveryItem) -> int:
+    """An upper bound of the item's size in a request (its attributes as JSON)."""
+    return len(json.dumps(item.serialize(), separators=(",", ":")).encode())
+
+
 def _cancelled_by_condition(exc: TransactWriteError) -> bool:
     reasons = [r for r in exc.cancellation_reasons or [] if r is not None]
     return any(r.code in ("ConditionalCheckFailed", "TransactionConflict") for r in reasons)
@@ -182,17 +202,39 @@ class DynamoWebhookRepository:
     """Webhook endpoints, the outbox's events and the deliveries made of them, on the table."""
 
     # -- endpoints ----------------------------------------------------------------------------
-    def create_endpoint(self, endpoint: WebhookEndpoint, event: AuditEvent) -> None:
-        """The endpoint and its audit event in one write.
+    def create_endpoint(
+        self, endpoint: WebhookEndpoint, event: AuditEvent, *, existing: int = 0
+    ) -> None:
+        """The endpoint, its audit event and the facility's endpoint count + 1 in one write, on
+        condition the count is under ``MAX_ENDPOINTS_PER_FACILITY`` (so racing creations never
+        pass the cap). ``existing``: the endpoints the caller read, the count's start for a
+        facility whose endpoints predate the count. Disabling does not lower the count.
 
         Raises:
             VersionConflict: the id is taken; nothing is written.
+            InvalidRequest: the facility has its ``MAX_ENDPOINTS_PER_FACILITY``; nothing written.
         """
+        counter = WebhookEndpointCountItem(
+            keys.webhook_endpoint_pk(endpoint.facility_id), keys.WEBHOOK_ENDPOINT_COUNT_SK
+        )
+        count = WebhookEndpointCountItem.count
         write = AtomicWrite()
         write.put(
             _endpoint_item(endpoint),
             WebhookEndpointItem.PK.does_not_exist(),
             VersionConflict("endpoint id taken"),
+        )
+        under_cap = count < MAX_ENDPOINTS_PER_FACILITY
+        if existing < MAX_ENDPOINTS_PER_FACILITY:  # no count yet: it starts at ``existing``
+            under_cap = under_cap | count.does_not_exist()
+        write.update(
+            counter,
+            [
+                count.set((count | existing) + 1),
+                WebhookEndpointCountItem.item_type.set(WebhookEndpointCountItem.ITEM_TYPE),
+            ],
+            under_cap,
+            InvalidRequest(TOO_MANY_ENDPOINTS),
         )
         write.append_audit(event)
         write.send_or_raise_tag()
@@ -262,15 +304,18 @@ class DynamoWebhookRepository:
             raise
         return _endpoint(item)
 
-    def endpoint_succeeded(self, endpoint: WebhookEndpoint) -> None:
-        """A success: the endpoint is no longer failing."""
+    def endpoint_succeeded(self, endpoint: WebhookEndpoint, started_at: str) -> None:
+        """A success of an attempt started at ``started_at``: the endpoint is no longer failing,
+        if it has been failing since then or before (whatever the attempt read; a failure
+        stored after the attempt started is kept)."""
         item = WebhookEndpointItem(
             keys.webhook_endpoint_pk(endpoint.facility_id), keys.webhook_endpoint_sk(endpoint.id)
         )
         try:
             item.update(
                 actions=[WebhookEndpointItem.failing_since.remove()],
-                condition=WebhookEndpointItem.PK.exists(),
+                condition=WebhookEndpointItem.PK.exists()
+                & (WebhookEndpointItem.failing_since <= started_at),
             )
         except UpdateError as exc:
             if not condition_failed(exc):
@@ -288,19 +333,33 @@ class DynamoWebhookRepository:
         return sorted(found, key=lambda e: e.created_at)[:limit]
 
     def fan_out(self, event: WebhookEvent, deliveries: list[WebhookDelivery]) -> bool:
-        """The event's deliveries (none may exist yet) and the event's removal, in one write.
-        False when another run fanned it out first (nothing written by this one; an event whose
-        deliveries all exist already is removed)."""
+        """The event's deliveries (none may exist yet) and the event's removal. False when
+        another run fanned it out first (an event whose deliveries all exist already is removed).
+
+        Deliveries that fit one transaction (``MAX_TRANSACT_ITEMS`` items and
+        ``MAX_TRANSACT_BYTES``) are written with the removal in one ``TransactWriteItems``. Larger
+        ones (a big event to many endpoints: each delivery carries the event's data) are put one
+        by one, each on condition that it does not exist (its id is derived from event and
+        endpoint, so a put repeated or raced writes no second one), and the event is removed
+        only after every put succeeded: a failure half-way leaves the event waiting, and the next
+        run puts the missing deliveries only."""
+        items = [_delivery_item(d) for d in deliveries]
+        key = _event_key(event)
+        if not items:  # no endpoint wants it: one conditional delete, no transaction
+            try:
+                key.delete(condition=OutboundEventItem.PK.exists())
+            except DeleteError as exc:
+                if condition_failed(exc):
+                    return False
+                raise
+            return True
+        size = sum(_item_bytes(item) for item in items)
+        if len(items) + 1 > MAX_TRANSACT_ITEMS or size > MAX_TRANSACT_BYTES:
+            return self._fan_out_one_by_one(key, items)
         puts = [
-            _delivery_item(d).get_save_kwargs_from_instance(
-                condition=WebhookDeliveryItem.PK.does_not_exist()
-            )
-            for d in deliveries
+            item.get_save_kwargs_from_instance(condition=WebhookDeliveryItem.PK.does_not_exist())
+            for item in items
         ]
-        key = OutboundEventItem(
-            keys.webhook_event_pk(keys.webhook_event_shard(event.id)),
-            keys.webhook_event_sk(event.created_at, event.id),
-        )
         delete = key.get_delete_kwargs_from_instance(condition=OutboundEventItem.PK.exists())
         try:
             LedgerItem._get_connection().connection.transact_write_items(
@@ -319,6 +378,69 @@ class DynamoWebhookRepository:
                 key.delete()
             return False
         return True
+
+    @staticmethod
+    def _fan_out_one_by_one(key: OutboundEventItem, items: list[WebhookDeliveryItem]) -> bool:
+        written = 0
+        for item in items:
+            try:
+                item.save(condition=WebhookDeliveryItem.PK.does_not_exist())
+                written += 1
+            except PutError as exc:
+                if not condition_failed(exc):
+                    raise  # the event stays: the next run puts what is missing
+        try:
+            key.delete(condition=OutboundEventItem.PK.exists())
+        except DeleteError as exc:
+            if condition_failed(exc):
+                return False  # another run removed it (between them, one delivery each)
+            raise
+        return written > 0 or not items  # False: every delivery existed (written elsewhere)
+
+    def fan_out_failed(self, event: WebhookEvent) -> int:
+        """Count a failed fan-out of the waiting event; the failures so far (0: it is gone)."""
+        key = _event_key(event)
+        try:
+            key.update(
+                actions=[OutboundEventItem.fan_out_tries.add(1)],
+                condition=OutboundEventItem.PK.exists(),
+            )
+        except UpdateError as exc:
+            if condition_failed(exc):
+                return 0
+            raise
+        return int(key.fan_out_tries or 0)
+
+    def park_event(self, event: WebhookEvent, at: str) -> bool:
+        """Move the waiting event out of the outbox (it is no longer fanned out) to the parked
+        events, kept ``PARKED_KEEP_SECONDS`` to be read; False if it is no longer waiting."""
+        key = _event_key(event)
+        parked = event_item(event)
+        parked.PK = keys.WEBHOOK_PARKED_EVENT_PK
+        parked.parked_at = at
+        parked.expires_at = int(parse_iso(at).timestamp()) + PARKED_KEEP_SECONDS
+        try:
+            LedgerItem._get_connection().connection.transact_write_items(
+                condition_check_items=[],
+                delete_items=[
+                    key.get_delete_kwargs_from_instance(condition=OutboundEventItem.PK.exists())
+                ],
+                put_items=[parked.get_save_kwargs_from_instance()],
+                update_items=[],
+                client_request_token=str(uuid.uuid4()),
+            )
+        except TransactWriteError as exc:
+            if _cancelled_by_condition(exc):
+                return False
+            raise
+        return True
+
+    def parked_events(self) -> list[WebhookEvent]:
+        """The parked events, oldest first."""
+        return [
+            event_of(item)
+            for item in OutboundEventItem.query(keys.WEBHOOK_PARKED_EVENT_PK, consistent_read=True)
+        ]
 
     # -- deliveries ---------------------------------------------------------------------------
     def due(self, now: str, limit: int) -> list[str]:
@@ -371,9 +493,12 @@ class DynamoWebhookRepository:
             raise
         return _delivery(item), token
 
-    def record(self, delivery: WebhookDelivery, token: str, now: int) -> bool:
-        """Store what the attempt gave and release the lease, if the lease is still ``token``
-        (False: it expired and another run took the delivery; nothing written)."""
+    def record(
+        self, delivery: WebhookDelivery, token: str, now: int, *, keep_lease: bool = False
+    ) -> bool:
+        """Store the delivery (an attempt started, or what it gave) and release the lease unless
+        ``keep_lease``, if the lease is still ``token`` (False: it expired and another run took
+        the delivery; nothing written)."""
         item = _delivery_key(delivery.id)
         pending = delivery.next_attempt_at is not None
         actions: list = [
@@ -381,9 +506,12 @@ class DynamoWebhookRepository:
             WebhookDeliveryItem.attempts.set(delivery.attempts),
             WebhookDeliveryItem.last_attempt_at.set(delivery.last_attempt_at),
             WebhookDeliveryItem.first_attempt_at.set(delivery.first_attempt_at),
-            WebhookDeliveryItem.claimed_until.set(0),
-            WebhookDeliveryItem.lease.remove(),
         ]
+        if not keep_lease:
+            actions += [
+                WebhookDeliveryItem.claimed_until.set(0),
+                WebhookDeliveryItem.lease.remove(),
+            ]
         for attribute, value in (
             (WebhookDeliveryItem.last_status_code, delivery.last_status_code),
             (WebhookDeliveryItem.last_error, delivery.last_error),
