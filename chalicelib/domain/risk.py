@@ -491,6 +491,10 @@ class Review:
         return replace(self, status=status, decided_by=by, decided_at=at, reason=reason)
 
     def approved(self, admin_id: str, at: str) -> Review:
+        """Raises ReviewNotOpen: decided already, or past ``expires_at`` (the expiry job is about
+        to release the hold; a late approval must not move the money)."""
+        if self.status is ReviewStatus.OPEN and at >= self.expires_at:
+            raise ReviewNotOpen(f"review {self.id} expired at {self.expires_at}")
         return self._decided(ReviewStatus.APPROVED, admin_id, at, None)
 
     def rejected(self, admin_id: str, at: str, reason: str) -> Review:

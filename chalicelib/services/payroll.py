@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from aws_lambda_powertools import Logger
+
 from chalicelib.adapters.clock import now_iso, to_iso
 from chalicelib.domain.accounts import OwnerType, PlatformAccount, PlatformKind, wallet_id
 from chalicelib.domain.errors import (
@@ -61,6 +63,8 @@ from chalicelib.domain.transactions import TransactionType
 from chalicelib.domain.webhooks import WebhookEvent, WebhookEventType
 from chalicelib.services.ledger import LedgerService, PostingRequest, SideWrite
 from chalicelib.services.webhook_events import WebhookEvents
+
+logger = Logger(child=True)
 
 WORKERS = 4  # items paid in parallel by one run (bench/payroll.py)
 FINISH_AFTER_SECONDS = 300  # a batch processing this long is taken over by the finisher
@@ -258,6 +262,9 @@ def finish_stuck(
         try:
             report[payroll_id] = finish(payer, payroll).status.value
         except LedgerError as exc:
+            report[payroll_id] = f"error:{type(exc).__name__}"
+        except Exception as exc:  # one batch's failure (throttling, a bug) does not stop the rest
+            logger.exception("could not finish a payroll batch", extra={"payroll_id": payroll_id})
             report[payroll_id] = f"error:{type(exc).__name__}"
     return report
 

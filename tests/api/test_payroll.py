@@ -603,6 +603,27 @@ def test_a_crashed_batch_is_finished_by_the_scheduled_finisher(
     check_guarantees(table)
 
 
+def test_a_batch_the_finisher_cannot_finish_does_not_stop_the_others(
+    api_client, clinic, staff, table, monkeypatch
+):
+    with monkeypatch.context() as faults:
+        crash_before_the_write(faults, after=3)
+        crashed, _ = post(api_client, clinic["secret"], crew_batch())
+    assert crashed.status_code == 500
+    (payout_id,) = {t["metadata"]["payroll_id"] for t in payroll_transactions(table)}
+    _, seen = get(api_client, clinic["secret"], f"{PATH}/{payout_id}")
+    later = parse_iso(seen["payout"]["created_at"]) + timedelta(minutes=6)
+
+    def broken(*args, **kwargs):  # not a ledger error: throttling, a bug
+        raise RuntimeError("throttled")
+
+    with monkeypatch.context() as faults:
+        faults.setattr(service, "finish", broken)
+        assert jobs.run_payroll_finisher(now=later) == {payout_id: "error:RuntimeError"}
+    assert jobs.run_payroll_finisher(now=later) == {payout_id: "completed"}  # taken again
+    assert_each_item_paid_once(table, 6)
+
+
 def test_the_retry_and_the_finisher_racing_on_one_batch_pay_each_item_once(
     api_client, clinic, staff, table, monkeypatch
 ):

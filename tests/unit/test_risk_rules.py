@@ -120,3 +120,12 @@ def test_a_review_is_decided_once():
             decide()
     with pytest.raises(InvalidRequest):
         review.rejected("admin", NOON, "   ")
+
+
+def test_a_review_past_its_expiry_cannot_be_approved_only_released():
+    rule = parse_rules([{"id": "r", "kind": "daily_count_over", "action": "review", "count": 0}])
+    review = Review.opened(check(100), rule[0], "txn_1", 72)
+    with pytest.raises(ReviewNotOpen):
+        review.approved("admin", review.expires_at)  # the expiry job is about to void the hold
+    assert review.rejected("admin", review.expires_at, "late").status is ReviewStatus.REJECTED
+    assert review.expired(review.expires_at).status is ReviewStatus.EXPIRED
