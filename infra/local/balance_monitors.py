@@ -10,28 +10,21 @@ alert is printed (and logged) instead of published. Exits 0 (1 if the stack cann
 
 from __future__ import annotations
 
-import os
 import sys
 
 
 def main() -> int:
-    from infra.local.stack import StackError, api_environment, read_config
+    from infra.local.stack import use_running_stack
 
-    try:
-        config = read_config(os.environ)
-    except StackError as exc:
-        print(f"balance-monitors: {exc}", file=sys.stderr)
+    config = use_running_stack("balance-monitors")
+    if config is None:
         return 1
-    os.environ.update(api_environment(config))
-    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        os.environ.pop(name, None)
 
     from chalicelib.api.dependencies import (
         get_bound_settings,
         get_ledger_service,
         get_monitor_repository,
     )
-    from chalicelib.config import get_settings
     from chalicelib.services import monitors
 
     class Printed:
@@ -39,7 +32,6 @@ def main() -> int:
             print(f"{subject}\n{message}")
             return True
 
-    get_settings.cache_clear()
     get_bound_settings()
     try:
         report = monitors.check_monitors(

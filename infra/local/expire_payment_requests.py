@@ -12,27 +12,18 @@ the ids it expired, and exits 0 (1 if the stack cannot be reached).
 
 from __future__ import annotations
 
-import os
 import sys
 
 
 def main() -> int:
-    from infra.local.stack import StackError, api_environment, read_config
+    from infra.local.stack import use_running_stack
 
-    try:
-        config = read_config(os.environ)
-    except StackError as exc:
-        print(f"expire-payment-requests: {exc}", file=sys.stderr)
+    config = use_running_stack("expire-payment-requests")
+    if config is None:
         return 1
-    # The API's view: the stack's table and endpoints, fake AWS credentials.
-    os.environ.update(api_environment(config))
-    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        os.environ.pop(name, None)
 
     from chalicelib.api.jobs import run_payment_request_expiry
-    from chalicelib.config import get_settings
 
-    get_settings.cache_clear()
     try:
         expired = run_payment_request_expiry()
     except Exception as exc:  # DynamoDB unreachable: the stack is not running

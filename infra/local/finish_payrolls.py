@@ -14,7 +14,6 @@ line per batch and exits 0 (1 if the stack cannot be reached).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from datetime import UTC, datetime
 
@@ -23,17 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Finish the local stack's stuck payout batches")
     parser.add_argument("--older-than", type=int, default=300, metavar="SECONDS")
     args = parser.parse_args(argv)
-    from infra.local.stack import StackError, api_environment, read_config
+    from infra.local.stack import use_running_stack
 
-    try:
-        config = read_config(os.environ)
-    except StackError as exc:
-        print(f"finish-payrolls: {exc}", file=sys.stderr)
+    config = use_running_stack("finish-payrolls")
+    if config is None:
         return 1
-    # The API's view: the stack's table and endpoints, fake AWS credentials.
-    os.environ.update(api_environment(config))
-    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        os.environ.pop(name, None)
 
     from chalicelib.api.dependencies import (
         get_bound_settings,
@@ -41,10 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         get_payroll_repository,
         get_webhook_events,
     )
-    from chalicelib.config import get_settings
     from chalicelib.services import payroll
 
-    get_settings.cache_clear()
     get_bound_settings()
     payer = payroll.Payer(get_ledger_service(), get_payroll_repository(), get_webhook_events())
     try:

@@ -12,22 +12,15 @@ the stack cannot be reached).
 
 from __future__ import annotations
 
-import os
 import sys
 
 
 def main() -> int:
-    from infra.local.stack import StackError, api_environment, read_config
+    from infra.local.stack import use_running_stack
 
-    try:
-        config = read_config(os.environ)
-    except StackError as exc:
-        print(f"retry-payouts: {exc}", file=sys.stderr)
+    config = use_running_stack("retry-payouts")
+    if config is None:
         return 1
-    # The API's view: the stack's table and endpoints, fake AWS credentials.
-    os.environ.update(api_environment(config))
-    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        os.environ.pop(name, None)
 
     from chalicelib.api.dependencies import (
         get_bound_settings,
@@ -35,10 +28,8 @@ def main() -> int:
         get_payout_repository,
         get_withdrawal_repository,
     )
-    from chalicelib.config import get_settings
     from chalicelib.services import payouts
 
-    get_settings.cache_clear()
     get_bound_settings()
     try:
         report = payouts.retry_requested(

@@ -587,6 +587,25 @@ def api_environment(config: StackConfig) -> dict[str, str]:
     }
 
 
+def use_running_stack(command: str) -> StackConfig | None:
+    """For a command run beside ``make run`` (``make retry-payouts``, ...): point this process at
+    the running stack as its API sees it (its table and endpoints, fake AWS credentials) and
+    return the stack's configuration; None, after saying why on stderr, when the environment
+    names no stack."""
+    try:
+        config = read_config(os.environ)
+    except StackError as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return None
+    os.environ.update(api_environment(config))
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        os.environ.pop(name, None)
+    from chalicelib.config import get_settings
+
+    get_settings.cache_clear()
+    return config
+
+
 def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signum)
